@@ -1,0 +1,132 @@
+//! Checks on the compiled descriptors that must pass before any code is generated.
+//!
+//! A [`prost_build::ServiceGenerator`] cannot report errors, so whatever the generator cannot
+//! handle is rejected here with a readable [`io::Error`]: streaming methods (mprpc only has
+//! unary calls so far) and method names that would collide once turned into Rust names.
+
+use std::collections::HashMap;
+use std::io;
+
+use heck::ToSnakeCase;
+use prost_types::FileDescriptorSet;
+
+/// Checks that every service in `fds` can be generated: every method is unary, no two methods
+/// of a service get the same Rust name, and no method is named `new` (the clients'
+/// constructor).
+///
+/// [`Builder::compile`](crate::Builder::compile) runs this itself; call it when you install
+/// a [`Generator`](crate::Generator) in your own [`prost_build::Config`].
+pub fn check_file_descriptor_set(fds: &FileDescriptorSet) -> io::Result<()> {
+    check(fds, true)
+}
+
+pub(crate) fn check(fds: &FileDescriptorSet, build_client: bool) -> io::Result<()> {
+    for file in &fds.file {
+        for service in &file.service {
+            let full_name = if file.package().is_empty() {
+                service.name().to_owned()
+            } else {
+                format!("{}.{}", file.package(), service.name())
+            };
+            let mut rust_names: HashMap<String, &str> = HashMap::new();
+            for method in &service.method {
+                let proto_name = method.name();
+                let what = format!(
+                    "{}: method `{proto_name}` of service `{full_name}`",
+                    file.name()
+                );
+                let streaming = match (method.client_streaming(), method.server_streaming()) {
+                    (false, false) => None,
+                    (true, false) => Some("client-streaming"),
+                    (false, true) => Some("server-streaming"),
+                    (true, true) => Some("bidirectional-streaming"),
+                };
+                if let Some(kind) = streaming {
+                    return Err(invalid(format!(
+                        "{what} is {kind}; mprpc supports only unary methods so far"
+                    )));
+                }
+                let rust_name = proto_name.to_snake_case();
+                if build_client && rust_name == "new" {
+                    return Err(invalid(format!(
+                        "{what} would become `new`, which the generated clients use as their \
+                         constructor; rename the method"
+                    )));
+                }
+                if let Some(other) = rust_names.insert(rust_name.clone(), proto_name) {
+                    return Err(invalid(format!(
+                        "{what} and method `{other}` would both become the Rust method \
+                         `{rust_name}`; rename one of them"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn invalid(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, format!("mprpc-build: {message}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use prost_types::{FileDescriptorProto, MethodDescriptorProto, ServiceDescriptorProto};
+
+    use super::*;
+
+    fn fds(methods: Vec<MethodDescriptorProto>) -> FileDescriptorSet {
+        FileDescriptorSet {
+            file: vec![FileDescriptorProto {
+                name: Some("s.proto".into()),
+                package: Some("pkg".into()),
+                service: vec![ServiceDescriptorProto {
+                    name: Some("Svc".into()),
+                    method: methods,
+                    options: None,
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    fn method(name: &str) -> MethodDescriptorProto {
+        MethodDescriptorProto {
+            name: Some(name.into()),
+            input_type: Some(".pkg.Req".into()),
+            output_type: Some(".pkg.Resp".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn unary_methods_pass() {
+        check_file_descriptor_set(&fds(vec![method("Login"), method("Type")])).unwrap();
+    }
+
+    #[test]
+    fn new_clashes_only_with_clients() {
+        let set = fds(vec![method("New")]);
+        let err = check(&set, true).unwrap_err().to_string();
+        assert!(err.contains("s.proto: method `New` of service `pkg.Svc`"), "{err}");
+        check(&set, false).unwrap();
+    }
+
+    #[test]
+    fn same_rust_name_is_rejected() {
+        let err = check_file_descriptor_set(&fds(vec![method("GetFoo"), method("get_foo")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`get_foo`"), "{err}");
+    }
+
+    #[test]
+    fn server_streaming_is_named() {
+        let mut m = method("Watch");
+        m.server_streaming = Some(true);
+        let err = check_file_descriptor_set(&fds(vec![m]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`Watch`") && err.contains("server-streaming"), "{err}");
+    }
+}

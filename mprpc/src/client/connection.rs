@@ -1,0 +1,325 @@
+//! One multiplexed connection from a consumer to a provider.
+//!
+//! Calls are matched to replies by request id: a call registers a one-shot waiter under a new
+//! id, hands its frame to the writer task, and waits. The reader task completes waiters as
+//! replies arrive, in any order. When the connection dies (EOF, a read error, a protocol
+//! error, or a ping that goes unanswered) every waiter gets `Unavailable` at once, so no
+//! call hangs on a dead provider.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ClientConfig;
+use crate::protocol::codec::decode_header;
+use crate::protocol::writer::{write_loop, QUEUE_DEPTH};
+use crate::protocol::{
+    CancelHeader, FrameDecoder, FrameKind, GoAwayHeader, MetadataEntry, OutFrame, RequestHeader,
+    ResponseHeader,
+};
+use crate::{Code, Status};
+
+type Waiter = oneshot::Sender<Result<Bytes, Status>>;
+
+/// A live connection. Dropping the last handle closes it.
+pub(crate) struct Connection {
+    shared: Arc<ConnShared>,
+    close: CancellationToken,
+}
+
+struct ConnShared {
+    address: String,
+    tx: mpsc::Sender<OutFrame>,
+    next_id: AtomicU64,
+    pending: Mutex<Pending>,
+    /// Set when the provider said `GoAway`: no new calls, existing ones still complete.
+    going_away: AtomicBool,
+    /// When the connection was opened; `last_read_ms` counts from here.
+    opened: Instant,
+    last_read_ms: AtomicU64,
+}
+
+#[derive(Default)]
+struct Pending {
+    waiters: HashMap<u64, Waiter>,
+    /// Why the connection is closed, once it is.
+    closed: Option<Status>,
+}
+
+/// Why a call did not get a reply.
+pub(crate) enum CallError {
+    /// The request never reached the wire: safe to try another provider.
+    NotSent(Status),
+    /// The request may have reached the provider.
+    Failed(Status),
+}
+
+impl Connection {
+    /// Opens a connection to `address` within `config.connect_timeout`.
+    pub(crate) async fn connect(address: &str, config: &ClientConfig) -> Result<Connection, Status> {
+        let stream = tokio::time::timeout(config.connect_timeout, TcpStream::connect(address))
+            .await
+            .map_err(|_| {
+                Status::unavailable(format!(
+                    "connecting to {address} timed out after {:?}",
+                    config.connect_timeout
+                ))
+            })?
+            .map_err(|e| Status::unavailable(format!("cannot connect to {address}: {e}")))?;
+        let _ = stream.set_nodelay(true);
+        Ok(Connection::start(stream, address.to_owned(), config))
+    }
+
+    fn start(stream: TcpStream, address: String, config: &ClientConfig) -> Connection {
+        let (rd, wr) = stream.into_split();
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let shared = Arc::new(ConnShared {
+            address,
+            tx,
+            next_id: AtomicU64::new(1),
+            pending: Mutex::default(),
+            going_away: AtomicBool::new(false),
+            opened: Instant::now(),
+            last_read_ms: AtomicU64::new(0),
+        });
+        let close = CancellationToken::new();
+        let addr = shared.address.clone();
+        tokio::spawn(async move {
+            if let Err(e) = write_loop(wr, rx).await {
+                tracing::debug!(address = %addr, "write failed: {e}");
+            }
+        });
+        tokio::spawn(read_loop(
+            rd,
+            shared.clone(),
+            close.clone(),
+            config.max_frame_size,
+        ));
+        tokio::spawn(keepalive(
+            Arc::downgrade(&shared),
+            close.clone(),
+            config.ping_interval,
+            config.ping_timeout,
+        ));
+        Connection { shared, close }
+    }
+
+    /// Whether new calls may use this connection.
+    pub(crate) fn is_usable(&self) -> bool {
+        !self.shared.going_away.load(Ordering::Relaxed) && lock(&self.shared.pending).closed.is_none()
+    }
+
+    /// Why the connection is not usable, if it is not.
+    pub(crate) fn closed_reason(&self) -> Option<Status> {
+        lock(&self.shared.pending).closed.clone()
+    }
+
+    /// Sends one call and waits for its reply. The caller bounds the wait; if it gives up
+    /// (drops this future), the waiter is removed and the provider is told to cancel.
+    pub(crate) async fn call(
+        &self,
+        service: &str,
+        method: &str,
+        metadata: Vec<MetadataEntry>,
+        timeout: Option<Duration>,
+        body: Bytes,
+    ) -> Result<Bytes, CallError> {
+        let shared = &self.shared;
+        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let (reply_tx, reply_rx) = oneshot::channel();
+        {
+            let mut pending = lock(&shared.pending);
+            if let Some(reason) = &pending.closed {
+                return Err(CallError::NotSent(reason.clone()));
+            }
+            pending.waiters.insert(id, reply_tx);
+        }
+        let mut guard = CallGuard {
+            shared,
+            id,
+            armed: true,
+        };
+        let header = RequestHeader {
+            request_id: id,
+            service: service.to_owned(),
+            method: method.to_owned(),
+            timeout_us: timeout.map_or(0, |t| t.as_micros().max(1) as u64),
+            metadata,
+        };
+        if shared
+            .tx
+            .send(OutFrame::Request(header, body))
+            .await
+            .is_err()
+        {
+            guard.armed = false;
+            lock(&shared.pending).waiters.remove(&id);
+            let reason = self
+                .closed_reason()
+                .unwrap_or_else(|| Status::unavailable(format!("connection to {} closed", shared.address)));
+            return Err(CallError::NotSent(reason));
+        }
+        let outcome = reply_rx.await;
+        guard.armed = false;
+        match outcome {
+            Ok(result) => result.map_err(CallError::Failed),
+            // The reader dropped the waiter without answering: only when closing.
+            Err(_) => Err(CallError::Failed(self.closed_reason().unwrap_or_else(|| {
+                Status::unavailable(format!("connection to {} closed", shared.address))
+            }))),
+        }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.close.cancel();
+    }
+}
+
+/// Removes the waiter and cancels the call on the provider if the call is abandoned.
+struct CallGuard<'a> {
+    shared: &'a ConnShared,
+    id: u64,
+    armed: bool,
+}
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed && lock(&self.shared.pending).waiters.remove(&self.id).is_some() {
+            let cancel = OutFrame::Cancel(CancelHeader {
+                request_id: self.id,
+            });
+            // Best effort: if the queue is full the provider's deadline stops the work.
+            let _ = self.shared.tx.try_send(cancel);
+        }
+    }
+}
+
+async fn read_loop(
+    rd: OwnedReadHalf,
+    shared: Arc<ConnShared>,
+    close: CancellationToken,
+    max_frame_size: usize,
+) {
+    let mut frames = FramedRead::with_capacity(rd, FrameDecoder::new(max_frame_size), 64 * 1024);
+    let reason = loop {
+        let next = tokio::select! {
+            () = close.cancelled() => break Status::unavailable(format!("connection to {} was closed", shared.address)),
+            next = frames.next() => next,
+        };
+        let frame = match next {
+            None => break Status::unavailable(format!("provider {} closed the connection", shared.address)),
+            Some(Err(e)) => {
+                let mut status = e.to_status();
+                if status.code() != Code::ResourceExhausted {
+                    status = Status::unavailable(format!("connection to {} failed: {e}", shared.address));
+                }
+                break status;
+            }
+            Some(Ok(frame)) => frame,
+        };
+        let ms = shared.opened.elapsed().as_millis() as u64;
+        shared.last_read_ms.store(ms, Ordering::Relaxed);
+        match frame.kind {
+            FrameKind::Response => {
+                let header: ResponseHeader = match decode_header(&frame) {
+                    Ok(h) => h,
+                    Err(e) => break Status::internal(format!("from {}: {e}", shared.address)),
+                };
+                let waiter = lock(&shared.pending).waiters.remove(&header.request_id);
+                if let Some(waiter) = waiter {
+                    let result = if header.code == 0 {
+                        Ok(frame.body)
+                    } else {
+                        Err(Status::new(Code::from_i32(header.code), header.message))
+                    };
+                    let _ = waiter.send(result);
+                }
+            }
+            FrameKind::GoAway => {
+                let header: GoAwayHeader = decode_header(&frame).unwrap_or_default();
+                tracing::debug!(address = %shared.address, code = header.code, "provider sent GoAway: {}", header.message);
+                shared.going_away.store(true, Ordering::Relaxed);
+                if header.code != Code::Unavailable.as_i32() {
+                    // A protocol complaint: the provider closes right after.
+                    let status = Status::new(Code::from_i32(header.code), format!("provider {} closed the connection: {}", shared.address, header.message));
+                    lock(&shared.pending).closed.get_or_insert(status);
+                }
+            }
+            FrameKind::Ping => {
+                let _ = shared.tx.try_send(OutFrame::Pong(frame.body));
+            }
+            FrameKind::Pong => {}
+            FrameKind::Request | FrameKind::Cancel => {
+                break Status::internal(format!("protocol error: provider {} sent a {:?} frame", shared.address, frame.kind));
+            }
+        }
+    };
+    fail_all(&shared, reason);
+    close.cancel();
+}
+
+/// Marks the connection closed and answers every waiter with `reason`.
+fn fail_all(shared: &ConnShared, reason: Status) {
+    let waiters = {
+        let mut pending = lock(&shared.pending);
+        let reason = pending.closed.get_or_insert(reason).clone();
+        std::mem::take(&mut pending.waiters)
+            .into_values()
+            .map(move |w| (w, reason.clone()))
+            .collect::<Vec<_>>()
+    };
+    for (waiter, reason) in waiters {
+        let _ = waiter.send(Err(reason));
+    }
+}
+
+/// Pings an idle connection and closes it if nothing at all comes back in time.
+async fn keepalive(
+    shared: std::sync::Weak<ConnShared>,
+    close: CancellationToken,
+    interval: Duration,
+    timeout: Duration,
+) {
+    loop {
+        tokio::select! {
+            () = close.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        let Some(conn) = shared.upgrade() else { return };
+        let idle_ms = conn.opened.elapsed().as_millis() as u64 - conn.last_read_ms.load(Ordering::Relaxed);
+        if idle_ms < interval.as_millis() as u64 {
+            continue;
+        }
+        let sent_at = conn.opened.elapsed().as_millis() as u64;
+        if conn.tx.try_send(OutFrame::Ping(Bytes::new())).is_err() {
+            continue;
+        }
+        drop(conn);
+        tokio::select! {
+            () = close.cancelled() => return,
+            () = tokio::time::sleep(timeout) => {}
+        }
+        let Some(conn) = shared.upgrade() else { return };
+        if conn.last_read_ms.load(Ordering::Relaxed) < sent_at {
+            tracing::warn!(address = %conn.address, "no answer to a ping within {timeout:?}; closing the connection");
+            fail_all(&conn, Status::unavailable(format!("provider {} stopped answering (ping timeout {timeout:?})", conn.address)));
+            close.cancel();
+            return;
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}

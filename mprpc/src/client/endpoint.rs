@@ -1,0 +1,111 @@
+//! One provider address as a consumer sees it: its connection, and reconnect backoff.
+//!
+//! A connection is opened on first use (never per call). When it dies, the next call opens a
+//! new one; if that fails, the endpoint waits before trying again (exponential backoff from
+//! `reconnect_backoff` up to `reconnect_backoff_max`), and calls meanwhile go to other
+//! providers or fail fast with `Unavailable` instead of piling up on connect attempts.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use super::connection::Connection;
+use crate::config::ClientConfig;
+use crate::Status;
+
+pub(crate) struct Endpoint {
+    address: String,
+    state: Mutex<State>,
+    /// Held while connecting, so that concurrent callers share one attempt.
+    connecting: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct State {
+    conn: Option<Arc<Connection>>,
+    /// Connect failures in a row.
+    failures: u32,
+    /// No connect attempt before this.
+    retry_at: Option<Instant>,
+    last_error: Option<Status>,
+}
+
+impl Endpoint {
+    pub(crate) fn new(address: String) -> Endpoint {
+        Endpoint {
+            address,
+            state: Mutex::default(),
+            connecting: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Whether the endpoint is waiting out a reconnect backoff.
+    pub(crate) fn in_backoff(&self) -> bool {
+        let state = self.lock();
+        state.conn.is_none() && state.retry_at.is_some_and(|t| Instant::now() < t)
+    }
+
+    fn usable(&self) -> Option<Arc<Connection>> {
+        let mut state = self.lock();
+        match &state.conn {
+            Some(conn) if conn.is_usable() => Some(conn.clone()),
+            Some(_) => {
+                state.conn = None;
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// The live connection, opening one if needed.
+    pub(crate) async fn connection(&self, config: &ClientConfig) -> Result<Arc<Connection>, Status> {
+        if let Some(conn) = self.usable() {
+            return Ok(conn);
+        }
+        let _connecting = self.connecting.lock().await;
+        if let Some(conn) = self.usable() {
+            return Ok(conn);
+        }
+        {
+            let state = self.lock();
+            if let Some(retry_at) = state.retry_at {
+                if Instant::now() < retry_at {
+                    let last = state.last_error.as_ref().map_or("", |s| s.message());
+                    return Err(Status::unavailable(format!(
+                        "provider {} is unreachable (retrying in {:?}): {last}",
+                        self.address,
+                        retry_at - Instant::now()
+                    )));
+                }
+            }
+        }
+        match Connection::connect(&self.address, config).await {
+            Ok(conn) => {
+                let conn = Arc::new(conn);
+                let mut state = self.lock();
+                state.conn = Some(conn.clone());
+                state.failures = 0;
+                state.retry_at = None;
+                state.last_error = None;
+                tracing::debug!(address = %self.address, "connected");
+                Ok(conn)
+            }
+            Err(status) => {
+                let mut state = self.lock();
+                state.failures = state.failures.saturating_add(1);
+                let exp = state.failures.saturating_sub(1).min(16);
+                let backoff = config
+                    .reconnect_backoff
+                    .saturating_mul(1 << exp)
+                    .min(config.reconnect_backoff_max);
+                state.retry_at = Some(Instant::now() + backoff);
+                state.last_error = Some(status.clone());
+                tracing::debug!(address = %self.address, ?backoff, "connect failed: {status}");
+                Err(status)
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}

@@ -1,0 +1,299 @@
+//! The consumer: a [`Channel`] that finds providers and carries calls to them.
+//!
+//! A channel follows each service it calls through the [`Registry`] (one discovery per
+//! service, then live updates), keeps one multiplexed connection per provider address
+//! ([`connection`]), and spreads calls round-robin over the providers of a service. A call
+//! that could not be written to its provider's connection is tried on the next provider.
+//! Every call has a time budget (the config's `timeout`, or the request's own), which is also
+//! sent to the provider so that it abandons work nobody waits for any more.
+//!
+//! [`BlockingChannel`] wraps a channel and its own runtime for synchronous callers.
+
+mod connection;
+mod endpoint;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use bytes::Bytes;
+use prost::Message;
+
+use self::connection::CallError;
+use self::endpoint::Endpoint;
+use crate::config::{ClientConfig, Config};
+use crate::protocol::MetadataEntry;
+use crate::registry::{self, Instances, Registry, RegistryError, StaticRegistry};
+use crate::{Request, Status};
+
+/// A consumer's handle for calling services. Cheap to clone; clones share connections.
+#[derive(Clone)]
+pub struct Channel {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: ClientConfig,
+    registry: Arc<dyn Registry>,
+    services: RwLock<HashMap<String, Arc<ServiceState>>>,
+    endpoints: Mutex<HashMap<String, Arc<Endpoint>>>,
+}
+
+struct ServiceState {
+    instances: Instances,
+    next: AtomicUsize,
+}
+
+impl std::fmt::Debug for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channel").finish_non_exhaustive()
+    }
+}
+
+impl Channel {
+    /// A channel that finds providers through `registry`.
+    pub fn new(config: ClientConfig, registry: Arc<dyn Registry>) -> Channel {
+        Channel {
+            inner: Arc::new(Inner {
+                config,
+                registry,
+                services: RwLock::default(),
+                endpoints: Mutex::default(),
+            }),
+        }
+    }
+
+    /// A channel with the client settings and registry of a config file.
+    pub fn from_config(config: &Config) -> Result<Channel, RegistryError> {
+        let registry = registry::from_config(&config.registry)?;
+        Ok(Channel::new(config.client.clone(), registry))
+    }
+
+    /// A channel that sends every service to one provider address, with default settings.
+    pub fn to_address(address: impl Into<String>) -> Channel {
+        Channel::to_addresses(vec![address.into()], ClientConfig::default())
+    }
+
+    /// A channel that sends every service to the given provider addresses.
+    pub fn to_addresses(addresses: Vec<String>, config: ClientConfig) -> Channel {
+        Channel::new(config, Arc::new(StaticRegistry::any(addresses)))
+    }
+
+    /// The client settings.
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+
+    /// Calls `service`/`method` with a typed request and decodes the typed reply.
+    pub async fn unary<Req, Resp>(
+        &self,
+        service: &str,
+        method: &str,
+        request: Request<Req>,
+    ) -> Result<Resp, Status>
+    where
+        Req: Message,
+        Resp: Message + Default,
+    {
+        let request = request.map(|m| Bytes::from(m.encode_to_vec()));
+        let body = self.unary_raw(service, method, request).await?;
+        Resp::decode(body).map_err(|e| {
+            Status::internal(format!("cannot decode the reply of {service}/{method}: {e}"))
+        })
+    }
+
+    /// Calls `service`/`method` with an encoded request and returns the encoded reply.
+    pub async fn unary_raw(
+        &self,
+        service: &str,
+        method: &str,
+        request: Request<Bytes>,
+    ) -> Result<Bytes, Status> {
+        let timeout = request.timeout().unwrap_or(self.inner.config.timeout);
+        let max = self.inner.config.max_frame_size;
+        if request.get_ref().len() > max {
+            return Err(Status::resource_exhausted(format!(
+                "the request of {} bytes exceeds the maximum frame size of {max} bytes",
+                request.get_ref().len()
+            )));
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        match tokio::time::timeout_at(deadline, self.call(service, method, request, deadline)).await
+        {
+            Ok(outcome) => outcome,
+            Err(_) => Err(Status::deadline_exceeded(format!(
+                "{service}/{method}: no reply within {timeout:?}"
+            ))),
+        }
+    }
+
+    async fn call(
+        &self,
+        service: &str,
+        method: &str,
+        request: Request<Bytes>,
+        deadline: tokio::time::Instant,
+    ) -> Result<Bytes, Status> {
+        let state = self.service(service).await?;
+        let instances = state.instances.borrow().clone();
+        if instances.is_empty() {
+            return Err(Status::unavailable(format!(
+                "no providers of `{service}` are known"
+            )));
+        }
+        let mut request = request;
+        let metadata: Vec<MetadataEntry> = std::mem::take(request.metadata_mut())
+            .into_entries()
+            .into_iter()
+            .map(|(key, value)| MetadataEntry { key, value })
+            .collect();
+        let body = request.into_inner();
+        let start = state.next.fetch_add(1, Ordering::Relaxed);
+        let endpoints: Vec<Arc<Endpoint>> = (0..instances.len())
+            .map(|i| self.endpoint(&instances[(start + i) % instances.len()].address))
+            .collect();
+        // Providers waiting out a reconnect backoff go last.
+        let (ready, backing_off): (Vec<_>, Vec<_>) =
+            endpoints.into_iter().partition(|e| !e.in_backoff());
+        let mut last_error = None;
+        for endpoint in ready.iter().chain(&backing_off) {
+            let conn = match endpoint.connection(&self.inner.config).await {
+                Ok(conn) => conn,
+                Err(status) => {
+                    last_error = Some(status);
+                    continue;
+                }
+            };
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match conn
+                .call(service, method, metadata.clone(), Some(remaining), body.clone())
+                .await
+            {
+                Ok(reply) => return Ok(reply),
+                Err(CallError::NotSent(status)) => last_error = Some(status),
+                Err(CallError::Failed(status)) => return Err(status),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| {
+            Status::unavailable(format!("no provider of `{service}` could be reached"))
+        }))
+    }
+
+    async fn service(&self, service: &str) -> Result<Arc<ServiceState>, Status> {
+        if let Some(state) = read(&self.inner.services).get(service) {
+            return Ok(state.clone());
+        }
+        let instances = self
+            .inner
+            .registry
+            .discover(service)
+            .await
+            .map_err(|e| match e {
+                RegistryError::UnknownService(_) => Status::unavailable(e.to_string()),
+                other => Status::unavailable(format!("cannot find providers of `{service}`: {other}")),
+            })?;
+        let mut services = self
+            .inner
+            .services
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let state = services
+            .entry(service.to_owned())
+            .or_insert_with(|| {
+                Arc::new(ServiceState {
+                    instances,
+                    next: AtomicUsize::new(0),
+                })
+            })
+            .clone();
+        Ok(state)
+    }
+
+    fn endpoint(&self, address: &str) -> Arc<Endpoint> {
+        let mut endpoints = self
+            .inner
+            .endpoints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(e) = endpoints.get(address) {
+            return e.clone();
+        }
+        let e = Arc::new(Endpoint::new(address.to_owned()));
+        endpoints.insert(address.to_owned(), e.clone());
+        e
+    }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A channel for synchronous callers, with a runtime of its own. Cheap to clone; usable from
+/// many threads at once. Not for use inside an async runtime (calls there fail with
+/// `Internal` rather than dead-locking); async code uses [`Channel`].
+#[derive(Clone)]
+pub struct BlockingChannel {
+    runtime: Arc<tokio::runtime::Runtime>,
+    channel: Channel,
+}
+
+impl std::fmt::Debug for BlockingChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockingChannel").finish_non_exhaustive()
+    }
+}
+
+impl BlockingChannel {
+    /// Starts a runtime with `config.threads` workers and a channel on it.
+    pub fn new(config: ClientConfig, registry: Arc<dyn Registry>) -> std::io::Result<BlockingChannel> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(config.threads.max(1))
+            .thread_name("mprpc-client")
+            .enable_all()
+            .build()?;
+        Ok(BlockingChannel {
+            runtime: Arc::new(runtime),
+            channel: Channel::new(config, registry),
+        })
+    }
+
+    /// A blocking channel with the client settings and registry of a config file.
+    pub fn from_config(config: &Config) -> Result<BlockingChannel, RegistryError> {
+        let registry = registry::from_config(&config.registry)?;
+        BlockingChannel::new(config.client.clone(), registry)
+            .map_err(|e| RegistryError::Config(format!("cannot start the client runtime: {e}")))
+    }
+
+    /// A blocking channel to one provider address, with default settings.
+    pub fn to_address(address: impl Into<String>) -> std::io::Result<BlockingChannel> {
+        BlockingChannel::new(
+            ClientConfig::default(),
+            Arc::new(StaticRegistry::any(vec![address.into()])),
+        )
+    }
+
+    /// The async channel underneath.
+    pub fn channel(&self) -> &Channel {
+        &self.channel
+    }
+
+    /// Calls `service`/`method` and waits for the reply.
+    pub fn unary<Req, Resp>(
+        &self,
+        service: &str,
+        method: &str,
+        request: Request<Req>,
+    ) -> Result<Resp, Status>
+    where
+        Req: Message,
+        Resp: Message + Default,
+    {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return Err(Status::internal(
+                "a blocking client was called inside an async runtime; use the async client there",
+            ));
+        }
+        self.runtime
+            .block_on(self.channel.unary(service, method, request))
+    }
+}

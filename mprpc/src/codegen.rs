@@ -1,0 +1,44 @@
+//! What generated code uses. Not a stable API for hand-written code: it exists so that the
+//! output of `mprpc-build` needs nothing but `mprpc` in the user's dependencies.
+
+pub use std::future::Future;
+pub use std::sync::Arc;
+
+pub use bytes::Bytes;
+pub use prost;
+
+pub use crate::client::{BlockingChannel, Channel};
+pub use crate::server::{BoxFuture, Service};
+pub use crate::{Code, IntoRequest, Request, Status};
+
+/// Decodes a request body into the method's message type; a bad body is `InvalidArgument`.
+pub fn decode_request<M: prost::Message + Default>(
+    service: &str,
+    method: &str,
+    request: Request<Bytes>,
+) -> Result<Request<M>, Status> {
+    let mut failure = None;
+    let request = request.map(|body| {
+        M::decode(body).unwrap_or_else(|e| {
+            failure = Some(e);
+            M::default()
+        })
+    });
+    match failure {
+        None => Ok(request),
+        Some(e) => Err(Status::invalid_argument(format!(
+            "cannot decode the request of {service}/{method}: {e}"
+        ))),
+    }
+}
+
+/// Encodes a reply message.
+pub fn encode_response<M: prost::Message>(message: &M) -> Bytes {
+    Bytes::from(message.encode_to_vec())
+}
+
+/// The answer to a method the service does not have.
+pub fn unimplemented_method(service: &str, method: &str) -> BoxFuture<Result<Bytes, Status>> {
+    let status = Status::unimplemented(format!("service `{service}` has no method `{method}`"));
+    Box::pin(std::future::ready(Err(status)))
+}

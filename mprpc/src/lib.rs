@@ -1,0 +1,53 @@
+//! mprpc: a distributed RPC framework. Services are declared in `.proto` files; `mprpc-build`
+//! generates the messages, an async server trait per service and typed clients (async and
+//! blocking); a provider hosts implementations on a multi-threaded tokio runtime; a consumer
+//! [`Channel`](client::Channel) finds providers through a [`registry`], keeps one multiplexed
+//! connection to each, and reports every failure as a typed [`Status`].
+//!
+//! # Layout
+//!
+//! | module | what it holds |
+//! | --- | --- |
+//! | [`status`] | [`Status`] and [`Code`]: every failure a caller can see |
+//! | [`request`] | [`Request`] and [`Metadata`]: a message with its call context |
+//! | [`protocol`] | the frame format and its codec (see `docs/PROTOCOL.md`) |
+//! | [`server`] | the provider: listener, connections, dispatch, graceful shutdown |
+//! | [`client`] | the consumer: channel, multiplexed connections, load balancing |
+//! | [`registry`] | where providers are registered and found: the seam and the static list |
+//! | [`config`] | the TOML (or legacy `key=value`) configuration file |
+//! | [`logging`] | `tracing` to a non-blocking daily file writer |
+//!
+//! # Example
+//!
+//! ```ignore
+//! // build.rs: mprpc_build::compile_protos(&["proto/user.proto"], &["proto"])?;
+//! mprpc::include_proto!("fixbug");
+//! ```
+
+pub mod client;
+#[doc(hidden)]
+pub mod codegen;
+pub mod config;
+pub mod logging;
+pub mod protocol;
+pub mod registry;
+pub mod request;
+pub mod server;
+pub mod status;
+
+pub use request::{IntoRequest, Metadata, Request};
+pub use status::{Code, Status};
+
+/// Includes the code `mprpc-build` generated for a protobuf package.
+///
+/// ```ignore
+/// pub mod fixbug {
+///     mprpc::include_proto!("fixbug");
+/// }
+/// ```
+#[macro_export]
+macro_rules! include_proto {
+    ($package:tt) => {
+        include!(concat!(env!("OUT_DIR"), concat!("/", $package, ".rs")));
+    };
+}

@@ -1,0 +1,294 @@
+//! Decoding frames from a byte stream.
+//!
+//! A partial frame is `Ok(None)` (wait for more bytes), never an error. Every length read from
+//! the network is checked against the configured maximum before any memory is reserved for
+//! it, so a peer cannot make us allocate by announcing a huge frame.
+
+use std::io;
+
+use bytes::{Buf, BytesMut};
+use tokio_util::codec::Decoder;
+
+use super::frame::{Frame, FrameKind, FIXED_HEADER_LEN, MAGIC, VERSION};
+use crate::Status;
+
+/// Why a byte stream could not be decoded. After any of these the stream is unusable: the
+/// frame boundaries are lost.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// The first bytes are not `"mp"`: the peer speaks another protocol.
+    #[error("not an mprpc frame: bad magic bytes {0:02x?}")]
+    BadMagic([u8; 2]),
+    /// A version this build does not speak.
+    #[error("unsupported protocol version {found} (this build speaks version {VERSION})")]
+    UnsupportedVersion {
+        /// The version the peer sent.
+        found: u8,
+    },
+    /// A frame kind this build does not know.
+    #[error("unknown frame kind {0}")]
+    UnknownKind(u8),
+    /// A frame larger than the configured maximum.
+    #[error("frame of {size} bytes exceeds the maximum frame size of {max} bytes")]
+    FrameTooLarge {
+        /// Header plus body length the peer announced.
+        size: u64,
+        /// The configured maximum.
+        max: usize,
+    },
+    /// A protobuf header that does not decode.
+    #[error("malformed {kind:?} header: {source}")]
+    BadHeader {
+        /// The frame kind.
+        kind: FrameKind,
+        /// What prost said.
+        source: prost::DecodeError,
+    },
+    /// The socket failed.
+    #[error("i/o error: {0}")]
+    Io(#[from] io::Error),
+}
+
+impl ProtocolError {
+    /// The status a caller or peer should see for this error.
+    pub fn to_status(&self) -> Status {
+        match self {
+            ProtocolError::FrameTooLarge { .. } => Status::resource_exhausted(self.to_string()),
+            ProtocolError::Io(_) => Status::unavailable(self.to_string()),
+            _ => Status::internal(format!("protocol error: {self}")),
+        }
+    }
+}
+
+/// Splits a byte stream into [`Frame`]s.
+#[derive(Clone, Debug)]
+pub struct FrameDecoder {
+    max_frame_size: usize,
+}
+
+impl FrameDecoder {
+    /// A decoder that rejects frames whose header plus body exceed `max_frame_size` bytes.
+    pub fn new(max_frame_size: usize) -> FrameDecoder {
+        FrameDecoder { max_frame_size }
+    }
+
+    /// The configured maximum.
+    pub fn max_frame_size(&self) -> usize {
+        self.max_frame_size
+    }
+}
+
+impl Decoder for FrameDecoder {
+    type Item = Frame;
+    type Error = ProtocolError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, ProtocolError> {
+        // Check what we can as soon as the bytes are there, so that garbage is refused at
+        // once rather than after waiting for twelve bytes that may never come.
+        if !src.is_empty() && src[0] != MAGIC[0] {
+            return Err(ProtocolError::BadMagic([src[0], src.get(1).copied().unwrap_or(0)]));
+        }
+        if src.len() >= 2 && src[1] != MAGIC[1] {
+            return Err(ProtocolError::BadMagic([src[0], src[1]]));
+        }
+        if src.len() >= 3 && src[2] != VERSION {
+            return Err(ProtocolError::UnsupportedVersion { found: src[2] });
+        }
+        if src.len() < FIXED_HEADER_LEN {
+            return Ok(None);
+        }
+        let kind = FrameKind::from_u8(src[3]).ok_or(ProtocolError::UnknownKind(src[3]))?;
+        let header_len = u32::from_be_bytes([src[4], src[5], src[6], src[7]]) as usize;
+        let body_len = u32::from_be_bytes([src[8], src[9], src[10], src[11]]) as usize;
+        let size = header_len as u64 + body_len as u64;
+        if size > self.max_frame_size as u64 {
+            return Err(ProtocolError::FrameTooLarge {
+                size,
+                max: self.max_frame_size,
+            });
+        }
+        let total = FIXED_HEADER_LEN + header_len + body_len;
+        if src.len() < total {
+            // Bounded by the check above: reserve once instead of growing step by step.
+            src.reserve(total - src.len());
+            return Ok(None);
+        }
+        src.advance(FIXED_HEADER_LEN);
+        let header = src.split_to(header_len).freeze();
+        let body = src.split_to(body_len).freeze();
+        Ok(Some(Frame { kind, header, body }))
+    }
+}
+
+/// Decodes the protobuf header of a frame.
+pub fn decode_header<H: prost::Message + Default>(frame: &Frame) -> Result<H, ProtocolError> {
+    H::decode(frame.header.clone()).map_err(|source| ProtocolError::BadHeader {
+        kind: frame.kind,
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::frame::{OutFrame, RequestHeader, ResponseHeader};
+    use bytes::Bytes;
+    use proptest::prelude::*;
+
+    fn sample_frames() -> Vec<OutFrame> {
+        vec![
+            OutFrame::Request(
+                RequestHeader {
+                    request_id: 7,
+                    service: "fixbug.UserServiceRpc".into(),
+                    method: "Login".into(),
+                    timeout_us: 3_000_000,
+                    metadata: vec![],
+                },
+                Bytes::from_static(b"\x0a\x03bob"),
+            ),
+            OutFrame::Ping(Bytes::from_static(b"12345678")),
+            OutFrame::Response(
+                ResponseHeader {
+                    request_id: 7,
+                    code: 0,
+                    message: String::new(),
+                    metadata: vec![],
+                },
+                Bytes::new(),
+            ),
+        ]
+    }
+
+    fn decode_all(decoder: &mut FrameDecoder, chunks: &[&[u8]]) -> Vec<Frame> {
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for chunk in chunks {
+            buf.extend_from_slice(chunk);
+            while let Some(frame) = decoder.decode(&mut buf).expect("valid stream") {
+                out.push(frame);
+            }
+        }
+        assert!(buf.is_empty(), "left over: {buf:?}");
+        out
+    }
+
+    fn encode_stream(frames: Vec<OutFrame>) -> Vec<u8> {
+        let mut buf = BytesMut::new();
+        for f in frames {
+            f.encode(&mut buf);
+        }
+        buf.to_vec()
+    }
+
+    #[test]
+    fn whole_stream_decodes() {
+        let bytes = encode_stream(sample_frames());
+        let frames = decode_all(&mut FrameDecoder::new(1024), &[&bytes]);
+        assert_eq!(frames.len(), 3);
+        assert_eq!(frames[0].kind, FrameKind::Request);
+        let h: RequestHeader = decode_header(&frames[0]).unwrap();
+        assert_eq!(h.method, "Login");
+        assert_eq!(&frames[0].body[..], b"\x0a\x03bob");
+        assert_eq!(frames[1].kind, FrameKind::Ping);
+        assert_eq!(&frames[1].body[..], b"12345678");
+    }
+
+    #[test]
+    fn oversized_length_is_refused_before_allocating() {
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(b"mp\x01\x01");
+        buf.extend_from_slice(&0u32.to_be_bytes());
+        buf.extend_from_slice(&u32::MAX.to_be_bytes());
+        let err = FrameDecoder::new(16 << 20).decode(&mut buf).unwrap_err();
+        assert!(matches!(err, ProtocolError::FrameTooLarge { .. }), "{err}");
+        assert!(buf.capacity() < 1024, "reserved {} bytes", buf.capacity());
+    }
+
+    #[test]
+    fn garbage_is_refused_at_the_first_byte() {
+        let mut buf = BytesMut::from(&b"G"[..]);
+        let err = FrameDecoder::new(1024).decode(&mut buf).unwrap_err();
+        assert!(matches!(err, ProtocolError::BadMagic(_)), "{err}");
+        let mut buf = BytesMut::from(&b"mp\x09"[..]);
+        let err = FrameDecoder::new(1024).decode(&mut buf).unwrap_err();
+        assert!(matches!(err, ProtocolError::UnsupportedVersion { found: 9 }), "{err}");
+    }
+
+    #[test]
+    fn partial_frame_waits() {
+        let bytes = encode_stream(sample_frames());
+        let mut buf = BytesMut::from(&bytes[..bytes.len() - 1]);
+        let mut d = FrameDecoder::new(1024);
+        let mut n = 0;
+        while d.decode(&mut buf).unwrap().is_some() {
+            n += 1;
+        }
+        assert_eq!(n, 2);
+        assert!(!buf.is_empty());
+    }
+
+    proptest! {
+        #[test]
+        fn split_anywhere_gives_the_same_frames(
+            cuts in proptest::collection::vec(0usize..400, 0..8),
+            bodies in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..100), 1..6),
+        ) {
+            let frames: Vec<OutFrame> = bodies
+                .iter()
+                .enumerate()
+                .map(|(i, b)| {
+                    OutFrame::Response(
+                        ResponseHeader { request_id: i as u64, code: 0, message: String::new(), metadata: vec![] },
+                        Bytes::from(b.clone()),
+                    )
+                })
+                .collect();
+            let bytes = encode_stream(frames);
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(bytes.len())).collect();
+            cuts.sort_unstable();
+            let mut chunks = Vec::new();
+            let mut start = 0;
+            for c in cuts {
+                chunks.push(&bytes[start..c]);
+                start = c;
+            }
+            chunks.push(&bytes[start..]);
+            let decoded = decode_all(&mut FrameDecoder::new(1 << 20), &chunks);
+            prop_assert_eq!(decoded.len(), bodies.len());
+            for (i, (frame, body)) in decoded.iter().zip(&bodies).enumerate() {
+                let h: ResponseHeader = decode_header(frame).unwrap();
+                prop_assert_eq!(h.request_id, i as u64);
+                prop_assert_eq!(&frame.body[..], &body[..]);
+            }
+        }
+
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512), max in 0usize..256) {
+            let mut d = FrameDecoder::new(max);
+            let mut buf = BytesMut::from(&bytes[..]);
+            loop {
+                match d.decode(&mut buf) {
+                    Ok(Some(frame)) => {
+                        // A frame that decodes respects the limit.
+                        prop_assert!(frame.header.len() + frame.body.len() <= max);
+                        let _ = decode_header::<RequestHeader>(&frame);
+                    }
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
+
+        #[test]
+        fn random_bytes_after_valid_magic_never_panic(tail in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let mut bytes = b"mp\x01".to_vec();
+            bytes.extend(tail);
+            let mut d = FrameDecoder::new(64);
+            let mut buf = BytesMut::from(&bytes[..]);
+            while let Ok(Some(frame)) = d.decode(&mut buf) {
+                let _ = decode_header::<ResponseHeader>(&frame);
+            }
+        }
+    }
+}

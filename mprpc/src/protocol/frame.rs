@@ -1,0 +1,188 @@
+//! Frame layout: the 12-byte fixed header, the frame kinds, and the protobuf headers.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use prost::Message;
+
+/// The first two bytes of every frame: `"mp"`.
+pub const MAGIC: [u8; 2] = *b"mp";
+/// The protocol version this build speaks.
+pub const VERSION: u8 = 1;
+/// Bytes before the protobuf header: magic (2), version (1), kind (1), header length (4),
+/// body length (4).
+pub const FIXED_HEADER_LEN: usize = 12;
+
+/// What a frame is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum FrameKind {
+    /// A call: [`RequestHeader`] + the encoded request message.
+    Request = 1,
+    /// The answer to a call: [`ResponseHeader`] + the encoded response (empty on error).
+    Response = 2,
+    /// The caller gave up on a call: [`CancelHeader`], no body. The provider stops the work.
+    Cancel = 3,
+    /// Are you alive? Empty header; the body, if any, is echoed in the pong.
+    Ping = 4,
+    /// Answer to a ping, echoing its body.
+    Pong = 5,
+    /// The sender will take no new calls on this connection (shutting down, or a protocol
+    /// error it is about to close for): [`GoAwayHeader`], no body.
+    GoAway = 6,
+}
+
+impl FrameKind {
+    /// The kind for a wire value, if there is one.
+    pub fn from_u8(value: u8) -> Option<FrameKind> {
+        Some(match value {
+            1 => FrameKind::Request,
+            2 => FrameKind::Response,
+            3 => FrameKind::Cancel,
+            4 => FrameKind::Ping,
+            5 => FrameKind::Pong,
+            6 => FrameKind::GoAway,
+            _ => return None,
+        })
+    }
+}
+
+/// A decoded frame. `header` and `body` are slices of the read buffer (no copy).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// What the frame is.
+    pub kind: FrameKind,
+    /// The encoded protobuf header (decode it according to `kind`).
+    pub header: Bytes,
+    /// The payload.
+    pub body: Bytes,
+}
+
+/// One metadata pair (`repeated`, so order and repeated keys survive).
+#[derive(Clone, PartialEq, Eq, Message)]
+pub struct MetadataEntry {
+    /// The key.
+    #[prost(string, tag = "1")]
+    pub key: String,
+    /// The value.
+    #[prost(string, tag = "2")]
+    pub value: String,
+}
+
+/// Header of a [`FrameKind::Request`] frame.
+#[derive(Clone, PartialEq, Eq, Message)]
+pub struct RequestHeader {
+    /// Chosen by the caller, unique among its calls in flight on this connection.
+    #[prost(uint64, tag = "1")]
+    pub request_id: u64,
+    /// Fully qualified service name, `package.Service`.
+    #[prost(string, tag = "2")]
+    pub service: String,
+    /// Method name as declared in the `.proto` file.
+    #[prost(string, tag = "3")]
+    pub method: String,
+    /// The caller's remaining time budget in microseconds; 0 means none.
+    #[prost(uint64, tag = "4")]
+    pub timeout_us: u64,
+    /// Key/value metadata.
+    #[prost(message, repeated, tag = "5")]
+    pub metadata: Vec<MetadataEntry>,
+}
+
+/// Header of a [`FrameKind::Response`] frame.
+#[derive(Clone, PartialEq, Eq, Message)]
+pub struct ResponseHeader {
+    /// The id of the request this answers.
+    #[prost(uint64, tag = "1")]
+    pub request_id: u64,
+    /// A [`crate::Code`] wire value; 0 is success.
+    #[prost(int32, tag = "2")]
+    pub code: i32,
+    /// The status message when `code` is not 0.
+    #[prost(string, tag = "3")]
+    pub message: String,
+    /// Key/value metadata.
+    #[prost(message, repeated, tag = "4")]
+    pub metadata: Vec<MetadataEntry>,
+}
+
+/// Header of a [`FrameKind::Cancel`] frame.
+#[derive(Clone, PartialEq, Eq, Message)]
+pub struct CancelHeader {
+    /// The id of the call the caller gave up on.
+    #[prost(uint64, tag = "1")]
+    pub request_id: u64,
+}
+
+/// Header of a [`FrameKind::GoAway`] frame.
+#[derive(Clone, PartialEq, Eq, Message)]
+pub struct GoAwayHeader {
+    /// Why: a [`crate::Code`] wire value (`Unavailable` for a shutdown).
+    #[prost(int32, tag = "1")]
+    pub code: i32,
+    /// Why, for people.
+    #[prost(string, tag = "2")]
+    pub message: String,
+}
+
+/// A frame waiting to be written. The header is encoded by the writer, straight into its
+/// output buffer, so a frame costs no allocation of its own.
+#[derive(Debug)]
+pub enum OutFrame {
+    /// A call.
+    Request(RequestHeader, Bytes),
+    /// An answer.
+    Response(ResponseHeader, Bytes),
+    /// A cancellation.
+    Cancel(CancelHeader),
+    /// A ping with its opaque body.
+    Ping(Bytes),
+    /// A pong echoing a ping's body.
+    Pong(Bytes),
+    /// A go-away notice.
+    GoAway(GoAwayHeader),
+}
+
+impl OutFrame {
+    /// Bytes this frame takes on the wire.
+    pub fn encoded_len(&self) -> usize {
+        let (header, body) = match self {
+            OutFrame::Request(h, b) => (h.encoded_len(), b.len()),
+            OutFrame::Response(h, b) => (h.encoded_len(), b.len()),
+            OutFrame::Cancel(h) => (h.encoded_len(), 0),
+            OutFrame::Ping(b) | OutFrame::Pong(b) => (0, b.len()),
+            OutFrame::GoAway(h) => (h.encoded_len(), 0),
+        };
+        FIXED_HEADER_LEN + header + body
+    }
+
+    /// Appends the fixed header and the protobuf header to `dst`, and returns the body,
+    /// which the caller appends or writes on its own (large bodies are not copied).
+    pub fn encode_head(self, dst: &mut BytesMut) -> Bytes {
+        match self {
+            OutFrame::Request(h, body) => put_head(dst, FrameKind::Request, &h, body),
+            OutFrame::Response(h, body) => put_head(dst, FrameKind::Response, &h, body),
+            OutFrame::Cancel(h) => put_head(dst, FrameKind::Cancel, &h, Bytes::new()),
+            OutFrame::Ping(body) => put_head(dst, FrameKind::Ping, &(), body),
+            OutFrame::Pong(body) => put_head(dst, FrameKind::Pong, &(), body),
+            OutFrame::GoAway(h) => put_head(dst, FrameKind::GoAway, &h, Bytes::new()),
+        }
+    }
+
+    /// Encodes the whole frame into `dst` (tests and small tools).
+    pub fn encode(self, dst: &mut BytesMut) {
+        let body = self.encode_head(dst);
+        dst.extend_from_slice(&body);
+    }
+}
+
+fn put_head<H: Message>(dst: &mut BytesMut, kind: FrameKind, header: &H, body: Bytes) -> Bytes {
+    let header_len = header.encoded_len();
+    dst.reserve(FIXED_HEADER_LEN + header_len);
+    dst.put_slice(&MAGIC);
+    dst.put_u8(VERSION);
+    dst.put_u8(kind as u8);
+    dst.put_u32(header_len as u32);
+    dst.put_u32(body.len() as u32);
+    // Cannot fail: capacity was reserved above.
+    let _ = header.encode(dst);
+    body
+}

@@ -1,0 +1,28 @@
+//! The wire protocol: length-prefixed frames with a magic value and a version, protobuf
+//! headers, and a body that is the encoded request or response message.
+//!
+//! `docs/PROTOCOL.md` has the byte diagrams. In short, every frame is
+//!
+//! ```text
+//! +------+------+---------+------+----------------+--------------+----------+--------+
+//! | 'm'  | 'p'  | version | kind | header_len u32 | body_len u32 |  header  |  body  |
+//! +------+------+---------+------+----------------+--------------+----------+--------+
+//!   0      1      2         3      4..8 (BE)        8..12 (BE)     protobuf   bytes
+//! ```
+//!
+//! Requests carry an id; responses carry the id of the request they answer, so many calls
+//! share one connection and are answered in any order.
+//!
+//! - [`frame`]: the fixed header, frame kinds and the protobuf headers;
+//! - [`codec`]: a `tokio_util` decoder that caps every length before allocating;
+//! - [`writer`]: the task that owns a socket's write half and coalesces frames.
+
+pub mod codec;
+pub mod frame;
+pub mod writer;
+
+pub use codec::{FrameDecoder, ProtocolError};
+pub use frame::{
+    Frame, FrameKind, GoAwayHeader, MetadataEntry, OutFrame, RequestHeader, ResponseHeader,
+    CancelHeader, FIXED_HEADER_LEN, MAGIC, VERSION,
+};

@@ -1,0 +1,99 @@
+//! Where providers are registered and found.
+//!
+//! The [`Registry`] trait is the seam: a provider [`register`](Registry::register)s one
+//! [`ServiceInstance`] per service it hosts once it listens, and drops the registration first
+//! thing in a graceful shutdown; a consumer [`discover`](Registry::discover)s a service once
+//! and then reads a live list of instances from a `watch` channel, which the registry updates
+//! as providers come and go. No registry look-up happens per call.
+//!
+//! - [`StaticRegistry`]: a fixed list from the config file; needs nothing installed.
+//! - A ZooKeeper registry plugs in behind the same trait.
+
+mod static_list;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+pub use static_list::StaticRegistry;
+
+use crate::config::RegistryConfig;
+use crate::server::BoxFuture;
+
+/// One provider of one service.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServiceInstance {
+    /// Fully qualified service name, `package.Service`.
+    pub service: String,
+    /// Where the provider listens, `host:port`.
+    pub address: String,
+    /// Relative share of calls for weighted balancers. Default 100.
+    pub weight: u32,
+    /// The provider's version string (free-form).
+    pub version: String,
+    /// The methods the provider serves.
+    pub methods: Vec<String>,
+    /// Anything else the provider wants consumers to know.
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl ServiceInstance {
+    /// An instance of `service` at `address`, with default weight and no metadata.
+    pub fn new(service: impl Into<String>, address: impl Into<String>) -> ServiceInstance {
+        ServiceInstance {
+            service: service.into(),
+            address: address.into(),
+            weight: 100,
+            ..ServiceInstance::default()
+        }
+    }
+}
+
+/// The live list of a service's instances, as a consumer sees it.
+pub type Instances = watch::Receiver<Arc<Vec<ServiceInstance>>>;
+
+/// Why the registry could not do something.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// The registry has never heard of the service.
+    #[error("service `{0}` is not in the registry")]
+    UnknownService(String),
+    /// The registry could not be reached or answered with an error.
+    #[error("registry unavailable: {0}")]
+    Unavailable(String),
+    /// The registry's configuration is wrong.
+    #[error("registry misconfigured: {0}")]
+    Config(String),
+}
+
+/// A registration held by a provider; dropping it without calling
+/// [`deregister`](Registration::deregister) leaves cleanup to the registry (e.g. session expiry).
+pub trait Registration: Send + Sync {
+    /// Removes the instance from the registry.
+    fn deregister(self: Box<Self>) -> BoxFuture<Result<(), RegistryError>>;
+}
+
+/// A place where providers are registered and found.
+pub trait Registry: Send + Sync + 'static {
+    /// Publishes one instance; it stays published until the returned handle is deregistered
+    /// (or, for registries with sessions, the process dies).
+    fn register(
+        &self,
+        instance: ServiceInstance,
+    ) -> BoxFuture<Result<Box<dyn Registration>, RegistryError>>;
+
+    /// Starts following a service: the receiver always holds the current instances.
+    fn discover(&self, service: &str) -> BoxFuture<Result<Instances, RegistryError>>;
+}
+
+/// Builds the registry a config file asks for.
+pub fn from_config(config: &RegistryConfig) -> Result<Arc<dyn Registry>, RegistryError> {
+    match config {
+        RegistryConfig::Static { services } => Ok(Arc::new(StaticRegistry::new(services.clone()))),
+        RegistryConfig::Zookeeper { .. } => Err(RegistryError::Config(
+            "the ZooKeeper registry is not built into this version; use kind = \"static\"".into(),
+        )),
+    }
+}

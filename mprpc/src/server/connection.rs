@@ -1,0 +1,315 @@
+//! One client connection on the provider side.
+//!
+//! The read loop decodes frames and starts a task per call; the call tasks hand their replies
+//! to the connection's writer task ([`crate::protocol::writer`]), which coalesces them.
+//! A malformed stream gets a `GoAway` frame naming the problem, after which the connection is
+//! closed once the calls already running on it have answered. Nothing a peer sends can take
+//! down anything but its own connection.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tokio::task::AbortHandle;
+use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::dispatch::run_call;
+use super::Shared;
+use crate::protocol::codec::decode_header;
+use crate::protocol::writer::{write_loop, QUEUE_DEPTH};
+use crate::protocol::{
+    CancelHeader, Frame, FrameDecoder, FrameKind, GoAwayHeader, OutFrame, RequestHeader,
+    ResponseHeader,
+};
+use crate::{Code, Metadata, Request, Status};
+
+/// Read buffer size: large enough to take many small frames per read.
+const READ_CAPACITY: usize = 64 * 1024;
+
+/// Calls running on this connection, by request id, so a `Cancel` can stop one.
+type InFlight = Arc<Mutex<HashMap<u64, AbortHandle>>>;
+
+pub(crate) struct Connection {
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+    force_close: CancellationToken,
+}
+
+/// Why the read loop ended.
+enum Ending {
+    /// The peer closed its side: answer what is running, then close.
+    PeerClosed,
+    /// Shutdown: answer what is running, then close.
+    Drained,
+    /// A protocol error: tell the peer why, answer what is running, then close.
+    Broken(Status),
+    /// Nothing happened for too long.
+    Idle,
+    /// The socket failed or the grace period ran out: stop everything.
+    Abort,
+}
+
+impl Connection {
+    pub(crate) fn new(
+        peer: SocketAddr,
+        shared: Arc<Shared>,
+        shutdown: watch::Receiver<bool>,
+        force_close: CancellationToken,
+    ) -> Connection {
+        Connection {
+            peer,
+            shared,
+            shutdown,
+            force_close,
+        }
+    }
+
+    pub(crate) async fn run(mut self, stream: TcpStream) {
+        let peer = self.peer;
+        tracing::debug!(%peer, "connection opened");
+        let (rd, wr) = stream.into_split();
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let writer = tokio::spawn(write_loop(wr, rx));
+        let decoder = FrameDecoder::new(self.shared.config.max_frame_size);
+        let mut frames = FramedRead::with_capacity(rd, decoder, READ_CAPACITY);
+        let calls = TaskTracker::new();
+        let in_flight: InFlight = Arc::default();
+        let mut draining = false;
+        let idle_timeout = self.shared.config.idle_timeout;
+        let mut idle_check = tokio::time::interval(idle_check_period(idle_timeout));
+        let mut last_activity = Instant::now();
+
+        let ending = loop {
+            tokio::select! {
+                biased;
+                () = self.force_close.cancelled() => break Ending::Abort,
+                _ = self.shutdown.changed(), if !draining => {
+                    draining = true;
+                    calls.close();
+                    let _ = tx.send(go_away(Code::Unavailable, "provider is shutting down")).await;
+                }
+                () = calls.wait(), if draining => break Ending::Drained,
+                _ = idle_check.tick() => {
+                    if calls.is_empty() && last_activity.elapsed() >= idle_timeout {
+                        break Ending::Idle;
+                    }
+                }
+                next = frames.next() => {
+                    last_activity = Instant::now();
+                    match next {
+                        None => break Ending::PeerClosed,
+                        Some(Err(e)) if is_io(&e) => {
+                            tracing::debug!(%peer, "read failed: {e}");
+                            break Ending::Abort;
+                        }
+                        Some(Err(e)) => break Ending::Broken(e.to_status()),
+                        Some(Ok(frame)) => {
+                            let handled = self.on_frame(frame, draining, &tx, &calls, &in_flight).await;
+                            if let Err(status) = handled {
+                                break Ending::Broken(status);
+                            }
+                        }
+                    }
+                }
+            }
+        };
+
+        match ending {
+            Ending::Abort => abort_all(&in_flight),
+            Ending::Drained => {}
+            Ending::Idle => {
+                let _ = tx.send(go_away(Code::Unavailable, "idle connection closed")).await;
+            }
+            Ending::PeerClosed | Ending::Broken(_) => {
+                if let Ending::Broken(status) = &ending {
+                    tracing::warn!(%peer, "closing connection: {status}");
+                    let _ = tx.send(go_away(status.code(), status.message())).await;
+                }
+                calls.close();
+                tokio::select! {
+                    () = calls.wait() => {}
+                    () = self.force_close.cancelled() => abort_all(&in_flight),
+                }
+            }
+        }
+        // The writer ends once the last sender (ours and the call tasks') is gone.
+        drop(tx);
+        calls.close();
+        calls.wait().await;
+        match writer.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!(%peer, "write failed: {e}"),
+            Err(e) => tracing::error!(%peer, "writer task failed: {e}"),
+        }
+        tracing::debug!(%peer, "connection closed");
+    }
+
+    /// Handles one frame. An `Err` means the stream is unusable and the connection must close.
+    async fn on_frame(
+        &self,
+        frame: Frame,
+        draining: bool,
+        tx: &mpsc::Sender<OutFrame>,
+        calls: &TaskTracker,
+        in_flight: &InFlight,
+    ) -> Result<(), Status> {
+        match frame.kind {
+            FrameKind::Request => {
+                let header: RequestHeader = decode_header(&frame).map_err(|e| e.to_status())?;
+                self.on_request(header, frame.body, draining, tx, calls, in_flight)
+                    .await;
+            }
+            FrameKind::Cancel => {
+                let header: CancelHeader = decode_header(&frame).map_err(|e| e.to_status())?;
+                let handle = lock(in_flight).remove(&header.request_id);
+                if let Some(handle) = handle {
+                    handle.abort();
+                }
+            }
+            FrameKind::Ping => {
+                let _ = tx.send(OutFrame::Pong(frame.body)).await;
+            }
+            FrameKind::Pong | FrameKind::GoAway => {}
+            FrameKind::Response => {
+                return Err(Status::internal(
+                    "protocol error: a client sent a response frame",
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_request(
+        &self,
+        header: RequestHeader,
+        body: Bytes,
+        draining: bool,
+        tx: &mpsc::Sender<OutFrame>,
+        calls: &TaskTracker,
+        in_flight: &InFlight,
+    ) {
+        let id = header.request_id;
+        let refuse = |status: Status| OutFrame::Response(error_header(id, &status), Bytes::new());
+        if draining {
+            let status = Status::unavailable("provider is shutting down; the call was not run");
+            let _ = tx.send(refuse(status)).await;
+            return;
+        }
+        let Some(service) = self.shared.router.get(&header.service).cloned() else {
+            let status = self.shared.router.unknown_service(&header.service);
+            let _ = tx.send(refuse(status)).await;
+            return;
+        };
+        let Ok(permit) = self.shared.calls.clone().try_acquire_owned() else {
+            let status = Status::resource_exhausted(format!(
+                "provider is at its limit of {} calls in flight",
+                self.shared.config.max_concurrent_calls
+            ));
+            let _ = tx.send(refuse(status)).await;
+            return;
+        };
+        let deadline = (header.timeout_us > 0)
+            .then(|| Instant::now() + Duration::from_micros(header.timeout_us));
+        let metadata = Metadata::from_entries(
+            header
+                .metadata
+                .into_iter()
+                .map(|e| (e.key, e.value))
+                .collect(),
+        );
+        let request = Request::from_parts(body, metadata, deadline, Some(self.peer));
+        let max_frame_size = self.shared.config.max_frame_size;
+        let tx = tx.clone();
+        let task_in_flight = in_flight.clone();
+        let method = header.method;
+
+        // Spawn while holding the lock, so the task cannot remove its entry before it exists.
+        let mut guard = lock(in_flight);
+        let handle = calls.spawn(async move {
+            let outcome = run_call(service, method, request, deadline).await;
+            lock(&task_in_flight).remove(&id);
+            let reply = match outcome {
+                Ok(body) if body.len() + 64 > max_frame_size => {
+                    let status = Status::resource_exhausted(format!(
+                        "the reply of {} bytes exceeds the maximum frame size of {max_frame_size} bytes",
+                        body.len()
+                    ));
+                    OutFrame::Response(error_header(id, &status), Bytes::new())
+                }
+                Ok(body) => OutFrame::Response(ok_header(id), body),
+                Err(status) => OutFrame::Response(error_header(id, &status), Bytes::new()),
+            };
+            let _ = tx.send(reply).await;
+            drop(permit);
+        });
+        guard.insert(id, handle.abort_handle());
+    }
+}
+
+/// Accepts and closes a connection over the `max_connections` limit, saying why.
+pub(crate) async fn refuse(mut stream: TcpStream, limit: usize) {
+    let mut buf = bytes::BytesMut::new();
+    go_away(
+        Code::ResourceExhausted,
+        &format!("provider is at its limit of {limit} connections"),
+    )
+    .encode(&mut buf);
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = stream.write_all(&buf).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+}
+
+fn ok_header(request_id: u64) -> ResponseHeader {
+    ResponseHeader {
+        request_id,
+        code: 0,
+        message: String::new(),
+        metadata: Vec::new(),
+    }
+}
+
+fn error_header(request_id: u64, status: &Status) -> ResponseHeader {
+    ResponseHeader {
+        request_id,
+        code: status.code().as_i32(),
+        message: status.message().to_owned(),
+        metadata: Vec::new(),
+    }
+}
+
+fn go_away(code: Code, message: &str) -> OutFrame {
+    OutFrame::GoAway(GoAwayHeader {
+        code: code.as_i32(),
+        message: message.to_owned(),
+    })
+}
+
+fn abort_all(in_flight: &InFlight) {
+    for (_, handle) in lock(in_flight).drain() {
+        handle.abort();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding this lock cannot leave the map inconsistent.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn is_io(e: &crate::protocol::ProtocolError) -> bool {
+    matches!(e, crate::protocol::ProtocolError::Io(_))
+}
+
+fn idle_check_period(idle_timeout: Duration) -> Duration {
+    (idle_timeout / 4).max(Duration::from_millis(10))
+}

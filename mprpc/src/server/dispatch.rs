@@ -1,0 +1,92 @@
+//! The service table, and running one call: deadline, panics and size limits.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+
+use super::service::Service;
+use crate::{Request, Status};
+
+/// The services a provider hosts, by fully qualified name.
+#[derive(Default, Clone)]
+pub struct Router {
+    services: HashMap<&'static str, Arc<dyn Service>>,
+}
+
+impl Router {
+    /// Adds a service.
+    ///
+    /// # Panics
+    /// If a service of the same name is there already.
+    pub fn add(&mut self, service: Arc<dyn Service>) {
+        let name = service.name();
+        if self.services.insert(name, service).is_some() {
+            panic!("service `{name}` was added to the provider twice");
+        }
+    }
+
+    /// The service called `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Service>> {
+        self.services.get(name)
+    }
+
+    /// Every hosted service.
+    pub fn services(&self) -> impl Iterator<Item = &Arc<dyn Service>> {
+        self.services.values()
+    }
+
+    /// The names of the hosted services, sorted.
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut names: Vec<_> = self.services.keys().copied().collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// The status for a call to a service that is not here.
+    pub(crate) fn unknown_service(&self, name: &str) -> Status {
+        Status::unimplemented(format!(
+            "no service `{name}` on this provider (it hosts: {})",
+            self.names().join(", ")
+        ))
+    }
+}
+
+/// Runs one call to completion: the handler's result, `DeadlineExceeded` if the caller's
+/// budget runs out first (the handler is dropped, which stops its work), or `Internal` if the
+/// handler panics (the provider and the other calls carry on).
+pub(crate) async fn run_call(
+    service: Arc<dyn Service>,
+    method: String,
+    request: Request<Bytes>,
+    deadline: Option<Instant>,
+) -> Result<Bytes, Status> {
+    let call = AssertUnwindSafe(service.call(&method, request)).catch_unwind();
+    let outcome = match deadline {
+        Some(deadline) => match tokio::time::timeout_at(deadline.into(), call).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                return Err(Status::deadline_exceeded(format!(
+                    "{}/{method}: the caller's time budget ran out; the call was abandoned",
+                    service.name()
+                )))
+            }
+        },
+        None => call.await,
+    };
+    outcome.unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a non-string panic payload".to_owned());
+        tracing::error!(service = service.name(), %method, "handler panicked: {what}");
+        Err(Status::internal(format!(
+            "the handler of {}/{method} panicked",
+            service.name()
+        )))
+    })
+}

@@ -1,0 +1,257 @@
+//! The provider: hosts services on a TCP listener.
+//!
+//! [`Server::serve`] accepts connections (at most `max_connections`, backing off on accept
+//! errors), and runs each on its own task ([`connection`]). Each call runs on a task of its
+//! own, so a slow method never holds up other calls on the same connection, and replies go
+//! out in whatever order calls finish. At most `max_concurrent_calls` run at once across the
+//! provider; one more is refused with `ResourceExhausted` at once rather than queued.
+//!
+//! Shutdown is graceful: when the shutdown future resolves the provider leaves the registry,
+//! stops accepting, tells every connection (a `GoAway` frame), answers every call in flight,
+//! and closes, giving up after `shutdown_grace`.
+//!
+//! - [`service`]: the [`Service`] trait generated adapters implement;
+//! - [`dispatch`]: the service table and the running of one call;
+//! - [`connection`]: one connection's read loop;
+//! - [`shutdown`]: waiting for SIGINT/SIGTERM.
+
+mod connection;
+mod dispatch;
+mod service;
+pub mod shutdown;
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use dispatch::Router;
+pub use service::{BoxFuture, Service};
+
+use crate::config::ServerConfig;
+use crate::registry::{Registration, Registry, RegistryError, ServiceInstance};
+
+/// A provider: a set of services and the settings to serve them with.
+pub struct Server {
+    config: ServerConfig,
+    router: Router,
+}
+
+/// Why serving stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// Binding or accepting failed.
+    #[error("i/o error: {0}")]
+    Io(#[from] io::Error),
+    /// Registering with the registry failed.
+    #[error("could not register with the registry: {0}")]
+    Registry(#[from] RegistryError),
+}
+
+impl Server {
+    /// A provider with the given settings and no services yet.
+    pub fn new(config: ServerConfig) -> Server {
+        Server {
+            config,
+            router: Router::default(),
+        }
+    }
+
+    /// Adds a service (usually a generated `XxxServer::new(impl)`).
+    ///
+    /// # Panics
+    /// If a service of the same name was added already: that is a bug in the program, found
+    /// at start-up.
+    pub fn add_service(mut self, service: impl Service) -> Server {
+        self.router.add(Arc::new(service));
+        self
+    }
+
+    /// The services added so far.
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// Binds the configured address.
+    pub async fn bind(&self) -> io::Result<TcpListener> {
+        TcpListener::bind(&self.config.address).await.map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot listen on {}: {e}", self.config.address))
+        })
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then shuts down gracefully.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> io::Result<()> {
+        let local = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            calls: Arc::new(Semaphore::new(self.config.max_concurrent_calls)),
+            config: self.config,
+            router: self.router,
+        });
+        let (notify_shutdown, _) = watch::channel(false);
+        let force_close = CancellationToken::new();
+        let connections = TaskTracker::new();
+        let conn_limit = Arc::new(Semaphore::new(shared.config.max_connections));
+        tracing::info!(%local, services = ?shared.router.names(), "provider listening");
+
+        tokio::select! {
+            res = accept_loop(&listener, &shared, &notify_shutdown, &force_close, &connections, &conn_limit) => res?,
+            () = shutdown => {}
+        }
+        drop(listener);
+        let in_flight = shared.config.max_concurrent_calls - shared.calls.available_permits();
+        tracing::info!(connections = connections.len(), in_flight, "provider shutting down");
+        let _ = notify_shutdown.send(true);
+        connections.close();
+        if tokio::time::timeout(shared.config.shutdown_grace, connections.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                grace = ?shared.config.shutdown_grace,
+                "calls still in flight after the shutdown grace period; closing anyway"
+            );
+            force_close.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(1), connections.wait()).await;
+        }
+        tracing::info!("provider stopped");
+        Ok(())
+    }
+
+    /// Registers every service with `registry` under the listener's address (or
+    /// `advertise_address`), serves until `shutdown` resolves, and deregisters first thing
+    /// when it does, so that consumers stop sending before the connections drain.
+    pub async fn serve_with_registry(
+        self,
+        listener: TcpListener,
+        registry: Arc<dyn Registry>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), ServeError> {
+        let address = match &self.config.advertise_address {
+            Some(a) => a.clone(),
+            None => advertised(listener.local_addr()?),
+        };
+        let mut registrations: Vec<Box<dyn Registration>> = Vec::new();
+        for service in self.router.services() {
+            let mut instance = ServiceInstance::new(service.name(), address.clone());
+            instance.methods = service.methods().iter().map(|m| (*m).to_owned()).collect();
+            instance.version = env!("CARGO_PKG_VERSION").to_owned();
+            registrations.push(registry.register(instance).await?);
+        }
+        let shutdown = async move {
+            shutdown.await;
+            for registration in registrations {
+                if let Err(e) = registration.deregister().await {
+                    tracing::warn!("deregistering failed: {e}");
+                }
+            }
+        };
+        self.serve(listener, shutdown).await?;
+        Ok(())
+    }
+}
+
+/// The address to publish for a listener: an unspecified IP (`0.0.0.0`) is replaced by
+/// loopback, since it cannot be dialled.
+fn advertised(local: SocketAddr) -> String {
+    if local.ip().is_unspecified() {
+        let ip: std::net::IpAddr = if local.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        };
+        SocketAddr::new(ip, local.port()).to_string()
+    } else {
+        local.to_string()
+    }
+}
+
+/// What every connection of one provider shares.
+pub(crate) struct Shared {
+    pub(crate) config: ServerConfig,
+    pub(crate) router: Router,
+    /// One permit per call allowed to run at once.
+    pub(crate) calls: Arc<Semaphore>,
+}
+
+async fn accept_loop(
+    listener: &TcpListener,
+    shared: &Arc<Shared>,
+    notify_shutdown: &watch::Sender<bool>,
+    force_close: &CancellationToken,
+    connections: &TaskTracker,
+    conn_limit: &Arc<Semaphore>,
+) -> io::Result<()> {
+    let mut backoff = Duration::from_millis(1);
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => {
+                backoff = Duration::from_millis(1);
+                accepted
+            }
+            Err(e) if is_fatal_accept_error(&e) => return Err(e),
+            Err(e) => {
+                // Out of file descriptors and the like: wait, then try again.
+                tracing::warn!("accept failed: {e}; retrying in {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let Ok(permit) = conn_limit.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "connection refused: max_connections reached");
+            connections.spawn(connection::refuse(stream, shared.config.max_connections));
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = connection::Connection::new(
+            peer,
+            shared.clone(),
+            notify_shutdown.subscribe(),
+            force_close.clone(),
+        );
+        connections.spawn(async move {
+            conn.run(stream).await;
+            drop(permit);
+        });
+    }
+}
+
+fn is_fatal_accept_error(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::InvalidInput)
+}
+
+/// Starts serving `server` on a new listener bound to `127.0.0.1:0` in the background and
+/// returns the bound address and a handle that shuts it down. Used by tests and examples.
+pub async fn spawn_local(server: Server) -> io::Result<(SocketAddr, LocalServer)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let stop = CancellationToken::new();
+    let token = stop.clone();
+    let task = tokio::spawn(async move { server.serve(listener, token.cancelled_owned()).await });
+    Ok((addr, LocalServer { stop, task }))
+}
+
+/// A provider started by [`spawn_local`].
+pub struct LocalServer {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<io::Result<()>>,
+}
+
+impl LocalServer {
+    /// Shuts the provider down gracefully and waits until it has stopped.
+    pub async fn shutdown(self) -> io::Result<()> {
+        self.stop.cancel();
+        self.task.await.map_err(io::Error::other)?
+    }
+}

@@ -1,0 +1,29 @@
+//! The seam between the provider and the code generated for each service.
+//!
+//! `mprpc-build` generates, for every service in a `.proto` file, a trait the application
+//! implements and an adapter (`XxxServer<T>`) that implements [`Service`]: it decodes the
+//! request for the named method, calls the trait, and encodes the reply. The provider only
+//! ever sees [`Service`], so it can host any mix of services.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use bytes::Bytes;
+
+use crate::{Request, Status};
+
+/// A boxed, sendable future: what a type-erased handler returns.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// A service the provider can host: usually a generated `XxxServer<T>` adapter.
+pub trait Service: Send + Sync + 'static {
+    /// Fully qualified name, `package.Service` (`fixbug.UserServiceRpc`), as callers send it.
+    fn name(&self) -> &'static str;
+
+    /// The service's method names as declared in the `.proto` file (`Login`, `Register`).
+    fn methods(&self) -> &'static [&'static str];
+
+    /// Runs one call. The request body is the encoded request message; the reply is the
+    /// encoded response message. An unknown method must give [`crate::Code::Unimplemented`].
+    fn call(&self, method: &str, request: Request<Bytes>) -> BoxFuture<Result<Bytes, Status>>;
+}
