@@ -152,7 +152,7 @@ fn write_server(service: &Service, names: &Names, buf: &mut String) {
     } = names;
     let server = format!("{camel}Server");
 
-    emit!(buf, "/// Server side of `{full_name}`: the `{camel}` trait to implement and the `{server}` adapter that hosts it.");
+    emit!(buf, "/// Server side of `{full_name}`: the service trait and its adapter.");
     emit!(buf, "pub mod {snake}_server {{");
     emit!(buf, "/// The fully qualified service name, as callers send it.");
     emit!(buf, "pub const SERVICE_NAME: &str = \"{full_name}\";");
@@ -185,14 +185,10 @@ fn write_server(service: &Service, names: &Names, buf: &mut String) {
     emit!(buf, "}}");
 
     // The adapter.
-    emit!(
-        buf,
-        "/// Hosts a [`{camel}`] implementation in a provider: implements the runtime's type-erased"
-    );
-    emit!(
-        buf,
-        "/// `Service`, decoding each request, calling the trait and encoding the reply."
-    );
+    emit!(buf, "/// Hosts a [`{camel}`] implementation in a provider.");
+    emit!(buf, "///");
+    emit!(buf, "/// It is the runtime's type-erased `Service` for the implementation: it decodes");
+    emit!(buf, "/// each request, calls the trait method and encodes the reply.");
     emit!(buf, "pub struct {server}<T> {{ inner: {RT}::Arc<T> }}");
     emit!(buf, "impl<T: {camel}> {server}<T> {{");
     emit!(buf, "/// Wraps an implementation.");
@@ -261,11 +257,13 @@ fn write_server_arm(method: &Method, buf: &mut String) {
         "let request = {RT}::decode_request::<{input}>(SERVICE_NAME, {proto_name:?}, request)?;",
         input = rust_type(&method.input_type),
     );
-    emit!(buf, "let reply = inner.{}(request).await?;", method.name);
-    // The explicit type tells inference what `?` converts into.
+    // No `let reply = ...?;`: a `()` reply (`google.protobuf.Empty`) would trip clippy's
+    // `let_unit_value` in the user's crate. The trait's result type also tells inference what
+    // the `?` above converts into.
     emit!(
         buf,
-        "{RESULT}::<{RT}::Bytes, {RT}::Status>::Ok({RT}::encode_response(&reply))"
+        "inner.{}(request).await.map(|reply| {RT}::encode_response(&reply))",
+        method.name
     );
     emit!(buf, "}})");
     emit!(buf, "}}");
@@ -284,10 +282,7 @@ fn write_client(service: &Service, names: &Names, buf: &mut String) {
         ""
     };
 
-    emit!(
-        buf,
-        "/// Client side of `{full_name}`: `{camel}Client` (async) and `{camel}BlockingClient`."
-    );
+    emit!(buf, "/// Client side of `{full_name}`: an async and a blocking client.");
     emit!(buf, "pub mod {snake}_client {{");
     emit!(buf, "/// The fully qualified service name, as callers send it.");
     emit!(buf, "pub const SERVICE_NAME: &str = \"{full_name}\";");
@@ -296,14 +291,14 @@ fn write_client(service: &Service, names: &Names, buf: &mut String) {
         (
             format!("{camel}Client"),
             "Channel",
-            format!("Async client of `{full_name}`: each method sends one call over the channel and waits for its reply."),
+            format!("Async client of `{full_name}`."),
             "async ",
             ".await",
         ),
         (
             format!("{camel}BlockingClient"),
             "BlockingChannel",
-            format!("Blocking client of `{full_name}`: each method sends one call over the channel and blocks until its reply."),
+            format!("Blocking client of `{full_name}`: each call blocks until its reply."),
             "",
             "",
         ),

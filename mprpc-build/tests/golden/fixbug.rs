@@ -36,7 +36,7 @@ pub struct RegisterResponse {
     #[prost(bool, tag = "2")]
     pub success: bool,
 }
-/// Server side of `fixbug.UserServiceRpc`: the `UserServiceRpc` trait to implement and the `UserServiceRpcServer` adapter that hosts it.
+/// Server side of `fixbug.UserServiceRpc`: the service trait and its adapter.
 pub mod user_service_rpc_server {
     /// The fully qualified service name, as callers send it.
     pub const SERVICE_NAME: &str = "fixbug.UserServiceRpc";
@@ -65,8 +65,10 @@ pub mod user_service_rpc_server {
             >,
         > + ::core::marker::Send;
     }
-    /// Hosts a [`UserServiceRpc`] implementation in a provider: implements the runtime's type-erased
-    /// `Service`, decoding each request, calling the trait and encoding the reply.
+    /// Hosts a [`UserServiceRpc`] implementation in a provider.
+    ///
+    /// It is the runtime's type-erased `Service` for the implementation: it decodes
+    /// each request, calls the trait method and encodes the reply.
     pub struct UserServiceRpcServer<T> {
         inner: ::mprpc::codegen::Arc<T>,
     }
@@ -133,11 +135,11 @@ pub mod user_service_rpc_server {
         }
     }
 }
-/// Client side of `fixbug.UserServiceRpc`: `UserServiceRpcClient` (async) and `UserServiceRpcBlockingClient`.
+/// Client side of `fixbug.UserServiceRpc`: an async and a blocking client.
 pub mod user_service_rpc_client {
     /// The fully qualified service name, as callers send it.
     pub const SERVICE_NAME: &str = "fixbug.UserServiceRpc";
-    /// Async client of `fixbug.UserServiceRpc`: each method sends one call over the channel and waits for its reply.
+    /// Async client of `fixbug.UserServiceRpc`.
     ///
     /// The original mprpc's example user service.
     #[derive(::core::clone::Clone)]
@@ -176,7 +178,7 @@ pub mod user_service_rpc_client {
                 .await
         }
     }
-    /// Blocking client of `fixbug.UserServiceRpc`: each method sends one call over the channel and blocks until its reply.
+    /// Blocking client of `fixbug.UserServiceRpc`: each call blocks until its reply.
     ///
     /// The original mprpc's example user service.
     #[derive(::core::clone::Clone)]
@@ -226,7 +228,7 @@ pub struct GetFriendsListResponse {
     #[prost(bytes = "vec", repeated, tag = "2")]
     pub friends: ::prost::alloc::vec::Vec<::prost::alloc::vec::Vec<u8>>,
 }
-/// Server side of `fixbug.FriendServiceRpc`: the `FriendServiceRpc` trait to implement and the `FriendServiceRpcServer` adapter that hosts it.
+/// Server side of `fixbug.FriendServiceRpc`: the service trait and its adapter.
 pub mod friend_service_rpc_server {
     /// The fully qualified service name, as callers send it.
     pub const SERVICE_NAME: &str = "fixbug.FriendServiceRpc";
@@ -245,8 +247,10 @@ pub mod friend_service_rpc_server {
             >,
         > + ::core::marker::Send;
     }
-    /// Hosts a [`FriendServiceRpc`] implementation in a provider: implements the runtime's type-erased
-    /// `Service`, decoding each request, calling the trait and encoding the reply.
+    /// Hosts a [`FriendServiceRpc`] implementation in a provider.
+    ///
+    /// It is the runtime's type-erased `Service` for the implementation: it decodes
+    /// each request, calls the trait method and encodes the reply.
     pub struct FriendServiceRpcServer<T> {
         inner: ::mprpc::codegen::Arc<T>,
     }
@@ -300,11 +304,11 @@ pub mod friend_service_rpc_server {
         }
     }
 }
-/// Client side of `fixbug.FriendServiceRpc`: `FriendServiceRpcClient` (async) and `FriendServiceRpcBlockingClient`.
+/// Client side of `fixbug.FriendServiceRpc`: an async and a blocking client.
 pub mod friend_service_rpc_client {
     /// The fully qualified service name, as callers send it.
     pub const SERVICE_NAME: &str = "fixbug.FriendServiceRpc";
-    /// Async client of `fixbug.FriendServiceRpc`: each method sends one call over the channel and waits for its reply.
+    /// Async client of `fixbug.FriendServiceRpc`.
     #[derive(::core::clone::Clone)]
     pub struct FriendServiceRpcClient {
         channel: ::mprpc::codegen::Channel,
@@ -331,7 +335,7 @@ pub mod friend_service_rpc_client {
                 .await
         }
     }
-    /// Blocking client of `fixbug.FriendServiceRpc`: each method sends one call over the channel and blocks until its reply.
+    /// Blocking client of `fixbug.FriendServiceRpc`: each call blocks until its reply.
     #[derive(::core::clone::Clone)]
     pub struct FriendServiceRpcBlockingClient {
         channel: ::mprpc::codegen::BlockingChannel,

@@ -28,7 +28,7 @@ use crate::protocol::{
 };
 use crate::{Code, Status};
 
-type Waiter = oneshot::Sender<Result<Bytes, Status>>;
+type Waiter = oneshot::Sender<Result<Bytes, CallError>>;
 
 /// A live connection. Dropping the last handle closes it.
 pub(crate) struct Connection {
@@ -57,7 +57,8 @@ struct Pending {
 
 /// Why a call did not get a reply.
 pub(crate) enum CallError {
-    /// The request never reached the wire: safe to try another provider.
+    /// The request was not run by the provider (never sent, or sent to a provider that
+    /// said `GoAway` and closed without running it): safe to try another provider.
     NotSent(Status),
     /// The request may have reached the provider.
     Failed(Status),
@@ -171,7 +172,7 @@ impl Connection {
         let outcome = reply_rx.await;
         guard.armed = false;
         match outcome {
-            Ok(result) => result.map_err(CallError::Failed),
+            Ok(result) => result,
             // The reader dropped the waiter without answering: only when closing.
             Err(_) => Err(CallError::Failed(self.closed_reason().unwrap_or_else(|| {
                 Status::unavailable(format!("connection to {} closed", shared.address))
@@ -241,7 +242,10 @@ async fn read_loop(
                     let result = if header.code == 0 {
                         Ok(frame.body)
                     } else {
-                        Err(Status::new(Code::from_i32(header.code), header.message))
+                        Err(CallError::Failed(Status::new(
+                            Code::from_i32(header.code),
+                            header.message,
+                        )))
                     };
                     let _ = waiter.send(result);
                 }
@@ -270,7 +274,11 @@ async fn read_loop(
 }
 
 /// Marks the connection closed and answers every waiter with `reason`.
+///
+/// After a `GoAway` the provider answers every call it has read before it closes, so a call
+/// still waiting when the connection closes was never run: it may be sent elsewhere.
 fn fail_all(shared: &ConnShared, reason: Status) {
+    let never_run = shared.going_away.load(Ordering::Relaxed);
     let waiters = {
         let mut pending = lock(&shared.pending);
         let reason = pending.closed.get_or_insert(reason).clone();
@@ -280,7 +288,12 @@ fn fail_all(shared: &ConnShared, reason: Status) {
             .collect::<Vec<_>>()
     };
     for (waiter, reason) in waiters {
-        let _ = waiter.send(Err(reason));
+        let error = if never_run {
+            CallError::NotSent(reason)
+        } else {
+            CallError::Failed(reason)
+        };
+        let _ = waiter.send(Err(error));
     }
 }
 

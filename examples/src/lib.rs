@@ -1,0 +1,19 @@
+//! The original mprpc's example services, `fixbug.UserServiceRpc` and
+//! `fixbug.FriendServiceRpc`, served and called with mprpc.
+//!
+//! - [`services`]: the implementations (what the original's `example/callee` did);
+//! - [`provider`]: a provider program hosting both;
+//! - [`consumer`]: a consumer program calling every method with the blocking stubs, as the
+//!   original's `example/caller` did;
+//! - the `demo` binary runs a provider and a consumer as two processes and prints the calls.
+
+pub mod consumer;
+pub mod provider;
+pub mod services;
+
+/// The generated messages, server traits and clients of `proto/user.proto` and
+/// `proto/friend.proto`.
+#[allow(missing_docs)]
+pub mod fixbug {
+    mprpc::include_proto!("fixbug");
+}

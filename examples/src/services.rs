@@ -1,0 +1,94 @@
+//! The example services' business logic.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use mprpc::{Request, Status};
+
+use crate::fixbug::friend_service_rpc_server::FriendServiceRpc;
+use crate::fixbug::user_service_rpc_server::UserServiceRpc;
+use crate::fixbug::{
+    GetFriendsListRequest, GetFriendsListResponse, LoginRequest, LoginResponse, RegisterRequest,
+    RegisterResponse, ResultCode,
+};
+
+/// Users kept in memory: `Register` adds one, `Login` checks a name and password.
+#[derive(Default)]
+pub struct UserService {
+    /// name -> (id, password)
+    users: Mutex<HashMap<Vec<u8>, (u32, Vec<u8>)>>,
+}
+
+impl UserServiceRpc for UserService {
+    async fn login(&self, request: Request<LoginRequest>) -> Result<LoginResponse, Status> {
+        let req = request.into_inner();
+        let users = self.users.lock().map_err(|_| Status::internal("user table poisoned"))?;
+        let success = users
+            .get(&req.name)
+            .is_some_and(|(_, pwd)| *pwd == req.pwd);
+        tracing::info!(name = %String::from_utf8_lossy(&req.name), success, "Login");
+        let result = if success {
+            ok()
+        } else {
+            ResultCode {
+                errcode: 1,
+                errmsg: b"unknown user or wrong password".to_vec(),
+            }
+        };
+        Ok(LoginResponse {
+            result: Some(result),
+            success,
+        })
+    }
+
+    async fn register(&self, request: Request<RegisterRequest>) -> Result<RegisterResponse, Status> {
+        let req = request.into_inner();
+        if req.name.is_empty() {
+            return Err(Status::invalid_argument("name must not be empty"));
+        }
+        let mut users = self.users.lock().map_err(|_| Status::internal("user table poisoned"))?;
+        tracing::info!(id = req.id, name = %String::from_utf8_lossy(&req.name), "Register");
+        if users.contains_key(&req.name) {
+            return Ok(RegisterResponse {
+                result: Some(ResultCode {
+                    errcode: 2,
+                    errmsg: b"name already taken".to_vec(),
+                }),
+                success: false,
+            });
+        }
+        users.insert(req.name, (req.id, req.pwd));
+        Ok(RegisterResponse {
+            result: Some(ok()),
+            success: true,
+        })
+    }
+}
+
+/// Friends lists; every user has the same three friends, as in the original.
+#[derive(Default)]
+pub struct FriendService;
+
+impl FriendServiceRpc for FriendService {
+    async fn get_friends_list(
+        &self,
+        request: Request<GetFriendsListRequest>,
+    ) -> Result<GetFriendsListResponse, Status> {
+        let userid = request.get_ref().userid;
+        tracing::info!(userid, "GetFriendsList");
+        Ok(GetFriendsListResponse {
+            result: Some(ok()),
+            friends: ["gao yang", "liu hong", "wang shuo"]
+                .iter()
+                .map(|f| f.as_bytes().to_vec())
+                .collect(),
+        })
+    }
+}
+
+fn ok() -> ResultCode {
+    ResultCode {
+        errcode: 0,
+        errmsg: Vec::new(),
+    }
+}

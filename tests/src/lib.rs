@@ -1,0 +1,117 @@
+//! Shared pieces of the integration tests: the test service and process helpers.
+
+pub mod process;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mprpc::{Code, Request, Status};
+
+/// The generated test service.
+#[allow(missing_docs)]
+pub mod proto {
+    mprpc::include_proto!("mprpc.test");
+}
+
+pub use proto::echo_client::{EchoBlockingClient, EchoClient};
+pub use proto::echo_server::{Echo, EchoServer};
+pub use proto::{EchoRequest, EchoResponse};
+
+/// Counts what handlers did, so tests can see work start, finish or be abandoned.
+#[derive(Default, Debug)]
+pub struct Counters {
+    /// Handlers that started.
+    pub started: AtomicUsize,
+    /// Handlers that ran to the end.
+    pub finished: AtomicUsize,
+    /// Handlers dropped before the end (deadline or cancel).
+    pub abandoned: AtomicUsize,
+}
+
+/// The test service: echoes, sleeps, fails or panics as each request asks.
+#[derive(Clone, Default)]
+pub struct EchoService {
+    /// Put into every reply's `served_by`.
+    pub name: String,
+    /// Shared counters.
+    pub counters: Arc<Counters>,
+    /// Print `call started` on stdout when a handler starts (for process tests).
+    pub announce: bool,
+}
+
+impl EchoService {
+    /// A service with the given name and fresh counters.
+    pub fn named(name: &str) -> EchoService {
+        EchoService {
+            name: name.to_owned(),
+            ..EchoService::default()
+        }
+    }
+}
+
+struct Abandoned<'a> {
+    counters: &'a Counters,
+    done: bool,
+}
+
+impl Drop for Abandoned<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.counters.abandoned.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Echo for EchoService {
+    async fn echo(&self, request: Request<EchoRequest>) -> Result<EchoResponse, Status> {
+        self.counters.started.fetch_add(1, Ordering::SeqCst);
+        if self.announce {
+            println!("call started");
+        }
+        let mut guard = Abandoned {
+            counters: &self.counters,
+            done: false,
+        };
+        let budget_us = request
+            .deadline()
+            .map_or(0, |d| d.saturating_duration_since(Instant::now()).as_micros() as u64);
+        let peer = request
+            .remote_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let metadata_value = request
+            .metadata()
+            .get(&request.get_ref().metadata_key)
+            .unwrap_or_default()
+            .to_owned();
+        let req = request.into_inner();
+        if req.delay_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(u64::from(req.delay_ms))).await;
+        }
+        guard.done = true;
+        self.counters.finished.fetch_add(1, Ordering::SeqCst);
+        if req.panic {
+            panic!("the test asked for a panic");
+        }
+        if req.fail_code != 0 {
+            return Err(Status::new(Code::from_i32(req.fail_code), req.fail_message));
+        }
+        Ok(EchoResponse {
+            payload: req.payload,
+            served_by: self.name.clone(),
+            peer,
+            metadata_value,
+            budget_us,
+        })
+    }
+}
+
+/// Polls `condition` every few milliseconds until it holds; panics with `what` after `limit`.
+pub async fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

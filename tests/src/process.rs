@@ -1,0 +1,97 @@
+//! Running the test provider as a real process, and stopping it with real signals.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// A provider process; killed (SIGKILL) and reaped when dropped, so no test leaves one behind.
+pub struct ProviderProcess {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    /// Where it listens.
+    pub address: String,
+}
+
+impl ProviderProcess {
+    /// Starts `program` (the `test_provider` binary) with `args`, and waits until it prints
+    /// its address.
+    pub fn start(program: &str, args: &[&str]) -> ProviderProcess {
+        let mut child = Command::new(program)
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the provider process");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut process = ProviderProcess {
+            child,
+            lines,
+            address: String::new(),
+        };
+        let line = process.wait_for_line("listening on ", Duration::from_secs(30));
+        process.address = line
+            .rsplit(' ')
+            .next()
+            .expect("address on the line")
+            .to_owned();
+        process
+    }
+
+    /// Waits for a stdout line containing `needle` and returns it.
+    pub fn wait_for_line(&mut self, needle: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(e) => panic!("no line with {needle:?} from the provider: {e}"),
+            }
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    /// Sends a signal.
+    pub fn signal(&self, signal: Signal) {
+        kill(self.pid(), signal).expect("send the signal");
+    }
+
+    /// Waits up to `limit` for the process to exit; returns whether it did.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for ProviderProcess {
+    fn drop(&mut self) {
+        let _ = kill(self.pid(), Signal::SIGCONT);
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,202 @@
+//! What peers that do not speak the protocol, or abuse it, get: a clear error on their own
+//! connection, and no effect on anybody else's.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use mprpc::client::Channel;
+use mprpc::config::ServerConfig;
+use mprpc::protocol::codec::decode_header;
+use mprpc::protocol::{FrameDecoder, FrameKind, GoAwayHeader, OutFrame, RequestHeader};
+use mprpc::server::{spawn_local, LocalServer, Server};
+use mprpc::Code;
+use mprpc_tests::{wait_until, EchoClient, EchoRequest, EchoServer, EchoService};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::codec::Decoder;
+
+/// The next whole frame in `buf`, if there is one.
+fn next_frame(decoder: &mut FrameDecoder, buf: &mut BytesMut) -> Option<mprpc::protocol::Frame> {
+    decoder.decode(buf).expect("provider sends valid frames")
+}
+
+async fn start(config: ServerConfig) -> (String, LocalServer, EchoService) {
+    let service = EchoService::named("a");
+    let server = Server::new(config).add_service(EchoServer::new(service.clone()));
+    let (addr, handle) = spawn_local(server).await.expect("start provider");
+    (addr.to_string(), handle, service)
+}
+
+/// Reads frames until the provider closes the connection; returns the GoAway it sent.
+async fn read_until_closed(stream: &mut TcpStream) -> Option<GoAwayHeader> {
+    let mut decoder = FrameDecoder::new(1 << 20);
+    let mut buf = BytesMut::new();
+    let mut go_away = None;
+    loop {
+        while let Some(frame) = next_frame(&mut decoder, &mut buf) {
+            if frame.kind == FrameKind::GoAway {
+                go_away = Some(decode_header(&frame).expect("GoAway header"));
+            }
+        }
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read_buf(&mut buf))
+            .await
+            .expect("provider closes the connection in time");
+        match read {
+            Ok(0) | Err(_) => return go_away,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Long calls on a healthy connection, started before the abuse and checked after it.
+fn healthy_calls(addr: &str, n: usize) -> Vec<tokio::task::JoinHandle<Result<(), mprpc::Status>>> {
+    let client = EchoClient::new(Channel::to_address(addr.to_owned()));
+    (0..n)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let payload = format!("call {i}").into_bytes();
+                let reply = client
+                    .echo(EchoRequest {
+                        payload: payload.clone(),
+                        delay_ms: 300,
+                        ..EchoRequest::default()
+                    })
+                    .await?;
+                assert_eq!(reply.payload, payload);
+                Ok(())
+            })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_bytes_get_an_error_and_never_affect_another_connection() {
+    let (addr, server, service) = start(ServerConfig::default()).await;
+    let healthy = healthy_calls(&addr, 100);
+    let counters = service.counters.clone();
+    wait_until("healthy calls running", Duration::from_secs(5), || {
+        counters.started.load(Ordering::SeqCst) == 100
+    })
+    .await;
+
+    for garbage in [
+        &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        &b"\x19\x00\x00\x00\x0a\x0eUserServiceRpc"[..],
+        &b"mp\x07\x01"[..],
+        &b"mp\x01\x63\x00\x00\x00\x00\x00\x00\x00\x00"[..],
+    ] {
+        let mut raw = TcpStream::connect(&addr).await.unwrap();
+        raw.write_all(garbage).await.unwrap();
+        let go_away = read_until_closed(&mut raw).await.expect("a GoAway saying why");
+        assert_ne!(go_away.code, 0);
+        assert!(!go_away.message.is_empty());
+    }
+    for call in healthy {
+        call.await.unwrap().expect("healthy connection unaffected");
+    }
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_over_the_maximum_gets_a_clear_error_and_others_are_served() {
+    let config = ServerConfig {
+        max_frame_size: 1 << 20,
+        ..ServerConfig::default()
+    };
+    let (addr, server, service) = start(config).await;
+    let healthy = healthy_calls(&addr, 20);
+    let counters = service.counters.clone();
+    wait_until("healthy calls running", Duration::from_secs(5), || {
+        counters.started.load(Ordering::SeqCst) == 20
+    })
+    .await;
+
+    // Announce a 2 GiB body; send only the fixed header.
+    let mut raw = TcpStream::connect(&addr).await.unwrap();
+    let mut head = Vec::new();
+    head.extend_from_slice(b"mp\x01\x01");
+    head.extend_from_slice(&0u32.to_be_bytes());
+    head.extend_from_slice(&(2u32 << 30).to_be_bytes());
+    raw.write_all(&head).await.unwrap();
+    let go_away = read_until_closed(&mut raw).await.expect("a GoAway");
+    assert_eq!(go_away.code, Code::ResourceExhausted.as_i32());
+    assert!(go_away.message.contains("exceeds"), "{}", go_away.message);
+
+    for call in healthy {
+        call.await.unwrap().expect("other connections served");
+    }
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_truncated_frame_then_close_leaves_the_provider_serving() {
+    let (addr, server, _service) = start(ServerConfig::default()).await;
+    let mut buf = BytesMut::new();
+    OutFrame::Request(
+        RequestHeader {
+            request_id: 1,
+            service: "mprpc.test.Echo".into(),
+            method: "Echo".into(),
+            timeout_us: 0,
+            metadata: vec![],
+        },
+        bytes::Bytes::from_static(b"\x0a\x05hello"),
+    )
+    .encode(&mut buf);
+    for cut in [1, 5, 12, buf.len() - 1] {
+        let mut raw = TcpStream::connect(&addr).await.unwrap();
+        raw.write_all(&buf[..cut]).await.unwrap();
+        raw.shutdown().await.unwrap();
+        let _ = read_until_closed(&mut raw).await;
+    }
+    let client = EchoClient::new(Channel::to_address(addr));
+    client
+        .echo(EchoRequest::default())
+        .await
+        .expect("provider still serves");
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn pipelined_requests_in_one_write_all_get_answers() {
+    let (addr, server, _service) = start(ServerConfig::default()).await;
+    let mut buf = BytesMut::new();
+    for id in 1..=3u64 {
+        OutFrame::Request(
+            RequestHeader {
+                request_id: id,
+                service: "mprpc.test.Echo".into(),
+                method: "Echo".into(),
+                timeout_us: 0,
+                metadata: vec![],
+            },
+            bytes::Bytes::new(),
+        )
+        .encode(&mut buf);
+    }
+    let mut raw = TcpStream::connect(&addr).await.unwrap();
+    raw.write_all(&buf).await.unwrap();
+    let mut decoder = FrameDecoder::new(1 << 20);
+    let mut input = BytesMut::new();
+    let mut answered = Vec::new();
+    while answered.len() < 3 {
+        while let Some(frame) = next_frame(&mut decoder, &mut input) {
+            assert_eq!(frame.kind, FrameKind::Response);
+            let h: mprpc::protocol::ResponseHeader = decode_header(&frame).unwrap();
+            assert_eq!(h.code, 0);
+            answered.push(h.request_id);
+        }
+        if answered.len() < 3 {
+            let n = tokio::time::timeout(Duration::from_secs(5), raw.read_buf(&mut input))
+                .await
+                .expect("replies in time")
+                .unwrap();
+            assert!(n > 0, "provider closed early");
+        }
+    }
+    answered.sort_unstable();
+    assert_eq!(answered, vec![1, 2, 3]);
+    server.shutdown().await.unwrap();
+}
