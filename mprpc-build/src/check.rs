@@ -66,7 +66,10 @@ pub(crate) fn check(fds: &FileDescriptorSet, build_client: bool) -> io::Result<(
 }
 
 fn invalid(message: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidInput, format!("mprpc-build: {message}"))
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("mprpc-build: {message}"),
+    )
 }
 
 #[cfg(test)]
@@ -108,7 +111,10 @@ mod tests {
     fn new_clashes_only_with_clients() {
         let set = fds(vec![method("New")]);
         let err = check(&set, true).unwrap_err().to_string();
-        assert!(err.contains("s.proto: method `New` of service `pkg.Svc`"), "{err}");
+        assert!(
+            err.contains("s.proto: method `New` of service `pkg.Svc`"),
+            "{err}"
+        );
         check(&set, false).unwrap();
     }
 
@@ -127,6 +133,9 @@ mod tests {
         let err = check_file_descriptor_set(&fds(vec![m]))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("`Watch`") && err.contains("server-streaming"), "{err}");
+        assert!(
+            err.contains("`Watch`") && err.contains("server-streaming"),
+            "{err}"
+        );
     }
 }

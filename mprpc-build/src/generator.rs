@@ -152,13 +152,23 @@ fn write_server(service: &Service, names: &Names, buf: &mut String) {
     } = names;
     let server = format!("{camel}Server");
 
-    emit!(buf, "/// Server side of `{full_name}`: the service trait and its adapter.");
+    emit!(
+        buf,
+        "/// Server side of `{full_name}`: the service trait and its adapter."
+    );
     emit!(buf, "pub mod {snake}_server {{");
-    emit!(buf, "/// The fully qualified service name, as callers send it.");
+    emit!(
+        buf,
+        "/// The fully qualified service name, as callers send it."
+    );
     emit!(buf, "pub const SERVICE_NAME: &str = \"{full_name}\";");
 
     // The trait.
-    write_docs(buf, &service.comments, &format!("The `{full_name}` service."));
+    write_docs(
+        buf,
+        &service.comments,
+        &format!("The `{full_name}` service."),
+    );
     emit!(buf, "///");
     emit!(
         buf,
@@ -187,8 +197,14 @@ fn write_server(service: &Service, names: &Names, buf: &mut String) {
     // The adapter.
     emit!(buf, "/// Hosts a [`{camel}`] implementation in a provider.");
     emit!(buf, "///");
-    emit!(buf, "/// It is the runtime's type-erased `Service` for the implementation: it decodes");
-    emit!(buf, "/// each request, calls the trait method and encodes the reply.");
+    emit!(
+        buf,
+        "/// It is the runtime's type-erased `Service` for the implementation: it decodes"
+    );
+    emit!(
+        buf,
+        "/// each request, calls the trait method and encodes the reply."
+    );
     emit!(buf, "pub struct {server}<T> {{ inner: {RT}::Arc<T> }}");
     emit!(buf, "impl<T: {camel}> {server}<T> {{");
     emit!(buf, "/// Wraps an implementation.");
@@ -238,7 +254,10 @@ fn write_server(service: &Service, names: &Names, buf: &mut String) {
         for method in &service.methods {
             write_server_arm(method, buf);
         }
-        emit!(buf, "_ => {RT}::unimplemented_method(SERVICE_NAME, method),");
+        emit!(
+            buf,
+            "_ => {RT}::unimplemented_method(SERVICE_NAME, method),"
+        );
         emit!(buf, "}}");
     }
     emit!(buf, "}}");
@@ -282,9 +301,15 @@ fn write_client(service: &Service, names: &Names, buf: &mut String) {
         ""
     };
 
-    emit!(buf, "/// Client side of `{full_name}`: an async and a blocking client.");
+    emit!(
+        buf,
+        "/// Client side of `{full_name}`: an async and a blocking client."
+    );
     emit!(buf, "pub mod {snake}_client {{");
-    emit!(buf, "/// The fully qualified service name, as callers send it.");
+    emit!(
+        buf,
+        "/// The fully qualified service name, as callers send it."
+    );
     emit!(buf, "pub const SERVICE_NAME: &str = \"{full_name}\";");
 
     let flavours = [

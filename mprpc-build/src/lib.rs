@@ -97,7 +97,10 @@ pub use prost_build;
 ///
 /// Prints `cargo:rerun-if-changed` for every proto file read. Same as
 /// `configure().compile(protos, includes)`.
-pub fn compile_protos(protos: &[impl AsRef<Path>], includes: &[impl AsRef<Path>]) -> io::Result<()> {
+pub fn compile_protos(
+    protos: &[impl AsRef<Path>],
+    includes: &[impl AsRef<Path>],
+) -> io::Result<()> {
     configure().compile(protos, includes)
 }
 
@@ -193,8 +196,8 @@ impl Builder {
             }
         }
 
-        let mut compiler = protox::Compiler::new(includes.iter().map(AsRef::as_ref))
-            .map_err(protox_error)?;
+        let mut compiler =
+            protox::Compiler::new(includes.iter().map(AsRef::as_ref)).map_err(protox_error)?;
         compiler.include_source_info(true).include_imports(true);
         compiler
             .open_files(protos.iter().map(AsRef::as_ref))

@@ -57,7 +57,10 @@ fn client_streaming_method_is_rejected() {
         "upload.proto",
         "syntax = \"proto3\";\nmessage A {}\nservice Up {\n  rpc Send(stream A) returns (A);\n}\n",
     );
-    assert!(message.contains("`Send`") && message.contains("client-streaming"), "{message}");
+    assert!(
+        message.contains("`Send`") && message.contains("client-streaming"),
+        "{message}"
+    );
 }
 
 #[test]

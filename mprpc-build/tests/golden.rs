@@ -85,7 +85,10 @@ fn output_is_formatted() {
     assert!(code.contains("\n    pub trait UserServiceRpc: "));
     assert!(code.contains("\n        fn login(\n"));
     let longest = code.lines().map(str::len).max().unwrap();
-    assert!(longest <= 100, "a line of {longest} characters: not formatted?");
+    assert!(
+        longest <= 100,
+        "a line of {longest} characters: not formatted?"
+    );
 }
 
 #[test]

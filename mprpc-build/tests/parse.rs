@@ -3,16 +3,16 @@
 use std::fs;
 
 /// Compiles `files` (name, source) from one directory; returns every generated file.
-fn generate(
-    builder: mprpc_build::Builder,
-    files: &[(&str, &str)],
-) -> Vec<(String, String)> {
+fn generate(builder: mprpc_build::Builder, files: &[(&str, &str)]) -> Vec<(String, String)> {
     let dir = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
     for (name, source) in files {
         fs::write(dir.path().join(name), source).unwrap();
     }
-    let protos: Vec<_> = files.iter().map(|(name, _)| dir.path().join(name)).collect();
+    let protos: Vec<_> = files
+        .iter()
+        .map(|(name, _)| dir.path().join(name))
+        .collect();
     builder
         .out_dir(out.path())
         .emit_rerun_if_changed(false)
@@ -56,12 +56,18 @@ fn no_package_and_keyword_methods() {
         .iter()
         .find(|(name, _)| name == "_.rs")
         .expect("a file without a package goes to _.rs");
-    assert!(code.contains(r#"pub const SERVICE_NAME: &str = "Catalog";"#), "{code}");
+    assert!(
+        code.contains(r#"pub const SERVICE_NAME: &str = "Catalog";"#),
+        "{code}"
+    );
     assert!(code.contains("fn r#type("), "{code}");
     assert!(code.contains("fn r#match("), "{code}");
     assert!(code.contains("fn self_("), "{code}");
     assert!(code.contains(r#""Type" => {"#), "{code}");
-    assert!(code.contains("::mprpc::codegen::Request<super::Item>"), "{code}");
+    assert!(
+        code.contains("::mprpc::codegen::Request<super::Item>"),
+        "{code}"
+    );
     assert!(code.contains("::mprpc::codegen::IntoRequest<()>"), "{code}");
     assert!(code.contains("::prost_types::Timestamp"), "{code}");
     assert!(code.contains("pub mod nothing_server {"), "{code}");
@@ -93,7 +99,8 @@ fn types_from_other_packages() {
 
 #[test]
 fn server_or_client_only() {
-    const SERVICE: &str = "syntax = \"proto3\";\npackage p;\nmessage M {}\nservice S { rpc Do(M) returns (M); }\n";
+    const SERVICE: &str =
+        "syntax = \"proto3\";\npackage p;\nmessage M {}\nservice S { rpc Do(M) returns (M); }\n";
     let server = generate(
         mprpc_build::configure().build_client(false),
         &[("s.proto", SERVICE)],

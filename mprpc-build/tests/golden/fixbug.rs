@@ -110,11 +110,10 @@ pub mod user_service_rpc_server {
                         let request = ::mprpc::codegen::decode_request::<
                             super::LoginRequest,
                         >(SERVICE_NAME, "Login", request)?;
-                        let reply = inner.login(request).await?;
-                        ::core::result::Result::<
-                            ::mprpc::codegen::Bytes,
-                            ::mprpc::codegen::Status,
-                        >::Ok(::mprpc::codegen::encode_response(&reply))
+                        inner
+                            .login(request)
+                            .await
+                            .map(|reply| ::mprpc::codegen::encode_response(&reply))
                     })
                 }
                 "Register" => {
@@ -123,11 +122,10 @@ pub mod user_service_rpc_server {
                         let request = ::mprpc::codegen::decode_request::<
                             super::RegisterRequest,
                         >(SERVICE_NAME, "Register", request)?;
-                        let reply = inner.register(request).await?;
-                        ::core::result::Result::<
-                            ::mprpc::codegen::Bytes,
-                            ::mprpc::codegen::Status,
-                        >::Ok(::mprpc::codegen::encode_response(&reply))
+                        inner
+                            .register(request)
+                            .await
+                            .map(|reply| ::mprpc::codegen::encode_response(&reply))
                     })
                 }
                 _ => ::mprpc::codegen::unimplemented_method(SERVICE_NAME, method),
@@ -292,11 +290,10 @@ pub mod friend_service_rpc_server {
                         let request = ::mprpc::codegen::decode_request::<
                             super::GetFriendsListRequest,
                         >(SERVICE_NAME, "GetFriendsList", request)?;
-                        let reply = inner.get_friends_list(request).await?;
-                        ::core::result::Result::<
-                            ::mprpc::codegen::Bytes,
-                            ::mprpc::codegen::Status,
-                        >::Ok(::mprpc::codegen::encode_response(&reply))
+                        inner
+                            .get_friends_list(request)
+                            .await
+                            .map(|reply| ::mprpc::codegen::encode_response(&reply))
                     })
                 }
                 _ => ::mprpc::codegen::unimplemented_method(SERVICE_NAME, method),
