@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::io;
 
 use heck::ToSnakeCase;
-use prost_types::FileDescriptorSet;
+use prost_types::{FileDescriptorProto, FileDescriptorSet};
 
 /// Checks that every service in `fds` can be generated: every method is unary, no two methods
 /// of a service get the same Rust name, and no method is named `new` (the clients'
@@ -22,18 +22,18 @@ pub fn check_file_descriptor_set(fds: &FileDescriptorSet) -> io::Result<()> {
 
 pub(crate) fn check(fds: &FileDescriptorSet, build_client: bool) -> io::Result<()> {
     for file in &fds.file {
-        for service in &file.service {
+        for (service_index, service) in file.service.iter().enumerate() {
             let full_name = if file.package().is_empty() {
                 service.name().to_owned()
             } else {
                 format!("{}.{}", file.package(), service.name())
             };
             let mut rust_names: HashMap<String, &str> = HashMap::new();
-            for method in &service.method {
+            for (method_index, method) in service.method.iter().enumerate() {
                 let proto_name = method.name();
                 let what = format!(
                     "{}: method `{proto_name}` of service `{full_name}`",
-                    file.name()
+                    position(file, &[6, service_index, 2, method_index])
                 );
                 let streaming = match (method.client_streaming(), method.server_streaming()) {
                     (false, false) => None,
@@ -65,6 +65,28 @@ pub(crate) fn check(fds: &FileDescriptorSet, build_client: bool) -> io::Result<(
     Ok(())
 }
 
+/// `file:line:column` of the element at `path` (a `SourceCodeInfo` path), or just `file`
+/// when the descriptors carry no source info.
+fn position(file: &FileDescriptorProto, path: &[usize]) -> String {
+    let span = file.source_code_info.as_ref().and_then(|info| {
+        info.location
+            .iter()
+            .find(|location| {
+                location.path.len() == path.len()
+                    && location
+                        .path
+                        .iter()
+                        .zip(path)
+                        .all(|(&a, &b)| usize::try_from(a) == Ok(b))
+            })
+            .map(|location| &location.span)
+    });
+    match span.map(Vec::as_slice) {
+        Some([line, column, ..]) => format!("{}:{}:{}", file.name(), line + 1, column + 1),
+        _ => file.name().to_owned(),
+    }
+}
+
 fn invalid(message: String) -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidInput,
@@ -74,7 +96,7 @@ fn invalid(message: String) -> io::Error {
 
 #[cfg(test)]
 mod tests {
-    use prost_types::{FileDescriptorProto, MethodDescriptorProto, ServiceDescriptorProto};
+    use prost_types::{MethodDescriptorProto, ServiceDescriptorProto};
 
     use super::*;
 

@@ -45,7 +45,7 @@ fn streaming_method_is_rejected() {
         "stream.proto",
         "syntax = \"proto3\";\npackage fixbug;\nmessage A {}\nservice Feed {\n  rpc Get(A) returns (A);\n  rpc Watch(A) returns (stream A);\n}\n",
     );
-    assert!(message.contains("stream.proto"), "{message}");
+    assert!(message.contains("stream.proto:6:3:"), "{message}");
     assert!(message.contains("`Watch`"), "{message}");
     assert!(message.contains("fixbug.Feed"), "{message}");
     assert!(message.contains("server-streaming"), "{message}");

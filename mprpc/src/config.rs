@@ -111,6 +111,8 @@ pub struct ServerConfig {
     /// Worker threads of the tokio runtime, at least 1. Default: 4, like the original's I/O
     /// threads.
     pub threads: usize,
+    /// Relative share of calls this provider asks weighted balancers for. Default 100.
+    pub weight: u32,
     /// Calls running at once across all connections; one more gets `ResourceExhausted`.
     /// At least 1. Default 10,000.
     pub max_concurrent_calls: usize,
@@ -135,6 +137,7 @@ impl Default for ServerConfig {
             address: "127.0.0.1:8000".to_owned(),
             advertise_address: None,
             threads: 4,
+            weight: 100,
             max_concurrent_calls: 10_000,
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             max_connections: 10_000,
@@ -174,6 +177,26 @@ pub struct ClientConfig {
     pub reconnect_backoff_max: Duration,
     /// Worker threads of the runtime a blocking client starts, at least 1. Default 2.
     pub threads: usize,
+    /// How calls are spread over a service's providers. Default `round_robin`.
+    pub load_balance: LoadBalance,
+}
+
+/// How a consumer spreads calls over the providers of a service.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadBalance {
+    /// Each provider in turn.
+    #[default]
+    RoundRobin,
+    /// At random, in proportion to each provider's `weight`.
+    WeightedRandom,
+    /// By the call's hash key (`Request::with_hash_key`): the same key goes to the same
+    /// provider while the set of providers is stable, and only the keys of a provider that
+    /// leaves move (rendezvous hashing). Calls without a key go round robin.
+    ConsistentHash,
+    /// The less loaded of two providers picked at random, by calls in flight and recent
+    /// latency (power of two choices).
+    LeastLoaded,
 }
 
 impl Default for ClientConfig {
@@ -187,6 +210,7 @@ impl Default for ClientConfig {
             reconnect_backoff: Duration::from_millis(100),
             reconnect_backoff_max: Duration::from_secs(5),
             threads: 2,
+            load_balance: LoadBalance::RoundRobin,
         }
     }
 }

@@ -71,6 +71,7 @@ pub struct Request<T> {
     message: T,
     metadata: Metadata,
     timeout: Option<Duration>,
+    hash_key: Option<String>,
     deadline: Option<Instant>,
     remote_addr: Option<SocketAddr>,
 }
@@ -82,6 +83,7 @@ impl<T> Request<T> {
             message,
             metadata: Metadata::new(),
             timeout: None,
+            hash_key: None,
             deadline: None,
             remote_addr: None,
         }
@@ -128,6 +130,18 @@ impl<T> Request<T> {
         self.timeout
     }
 
+    /// Caller side: the key the `consistent_hash` balancer routes by; calls with the same key
+    /// go to the same provider while the set of providers is stable.
+    pub fn with_hash_key(mut self, key: impl Into<String>) -> Request<T> {
+        self.hash_key = Some(key.into());
+        self
+    }
+
+    /// Caller side: the hash key, if any.
+    pub fn hash_key(&self) -> Option<&str> {
+        self.hash_key.as_deref()
+    }
+
     /// Provider side: when the caller stops waiting (derived from the budget it sent).
     /// The provider abandons the handler at that moment; handlers may use it to skip work.
     pub fn deadline(&self) -> Option<Instant> {
@@ -145,6 +159,7 @@ impl<T> Request<T> {
             message: f(self.message),
             metadata: self.metadata,
             timeout: self.timeout,
+            hash_key: self.hash_key,
             deadline: self.deadline,
             remote_addr: self.remote_addr,
         }
@@ -160,6 +175,7 @@ impl<T> Request<T> {
             message,
             metadata,
             timeout: None,
+            hash_key: None,
             deadline,
             remote_addr,
         }

@@ -1,6 +1,7 @@
 //! Shared pieces of the integration tests: the test service and process helpers.
 
 pub mod process;
+pub mod zk;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -38,6 +39,8 @@ pub struct EchoService {
     pub counters: Arc<Counters>,
     /// Print `call started` on stdout when a handler starts (for process tests).
     pub announce: bool,
+    /// Added to every call's delay (a slow provider, for load-balancing tests).
+    pub extra_delay_ms: u32,
 }
 
 impl EchoService {
@@ -86,8 +89,9 @@ impl Echo for EchoService {
             .unwrap_or_default()
             .to_owned();
         let req = request.into_inner();
-        if req.delay_ms > 0 {
-            tokio::time::sleep(Duration::from_millis(u64::from(req.delay_ms))).await;
+        let delay_ms = req.delay_ms + self.extra_delay_ms;
+        if delay_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(u64::from(delay_ms))).await;
         }
         guard.done = true;
         self.counters.finished.fetch_add(1, Ordering::SeqCst);

@@ -5,6 +5,7 @@
 //! `reconnect_backoff` up to `reconnect_backoff_max`), and calls meanwhile go to other
 //! providers or fail fast with `Unavailable` instead of piling up on connect attempts.
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
@@ -17,6 +18,27 @@ pub(crate) struct Endpoint {
     state: Mutex<State>,
     /// Held while connecting, so that concurrent callers share one attempt.
     connecting: tokio::sync::Mutex<()>,
+    /// Calls in flight through this endpoint (for the least-loaded balancer).
+    in_flight: AtomicUsize,
+    /// Moving average of call latency in microseconds (for the least-loaded balancer).
+    latency_us: AtomicU64,
+}
+
+/// Counts a call in flight on an endpoint and records its latency when dropped.
+pub(crate) struct InFlight<'a> {
+    endpoint: &'a Endpoint,
+    started: Instant,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.endpoint.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let sample = self.started.elapsed().as_micros().min(u128::from(u32::MAX)) as u64;
+        // EWMA with weight 1/8; races between calls only blur the average.
+        let old = self.endpoint.latency_us.load(Ordering::Relaxed);
+        let new = if old == 0 { sample } else { old - old / 8 + sample / 8 };
+        self.endpoint.latency_us.store(new, Ordering::Relaxed);
+    }
 }
 
 #[derive(Default)]
@@ -35,7 +57,25 @@ impl Endpoint {
             address,
             state: Mutex::default(),
             connecting: tokio::sync::Mutex::new(()),
+            in_flight: AtomicUsize::new(0),
+            latency_us: AtomicU64::new(0),
         }
+    }
+
+    /// Marks a call in flight until the guard is dropped.
+    pub(crate) fn start_call(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight {
+            endpoint: self,
+            started: Instant::now(),
+        }
+    }
+
+    /// A load score: calls in flight (plus this one) times recent latency.
+    pub(crate) fn load(&self) -> u64 {
+        let in_flight = self.in_flight.load(Ordering::Relaxed) as u64 + 1;
+        let latency = self.latency_us.load(Ordering::Relaxed).max(1);
+        in_flight.saturating_mul(latency)
     }
 
     /// Whether the endpoint is waiting out a reconnect backoff.

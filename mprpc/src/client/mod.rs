@@ -9,16 +9,18 @@
 //!
 //! [`BlockingChannel`] wraps a channel and its own runtime for synchronous callers.
 
+mod balance;
 mod connection;
 mod endpoint;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 
 use bytes::Bytes;
 use prost::Message;
 
+use self::balance::Balancer;
 use self::connection::CallError;
 use self::endpoint::Endpoint;
 use crate::config::{ClientConfig, Config};
@@ -41,7 +43,7 @@ struct Inner {
 
 struct ServiceState {
     instances: Instances,
-    next: AtomicUsize,
+    balancer: Balancer,
 }
 
 impl std::fmt::Debug for Channel {
@@ -136,6 +138,7 @@ impl Channel {
     ) -> Result<Bytes, Status> {
         let state = self.service(service).await?;
         let instances = state.instances.borrow().clone();
+        let hash_key = request.hash_key().map(str::to_owned);
         if instances.is_empty() {
             return Err(Status::unavailable(format!(
                 "no providers of `{service}` are known"
@@ -148,13 +151,19 @@ impl Channel {
             .map(|(key, value)| MetadataEntry { key, value })
             .collect();
         let body = request.into_inner();
-        let start = state.next.fetch_add(1, Ordering::Relaxed);
-        let endpoints: Vec<Arc<Endpoint>> = (0..instances.len())
-            .map(|i| self.endpoint(&instances[(start + i) % instances.len()].address))
-            .collect();
+        let endpoints: Vec<Arc<Endpoint>> =
+            instances.iter().map(|i| self.endpoint(&i.address)).collect();
+        let order = state.balancer.order(
+            self.inner.config.load_balance,
+            &instances,
+            &endpoints,
+            hash_key.as_deref(),
+        );
         // Providers waiting out a reconnect backoff go last.
-        let (ready, backing_off): (Vec<_>, Vec<_>) =
-            endpoints.into_iter().partition(|e| !e.in_backoff());
+        let (ready, backing_off): (Vec<_>, Vec<_>) = order
+            .into_iter()
+            .map(|i| &endpoints[i])
+            .partition(|e| !e.in_backoff());
         let mut last_error = None;
         for endpoint in ready.iter().chain(&backing_off) {
             let conn = match endpoint.connection(&self.inner.config).await {
@@ -165,6 +174,7 @@ impl Channel {
                 }
             };
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let _in_flight = endpoint.start_call();
             match conn
                 .call(service, method, metadata.clone(), Some(remaining), body.clone())
                 .await
@@ -200,9 +210,10 @@ impl Channel {
         let state = services
             .entry(service.to_owned())
             .or_insert_with(|| {
+                tokio::spawn(prune_on_change(Arc::downgrade(&self.inner), instances.clone()));
                 Arc::new(ServiceState {
                     instances,
-                    next: AtomicUsize::new(0),
+                    balancer: Balancer::default(),
                 })
             })
             .clone();
@@ -221,6 +232,26 @@ impl Channel {
         let e = Arc::new(Endpoint::new(address.to_owned()));
         endpoints.insert(address.to_owned(), e.clone());
         e
+    }
+}
+
+/// Closes connections to providers that left every followed service's list.
+async fn prune_on_change(inner: Weak<Inner>, mut instances: Instances) {
+    while instances.changed().await.is_ok() {
+        let Some(inner) = inner.upgrade() else { return };
+        let known: HashSet<String> = read(&inner.services)
+            .values()
+            .flat_map(|s| s.instances.borrow().iter().map(|i| i.address.clone()).collect::<Vec<_>>())
+            .chain(instances.borrow().iter().map(|i| i.address.clone()))
+            .collect();
+        let mut endpoints = inner.endpoints.lock().unwrap_or_else(PoisonError::into_inner);
+        endpoints.retain(|address, _| {
+            let keep = known.contains(address);
+            if !keep {
+                tracing::debug!(%address, "provider left the registry; dropping its connection");
+            }
+            keep
+        });
     }
 }
 

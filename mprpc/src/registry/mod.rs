@@ -7,9 +7,12 @@
 //! as providers come and go. No registry look-up happens per call.
 //!
 //! - [`StaticRegistry`]: a fixed list from the config file; needs nothing installed.
-//! - A ZooKeeper registry plugs in behind the same trait.
+//! - [`ZkRegistry`]: a ZooKeeper ensemble; providers are ephemeral nodes, consumers watch.
+//!
+//! [`from_config`] builds the one a config file names.
 
 mod static_list;
+pub mod zookeeper;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,12 +20,14 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 pub use static_list::StaticRegistry;
+pub use zookeeper::ZkRegistry;
 
 use crate::config::RegistryConfig;
 use crate::server::BoxFuture;
 
-/// One provider of one service.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// One provider of one service. In ZooKeeper it is stored as JSON in the provider's node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct ServiceInstance {
     /// Fully qualified service name, `package.Service`.
     pub service: String,
@@ -34,6 +39,8 @@ pub struct ServiceInstance {
     pub version: String,
     /// The methods the provider serves.
     pub methods: Vec<String>,
+    /// When the provider registered, in milliseconds since the Unix epoch (0 = unknown).
+    pub start_time_ms: u64,
     /// Anything else the provider wants consumers to know.
     pub metadata: BTreeMap<String, String>,
 }
@@ -92,8 +99,14 @@ pub trait Registry: Send + Sync + 'static {
 pub fn from_config(config: &RegistryConfig) -> Result<Arc<dyn Registry>, RegistryError> {
     match config {
         RegistryConfig::Static { services } => Ok(Arc::new(StaticRegistry::new(services.clone()))),
-        RegistryConfig::Zookeeper { .. } => Err(RegistryError::Config(
-            "the ZooKeeper registry is not built into this version; use kind = \"static\"".into(),
-        )),
+        RegistryConfig::Zookeeper {
+            connect,
+            root,
+            session_timeout,
+        } => Ok(Arc::new(ZkRegistry::new(
+            connect.clone(),
+            root.clone(),
+            *session_timeout,
+        )?)),
     }
 }

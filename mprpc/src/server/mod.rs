@@ -146,6 +146,10 @@ impl Server {
             let mut instance = ServiceInstance::new(service.name(), address.clone());
             instance.methods = service.methods().iter().map(|m| (*m).to_owned()).collect();
             instance.version = env!("CARGO_PKG_VERSION").to_owned();
+            instance.weight = self.config.weight;
+            instance.start_time_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
             registrations.push(registry.register(instance).await?);
         }
         let shutdown = async move {
@@ -239,6 +243,35 @@ pub async fn spawn_local(server: Server) -> io::Result<(SocketAddr, LocalServer)
     let stop = CancellationToken::new();
     let token = stop.clone();
     let task = tokio::spawn(async move { server.serve(listener, token.cancelled_owned()).await });
+    Ok((addr, LocalServer { stop, task }))
+}
+
+/// Like [`spawn_local`], and registers the provider's services with `registry` first; the
+/// returned handle deregisters them when it shuts the provider down.
+pub async fn spawn_local_registered(
+    server: Server,
+    registry: Arc<dyn Registry>,
+) -> Result<(SocketAddr, LocalServer), ServeError> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let stop = CancellationToken::new();
+    let token = stop.clone();
+    let (registered_tx, registered) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = registered_tx.send(());
+            token.cancelled_owned().await;
+        };
+        server
+            .serve_with_registry(listener, registry, shutdown)
+            .await
+            .map_err(io::Error::other)
+    });
+    // The shutdown future is first polled once registration has succeeded.
+    if registered.await.is_err() {
+        let err = task.await.map_err(io::Error::other)?.err();
+        return Err(ServeError::Io(err.unwrap_or_else(|| io::Error::other("provider stopped"))));
+    }
     Ok((addr, LocalServer { stop, task }))
 }
 

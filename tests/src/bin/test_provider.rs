@@ -1,17 +1,48 @@
-//! A provider of the test service for process-level tests: listens on `127.0.0.1:0`, prints
-//! `listening on ADDR`, prints `call started` as each call starts, and stops gracefully on
-//! SIGINT/SIGTERM.
+//! A provider of the test service for process-level tests.
+//!
+//! `test_provider NAME [--listen ADDR] [--zk CONNECT] [--root PATH] [--session-timeout-ms N]
+//! [--weight N]`
+//!
+//! Listens on `--listen` (default `127.0.0.1:0`), registers in ZooKeeper when `--zk` is given,
+//! prints `listening on ADDR`, prints `call started` as each call starts, and stops gracefully
+//! on SIGINT/SIGTERM.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
 use mprpc::config::ServerConfig;
+use mprpc::registry::{Registry, StaticRegistry, ZkRegistry};
 use mprpc::server::{shutdown, Server};
 use mprpc_tests::{EchoServer, EchoService};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
-    let name = std::env::args().nth(1).unwrap_or_else(|| "process".to_owned());
-    let config = ServerConfig {
+    let mut args = std::env::args().skip(1);
+    let name = args.next().unwrap_or_else(|| "process".to_owned());
+    let mut config = ServerConfig {
         address: "127.0.0.1:0".to_owned(),
         ..ServerConfig::default()
+    };
+    let (mut zk, mut root, mut session_ms) = (None, "/mprpc".to_owned(), 2000u64);
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--listen" => config.address = value()?,
+            "--zk" => zk = Some(value()?),
+            "--root" => root = value()?,
+            "--session-timeout-ms" => session_ms = value()?.parse()?,
+            "--weight" => config.weight = value()?.parse()?,
+            other => bail!("unknown flag {other}"),
+        }
+    }
+    let registry: Arc<dyn Registry> = match zk {
+        Some(connect) => Arc::new(ZkRegistry::new(
+            connect,
+            root,
+            Duration::from_millis(session_ms),
+        )?),
+        None => Arc::new(StaticRegistry::new(Default::default())),
     };
     let service = EchoService {
         name,
@@ -20,8 +51,12 @@ async fn main() -> anyhow::Result<()> {
     };
     let server = Server::new(config).add_service(EchoServer::new(service));
     let listener = server.bind().await?;
-    println!("listening on {}", listener.local_addr()?);
-    server.serve(listener, shutdown::signal()).await?;
+    let addr = listener.local_addr()?;
+    let serving = server.serve_with_registry(listener, registry, async {
+        println!("listening on {addr}");
+        shutdown::signal().await;
+    });
+    serving.await?;
     println!("stopped");
     Ok(())
 }

@@ -1,0 +1,259 @@
+//! Following one service's providers from the consumer side.
+//!
+//! A task per followed service holds a persistent recursive watch on the service's
+//! `providers` node and republishes the instance list into a `watch` channel that the
+//! consumer's channel reads. Rules:
+//!
+//! - **Bursts are merged**: after a change, events keep arriving for a short window
+//!   ([`MERGE_WINDOW`]) before the list is read once.
+//! - **Reconnects re-arm the watch.** `zookeeper-client` 0.11.2 silently stops delivering
+//!   persistent-watch events after reconnecting to another server (its watch-restore loop has
+//!   `index.max(index)` where `index.max(i)` was meant), and no persistent watch replays what
+//!   happened while disconnected. So after every `SyncConnected` the watch is added again and
+//!   the list is read afresh.
+//! - **A hiccup does not wipe the list.** While ZooKeeper is unreachable the last list stays
+//!   in force. A new list that is empty, or that drops more than half of at least three
+//!   providers, is applied only if a second reading after [`CONFIRM_DELAY`] agrees.
+//! - The task ends when every consumer of the list is gone.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use tokio::sync::{oneshot, watch};
+use zookeeper_client::{AddWatchMode, Client, Error as ZkError, EventType, PersistentWatcher, SessionState};
+
+use super::session::Session;
+use crate::registry::{Instances, ServiceInstance};
+
+/// How long to keep collecting events after a change before reading the list.
+pub(crate) const MERGE_WINDOW: Duration = Duration::from_millis(50);
+/// How long to wait before a second reading confirms a suspicious list.
+pub(crate) const CONFIRM_DELAY: Duration = Duration::from_millis(1000);
+
+/// Starts following `path`; `ready` fires after the first successful reading.
+pub(super) fn start(
+    session: watch::Receiver<Session>,
+    path: String,
+    ready: oneshot::Sender<()>,
+) -> Instances {
+    let (tx, rx) = watch::channel(Arc::new(Vec::new()));
+    tokio::spawn(follow(session, path, tx, ready));
+    rx
+}
+
+/// What ended one watch: the session, or the consumers.
+enum Stop {
+    SessionEnded,
+    NobodyListens,
+}
+
+async fn follow(
+    mut session: watch::Receiver<Session>,
+    path: String,
+    tx: watch::Sender<Arc<Vec<ServiceInstance>>>,
+    ready: oneshot::Sender<()>,
+) {
+    let mut ready = Some(ready);
+    loop {
+        // Wait for a live client.
+        let client = tokio::select! {
+            () = tx.closed() => return,
+            s = session.wait_for(|s| s.client.is_some()) => match s {
+                Ok(s) => s.client.clone().expect("checked by wait_for"),
+                Err(_) => return,
+            },
+        };
+        match follow_session(&client, &path, &tx, &mut ready).await {
+            Stop::NobodyListens => return,
+            Stop::SessionEnded => {
+                // Wait until the supervisor has replaced this client.
+                let _ = session
+                    .wait_for(|s| s.client.as_ref().map(Client::session_id) != Some(client.session_id()))
+                    .await;
+            }
+        }
+    }
+}
+
+async fn follow_session(
+    client: &Client,
+    path: &str,
+    tx: &watch::Sender<Arc<Vec<ServiceInstance>>>,
+    ready: &mut Option<oneshot::Sender<()>>,
+) -> Stop {
+    let mut watcher = match arm(client, path, tx).await {
+        Some(w) => w,
+        None => return Stop::SessionEnded,
+    };
+    refresh(client, path, tx, ready).await;
+    loop {
+        let event = tokio::select! {
+            () = tx.closed() => return Stop::NobodyListens,
+            event = watcher.changed() => event,
+        };
+        let mut reconnected = false;
+        match event.event_type {
+            EventType::Session => match event.session_state {
+                SessionState::SyncConnected | SessionState::ConnectedReadOnly => reconnected = true,
+                SessionState::Disconnected => {
+                    tracing::debug!(%path, "ZooKeeper unreachable; keeping the known providers");
+                    continue;
+                }
+                _ => return Stop::SessionEnded,
+            },
+            _ => {
+                // Merge the burst: keep taking events for a moment.
+                let window = tokio::time::sleep(MERGE_WINDOW);
+                tokio::pin!(window);
+                loop {
+                    tokio::select! {
+                        () = &mut window => break,
+                        event = watcher.changed() => {
+                            if event.event_type == EventType::Session {
+                                match event.session_state {
+                                    SessionState::SyncConnected | SessionState::ConnectedReadOnly => reconnected = true,
+                                    SessionState::Disconnected => {}
+                                    _ => return Stop::SessionEnded,
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if reconnected {
+            // The client defect: persistent watches are not restored after a reconnect to
+            // another server. Drop the old watch before adding the new one, so that removing
+            // it cannot remove the new one.
+            drop(watcher);
+            watcher = match arm(client, path, tx).await {
+                Some(w) => w,
+                None => return Stop::SessionEnded,
+            };
+        }
+        refresh(client, path, tx, ready).await;
+    }
+}
+
+/// Adds the persistent recursive watch, retrying while the session lives.
+async fn arm(
+    client: &Client,
+    path: &str,
+    tx: &watch::Sender<Arc<Vec<ServiceInstance>>>,
+) -> Option<PersistentWatcher> {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match client.watch(path, AddWatchMode::PersistentRecursive).await {
+            Ok(w) => return Some(w),
+            Err(ZkError::SessionExpired | ZkError::ClientClosed | ZkError::AuthFailed) => return None,
+            Err(e) => tracing::debug!(%path, "cannot watch yet: {e}"),
+        }
+        if client.state().is_terminated() || tx.is_closed() {
+            return None;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Reads the list and publishes it, unless it looks like a hiccup that a second reading
+/// does not confirm.
+async fn refresh(
+    client: &Client,
+    path: &str,
+    tx: &watch::Sender<Arc<Vec<ServiceInstance>>>,
+    ready: &mut Option<oneshot::Sender<()>>,
+) {
+    let Some(mut list) = read_list(client, path).await else {
+        return;
+    };
+    let old = tx.borrow().clone();
+    if suspicious(&old, &list) {
+        tracing::warn!(
+            %path,
+            before = old.len(),
+            now = list.len(),
+            "providers dropped sharply; confirming before applying"
+        );
+        tokio::time::sleep(CONFIRM_DELAY).await;
+        match read_list(client, path).await {
+            Some(again) => list = again,
+            None => return,
+        }
+    }
+    if *old != list {
+        tracing::info!(%path, providers = list.len(), "provider list changed");
+        tx.send_replace(Arc::new(list));
+    }
+    if let Some(ready) = ready.take() {
+        let _ = ready.send(());
+    }
+}
+
+fn suspicious(old: &[ServiceInstance], new: &[ServiceInstance]) -> bool {
+    !old.is_empty() && (new.is_empty() || (old.len() >= 3 && new.len() * 2 < old.len()))
+}
+
+/// The providers under `path`, sorted by address; `None` if ZooKeeper could not be read.
+async fn read_list(client: &Client, path: &str) -> Option<Vec<ServiceInstance>> {
+    let children = match client.list_children(path).await {
+        Ok(children) => children,
+        Err(ZkError::NoNode) => return Some(Vec::new()),
+        Err(e) => {
+            tracing::debug!(%path, "cannot list providers: {e}");
+            return None;
+        }
+    };
+    let reads = children.iter().map(|child| {
+        let node = format!("{path}/{child}");
+        async move { (child, client.get_data(&node).await) }
+    });
+    let mut list = Vec::with_capacity(children.len());
+    for (child, read) in join_all(reads).await {
+        match read {
+            Ok((data, _)) => match serde_json::from_slice::<ServiceInstance>(&data) {
+                Ok(mut instance) => {
+                    if instance.address.is_empty() {
+                        instance.address = child.clone();
+                    }
+                    list.push(instance);
+                }
+                // A node written by someone else (the original mprpc writes a bare
+                // "ip:port"): use its name as the address.
+                Err(_) => list.push(ServiceInstance::new(
+                    path.rsplit('/').nth(1).unwrap_or_default(),
+                    child.clone(),
+                )),
+            },
+            // Gone between the listing and the read.
+            Err(ZkError::NoNode) => {}
+            Err(e) => {
+                tracing::debug!(%path, "cannot read a provider: {e}");
+                return None;
+            }
+        }
+    }
+    list.sort_by(|a, b| a.address.cmp(&b.address));
+    Some(list)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(n: usize) -> Vec<ServiceInstance> {
+        (0..n).map(|i| ServiceInstance::new("s", format!("h:{i}"))).collect()
+    }
+
+    #[test]
+    fn sharp_drops_are_suspicious() {
+        assert!(!suspicious(&[], &[]));
+        assert!(!suspicious(&[], &list(2)));
+        assert!(suspicious(&list(1), &[]));
+        assert!(!suspicious(&list(2), &list(1)));
+        assert!(suspicious(&list(3), &list(1)));
+        assert!(!suspicious(&list(4), &list(2)));
+        assert!(suspicious(&list(10), &list(4)));
+    }
+}

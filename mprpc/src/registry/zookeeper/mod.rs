@@ -1,0 +1,247 @@
+//! The ZooKeeper registry.
+//!
+//! Layout (documented in `docs/REGISTRY.md`):
+//!
+//! ```text
+//! {root}                                   persistent, e.g. /mprpc
+//! {root}/{service}                         persistent, e.g. /mprpc/fixbug.UserServiceRpc
+//! {root}/{service}/providers               persistent
+//! {root}/{service}/providers/{host:port}   EPHEMERAL, data = the ServiceInstance as JSON
+//! ```
+//!
+//! One ZooKeeper session per [`ZkRegistry`], shared by everything the process registers and
+//! watches ([`session`]). Providers' nodes are kept true by a supervisor that re-creates them
+//! after a session expiry (replacing a node left by a dead session of ours), after a
+//! reconnect, and when someone deletes them ([`session`]). Consumers follow each service with
+//! a persistent recursive watch, re-armed after every reconnect to work around a defect of the
+//! client crate, merge bursts of changes, and refuse to apply a sudden empty or mostly-empty
+//! list until a second look confirms it ([`follow`]).
+
+mod follow;
+mod session;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::{Instances, Registration, Registry, RegistryError, ServiceInstance};
+use crate::server::BoxFuture;
+use session::{Command, Session};
+
+/// How long registering may wait for ZooKeeper before failing.
+const REGISTER_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A registry kept in a ZooKeeper ensemble.
+#[derive(Clone)]
+pub struct ZkRegistry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    connect: String,
+    root: String,
+    session_timeout: Duration,
+    /// The session supervisor, started on first use (it needs a runtime).
+    supervisor: OnceLock<Supervisor>,
+    /// Followed services: one watcher task each, shared by every caller of `discover`.
+    followed: Mutex<HashMap<String, Instances>>,
+}
+
+struct Supervisor {
+    commands: mpsc::UnboundedSender<Command>,
+    session: watch::Receiver<Session>,
+}
+
+/// The registry's connection state, for tools and metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionStatus {
+    /// Not connected yet, or building a new session after an expiry.
+    Connecting,
+    /// Connected; registrations and watches are live.
+    Connected,
+    /// The connection was lost; the session may still be recovered.
+    Disconnected,
+}
+
+impl ZkRegistry {
+    /// A registry on the ensemble `connect` (`host:port[,host:port...]`), keeping its nodes
+    /// under `root`, with the given session timeout. Connects on first use.
+    pub fn new(
+        connect: String,
+        root: String,
+        session_timeout: Duration,
+    ) -> Result<ZkRegistry, RegistryError> {
+        if connect.trim().is_empty() {
+            return Err(RegistryError::Config("empty ZooKeeper connect string".into()));
+        }
+        if !root.starts_with('/') {
+            return Err(RegistryError::Config(format!(
+                "ZooKeeper root `{root}` must start with `/`"
+            )));
+        }
+        let root = if root == "/" {
+            String::new()
+        } else {
+            root.trim_end_matches('/').to_owned()
+        };
+        Ok(ZkRegistry {
+            inner: Arc::new(Inner {
+                connect,
+                root,
+                session_timeout,
+                supervisor: OnceLock::new(),
+                followed: Mutex::default(),
+            }),
+        })
+    }
+
+    /// The path of a service's providers.
+    pub fn providers_path(&self, service: &str) -> String {
+        format!("{}/{service}/providers", self.inner.root)
+    }
+
+    /// The connection state now.
+    pub fn status(&self) -> SessionStatus {
+        match self.inner.supervisor.get() {
+            Some(s) => s.session.borrow().status,
+            None => SessionStatus::Connecting,
+        }
+    }
+
+    fn supervisor(&self) -> &Supervisor {
+        self.inner.supervisor.get_or_init(|| {
+            let (commands, rx) = mpsc::unbounded_channel();
+            let (session_tx, session) = watch::channel(Session::connecting());
+            tokio::spawn(session::supervise(
+                self.inner.connect.clone(),
+                self.inner.session_timeout,
+                rx,
+                session_tx,
+            ));
+            Supervisor { commands, session }
+        })
+    }
+}
+
+fn validate_service(service: &str) -> Result<(), RegistryError> {
+    if service.is_empty() || service.contains('/') || service == "." || service == ".." {
+        return Err(RegistryError::Config(format!(
+            "`{service}` cannot be a ZooKeeper node name"
+        )));
+    }
+    Ok(())
+}
+
+struct ZkRegistration {
+    path: String,
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+impl Registration for ZkRegistration {
+    fn deregister(self: Box<Self>) -> BoxFuture<Result<(), RegistryError>> {
+        Box::pin(async move {
+            let (ack, done) = oneshot::channel();
+            let path = self.path.clone();
+            self.commands
+                .send(Command::Deregister { path, ack })
+                .map_err(|_| RegistryError::Unavailable("registry stopped".into()))?;
+            match tokio::time::timeout(REGISTER_TIMEOUT, done).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) => Err(RegistryError::Unavailable("registry stopped".into())),
+                Err(_) => Err(RegistryError::Unavailable(format!(
+                    "ZooKeeper did not confirm removing {} in time",
+                    self.path
+                ))),
+            }
+        })
+    }
+}
+
+impl Registry for ZkRegistry {
+    fn register(
+        &self,
+        instance: ServiceInstance,
+    ) -> BoxFuture<Result<Box<dyn Registration>, RegistryError>> {
+        let this = self.clone();
+        Box::pin(async move {
+            validate_service(&instance.service)?;
+            if instance.address.is_empty() || instance.address.contains('/') {
+                return Err(RegistryError::Config(format!(
+                    "`{}` cannot be a provider address",
+                    instance.address
+                )));
+            }
+            let path = format!(
+                "{}/{}",
+                this.providers_path(&instance.service),
+                instance.address
+            );
+            let data = serde_json::to_vec(&instance)
+                .map_err(|e| RegistryError::Config(format!("cannot encode the instance: {e}")))?;
+            let supervisor = this.supervisor();
+            let (ack, done) = oneshot::channel();
+            supervisor
+                .commands
+                .send(Command::Register {
+                    path: path.clone(),
+                    data,
+                    ack,
+                })
+                .map_err(|_| RegistryError::Unavailable("registry stopped".into()))?;
+            let outcome = match tokio::time::timeout(REGISTER_TIMEOUT, done).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) => Err(RegistryError::Unavailable("registry stopped".into())),
+                Err(_) => Err(RegistryError::Unavailable(format!(
+                    "could not register {path} within {REGISTER_TIMEOUT:?}: is ZooKeeper at {} up?",
+                    this.inner.connect
+                ))),
+            };
+            if outcome.is_err() {
+                // Do not leave it to be registered later behind the caller's back.
+                let (ack, _) = oneshot::channel();
+                let _ = supervisor.commands.send(Command::Deregister {
+                    path: path.clone(),
+                    ack,
+                });
+            }
+            outcome?;
+            tracing::info!(%path, "registered in ZooKeeper");
+            Ok(Box::new(ZkRegistration {
+                path,
+                commands: supervisor.commands.clone(),
+            }) as Box<dyn Registration>)
+        })
+    }
+
+    fn discover(&self, service: &str) -> BoxFuture<Result<Instances, RegistryError>> {
+        let this = self.clone();
+        let service = service.to_owned();
+        Box::pin(async move {
+            validate_service(&service)?;
+            if let Some(rx) = lock(&this.inner.followed).get(&service) {
+                return Ok(rx.clone());
+            }
+            let session = this.supervisor().session.clone();
+            let path = this.providers_path(&service);
+            let (ready_tx, ready) = oneshot::channel();
+            let rx = follow::start(session, path, ready_tx);
+            match tokio::time::timeout(REGISTER_TIMEOUT, ready).await {
+                Ok(Ok(())) => {}
+                _ => {
+                    return Err(RegistryError::Unavailable(format!(
+                        "could not list the providers of `{service}` from ZooKeeper at {}",
+                        this.inner.connect
+                    )))
+                }
+            }
+            let mut followed = lock(&this.inner.followed);
+            Ok(followed.entry(service).or_insert(rx).clone())
+        })
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}

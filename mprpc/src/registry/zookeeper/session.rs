@@ -1,0 +1,278 @@
+//! The ZooKeeper session and the provider nodes that depend on it.
+//!
+//! One supervisor task owns the session. It connects (retrying with backoff), publishes the
+//! live client for the consumers' watchers, and keeps every registered provider node true:
+//!
+//! - after connecting, and again after every reconnect, it makes sure each node exists and
+//!   belongs to the current session;
+//! - a node that exists but belongs to another session (ours before an expiry, or a dead
+//!   process that used the same address) is deleted and created again, never skipped;
+//! - a one-shot watch on each node (these survive reconnects) brings it back at once if
+//!   someone deletes it, and a periodic check catches anything else;
+//! - when the session expires, it builds a new one and starts over.
+//!
+//! Commands (register, deregister) reach it through a channel, so registry work never blocks
+//! the client's event delivery.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError, SessionState};
+
+use super::SessionStatus;
+use crate::registry::RegistryError;
+
+/// What the supervisor publishes about the session.
+#[derive(Clone)]
+pub(super) struct Session {
+    pub(super) status: SessionStatus,
+    /// The live client, while there is one.
+    pub(super) client: Option<Client>,
+}
+
+impl Session {
+    pub(super) fn connecting() -> Session {
+        Session {
+            status: SessionStatus::Connecting,
+            client: None,
+        }
+    }
+}
+
+type Ack = oneshot::Sender<Result<(), RegistryError>>;
+
+/// Work for the supervisor.
+pub(super) enum Command {
+    /// Keep an ephemeral node at `path` with `data`.
+    Register { path: String, data: Vec<u8>, ack: Ack },
+    /// Stop keeping it, and delete it if it is ours.
+    Deregister { path: String, ack: Ack },
+}
+
+pub(super) async fn supervise(
+    connect: String,
+    session_timeout: Duration,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    session: watch::Sender<Session>,
+) {
+    let mut registrations: HashMap<String, Vec<u8>> = HashMap::new();
+    loop {
+        // Connect, taking commands meanwhile: registrations wait for the session.
+        let mut waiting: Vec<(String, Ack)> = Vec::new();
+        let client = {
+            let mut attempt = Box::pin(connect_with_retry(&connect, session_timeout));
+            loop {
+                tokio::select! {
+                    client = &mut attempt => break client,
+                    command = commands.recv() => match command {
+                        None => return,
+                        Some(Command::Register { path, data, ack }) => {
+                            registrations.insert(path.clone(), data);
+                            waiting.push((path, ack));
+                        }
+                        Some(Command::Deregister { path, ack }) => {
+                            registrations.remove(&path);
+                            let _ = ack.send(Ok(()));
+                        }
+                    },
+                }
+            }
+        };
+        tracing::info!(
+            session = %client.session_id(),
+            timeout = ?client.session_timeout(),
+            "ZooKeeper session established"
+        );
+        session.send_replace(Session {
+            status: SessionStatus::Connected,
+            client: Some(client.clone()),
+        });
+
+        let (fired_tx, mut fired) = mpsc::unbounded_channel::<String>();
+        for path in registrations.keys() {
+            arm_watch(&client, path, &fired_tx);
+        }
+        ensure_all(&client, &registrations, &mut waiting).await;
+
+        let mut state = client.state_watcher();
+        let mut recheck = tokio::time::interval((session_timeout / 4).max(Duration::from_millis(500)));
+        recheck.tick().await;
+        let mut connected = true;
+        loop {
+            tokio::select! {
+                new_state = state.changed() => match new_state {
+                    SessionState::SyncConnected | SessionState::ConnectedReadOnly => {
+                        tracing::info!("ZooKeeper connection recovered");
+                        connected = true;
+                        session.send_modify(|s| s.status = SessionStatus::Connected);
+                        ensure_all(&client, &registrations, &mut waiting).await;
+                    }
+                    SessionState::Disconnected => {
+                        tracing::warn!("ZooKeeper connection lost; the session may still recover");
+                        connected = false;
+                        session.send_modify(|s| s.status = SessionStatus::Disconnected);
+                    }
+                    other => {
+                        tracing::warn!("ZooKeeper session ended ({other}); starting a new one");
+                        break;
+                    }
+                },
+                Some(path) = fired.recv() => {
+                    if let Some(data) = registrations.get(&path) {
+                        if connected {
+                            if let Err(e) = ensure_node(&client, &path, data).await {
+                                tracing::warn!(%path, "cannot restore: {e}");
+                            }
+                        }
+                        arm_watch(&client, &path, &fired_tx);
+                    }
+                }
+                command = commands.recv() => match command {
+                    None => {
+                        // Every handle is gone: close the session, which removes our nodes.
+                        drop(client);
+                        session.send_replace(Session::connecting());
+                        return;
+                    }
+                    Some(Command::Register { path, data, ack }) => {
+                        arm_watch(&client, &path, &fired_tx);
+                        registrations.insert(path.clone(), data);
+                        // Acknowledged once the node exists; a connection hiccup only delays it.
+                        waiting.push((path, ack));
+                        ensure_all(&client, &registrations, &mut waiting).await;
+                    }
+                    Some(Command::Deregister { path, ack }) => {
+                        registrations.remove(&path);
+                        waiting.retain(|(p, _)| *p != path);
+                        let _ = ack.send(delete_own(&client, &path).await);
+                    }
+                },
+                _ = recheck.tick(), if connected => ensure_all(&client, &registrations, &mut waiting).await,
+            }
+        }
+        session.send_replace(Session::connecting());
+    }
+}
+
+async fn connect_with_retry(connect: &str, session_timeout: Duration) -> Client {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let attempt = Client::connector()
+            .with_session_timeout(session_timeout)
+            .with_fail_eagerly()
+            .connect(connect);
+        match tokio::time::timeout(session_timeout.max(Duration::from_secs(2)), attempt).await {
+            Ok(Ok(client)) => return client,
+            Ok(Err(e)) => tracing::warn!("cannot connect to ZooKeeper at {connect}: {e}"),
+            Err(_) => tracing::warn!("connecting to ZooKeeper at {connect} timed out"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Makes sure every registered node exists, and acknowledges the waiting registrations whose
+/// node now does.
+async fn ensure_all(
+    client: &Client,
+    registrations: &HashMap<String, Vec<u8>>,
+    waiting: &mut Vec<(String, Ack)>,
+) {
+    let mut failed = Vec::new();
+    for (path, data) in registrations {
+        if let Err(e) = ensure_node(client, path, data).await {
+            tracing::warn!(%path, "cannot register yet: {e}");
+            failed.push(path.as_str());
+        }
+    }
+    let (done, still): (Vec<_>, Vec<_>) = std::mem::take(waiting)
+        .into_iter()
+        .partition(|(path, _)| !failed.contains(&path.as_str()));
+    *waiting = still;
+    for (_, ack) in done {
+        let _ = ack.send(Ok(()));
+    }
+}
+
+/// Watches a node once; when it changes or goes, its path comes back through `fired`.
+fn arm_watch(client: &Client, path: &str, fired: &mpsc::UnboundedSender<String>) {
+    let client = client.clone();
+    let path = path.to_owned();
+    let fired = fired.clone();
+    tokio::spawn(async move {
+        match client.check_and_watch_stat(&path).await {
+            Ok((_, watcher)) => {
+                let event = watcher.changed().await;
+                tracing::debug!(%path, ?event.event_type, "provider node changed");
+                let _ = fired.send(path);
+            }
+            Err(e) => tracing::debug!(%path, "cannot watch: {e}"),
+        }
+    });
+}
+
+fn unavailable(what: &str, path: &str, e: ZkError) -> RegistryError {
+    RegistryError::Unavailable(format!("{what} {path}: {e}"))
+}
+
+/// Makes sure `path` is an ephemeral node of this session holding `data`.
+pub(super) async fn ensure_node(client: &Client, path: &str, data: &[u8]) -> Result<(), RegistryError> {
+    let ephemeral = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
+    let persistent = CreateMode::Persistent.with_acls(Acls::anyone_all());
+    let ours = client.session_id().0;
+    for _ in 0..5 {
+        match client.create(path, data, &ephemeral).await {
+            Ok(_) => return Ok(()),
+            Err(ZkError::NoNode) => {
+                let parent = &path[..path.rfind('/').unwrap_or(0)];
+                client
+                    .mkdir(parent, &persistent)
+                    .await
+                    .map_err(|e| unavailable("cannot create", parent, e))?;
+            }
+            Err(ZkError::NodeExists) => match client.get_data(path).await {
+                Ok((old, stat)) if stat.ephemeral_owner == ours => {
+                    if old != data {
+                        client
+                            .set_data(path, data, None)
+                            .await
+                            .map_err(|e| unavailable("cannot update", path, e))?;
+                    }
+                    return Ok(());
+                }
+                Ok((_, stat)) => {
+                    tracing::info!(
+                        %path,
+                        owner = format_args!("{:#x}", stat.ephemeral_owner),
+                        "replacing a provider node left by another session"
+                    );
+                    match client.delete(path, Some(stat.version)).await {
+                        Ok(()) | Err(ZkError::NoNode) | Err(ZkError::BadVersion) => {}
+                        Err(e) => return Err(unavailable("cannot replace", path, e)),
+                    }
+                }
+                Err(ZkError::NoNode) => {}
+                Err(e) => return Err(unavailable("cannot read", path, e)),
+            },
+            Err(e) => return Err(unavailable("cannot create", path, e)),
+        }
+    }
+    Err(RegistryError::Unavailable(format!(
+        "cannot create {path}: it keeps changing under us"
+    )))
+}
+
+/// Deletes `path` if this session owns it.
+async fn delete_own(client: &Client, path: &str) -> Result<(), RegistryError> {
+    match client.check_stat(path).await {
+        Ok(Some(stat)) if stat.ephemeral_owner == client.session_id().0 => {
+            match client.delete(path, Some(stat.version)).await {
+                Ok(()) | Err(ZkError::NoNode) => Ok(()),
+                Err(e) => Err(unavailable("cannot delete", path, e)),
+            }
+        }
+        Ok(_) => Ok(()),
+        Err(e) => Err(unavailable("cannot check", path, e)),
+    }
+}

@@ -1,0 +1,86 @@
+//! A private ZooKeeper server (or 3-node ensemble) per test, started with `scripts/zk.sh` on
+//! free ports and a temporary directory, and stopped (every process gone) when dropped.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// A running ZooKeeper started for one test.
+pub struct ZkServer {
+    dir: String,
+    /// The connect string, `127.0.0.1:p1[,127.0.0.1:p2,...]`.
+    pub connect: String,
+}
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("scripts")
+        .join("zk.sh")
+}
+
+fn run(args: &[&str]) -> String {
+    let output = Command::new("bash")
+        .arg(script())
+        .args(args)
+        .output()
+        .expect("run scripts/zk.sh");
+    assert!(
+        output.status.success(),
+        "scripts/zk.sh {args:?} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+impl ZkServer {
+    /// Starts a standalone server.
+    pub fn standalone() -> ZkServer {
+        ZkServer::start(1)
+    }
+
+    /// Starts a 3-node ensemble.
+    pub fn ensemble() -> ZkServer {
+        ZkServer::start(3)
+    }
+
+    fn start(nodes: usize) -> ZkServer {
+        let out = run(&["start", "--nodes", &nodes.to_string()]);
+        let value = |key: &str| {
+            out.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .unwrap_or_else(|| panic!("no {key} in {out}"))
+                .to_owned()
+        };
+        ZkServer {
+            dir: value("ZK_DIR="),
+            connect: value("ZK_CONNECT="),
+        }
+    }
+
+    /// Kills node `n` (1-based) with SIGKILL.
+    pub fn kill_node(&self, n: usize) {
+        run(&["kill-node", &self.dir, &n.to_string()]);
+    }
+
+    /// Starts node `n` again and waits until it serves.
+    pub fn start_node(&self, n: usize) {
+        run(&["start-node", &self.dir, &n.to_string()]);
+    }
+
+    /// The index of the current leader of an ensemble.
+    pub fn leader(&self) -> usize {
+        run(&["leader", &self.dir, "--wait", "10"])
+            .trim()
+            .parse()
+            .expect("leader index")
+    }
+}
+
+impl Drop for ZkServer {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(script())
+            .args(["stop", &self.dir])
+            .output();
+    }
+}
