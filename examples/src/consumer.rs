@@ -24,11 +24,19 @@ pub struct Args {
     /// Send every call to this provider instead of the config's registry.
     #[arg(long)]
     pub addr: Option<String>,
+    /// Use this ZooKeeper connect string instead of the config's.
+    #[arg(long)]
+    pub zk: Option<String>,
+    /// After the usual calls, make this many more GetFriendsList calls (spread over the
+    /// providers by the balancer) and print how many were answered.
+    #[arg(long, default_value_t = 0)]
+    pub calls: usize,
 }
 
 /// Runs the consumer. Fails (non-zero exit) if any call fails.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let config = Config::load(&args.config)?;
+    let mut config = Config::load(&args.config)?;
+    crate::override_zookeeper(&mut config, args.zk);
     let _log = mprpc::logging::init(&config.logging)?;
     let channel = match args.addr {
         Some(addr) => BlockingChannel::new(
@@ -39,6 +47,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let users = UserServiceRpcBlockingClient::new(channel.clone());
     let friends = FriendServiceRpcBlockingClient::new(channel);
+    let extra_calls = args.calls;
 
     let login = |name: &str, pwd: &str| -> Result<(), Status> {
         let rsp = users.login(LoginRequest {
@@ -76,6 +85,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 println!("index:{} name:{}", i + 1, String::from_utf8_lossy(name));
             }
         }
+    }
+    if extra_calls > 0 {
+        let mut answered = 0;
+        for _ in 0..extra_calls {
+            match friends.get_friends_list(GetFriendsListRequest { userid: 1000 }) {
+                Ok(_) => answered += 1,
+                Err(status) => println!("call failed: {status}"),
+            }
+        }
+        println!("{answered} of {extra_calls} more GetFriendsList calls answered");
     }
     Ok(())
 }

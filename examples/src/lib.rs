@@ -17,3 +17,26 @@ pub mod services;
 pub mod fixbug {
     mprpc::include_proto!("fixbug");
 }
+
+/// Replaces the ZooKeeper connect string of a config (`--zk`), keeping its other registry
+/// settings, or switching a static registry to ZooKeeper with the defaults.
+pub fn override_zookeeper(config: &mut mprpc::config::Config, connect: Option<String>) {
+    use mprpc::config::RegistryConfig;
+    let Some(connect) = connect else { return };
+    config.registry = match std::mem::take(&mut config.registry) {
+        RegistryConfig::Zookeeper {
+            root,
+            session_timeout,
+            ..
+        } => RegistryConfig::Zookeeper {
+            connect,
+            root,
+            session_timeout,
+        },
+        RegistryConfig::Static { .. } => RegistryConfig::Zookeeper {
+            connect,
+            root: "/mprpc".to_owned(),
+            session_timeout: std::time::Duration::from_secs(10),
+        },
+    };
+}

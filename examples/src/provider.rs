@@ -21,6 +21,9 @@ pub struct Args {
     /// Listen here instead of the config's `server.address` (`127.0.0.1:0` picks a free port).
     #[arg(long)]
     pub listen: Option<String>,
+    /// Use this ZooKeeper connect string instead of the config's.
+    #[arg(long)]
+    pub zk: Option<String>,
 }
 
 /// Runs the provider; prints `provider listening on ADDR` once it accepts connections.
@@ -29,6 +32,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(listen) = args.listen {
         config.server.address = listen;
     }
+    crate::override_zookeeper(&mut config, args.zk);
+    config.validate(&args.config.display().to_string())?;
     let _log = mprpc::logging::init(&config.logging)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.server.threads)
@@ -42,9 +47,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .add_service(UserServiceRpcServer::new(UserService::default()))
             .add_service(FriendServiceRpcServer::new(FriendService));
         let listener = server.bind().await?;
-        println!("provider listening on {}", listener.local_addr()?);
+        let address = listener.local_addr()?;
+        // Printed once registered: a consumer started after this line finds the provider.
+        let serving = async move {
+            println!("provider listening on {address}");
+            shutdown::signal().await;
+        };
         server
-            .serve_with_registry(listener, registry, shutdown::signal())
+            .serve_with_registry(listener, registry, serving)
             .await?;
         println!("provider stopped");
         Ok(())
