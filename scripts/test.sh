@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
-# The whole test suite, on a fresh machine: installs what the tests need, then runs every test
-# of every crate (unit, integration, process and example tests, doc tests).
+# The whole test suite, on a fresh machine: installs what the tests need (ZooKeeper, from
+# Debian's packages), then runs every test of every crate: unit, integration, process and
+# example tests, and doc tests. Each ZooKeeper test starts and stops its own private server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ -x scripts/zk.sh ]; then
-    # The ZooKeeper registry's tests start their own private servers from this install.
-    scripts/zk.sh install
-fi
+scripts/zk.sh install
 
-cargo test --workspace --all-targets --no-fail-fast
-cargo test --workspace --doc
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace --all-targets --no-fail-fast 2>&1 | tee "$log" || status=1
+cargo test --workspace --doc 2>&1 | tee -a "$log" || status=1
+
+# One closing line over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
+     END { printf "mprpc: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"

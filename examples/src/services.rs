@@ -12,20 +12,28 @@ use crate::fixbug::{
     RegisterResponse, ResultCode,
 };
 
+/// A registered user.
+struct User {
+    #[allow(dead_code)]
+    id: u32,
+    pwd: Vec<u8>,
+}
+
 /// Users kept in memory: `Register` adds one, `Login` checks a name and password.
 #[derive(Default)]
 pub struct UserService {
-    /// name -> (id, password)
-    users: Mutex<HashMap<Vec<u8>, (u32, Vec<u8>)>>,
+    /// By name.
+    users: Mutex<HashMap<Vec<u8>, User>>,
 }
 
 impl UserServiceRpc for UserService {
     async fn login(&self, request: Request<LoginRequest>) -> Result<LoginResponse, Status> {
         let req = request.into_inner();
-        let users = self.users.lock().map_err(|_| Status::internal("user table poisoned"))?;
-        let success = users
-            .get(&req.name)
-            .is_some_and(|(_, pwd)| *pwd == req.pwd);
+        let users = self
+            .users
+            .lock()
+            .map_err(|_| Status::internal("user table poisoned"))?;
+        let success = users.get(&req.name).is_some_and(|user| user.pwd == req.pwd);
         tracing::info!(name = %String::from_utf8_lossy(&req.name), success, "Login");
         let result = if success {
             ok()
@@ -41,12 +49,18 @@ impl UserServiceRpc for UserService {
         })
     }
 
-    async fn register(&self, request: Request<RegisterRequest>) -> Result<RegisterResponse, Status> {
+    async fn register(
+        &self,
+        request: Request<RegisterRequest>,
+    ) -> Result<RegisterResponse, Status> {
         let req = request.into_inner();
         if req.name.is_empty() {
             return Err(Status::invalid_argument("name must not be empty"));
         }
-        let mut users = self.users.lock().map_err(|_| Status::internal("user table poisoned"))?;
+        let mut users = self
+            .users
+            .lock()
+            .map_err(|_| Status::internal("user table poisoned"))?;
         tracing::info!(id = req.id, name = %String::from_utf8_lossy(&req.name), "Register");
         if users.contains_key(&req.name) {
             return Ok(RegisterResponse {
@@ -57,7 +71,13 @@ impl UserServiceRpc for UserService {
                 success: false,
             });
         }
-        users.insert(req.name, (req.id, req.pwd));
+        users.insert(
+            req.name,
+            User {
+                id: req.id,
+                pwd: req.pwd,
+            },
+        );
         Ok(RegisterResponse {
             result: Some(ok()),
             success: true,

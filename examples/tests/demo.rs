@@ -23,13 +23,21 @@ fn demo_runs_a_provider_and_a_consumer_and_every_call_is_answered() {
         "provider stopped",
         "demo finished: every call answered",
     ] {
-        assert!(stdout.lines().any(|l| l == line), "missing {line:?} in:\n{stdout}");
+        assert!(
+            stdout.lines().any(|l| l == line),
+            "missing {line:?} in:\n{stdout}"
+        );
     }
     // The provider logged the calls to its daily file, in the directory it was started in.
     let log = std::fs::read_dir(logs.path().join("logs"))
         .expect("log directory")
         .map(|e| e.unwrap().path())
-        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("provider.log"))
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("provider.log")
+        })
         .expect("provider log file");
     let text = std::fs::read_to_string(log).unwrap();
     assert!(text.contains("GetFriendsList"), "{text}");
@@ -43,14 +51,21 @@ fn provider_without_a_config_file_prints_usage_and_fails() {
         .expect("run the provider");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("Usage") && stderr.contains("--config"), "{stderr}");
+    assert!(
+        stderr.contains("Usage") && stderr.contains("--config"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn provider_with_a_bad_config_names_the_file_line_and_key() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
-    std::fs::write(&path, "[server]\naddress = \"127.0.0.1:0\"\nthreads = \"four\"\n").unwrap();
+    std::fs::write(
+        &path,
+        "[server]\naddress = \"127.0.0.1:0\"\nthreads = \"four\"\n",
+    )
+    .unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_provider"))
         .arg("-i")
         .arg(&path)
@@ -66,8 +81,9 @@ fn provider_with_a_bad_config_names_the_file_line_and_key() {
 #[test]
 fn consumer_accepts_the_original_key_value_config() {
     // The original's test.conf parses; with ZooKeeper keys it selects the ZooKeeper registry.
-    let config = mprpc::config::Config::load(concat!(env!("CARGO_MANIFEST_DIR"), "/config/legacy.conf"))
-        .expect("legacy config parses");
+    let config =
+        mprpc::config::Config::load(concat!(env!("CARGO_MANIFEST_DIR"), "/config/legacy.conf"))
+            .expect("legacy config parses");
     assert_eq!(config.server.address, "127.0.0.1:8000");
     assert!(matches!(
         config.registry,

@@ -1094,6 +1094,7 @@ max_frame_size = 1048576
 max_connections = 200
 shutdown_grace = "30s"
 idle_timeout = "1min"
+weight = 250
 
 [client]
 timeout = "500ms"
@@ -1104,6 +1105,7 @@ ping_timeout = "3s"
 reconnect_backoff = "50ms"
 reconnect_backoff_max = "10s"
 threads = 1
+load_balance = "least_loaded"
 
 [registry]
 kind = "zookeeper"
@@ -1124,6 +1126,7 @@ stderr = true
                 address: "0.0.0.0:9000".into(),
                 advertise_address: Some("10.0.0.5:9000".into()),
                 threads: 8,
+                weight: 250,
                 max_concurrent_calls: 500,
                 max_frame_size: 1 << 20,
                 max_connections: 200,
@@ -1142,6 +1145,7 @@ stderr = true
                 reconnect_backoff: Duration::from_millis(50),
                 reconnect_backoff_max: Duration::from_secs(10),
                 threads: 1,
+                load_balance: LoadBalance::LeastLoaded,
             }
         );
         assert_eq!(

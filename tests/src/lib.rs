@@ -76,9 +76,9 @@ impl Echo for EchoService {
             counters: &self.counters,
             done: false,
         };
-        let budget_us = request
-            .deadline()
-            .map_or(0, |d| d.saturating_duration_since(Instant::now()).as_micros() as u64);
+        let budget_us = request.deadline().map_or(0, |d| {
+            d.saturating_duration_since(Instant::now()).as_micros() as u64
+        });
         let peer = request
             .remote_addr()
             .map(|a| a.to_string())

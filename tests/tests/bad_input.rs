@@ -89,7 +89,9 @@ async fn garbage_bytes_get_an_error_and_never_affect_another_connection() {
     ] {
         let mut raw = TcpStream::connect(&addr).await.unwrap();
         raw.write_all(garbage).await.unwrap();
-        let go_away = read_until_closed(&mut raw).await.expect("a GoAway saying why");
+        let go_away = read_until_closed(&mut raw)
+            .await
+            .expect("a GoAway saying why");
         assert_ne!(go_away.code, 0);
         assert!(!go_away.message.is_empty());
     }

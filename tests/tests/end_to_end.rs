@@ -11,7 +11,9 @@ use mprpc::config::{ClientConfig, ServerConfig};
 use mprpc::registry::StaticRegistry;
 use mprpc::server::{spawn_local, LocalServer, Server};
 use mprpc::{Code, Request};
-use mprpc_tests::{wait_until, EchoBlockingClient, EchoClient, EchoRequest, EchoServer, EchoService};
+use mprpc_tests::{
+    wait_until, EchoBlockingClient, EchoClient, EchoRequest, EchoServer, EchoService,
+};
 use rand::Rng;
 
 const SERVICE: &str = "mprpc.test.Echo";
@@ -58,7 +60,11 @@ async fn thousand_concurrent_calls_on_one_connection_finish_out_of_order() {
     let mut peers = HashSet::new();
     for call in calls {
         let (i, reply) = call.await.unwrap();
-        assert_eq!(reply.payload, i.to_be_bytes().to_vec(), "reply matched to its call");
+        assert_eq!(
+            reply.payload,
+            i.to_be_bytes().to_vec(),
+            "reply matched to its call"
+        );
         peers.insert(reply.peer);
     }
     assert_eq!(peers.len(), 1, "all calls shared one connection: {peers:?}");
@@ -94,7 +100,10 @@ async fn unknown_service_and_method_are_unimplemented_with_the_name() {
         .unwrap_err();
     assert_eq!(status.code(), Code::Unimplemented);
     assert!(status.message().contains("no.Such"), "{status}");
-    assert!(status.message().contains(SERVICE), "lists what it hosts: {status}");
+    assert!(
+        status.message().contains(SERVICE),
+        "lists what it hosts: {status}"
+    );
 
     let status = channel
         .unary_raw(SERVICE, "Nope", Request::new(Bytes::new()))
@@ -110,7 +119,11 @@ async fn undecodable_request_is_invalid_argument() {
     let (addr, server) = start_default(EchoService::named("a")).await;
     let channel = Channel::to_address(addr);
     let status = channel
-        .unary_raw(SERVICE, "Echo", Request::new(Bytes::from_static(b"\xff\xff\xff")))
+        .unary_raw(
+            SERVICE,
+            "Echo",
+            Request::new(Bytes::from_static(b"\xff\xff\xff")),
+        )
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument, "{status}");
@@ -147,7 +160,10 @@ async fn handler_panic_is_internal_and_the_provider_carries_on() {
         .unwrap_err();
     assert_eq!(status.code(), Code::Internal, "{status}");
     assert!(status.message().contains("panicked"), "{status}");
-    client.echo(echo(b"still here")).await.expect("provider still serves");
+    client
+        .echo(echo(b"still here"))
+        .await
+        .expect("provider still serves");
     server.shutdown().await.unwrap();
 }
 
@@ -168,7 +184,11 @@ async fn timeout_gives_deadline_exceeded_and_the_provider_stops_the_work() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status}");
-    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
     let counters = service.counters.clone();
     wait_until("the handler is abandoned", Duration::from_secs(5), || {
         counters.abandoned.load(Ordering::SeqCst) == 1
@@ -243,7 +263,10 @@ async fn request_over_the_maximum_is_refused_before_sending() {
     let status = client.echo(echo(&vec![7u8; 100 * 1024])).await.unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted, "{status}");
     assert!(status.message().contains("exceeds"), "{status}");
-    client.echo(echo(b"small")).await.expect("small calls still work");
+    client
+        .echo(echo(b"small"))
+        .await
+        .expect("small calls still work");
     server.shutdown().await.unwrap();
 }
 
@@ -256,12 +279,15 @@ async fn reply_over_the_providers_maximum_is_resource_exhausted() {
     let (addr, server) = start(EchoService::named("a"), config).await;
     let client = EchoClient::new(Channel::to_address(addr));
     // The request fits the provider's limit (60 KiB) but the reply adds fields and does not.
-    let status = client.echo(echo(&vec![1u8; 64 * 1024 - 40])).await.unwrap_err();
-    assert!(
-        matches!(status.code(), Code::ResourceExhausted),
-        "{status}"
-    );
-    client.echo(echo(b"small")).await.expect("the connection still works");
+    let status = client
+        .echo(echo(&vec![1u8; 64 * 1024 - 40]))
+        .await
+        .unwrap_err();
+    assert!(matches!(status.code(), Code::ResourceExhausted), "{status}");
+    client
+        .echo(echo(b"small"))
+        .await
+        .expect("the connection still works");
     server.shutdown().await.unwrap();
 }
 
@@ -271,7 +297,10 @@ async fn round_robin_spreads_calls_over_providers() {
     let (b, server_b) = start_default(EchoService::named("b")).await;
     let mut services = BTreeMap::new();
     services.insert(SERVICE.to_owned(), vec![a, b]);
-    let channel = Channel::new(ClientConfig::default(), Arc::new(StaticRegistry::new(services)));
+    let channel = Channel::new(
+        ClientConfig::default(),
+        Arc::new(StaticRegistry::new(services)),
+    );
     let client = EchoClient::new(channel);
     let mut counts: HashMap<String, usize> = HashMap::new();
     for _ in 0..100 {
@@ -305,7 +334,10 @@ async fn no_provider_is_unavailable_quickly() {
     let status = client.echo(echo(b"")).await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status}");
 
-    let unknown = Channel::new(ClientConfig::default(), Arc::new(StaticRegistry::new(BTreeMap::new())));
+    let unknown = Channel::new(
+        ClientConfig::default(),
+        Arc::new(StaticRegistry::new(BTreeMap::new())),
+    );
     let status = EchoClient::new(unknown).echo(echo(b"")).await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status}");
     assert!(status.message().contains(SERVICE), "{status}");
@@ -371,6 +403,8 @@ async fn blocking_client_works_from_plain_threads() {
     let status = joined.echo(echo(b"")).unwrap_err();
     assert_eq!(status.code(), Code::Internal);
     // The blocking channel owns a runtime, which must not be dropped in async context.
-    tokio::task::spawn_blocking(move || drop(joined)).await.unwrap();
+    tokio::task::spawn_blocking(move || drop(joined))
+        .await
+        .unwrap();
     server.shutdown().await.unwrap();
 }

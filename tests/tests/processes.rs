@@ -15,7 +15,10 @@ const PROVIDER: &str = env!("CARGO_BIN_EXE_test_provider");
 async fn a_provider_killed_mid_call_gives_unavailable_not_a_hang() {
     let mut provider = ProviderProcess::start(PROVIDER, &["killed"]);
     let client = EchoClient::new(Channel::to_address(provider.address.clone()));
-    client.echo(EchoRequest::default()).await.expect("warm-up call");
+    client
+        .echo(EchoRequest::default())
+        .await
+        .expect("warm-up call");
     let call = {
         let client = client.clone();
         tokio::spawn(async move {
@@ -53,8 +56,14 @@ async fn a_frozen_provider_is_noticed_by_the_ping() {
         ping_timeout: Duration::from_millis(400),
         ..ClientConfig::default()
     };
-    let client = EchoClient::new(Channel::to_addresses(vec![provider.address.clone()], config));
-    client.echo(EchoRequest::default()).await.expect("warm-up call");
+    let client = EchoClient::new(Channel::to_addresses(
+        vec![provider.address.clone()],
+        config,
+    ));
+    client
+        .echo(EchoRequest::default())
+        .await
+        .expect("warm-up call");
     provider.signal(Signal::SIGSTOP);
     let started = Instant::now();
     let status = client
@@ -96,7 +105,9 @@ async fn sigterm_drains_calls_in_flight_then_exits_cleanly() {
         (provider, status)
     });
     for call in calls {
-        call.await.unwrap().expect("answered before the provider exited");
+        call.await
+            .unwrap()
+            .expect("answered before the provider exited");
     }
     let (_provider, status) = provider.await.unwrap();
     let status = status.expect("provider exited after SIGTERM");

@@ -66,7 +66,11 @@ async fn wait_for_list(
     started.elapsed()
 }
 
-async fn count_calls(client: &EchoClient, calls: usize, key: Option<&str>) -> HashMap<String, usize> {
+async fn count_calls(
+    client: &EchoClient,
+    calls: usize,
+    key: Option<&str>,
+) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
     for _ in 0..calls {
         let mut request = Request::new(EchoRequest::default());
@@ -89,9 +93,14 @@ async fn balancers_spread_calls_as_configured() {
 
     let consumers = registry(&zk, Duration::from_secs(5));
     let rx = consumers.discover(SERVICE).await.unwrap();
-    wait_for_list(&rx, "three providers", Duration::from_secs(10), |l| l.len() == 3).await;
+    wait_for_list(&rx, "three providers", Duration::from_secs(10), |l| {
+        l.len() == 3
+    })
+    .await;
     let instances = rx.borrow().clone();
-    assert!(instances.iter().all(|i| i.methods == vec!["Echo".to_owned()] && i.start_time_ms > 0));
+    assert!(instances
+        .iter()
+        .all(|i| i.methods == vec!["Echo".to_owned()] && i.start_time_ms > 0));
     assert_eq!(instances.iter().map(|i| i.weight).sum::<u32>(), 400);
 
     let with = |policy| {
@@ -104,12 +113,19 @@ async fn balancers_spread_calls_as_configured() {
 
     // Round robin: exactly even.
     let counts = count_calls(&with(LoadBalance::RoundRobin), 300, None).await;
-    assert_eq!(counts.values().copied().collect::<Vec<_>>(), vec![100; 3], "{counts:?}");
+    assert_eq!(
+        counts.values().copied().collect::<Vec<_>>(),
+        vec![100; 3],
+        "{counts:?}"
+    );
 
     // Weighted random: in proportion to 100:100:200 (wide bounds: it is random).
     let counts = count_calls(&with(LoadBalance::WeightedRandom), 800, None).await;
     assert!((300..500).contains(&counts["c"]), "{counts:?}");
-    assert!((120..280).contains(&counts["a"]) && (120..280).contains(&counts["b"]), "{counts:?}");
+    assert!(
+        (120..280).contains(&counts["a"]) && (120..280).contains(&counts["b"]),
+        "{counts:?}"
+    );
 
     // Consistent hashing: a key sticks to one provider; keys spread over providers.
     let hashed = with(LoadBalance::ConsistentHash);
@@ -125,14 +141,20 @@ async fn balancers_spread_calls_as_configured() {
 
     // Two providers: one leaves (deregistering), the rest share the calls.
     c.shutdown().await.unwrap();
-    wait_for_list(&rx, "two providers", Duration::from_secs(10), |l| l.len() == 2).await;
+    wait_for_list(&rx, "two providers", Duration::from_secs(10), |l| {
+        l.len() == 2
+    })
+    .await;
     let counts = count_calls(&with(LoadBalance::RoundRobin), 100, None).await;
     assert_eq!(counts.get("a"), Some(&50), "{counts:?}");
     assert_eq!(counts.get("b"), Some(&50), "{counts:?}");
     // Keys of the providers that stayed did not move.
     for (key, owner) in owners.iter().filter(|(_, o)| o.as_str() != "c") {
         let counts = count_calls(&hashed, 1, Some(key)).await;
-        assert!(counts.contains_key(owner), "{key} moved from {owner}: {counts:?}");
+        assert!(
+            counts.contains_key(owner),
+            "{key} moved from {owner}: {counts:?}"
+        );
     }
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
@@ -146,7 +168,10 @@ async fn least_loaded_sends_fewer_calls_to_a_slow_provider() {
     let (_s, slow) = provider("slow", 100, 40, providers.clone()).await;
     let consumers = registry(&zk, Duration::from_secs(5));
     let rx = consumers.discover(SERVICE).await.unwrap();
-    wait_for_list(&rx, "two providers", Duration::from_secs(10), |l| l.len() == 2).await;
+    wait_for_list(&rx, "two providers", Duration::from_secs(10), |l| {
+        l.len() == 2
+    })
+    .await;
     let config = ClientConfig {
         load_balance: LoadBalance::LeastLoaded,
         ..ClientConfig::default()
@@ -171,7 +196,11 @@ async fn least_loaded_sends_fewer_calls_to_a_slow_provider() {
     let counts = counts.lock().unwrap().clone();
     let slow_share = counts.get("slow").copied().unwrap_or(0) as f64 / 320.0;
     println!("least loaded: {counts:?}");
-    assert!(slow_share < 0.3, "the slow provider got {:.0}% of the calls: {counts:?}", slow_share * 100.0);
+    assert!(
+        slow_share < 0.3,
+        "the slow provider got {:.0}% of the calls: {counts:?}",
+        slow_share * 100.0
+    );
     fast.shutdown().await.unwrap();
     slow.shutdown().await.unwrap();
 }
@@ -195,8 +224,17 @@ impl Load {
                     (client.clone(), stop.clone(), served.clone(), failed.clone());
                 tokio::spawn(async move {
                     while !stop.load(Ordering::Relaxed) {
-                        match client.echo(EchoRequest { delay_ms: 2, ..EchoRequest::default() }).await {
-                            Ok(reply) => served.lock().unwrap().push((Instant::now(), reply.served_by)),
+                        match client
+                            .echo(EchoRequest {
+                                delay_ms: 2,
+                                ..EchoRequest::default()
+                            })
+                            .await
+                        {
+                            Ok(reply) => served
+                                .lock()
+                                .unwrap()
+                                .push((Instant::now(), reply.served_by)),
                             Err(status) => {
                                 failed.lock().unwrap().push((Instant::now(), status));
                                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -206,15 +244,31 @@ impl Load {
                 })
             })
             .collect();
-        Load { stop, served, failed, workers }
+        Load {
+            stop,
+            served,
+            failed,
+            workers,
+        }
     }
 
     fn served_by(&self, name: &str, since: Instant) -> usize {
-        self.served.lock().unwrap().iter().filter(|(t, n)| *t >= since && n == name).count()
+        self.served
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(t, n)| *t >= since && n == name)
+            .count()
     }
 
     fn failures_since(&self, since: Instant) -> Vec<Status> {
-        self.failed.lock().unwrap().iter().filter(|(t, _)| *t >= since).map(|(_, s)| s.clone()).collect()
+        self.failed
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(t, _)| *t >= since)
+            .map(|(_, s)| s.clone())
+            .collect()
     }
 
     async fn stop(self) {
@@ -247,23 +301,38 @@ async fn a_killed_provider_is_dropped_and_a_new_one_is_picked_up_under_load() {
     let killed_at = Instant::now();
     a.signal(Signal::SIGKILL);
     let a_address = a.address.clone();
-    let dropped = wait_for_list(&rx, "a dropped", Duration::from_secs(15), |l| !l.contains(&a_address)).await;
+    let dropped = wait_for_list(&rx, "a dropped", Duration::from_secs(15), |l| {
+        !l.contains(&a_address)
+    })
+    .await;
     println!("killed provider dropped from the consumer's list after {dropped:?}");
     let after_drop = Instant::now();
-    wait_until("b carries on", Duration::from_secs(5), || load.served_by("b", after_drop) > 50).await;
+    wait_until("b carries on", Duration::from_secs(5), || {
+        load.served_by("b", after_drop) > 50
+    })
+    .await;
     let failures = load.failures_since(killed_at);
     assert!(
         failures.len() <= workers,
         "only calls in flight on the dead connection may fail: {failures:?}"
     );
-    assert!(failures.iter().all(|s| s.code() == Code::Unavailable), "{failures:?}");
+    assert!(
+        failures.iter().all(|s| s.code() == Code::Unavailable),
+        "{failures:?}"
+    );
     assert_eq!(load.served_by("a", after_drop), 0);
 
     // A provider started during load gets traffic quickly.
     let c = ProviderProcess::start(PROVIDER, &[&["c"][..], &session[..]].concat());
     let registered = Instant::now();
-    wait_until("c gets traffic", Duration::from_secs(10), || load.served_by("c", registered) > 0).await;
-    println!("new provider got its first call {:?} after registering", registered.elapsed());
+    wait_until("c gets traffic", Duration::from_secs(10), || {
+        load.served_by("c", registered) > 0
+    })
+    .await;
+    println!(
+        "new provider got its first call {:?} after registering",
+        registered.elapsed()
+    );
     assert!(load.failures_since(registered).is_empty());
     load.stop().await;
     drop((b, c));
@@ -283,16 +352,24 @@ async fn calls_continue_while_zookeeper_is_down_and_registrations_come_back() {
 
     zk.kill_node(1);
     let down = Instant::now();
-    wait_until("the consumer sees ZooKeeper gone", Duration::from_secs(10), || {
-        consumers.status() != SessionStatus::Connected
-    })
+    wait_until(
+        "the consumer sees ZooKeeper gone",
+        Duration::from_secs(10),
+        || consumers.status() != SessionStatus::Connected,
+    )
     .await;
     // Well past the session timeout with ZooKeeper down: calls go on to the known providers.
     wait_until("calls continue", Duration::from_secs(20), || {
-        load.served_by("a", down) > 100 && load.served_by("b", down) > 100 && down.elapsed() > Duration::from_secs(5)
+        load.served_by("a", down) > 100
+            && load.served_by("b", down) > 100
+            && down.elapsed() > Duration::from_secs(5)
     })
     .await;
-    assert!(load.failures_since(down).is_empty(), "{:?}", load.failures_since(down));
+    assert!(
+        load.failures_since(down).is_empty(),
+        "{:?}",
+        load.failures_since(down)
+    );
     assert_eq!(rx.borrow().len(), 2, "the known list is kept");
 
     zk.start_node(1);
@@ -303,10 +380,19 @@ async fn calls_continue_while_zookeeper_is_down_and_registrations_come_back() {
     // A fresh consumer finds both registrations again.
     let fresh = registry(&zk, Duration::from_secs(4));
     let fresh_rx = fresh.discover(SERVICE).await.unwrap();
-    wait_for_list(&fresh_rx, "registrations back", Duration::from_secs(20), |l| l.len() == 2).await;
+    wait_for_list(
+        &fresh_rx,
+        "registrations back",
+        Duration::from_secs(20),
+        |l| l.len() == 2,
+    )
+    .await;
     // And the old consumer's watch works again: a new provider is picked up.
     let (c_addr, c) = provider("c", 100, 0, providers.clone()).await;
-    wait_for_list(&rx, "c discovered", Duration::from_secs(10), |l| l.contains(&c_addr)).await;
+    wait_for_list(&rx, "c discovered", Duration::from_secs(10), |l| {
+        l.contains(&c_addr)
+    })
+    .await;
     load.stop().await;
     for p in [a, b, c] {
         p.shutdown().await.unwrap();
@@ -316,18 +402,39 @@ async fn calls_continue_while_zookeeper_is_down_and_registrations_come_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_frozen_past_its_session_registers_again() {
     let zk = ZkServer::standalone();
-    let p = ProviderProcess::start(PROVIDER, &["frozen", "--zk", &zk.connect, "--session-timeout-ms", "2000"]);
+    let p = ProviderProcess::start(
+        PROVIDER,
+        &[
+            "frozen",
+            "--zk",
+            &zk.connect,
+            "--session-timeout-ms",
+            "2000",
+        ],
+    );
     let consumers = registry(&zk, Duration::from_secs(5));
     let rx = consumers.discover(SERVICE).await.unwrap();
     wait_for_list(&rx, "registered", Duration::from_secs(10), |l| l.len() == 1).await;
 
     p.signal(Signal::SIGSTOP);
-    wait_for_list(&rx, "dropped after its session expired", Duration::from_secs(20), |l| l.is_empty()).await;
+    wait_for_list(
+        &rx,
+        "dropped after its session expired",
+        Duration::from_secs(20),
+        |l| l.is_empty(),
+    )
+    .await;
     p.signal(Signal::SIGCONT);
-    let back = wait_for_list(&rx, "registered again", Duration::from_secs(20), |l| l.len() == 1).await;
+    let back = wait_for_list(&rx, "registered again", Duration::from_secs(20), |l| {
+        l.len() == 1
+    })
+    .await;
     println!("a resumed provider registered again after {back:?}");
     let client = EchoClient::new(Channel::new(ClientConfig::default(), consumers.clone()));
-    assert_eq!(client.echo(EchoRequest::default()).await.unwrap().served_by, "frozen");
+    assert_eq!(
+        client.echo(EchoRequest::default()).await.unwrap().served_by,
+        "frozen"
+    );
 }
 
 async fn raw_client(zk: &ZkServer) -> zookeeper_client::Client {
@@ -343,7 +450,10 @@ async fn a_restarted_provider_replaces_the_node_of_its_dead_session() {
     let zk = ZkServer::standalone();
     let raw = raw_client(&zk).await;
     // The old process dies, and its session (10 s) outlives it.
-    let old = ProviderProcess::start(PROVIDER, &["old", "--zk", &zk.connect, "--session-timeout-ms", "10000"]);
+    let old = ProviderProcess::start(
+        PROVIDER,
+        &["old", "--zk", &zk.connect, "--session-timeout-ms", "10000"],
+    );
     let node = format!("{ROOT}/{SERVICE}/providers/{}", old.address);
     let (_, stat) = raw.get_data(&node).await.unwrap();
     let old_owner = stat.ephemeral_owner;
@@ -353,10 +463,21 @@ async fn a_restarted_provider_replaces_the_node_of_its_dead_session() {
     // The new process takes the same address at once: the old node is still there.
     let new = ProviderProcess::start(
         PROVIDER,
-        &["new", "--zk", &zk.connect, "--session-timeout-ms", "10000", "--listen", &address],
+        &[
+            "new",
+            "--zk",
+            &zk.connect,
+            "--session-timeout-ms",
+            "10000",
+            "--listen",
+            &address,
+        ],
     );
     let (_, stat) = raw.get_data(&node).await.expect("node exists");
-    assert_ne!(stat.ephemeral_owner, old_owner, "the stale node was replaced, not skipped");
+    assert_ne!(
+        stat.ephemeral_owner, old_owner,
+        "the stale node was replaced, not skipped"
+    );
     assert_ne!(stat.ephemeral_owner, 0);
     // So it survives the old session's expiry: it belongs to the live one.
     drop(new);
@@ -377,7 +498,10 @@ async fn a_provider_node_deleted_from_outside_is_put_back() {
             assert!(stat.czxid > before.czxid);
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "node not restored");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "node not restored"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     println!("deleted node restored after {:?}", started.elapsed());
@@ -399,16 +523,21 @@ async fn an_ensemble_losing_each_node_in_turn_keeps_registrations_and_watches() 
     // Killing every node in turn kills, at some point, the one each client is connected to.
     // (The leader goes first.)
     let leader = zk.leader();
-    let order: Vec<usize> = std::iter::once(leader).chain((1..=3).filter(|n| *n != leader)).collect();
+    let order: Vec<usize> = std::iter::once(leader)
+        .chain((1..=3).filter(|n| *n != leader))
+        .collect();
     for (round, node) in order.into_iter().enumerate() {
         zk.kill_node(node);
         let name = format!("p{}", round + 1);
         let (addr, p) = provider(&name, 100, 0, providers.clone()).await;
         expected.push(addr.clone());
         running.push(p);
-        let took = wait_for_list(&rx, &format!("{name} discovered after node {node} died"), Duration::from_secs(20), |l| {
-            expected.iter().all(|a| l.contains(a))
-        })
+        let took = wait_for_list(
+            &rx,
+            &format!("{name} discovered after node {node} died"),
+            Duration::from_secs(20),
+            |l| expected.iter().all(|a| l.contains(a)),
+        )
         .await;
         println!("node {node} killed: new provider discovered after {took:?}");
         zk.start_node(node);

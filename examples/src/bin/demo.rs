@@ -115,8 +115,12 @@ fn wait_for_address(lines: &mpsc::Receiver<String>, limit: Duration) -> anyhow::
                 }
                 println!("{line}");
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => bail!("the provider did not start within {limit:?}"),
-            Err(mpsc::RecvTimeoutError::Disconnected) => bail!("the provider exited before listening"),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                bail!("the provider did not start within {limit:?}")
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                bail!("the provider exited before listening")
+            }
         }
     }
 }

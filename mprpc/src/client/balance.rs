@@ -44,7 +44,11 @@ impl Balancer {
                 if b >= a {
                     b += 1;
                 }
-                let first = if endpoints[b].load() < endpoints[a].load() { b } else { a };
+                let first = if endpoints[b].load() < endpoints[a].load() {
+                    b
+                } else {
+                    a
+                };
                 rotate(first, n)
             }
             _ => rotate(self.next.fetch_add(1, Ordering::Relaxed) % n, n),
@@ -134,7 +138,9 @@ mod tests {
         list[0].weight = 300;
         list[1].weight = 100;
         let mut rng = rand::rng();
-        let firsts = (0..4000).filter(|_| weighted_pick(&list, &mut rng) == 0).count();
+        let firsts = (0..4000)
+            .filter(|_| weighted_pick(&list, &mut rng) == 0)
+            .count();
         assert!((2700..3300).contains(&firsts), "{firsts}");
     }
 }

@@ -66,7 +66,10 @@ pub(crate) enum CallError {
 
 impl Connection {
     /// Opens a connection to `address` within `config.connect_timeout`.
-    pub(crate) async fn connect(address: &str, config: &ClientConfig) -> Result<Connection, Status> {
+    pub(crate) async fn connect(
+        address: &str,
+        config: &ClientConfig,
+    ) -> Result<Connection, Status> {
         let stream = tokio::time::timeout(config.connect_timeout, TcpStream::connect(address))
             .await
             .map_err(|_| {
@@ -116,7 +119,8 @@ impl Connection {
 
     /// Whether new calls may use this connection.
     pub(crate) fn is_usable(&self) -> bool {
-        !self.shared.going_away.load(Ordering::Relaxed) && lock(&self.shared.pending).closed.is_none()
+        !self.shared.going_away.load(Ordering::Relaxed)
+            && lock(&self.shared.pending).closed.is_none()
     }
 
     /// Why the connection is not usable, if it is not.
@@ -164,9 +168,9 @@ impl Connection {
         {
             guard.armed = false;
             lock(&shared.pending).waiters.remove(&id);
-            let reason = self
-                .closed_reason()
-                .unwrap_or_else(|| Status::unavailable(format!("connection to {} closed", shared.address)));
+            let reason = self.closed_reason().unwrap_or_else(|| {
+                Status::unavailable(format!("connection to {} closed", shared.address))
+            });
             return Err(CallError::NotSent(reason));
         }
         let outcome = reply_rx.await;
@@ -174,9 +178,9 @@ impl Connection {
         match outcome {
             Ok(result) => result,
             // The reader dropped the waiter without answering: only when closing.
-            Err(_) => Err(CallError::Failed(self.closed_reason().unwrap_or_else(|| {
-                Status::unavailable(format!("connection to {} closed", shared.address))
-            }))),
+            Err(_) => Err(CallError::Failed(self.closed_reason().unwrap_or_else(
+                || Status::unavailable(format!("connection to {} closed", shared.address)),
+            ))),
         }
     }
 }
@@ -196,7 +200,12 @@ struct CallGuard<'a> {
 
 impl Drop for CallGuard<'_> {
     fn drop(&mut self) {
-        if self.armed && lock(&self.shared.pending).waiters.remove(&self.id).is_some() {
+        if self.armed
+            && lock(&self.shared.pending)
+                .waiters
+                .remove(&self.id)
+                .is_some()
+        {
             let cancel = OutFrame::Cancel(CancelHeader {
                 request_id: self.id,
             });
@@ -219,11 +228,19 @@ async fn read_loop(
             next = frames.next() => next,
         };
         let frame = match next {
-            None => break Status::unavailable(format!("provider {} closed the connection", shared.address)),
+            None => {
+                break Status::unavailable(format!(
+                    "provider {} closed the connection",
+                    shared.address
+                ))
+            }
             Some(Err(e)) => {
                 let mut status = e.to_status();
                 if status.code() != Code::ResourceExhausted {
-                    status = Status::unavailable(format!("connection to {} failed: {e}", shared.address));
+                    status = Status::unavailable(format!(
+                        "connection to {} failed: {e}",
+                        shared.address
+                    ));
                 }
                 break status;
             }
@@ -256,7 +273,13 @@ async fn read_loop(
                 shared.going_away.store(true, Ordering::Relaxed);
                 if header.code != Code::Unavailable.as_i32() {
                     // A protocol complaint: the provider closes right after.
-                    let status = Status::new(Code::from_i32(header.code), format!("provider {} closed the connection: {}", shared.address, header.message));
+                    let status = Status::new(
+                        Code::from_i32(header.code),
+                        format!(
+                            "provider {} closed the connection: {}",
+                            shared.address, header.message
+                        ),
+                    );
                     lock(&shared.pending).closed.get_or_insert(status);
                 }
             }
@@ -265,7 +288,10 @@ async fn read_loop(
             }
             FrameKind::Pong => {}
             FrameKind::Request | FrameKind::Cancel => {
-                break Status::internal(format!("protocol error: provider {} sent a {:?} frame", shared.address, frame.kind));
+                break Status::internal(format!(
+                    "protocol error: provider {} sent a {:?} frame",
+                    shared.address, frame.kind
+                ));
             }
         }
     };
@@ -310,7 +336,8 @@ async fn keepalive(
             () = tokio::time::sleep(interval) => {}
         }
         let Some(conn) = shared.upgrade() else { return };
-        let idle_ms = conn.opened.elapsed().as_millis() as u64 - conn.last_read_ms.load(Ordering::Relaxed);
+        let idle_ms =
+            conn.opened.elapsed().as_millis() as u64 - conn.last_read_ms.load(Ordering::Relaxed);
         if idle_ms < interval.as_millis() as u64 {
             continue;
         }
@@ -326,7 +353,13 @@ async fn keepalive(
         let Some(conn) = shared.upgrade() else { return };
         if conn.last_read_ms.load(Ordering::Relaxed) < sent_at {
             tracing::warn!(address = %conn.address, "no answer to a ping within {timeout:?}; closing the connection");
-            fail_all(&conn, Status::unavailable(format!("provider {} stopped answering (ping timeout {timeout:?})", conn.address)));
+            fail_all(
+                &conn,
+                Status::unavailable(format!(
+                    "provider {} stopped answering (ping timeout {timeout:?})",
+                    conn.address
+                )),
+            );
             close.cancel();
             return;
         }

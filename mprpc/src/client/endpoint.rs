@@ -36,7 +36,11 @@ impl Drop for InFlight<'_> {
         let sample = self.started.elapsed().as_micros().min(u128::from(u32::MAX)) as u64;
         // EWMA with weight 1/8; races between calls only blur the average.
         let old = self.endpoint.latency_us.load(Ordering::Relaxed);
-        let new = if old == 0 { sample } else { old - old / 8 + sample / 8 };
+        let new = if old == 0 {
+            sample
+        } else {
+            old - old / 8 + sample / 8
+        };
         self.endpoint.latency_us.store(new, Ordering::Relaxed);
     }
 }
@@ -97,7 +101,10 @@ impl Endpoint {
     }
 
     /// The live connection, opening one if needed.
-    pub(crate) async fn connection(&self, config: &ClientConfig) -> Result<Arc<Connection>, Status> {
+    pub(crate) async fn connection(
+        &self,
+        config: &ClientConfig,
+    ) -> Result<Arc<Connection>, Status> {
         if let Some(conn) = self.usable() {
             return Ok(conn);
         }

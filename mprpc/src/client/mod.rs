@@ -100,7 +100,9 @@ impl Channel {
         let request = request.map(|m| Bytes::from(m.encode_to_vec()));
         let body = self.unary_raw(service, method, request).await?;
         Resp::decode(body).map_err(|e| {
-            Status::internal(format!("cannot decode the reply of {service}/{method}: {e}"))
+            Status::internal(format!(
+                "cannot decode the reply of {service}/{method}: {e}"
+            ))
         })
     }
 
@@ -151,8 +153,10 @@ impl Channel {
             .map(|(key, value)| MetadataEntry { key, value })
             .collect();
         let body = request.into_inner();
-        let endpoints: Vec<Arc<Endpoint>> =
-            instances.iter().map(|i| self.endpoint(&i.address)).collect();
+        let endpoints: Vec<Arc<Endpoint>> = instances
+            .iter()
+            .map(|i| self.endpoint(&i.address))
+            .collect();
         let order = state.balancer.order(
             self.inner.config.load_balance,
             &instances,
@@ -176,7 +180,13 @@ impl Channel {
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             let _in_flight = endpoint.start_call();
             match conn
-                .call(service, method, metadata.clone(), Some(remaining), body.clone())
+                .call(
+                    service,
+                    method,
+                    metadata.clone(),
+                    Some(remaining),
+                    body.clone(),
+                )
                 .await
             {
                 Ok(reply) => return Ok(reply),
@@ -200,7 +210,9 @@ impl Channel {
             .await
             .map_err(|e| match e {
                 RegistryError::UnknownService(_) => Status::unavailable(e.to_string()),
-                other => Status::unavailable(format!("cannot find providers of `{service}`: {other}")),
+                other => {
+                    Status::unavailable(format!("cannot find providers of `{service}`: {other}"))
+                }
             })?;
         let mut services = self
             .inner
@@ -210,7 +222,10 @@ impl Channel {
         let state = services
             .entry(service.to_owned())
             .or_insert_with(|| {
-                tokio::spawn(prune_on_change(Arc::downgrade(&self.inner), instances.clone()));
+                tokio::spawn(prune_on_change(
+                    Arc::downgrade(&self.inner),
+                    instances.clone(),
+                ));
                 Arc::new(ServiceState {
                     instances,
                     balancer: Balancer::default(),
@@ -241,10 +256,19 @@ async fn prune_on_change(inner: Weak<Inner>, mut instances: Instances) {
         let Some(inner) = inner.upgrade() else { return };
         let known: HashSet<String> = read(&inner.services)
             .values()
-            .flat_map(|s| s.instances.borrow().iter().map(|i| i.address.clone()).collect::<Vec<_>>())
+            .flat_map(|s| {
+                s.instances
+                    .borrow()
+                    .iter()
+                    .map(|i| i.address.clone())
+                    .collect::<Vec<_>>()
+            })
             .chain(instances.borrow().iter().map(|i| i.address.clone()))
             .collect();
-        let mut endpoints = inner.endpoints.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut endpoints = inner
+            .endpoints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         endpoints.retain(|address, _| {
             let keep = known.contains(address);
             if !keep {
@@ -276,7 +300,10 @@ impl std::fmt::Debug for BlockingChannel {
 
 impl BlockingChannel {
     /// Starts a runtime with `config.threads` workers and a channel on it.
-    pub fn new(config: ClientConfig, registry: Arc<dyn Registry>) -> std::io::Result<BlockingChannel> {
+    pub fn new(
+        config: ClientConfig,
+        registry: Arc<dyn Registry>,
+    ) -> std::io::Result<BlockingChannel> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(config.threads.max(1))
             .thread_name("mprpc-client")

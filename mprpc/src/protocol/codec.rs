@@ -87,7 +87,10 @@ impl Decoder for FrameDecoder {
         // Check what we can as soon as the bytes are there, so that garbage is refused at
         // once rather than after waiting for twelve bytes that may never come.
         if !src.is_empty() && src[0] != MAGIC[0] {
-            return Err(ProtocolError::BadMagic([src[0], src.get(1).copied().unwrap_or(0)]));
+            return Err(ProtocolError::BadMagic([
+                src[0],
+                src.get(1).copied().unwrap_or(0),
+            ]));
         }
         if src.len() >= 2 && src[1] != MAGIC[1] {
             return Err(ProtocolError::BadMagic([src[0], src[1]]));
@@ -213,7 +216,10 @@ mod tests {
         assert!(matches!(err, ProtocolError::BadMagic(_)), "{err}");
         let mut buf = BytesMut::from(&b"mp\x09"[..]);
         let err = FrameDecoder::new(1024).decode(&mut buf).unwrap_err();
-        assert!(matches!(err, ProtocolError::UnsupportedVersion { found: 9 }), "{err}");
+        assert!(
+            matches!(err, ProtocolError::UnsupportedVersion { found: 9 }),
+            "{err}"
+        );
     }
 
     #[test]
@@ -268,15 +274,10 @@ mod tests {
         fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512), max in 0usize..256) {
             let mut d = FrameDecoder::new(max);
             let mut buf = BytesMut::from(&bytes[..]);
-            loop {
-                match d.decode(&mut buf) {
-                    Ok(Some(frame)) => {
-                        // A frame that decodes respects the limit.
-                        prop_assert!(frame.header.len() + frame.body.len() <= max);
-                        let _ = decode_header::<RequestHeader>(&frame);
-                    }
-                    Ok(None) | Err(_) => break,
-                }
+            while let Ok(Some(frame)) = d.decode(&mut buf) {
+                // A frame that decodes respects the limit.
+                prop_assert!(frame.header.len() + frame.body.len() <= max);
+                let _ = decode_header::<RequestHeader>(&frame);
             }
         }
 

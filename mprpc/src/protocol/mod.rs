@@ -23,6 +23,6 @@ pub mod writer;
 
 pub use codec::{FrameDecoder, ProtocolError};
 pub use frame::{
-    Frame, FrameKind, GoAwayHeader, MetadataEntry, OutFrame, RequestHeader, ResponseHeader,
-    CancelHeader, FIXED_HEADER_LEN, MAGIC, VERSION,
+    CancelHeader, Frame, FrameKind, GoAwayHeader, MetadataEntry, OutFrame, RequestHeader,
+    ResponseHeader, FIXED_HEADER_LEN, MAGIC, VERSION,
 };

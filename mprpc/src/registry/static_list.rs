@@ -93,7 +93,10 @@ mod tests {
     #[tokio::test]
     async fn lists_what_it_was_given() {
         let mut map = BTreeMap::new();
-        map.insert("a.B".to_owned(), vec!["127.0.0.1:1".to_owned(), "127.0.0.1:2".to_owned()]);
+        map.insert(
+            "a.B".to_owned(),
+            vec!["127.0.0.1:1".to_owned(), "127.0.0.1:2".to_owned()],
+        );
         let reg = StaticRegistry::new(map);
         let rx = reg.discover("a.B").await.unwrap();
         let list = rx.borrow().clone();
@@ -104,6 +107,9 @@ mod tests {
             Err(RegistryError::UnknownService(s)) if s == "a.C"
         ));
         let any = StaticRegistry::any(vec!["127.0.0.1:9".to_owned()]);
-        assert_eq!(any.discover("x.Y").await.unwrap().borrow()[0].address, "127.0.0.1:9");
+        assert_eq!(
+            any.discover("x.Y").await.unwrap().borrow()[0].address,
+            "127.0.0.1:9"
+        );
     }
 }

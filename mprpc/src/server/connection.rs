@@ -127,7 +127,9 @@ impl Connection {
             Ending::Abort => abort_all(&in_flight),
             Ending::Drained => {}
             Ending::Idle => {
-                let _ = tx.send(go_away(Code::Unavailable, "idle connection closed")).await;
+                let _ = tx
+                    .send(go_away(Code::Unavailable, "idle connection closed"))
+                    .await;
             }
             Ending::PeerClosed | Ending::Broken(_) => {
                 if let Ending::Broken(status) = &ending {

@@ -82,7 +82,10 @@ impl Server {
     /// Binds the configured address.
     pub async fn bind(&self) -> io::Result<TcpListener> {
         TcpListener::bind(&self.config.address).await.map_err(|e| {
-            io::Error::new(e.kind(), format!("cannot listen on {}: {e}", self.config.address))
+            io::Error::new(
+                e.kind(),
+                format!("cannot listen on {}: {e}", self.config.address),
+            )
         })
     }
 
@@ -110,7 +113,11 @@ impl Server {
         }
         drop(listener);
         let in_flight = shared.config.max_concurrent_calls - shared.calls.available_permits();
-        tracing::info!(connections = connections.len(), in_flight, "provider shutting down");
+        tracing::info!(
+            connections = connections.len(),
+            in_flight,
+            "provider shutting down"
+        );
         let _ = notify_shutdown.send(true);
         connections.close();
         if tokio::time::timeout(shared.config.shutdown_grace, connections.wait())
@@ -270,7 +277,9 @@ pub async fn spawn_local_registered(
     // The shutdown future is first polled once registration has succeeded.
     if registered.await.is_err() {
         let err = task.await.map_err(io::Error::other)?.err();
-        return Err(ServeError::Io(err.unwrap_or_else(|| io::Error::other("provider stopped"))));
+        return Err(ServeError::Io(
+            err.unwrap_or_else(|| io::Error::other("provider stopped")),
+        ));
     }
     Ok((addr, LocalServer { stop, task }))
 }

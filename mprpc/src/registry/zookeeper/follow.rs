@@ -21,7 +21,9 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use tokio::sync::{oneshot, watch};
-use zookeeper_client::{AddWatchMode, Client, Error as ZkError, EventType, PersistentWatcher, SessionState};
+use zookeeper_client::{
+    AddWatchMode, Client, Error as ZkError, EventType, PersistentWatcher, SessionState,
+};
 
 use super::session::Session;
 use crate::registry::{Instances, ServiceInstance};
@@ -69,7 +71,9 @@ async fn follow(
             Stop::SessionEnded => {
                 // Wait until the supervisor has replaced this client.
                 let _ = session
-                    .wait_for(|s| s.client.as_ref().map(Client::session_id) != Some(client.session_id()))
+                    .wait_for(|s| {
+                        s.client.as_ref().map(Client::session_id) != Some(client.session_id())
+                    })
                     .await;
             }
         }
@@ -146,7 +150,9 @@ async fn arm(
     loop {
         match client.watch(path, AddWatchMode::PersistentRecursive).await {
             Ok(w) => return Some(w),
-            Err(ZkError::SessionExpired | ZkError::ClientClosed | ZkError::AuthFailed) => return None,
+            Err(ZkError::SessionExpired | ZkError::ClientClosed | ZkError::AuthFailed) => {
+                return None
+            }
             Err(e) => tracing::debug!(%path, "cannot watch yet: {e}"),
         }
         if client.state().is_terminated() || tx.is_closed() {
@@ -243,7 +249,9 @@ mod tests {
     use super::*;
 
     fn list(n: usize) -> Vec<ServiceInstance> {
-        (0..n).map(|i| ServiceInstance::new("s", format!("h:{i}"))).collect()
+        (0..n)
+            .map(|i| ServiceInstance::new("s", format!("h:{i}")))
+            .collect()
     }
 
     #[test]

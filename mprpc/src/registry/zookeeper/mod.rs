@@ -74,7 +74,9 @@ impl ZkRegistry {
         session_timeout: Duration,
     ) -> Result<ZkRegistry, RegistryError> {
         if connect.trim().is_empty() {
-            return Err(RegistryError::Config("empty ZooKeeper connect string".into()));
+            return Err(RegistryError::Config(
+                "empty ZooKeeper connect string".into(),
+            ));
         }
         if !root.starts_with('/') {
             return Err(RegistryError::Config(format!(

@@ -45,7 +45,11 @@ type Ack = oneshot::Sender<Result<(), RegistryError>>;
 /// Work for the supervisor.
 pub(super) enum Command {
     /// Keep an ephemeral node at `path` with `data`.
-    Register { path: String, data: Vec<u8>, ack: Ack },
+    Register {
+        path: String,
+        data: Vec<u8>,
+        ack: Ack,
+    },
     /// Stop keeping it, and delete it if it is ours.
     Deregister { path: String, ack: Ack },
 }
@@ -96,7 +100,8 @@ pub(super) async fn supervise(
         ensure_all(&client, &registrations, &mut waiting).await;
 
         let mut state = client.state_watcher();
-        let mut recheck = tokio::time::interval((session_timeout / 4).max(Duration::from_millis(500)));
+        let mut recheck =
+            tokio::time::interval((session_timeout / 4).max(Duration::from_millis(500)));
         recheck.tick().await;
         let mut connected = true;
         loop {
@@ -217,7 +222,11 @@ fn unavailable(what: &str, path: &str, e: ZkError) -> RegistryError {
 }
 
 /// Makes sure `path` is an ephemeral node of this session holding `data`.
-pub(super) async fn ensure_node(client: &Client, path: &str, data: &[u8]) -> Result<(), RegistryError> {
+pub(super) async fn ensure_node(
+    client: &Client,
+    path: &str,
+    data: &[u8],
+) -> Result<(), RegistryError> {
     let ephemeral = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
     let persistent = CreateMode::Persistent.with_acls(Acls::anyone_all());
     let ours = client.session_id().0;
