@@ -1,5 +1,5 @@
-//! Golden-file test: the code generated for `tests/protos/{user,friend}.proto` (package
-//! `fixbug`) must match `tests/golden/fixbug.rs` byte for byte.
+//! Golden-file test: the code generated for the examples' `proto/{user,friend}.proto`
+//! (package `fixbug`) must match `tests/golden/fixbug.rs` byte for byte.
 //!
 //! After an intended change of the generated code, rewrite the golden file with
 //! `MPRPC_BLESS=1 cargo test -p mprpc-build --test golden` and review its diff.
@@ -13,7 +13,7 @@ fn manifest_dir() -> &'static Path {
 
 /// Generates the `fixbug` package into a temporary directory and returns `fixbug.rs`.
 fn generate_fixbug() -> String {
-    let protos = manifest_dir().join("tests/protos");
+    let protos = manifest_dir().join("../examples/proto");
     let out = tempfile::tempdir().unwrap();
     mprpc_build::configure()
         .out_dir(out.path())

@@ -111,12 +111,14 @@ fn main() -> anyhow::Result<()> {
             .context("starting the client runtime")?,
     };
 
+    let cpu_before = machine::CpuSnapshot::take();
     let mut rows = Vec::new();
     for kind in &args.targets {
         match kind {
             TargetKind::Mprpc => rows.extend(run_target(&Mprpc, &runtimes, &args)?),
         }
     }
+    let cpu_after = machine::CpuSnapshot::take();
 
     println!("# echo_bench");
     println!();
@@ -143,6 +145,14 @@ fn main() -> anyhow::Result<()> {
     print!("{}", report::table(&rows));
     println!();
     println!("Latencies in µs, from sending a call to its decoded reply; calls/s counts successful calls.");
+    if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
+        let (own, others) = before.shares_until(&after);
+        println!(
+            "CPU time during the run, as a share of all {} CPUs: this process {own:.0}%, \
+             other processes {others:.0}% (more than a few % means the figures are noisy).",
+            std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
+        );
+    }
     match machine::peak_rss_kib() {
         Some(kib) => println!(
             "Peak RSS of the process (server and client together; VmHWM): {:.1} MiB",

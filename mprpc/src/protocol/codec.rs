@@ -198,6 +198,44 @@ mod tests {
         assert_eq!(&frames[1].body[..], b"12345678");
     }
 
+    /// The example in docs/PROTOCOL.md, byte for byte.
+    #[test]
+    fn documented_login_request_bytes() {
+        let mut buf = BytesMut::new();
+        OutFrame::Request(
+            RequestHeader {
+                request_id: 1,
+                service: "fixbug.UserServiceRpc".into(),
+                method: "Login".into(),
+                timeout_us: 3_000_000,
+                metadata: vec![],
+            },
+            Bytes::from_static(b"\x0a\x09zhang san\x12\x03123"),
+        )
+        .encode(&mut buf);
+        let mut expected = b"mp\x01\x01\x00\x00\x00\x25\x00\x00\x00\x10\x08\x01".to_vec();
+        expected
+            .extend_from_slice(b"\x12\x15fixbug.UserServiceRpc\x1a\x05Login\x20\xc0\x8d\xb7\x01");
+        expected.extend_from_slice(b"\x0a\x09zhang san\x12\x03123");
+        assert_eq!(&buf[..], &expected[..]);
+
+        let mut reply = BytesMut::new();
+        OutFrame::Response(
+            ResponseHeader {
+                request_id: 1,
+                code: 0,
+                message: String::new(),
+                metadata: vec![],
+            },
+            Bytes::from_static(b"\x0a\x00"),
+        )
+        .encode(&mut reply);
+        assert_eq!(
+            &reply[..],
+            b"mp\x01\x02\x00\x00\x00\x02\x00\x00\x00\x02\x08\x01\x0a\x00"
+        );
+    }
+
     #[test]
     fn oversized_length_is_refused_before_allocating() {
         let mut buf = BytesMut::new();
