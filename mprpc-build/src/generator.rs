@@ -35,6 +35,11 @@ const RESULT: &str = "::core::result::Result";
 pub struct Generator {
     build_server: bool,
     build_client: bool,
+    /// Whether `<package>.mprpc.bin` descriptor files are written next to the code (the
+    /// [`Builder`](crate::Builder) writes them), so adapters can serve reflection.
+    descriptors: bool,
+    /// Whether the package being generated has services (reset per package).
+    package_has_services: bool,
 }
 
 impl Default for Generator {
@@ -42,6 +47,8 @@ impl Default for Generator {
         Generator {
             build_server: true,
             build_client: true,
+            descriptors: false,
+            package_has_services: false,
         }
     }
 }
@@ -63,16 +70,46 @@ impl Generator {
         self.build_client = yes;
         self
     }
+
+    /// Whether each package's code embeds its descriptors from a `<package>.mprpc.bin` file
+    /// beside it, for the provider's reflection service (default `false`; the
+    /// [`Builder`](crate::Builder) turns it on and writes the files).
+    pub fn embed_descriptors(mut self, yes: bool) -> Self {
+        self.descriptors = yes;
+        self
+    }
+}
+
+/// The descriptor file of a package, written beside its generated code.
+pub(crate) fn descriptor_file_name(package: &str) -> String {
+    let package = if package.is_empty() { "_" } else { package };
+    format!("{package}.mprpc.bin")
 }
 
 impl prost_build::ServiceGenerator for Generator {
     fn generate(&mut self, service: Service, buf: &mut String) {
         let names = Names::new(&service);
         if self.build_server {
-            write_server(&service, &names, buf);
+            write_server(&service, &names, self.descriptors, buf);
+            self.package_has_services = true;
         }
         if self.build_client {
             write_client(&service, &names, buf);
+        }
+    }
+
+    fn finalize_package(&mut self, package: &str, buf: &mut String) {
+        if self.descriptors && std::mem::take(&mut self.package_has_services) {
+            emit!(
+                buf,
+                "/// The encoded `FileDescriptorSet` this package was generated from: providers serve it\n\
+                 /// through reflection, so tools can call its services without the `.proto` files."
+            );
+            emit!(
+                buf,
+                "pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!({:?});",
+                descriptor_file_name(package)
+            );
         }
     }
 }
@@ -144,7 +181,7 @@ fn result_of(ok: &str) -> String {
     format!("{RESULT}<{ok}, {RT}::Status>")
 }
 
-fn write_server(service: &Service, names: &Names, buf: &mut String) {
+fn write_server(service: &Service, names: &Names, descriptors: bool, buf: &mut String) {
     let Names {
         full_name,
         camel,
@@ -237,6 +274,12 @@ fn write_server(service: &Service, names: &Names, buf: &mut String) {
         "fn methods(&self) -> &'static [&'static str] {{ &[{}] }}",
         method_names.join(", ")
     );
+    if descriptors {
+        emit!(
+            buf,
+            "fn file_descriptor_set(&self) -> &'static [u8] {{ super::FILE_DESCRIPTOR_SET }}"
+        );
+    }
     let request = if service.methods.is_empty() {
         "_request"
     } else {

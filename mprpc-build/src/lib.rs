@@ -217,13 +217,34 @@ impl Builder {
         let fds = compiler.file_descriptor_set();
         check::check(&fds, self.build_client)?;
 
-        if let Some(dir) = &self.out_dir {
-            config.out_dir(dir);
+        let out_dir = match &self.out_dir {
+            Some(dir) => dir.clone(),
+            None => std::env::var_os("OUT_DIR")
+                .map(PathBuf::from)
+                .ok_or_else(|| io::Error::other("OUT_DIR is not set: call this from build.rs"))?,
+        };
+        config.out_dir(&out_dir);
+        if self.build_server {
+            // Each package with services embeds the whole set it was compiled from.
+            let encoded = prost::Message::encode_to_vec(&fds);
+            let packages: BTreeSet<&str> = fds
+                .file
+                .iter()
+                .filter(|f| !f.service.is_empty())
+                .map(|f| f.package())
+                .collect();
+            for package in packages {
+                std::fs::write(
+                    out_dir.join(generator::descriptor_file_name(package)),
+                    &encoded,
+                )?;
+            }
         }
         config.service_generator(Box::new(
             Generator::new()
                 .build_server(self.build_server)
-                .build_client(self.build_client),
+                .build_client(self.build_client)
+                .embed_descriptors(self.build_server),
         ));
         config.compile_fds(fds)
     }

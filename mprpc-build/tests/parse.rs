@@ -20,8 +20,10 @@ fn generate(builder: mprpc_build::Builder, files: &[(&str, &str)]) -> Vec<(Strin
         .unwrap();
     let mut generated: Vec<_> = fs::read_dir(out.path())
         .unwrap()
-        .map(|entry| {
-            let path = entry.unwrap().path();
+        .map(|entry| entry.unwrap().path())
+        // The descriptor files embedded by providers' reflection are binary.
+        .filter(|path| path.extension().is_some_and(|e| e == "rs"))
+        .map(|path| {
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
             let code = fs::read_to_string(&path).unwrap();
             syn::parse_file(&code).unwrap_or_else(|e| panic!("{name} does not parse: {e}\n{code}"));

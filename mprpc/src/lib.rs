@@ -13,9 +13,11 @@
 //! | [`protocol`] | the frame format and its codec (see `docs/PROTOCOL.md`) |
 //! | [`server`] | the provider: listener, connections, dispatch, graceful shutdown |
 //! | [`client`] | the consumer: channel, multiplexed connections, load balancing |
+//! | [`reflection`] | the built-in service that tells tools what a provider hosts |
 //! | [`registry`] | where providers are registered and found: the seam and the static list |
 //! | [`config`] | the TOML (or legacy `key=value`) configuration file |
 //! | [`logging`] | `tracing` to a non-blocking daily file writer |
+//! | [`metrics`] | per-method call counts, errors by code, latency histograms |
 //!
 //! # Example
 //!
@@ -29,7 +31,9 @@ pub mod client;
 pub mod codegen;
 pub mod config;
 pub mod logging;
+pub mod metrics;
 pub mod protocol;
+pub mod reflection;
 pub mod registry;
 pub mod request;
 pub mod server;

@@ -104,6 +104,19 @@ impl LogGuard {
     }
 }
 
+/// The drop counters of the writers [`init`] installed, for [`dropped_lines`].
+static GLOBAL_COUNTERS: std::sync::OnceLock<Vec<ErrorCounter>> = std::sync::OnceLock::new();
+
+/// Lines the process's log writers (installed by [`init`]) dropped so far; 0 without [`init`].
+pub fn dropped_lines() -> u64 {
+    GLOBAL_COUNTERS.get().map_or(0, |counters| {
+        counters
+            .iter()
+            .map(|counter| u64::try_from(counter.dropped_lines()).unwrap_or(u64::MAX))
+            .fold(0, u64::saturating_add)
+    })
+}
+
 /// Installs the process's global `tracing` subscriber as configured: a daily file in
 /// `config.dir` (created if missing; none when `dir` is `None`), also standard error when
 /// `config.stderr`, filtered by `RUST_LOG` when set and valid, else by `config.level`. An
@@ -121,6 +134,7 @@ pub fn init(config: &LoggingConfig) -> Result<LogGuard, LoggingError> {
     let built = build_layers(config, rust_log.as_deref())?;
     tracing::subscriber::set_global_default(Registry::default().with(built.layer))
         .map_err(|_| LoggingError::AlreadyInitialised)?;
+    let _ = GLOBAL_COUNTERS.set(built.guard.counters.clone());
     if let Some(warning) = built.warning {
         tracing::warn!(target: "mprpc::logging", "{warning}");
     }

@@ -97,6 +97,9 @@ pub mod user_service_rpc_server {
         fn methods(&self) -> &'static [&'static str] {
             &["Login", "Register"]
         }
+        fn file_descriptor_set(&self) -> &'static [u8] {
+            super::FILE_DESCRIPTOR_SET
+        }
         fn call(
             &self,
             method: &str,
@@ -277,6 +280,9 @@ pub mod friend_service_rpc_server {
         fn methods(&self) -> &'static [&'static str] {
             &["GetFriendsList"]
         }
+        fn file_descriptor_set(&self) -> &'static [u8] {
+            super::FILE_DESCRIPTOR_SET
+        }
         fn call(
             &self,
             method: &str,
@@ -364,3 +370,6 @@ pub mod friend_service_rpc_client {
         }
     }
 }
+/// The encoded `FileDescriptorSet` this package was generated from: providers serve it
+/// through reflection, so tools can call its services without the `.proto` files.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!("fixbug.mprpc.bin");

@@ -20,6 +20,7 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ClientConfig;
+use crate::metrics::{Metrics, Side};
 use crate::protocol::codec::decode_header;
 use crate::protocol::writer::{write_loop, QUEUE_DEPTH};
 use crate::protocol::{
@@ -69,6 +70,7 @@ impl Connection {
     pub(crate) async fn connect(
         address: &str,
         config: &ClientConfig,
+        metrics: &Metrics,
     ) -> Result<Connection, Status> {
         let stream = tokio::time::timeout(config.connect_timeout, TcpStream::connect(address))
             .await
@@ -80,10 +82,20 @@ impl Connection {
             })?
             .map_err(|e| Status::unavailable(format!("cannot connect to {address}: {e}")))?;
         let _ = stream.set_nodelay(true);
-        Ok(Connection::start(stream, address.to_owned(), config))
+        Ok(Connection::start(
+            stream,
+            address.to_owned(),
+            config,
+            metrics.clone(),
+        ))
     }
 
-    fn start(stream: TcpStream, address: String, config: &ClientConfig) -> Connection {
+    fn start(
+        stream: TcpStream,
+        address: String,
+        config: &ClientConfig,
+        metrics: Metrics,
+    ) -> Connection {
         let (rd, wr) = stream.into_split();
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let shared = Arc::new(ConnShared {
@@ -102,12 +114,12 @@ impl Connection {
                 tracing::debug!(address = %addr, "write failed: {e}");
             }
         });
-        tokio::spawn(read_loop(
-            rd,
-            shared.clone(),
-            close.clone(),
-            config.max_frame_size,
-        ));
+        metrics.connection(Side::Client, 1);
+        let reader = read_loop(rd, shared.clone(), close.clone(), config.max_frame_size);
+        tokio::spawn(async move {
+            reader.await;
+            metrics.connection(Side::Client, -1);
+        });
         tokio::spawn(keepalive(
             Arc::downgrade(&shared),
             close.clone(),

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use super::connection::Connection;
 use crate::config::ClientConfig;
+use crate::metrics::Metrics;
 use crate::Status;
 
 pub(crate) struct Endpoint {
@@ -104,6 +105,7 @@ impl Endpoint {
     pub(crate) async fn connection(
         &self,
         config: &ClientConfig,
+        metrics: &Metrics,
     ) -> Result<Arc<Connection>, Status> {
         if let Some(conn) = self.usable() {
             return Ok(conn);
@@ -125,7 +127,7 @@ impl Endpoint {
                 }
             }
         }
-        match Connection::connect(&self.address, config).await {
+        match Connection::connect(&self.address, config, metrics).await {
             Ok(conn) => {
                 let conn = Arc::new(conn);
                 let mut state = self.lock();

@@ -24,9 +24,10 @@ use self::balance::Balancer;
 use self::connection::CallError;
 use self::endpoint::Endpoint;
 use crate::config::{ClientConfig, Config};
+use crate::metrics::{Metrics, Side};
 use crate::protocol::MetadataEntry;
 use crate::registry::{self, Instances, Registry, RegistryError, StaticRegistry};
-use crate::{Request, Status};
+use crate::{Code, Request, Status};
 
 /// A consumer's handle for calling services. Cheap to clone; clones share connections.
 #[derive(Clone)]
@@ -36,6 +37,7 @@ pub struct Channel {
 
 struct Inner {
     config: ClientConfig,
+    metrics: Metrics,
     registry: Arc<dyn Registry>,
     services: RwLock<HashMap<String, Arc<ServiceState>>>,
     endpoints: Mutex<HashMap<String, Arc<Endpoint>>>,
@@ -55,9 +57,19 @@ impl std::fmt::Debug for Channel {
 impl Channel {
     /// A channel that finds providers through `registry`.
     pub fn new(config: ClientConfig, registry: Arc<dyn Registry>) -> Channel {
+        Channel::with_metrics(config, registry, Metrics::global().clone())
+    }
+
+    /// Like [`Channel::new`], counting calls into `metrics` instead of [`Metrics::global`].
+    pub fn with_metrics(
+        config: ClientConfig,
+        registry: Arc<dyn Registry>,
+        metrics: Metrics,
+    ) -> Channel {
         Channel {
             inner: Arc::new(Inner {
                 config,
+                metrics,
                 registry,
                 services: RwLock::default(),
                 endpoints: Mutex::default(),
@@ -121,14 +133,23 @@ impl Channel {
                 request.get_ref().len()
             )));
         }
+        let record = self
+            .inner
+            .metrics
+            .method(Side::Client, service, method)
+            .start();
         let deadline = tokio::time::Instant::now() + timeout;
-        match tokio::time::timeout_at(deadline, self.call(service, method, request, deadline)).await
-        {
-            Ok(outcome) => outcome,
-            Err(_) => Err(Status::deadline_exceeded(format!(
-                "{service}/{method}: no reply within {timeout:?}"
-            ))),
-        }
+        let outcome =
+            match tokio::time::timeout_at(deadline, self.call(service, method, request, deadline))
+                .await
+            {
+                Ok(outcome) => outcome,
+                Err(_) => Err(Status::deadline_exceeded(format!(
+                    "{service}/{method}: no reply within {timeout:?}"
+                ))),
+            };
+        record.finish(outcome.as_ref().map_or_else(Status::code, |_| Code::Ok));
+        outcome
     }
 
     async fn call(
@@ -170,7 +191,10 @@ impl Channel {
             .partition(|e| !e.in_backoff());
         let mut last_error = None;
         for endpoint in ready.iter().chain(&backing_off) {
-            let conn = match endpoint.connection(&self.inner.config).await {
+            let conn = match endpoint
+                .connection(&self.inner.config, &self.inner.metrics)
+                .await
+            {
                 Ok(conn) => conn,
                 Err(status) => {
                     last_error = Some(status);
@@ -222,8 +246,12 @@ impl Channel {
         let state = services
             .entry(service.to_owned())
             .or_insert_with(|| {
+                self.inner
+                    .metrics
+                    .set_providers(service, &instances.borrow());
                 tokio::spawn(prune_on_change(
                     Arc::downgrade(&self.inner),
+                    service.to_owned(),
                     instances.clone(),
                 ));
                 Arc::new(ServiceState {
@@ -251,9 +279,12 @@ impl Channel {
 }
 
 /// Closes connections to providers that left every followed service's list.
-async fn prune_on_change(inner: Weak<Inner>, mut instances: Instances) {
+async fn prune_on_change(inner: Weak<Inner>, service: String, mut instances: Instances) {
     while instances.changed().await.is_ok() {
         let Some(inner) = inner.upgrade() else { return };
+        inner
+            .metrics
+            .set_providers(&service, &instances.borrow_and_update());
         let known: HashSet<String> = read(&inner.services)
             .values()
             .flat_map(|s| {

@@ -93,6 +93,15 @@ pub trait Registry: Send + Sync + 'static {
 
     /// Starts following a service: the receiver always holds the current instances.
     fn discover(&self, service: &str) -> BoxFuture<Result<Instances, RegistryError>>;
+
+    /// Every service the registry knows of, sorted (for tools).
+    fn services(&self) -> BoxFuture<Result<Vec<String>, RegistryError>>;
+
+    /// The registry's connection state in a word: `static`, `connected`, `disconnected` or
+    /// `connecting` (for the admin page and metrics).
+    fn state(&self) -> &'static str {
+        "static"
+    }
 }
 
 /// Builds the registry a config file asks for.

@@ -84,6 +84,12 @@ impl Registry for StaticRegistry {
         };
         Box::pin(std::future::ready(found))
     }
+
+    fn services(&self) -> BoxFuture<Result<Vec<String>, RegistryError>> {
+        let mut names: Vec<String> = self.services.keys().cloned().collect();
+        names.sort();
+        Box::pin(std::future::ready(Ok(names)))
+    }
 }
 
 #[cfg(test)]

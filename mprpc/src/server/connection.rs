@@ -23,6 +23,7 @@ use tokio_util::task::TaskTracker;
 
 use super::dispatch::run_call;
 use super::Shared;
+use crate::metrics::Side;
 use crate::protocol::codec::decode_header;
 use crate::protocol::writer::{write_loop, QUEUE_DEPTH};
 use crate::protocol::{
@@ -76,6 +77,8 @@ impl Connection {
     pub(crate) async fn run(mut self, stream: TcpStream) {
         let peer = self.peer;
         tracing::debug!(%peer, "connection opened");
+        let metrics = self.shared.metrics.clone();
+        metrics.connection(Side::Server, 1);
         let (rd, wr) = stream.into_split();
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let writer = tokio::spawn(write_loop(wr, rx));
@@ -152,6 +155,7 @@ impl Connection {
             Ok(Err(e)) => tracing::debug!(%peer, "write failed: {e}"),
             Err(e) => tracing::error!(%peer, "writer task failed: {e}"),
         }
+        metrics.connection(Side::Server, -1);
         tracing::debug!(%peer, "connection closed");
     }
 
@@ -200,7 +204,11 @@ impl Connection {
         in_flight: &InFlight,
     ) {
         let id = header.request_id;
-        let refuse = |status: Status| OutFrame::Response(error_header(id, &status), Bytes::new());
+        let metrics = &self.shared.metrics;
+        let refuse = |status: Status| {
+            metrics.rejected(status.code());
+            OutFrame::Response(error_header(id, &status), Bytes::new())
+        };
         if draining {
             let status = Status::unavailable("provider is shutting down; the call was not run");
             let _ = tx.send(refuse(status)).await;
@@ -211,6 +219,14 @@ impl Connection {
             let _ = tx.send(refuse(status)).await;
             return;
         };
+        if !service.methods().contains(&header.method.as_str()) {
+            let status = Status::unimplemented(format!(
+                "service `{}` has no method `{}`",
+                header.service, header.method
+            ));
+            let _ = tx.send(refuse(status)).await;
+            return;
+        }
         let Ok(permit) = self.shared.calls.clone().try_acquire_owned() else {
             let status = Status::resource_exhausted(format!(
                 "provider is at its limit of {} calls in flight",
@@ -219,6 +235,9 @@ impl Connection {
             let _ = tx.send(refuse(status)).await;
             return;
         };
+        let record = metrics
+            .method(Side::Server, &header.service, &header.method)
+            .start();
         let deadline = (header.timeout_us > 0)
             .then(|| Instant::now() + Duration::from_micros(header.timeout_us));
         let metadata = Metadata::from_entries(
@@ -239,6 +258,7 @@ impl Connection {
         let handle = calls.spawn(async move {
             let outcome = run_call(service, method, request, deadline).await;
             lock(&task_in_flight).remove(&id);
+            record.finish(outcome.as_ref().map_or_else(Status::code, |_| Code::Ok));
             let reply = match outcome {
                 Ok(body) if body.len() + 64 > max_frame_size => {
                     let status = Status::resource_exhausted(format!(

@@ -35,12 +35,15 @@ pub use dispatch::Router;
 pub use service::{BoxFuture, Service};
 
 use crate::config::ServerConfig;
+use crate::metrics::Metrics;
+use crate::reflection::Reflection;
 use crate::registry::{Registration, Registry, RegistryError, ServiceInstance};
 
 /// A provider: a set of services and the settings to serve them with.
 pub struct Server {
     config: ServerConfig,
     router: Router,
+    metrics: Metrics,
 }
 
 /// Why serving stopped with an error.
@@ -61,7 +64,14 @@ impl Server {
         Server {
             config,
             router: Router::default(),
+            metrics: Metrics::global().clone(),
         }
+    }
+
+    /// Counts calls into `metrics` instead of the process-wide [`Metrics::global`].
+    pub fn with_metrics(mut self, metrics: Metrics) -> Server {
+        self.metrics = metrics;
+        self
     }
 
     /// Adds a service (usually a generated `XxxServer::new(impl)`).
@@ -96,10 +106,13 @@ impl Server {
         shutdown: impl Future<Output = ()>,
     ) -> io::Result<()> {
         let local = listener.local_addr()?;
+        let mut router = self.router;
+        router.add(Arc::new(Reflection::new(&router)));
         let shared = Arc::new(Shared {
             calls: Arc::new(Semaphore::new(self.config.max_concurrent_calls)),
             config: self.config,
-            router: self.router,
+            router,
+            metrics: self.metrics,
         });
         let (notify_shutdown, _) = watch::channel(false);
         let force_close = CancellationToken::new();
@@ -193,6 +206,7 @@ pub(crate) struct Shared {
     pub(crate) router: Router,
     /// One permit per call allowed to run at once.
     pub(crate) calls: Arc<Semaphore>,
+    pub(crate) metrics: Metrics,
 }
 
 async fn accept_loop(

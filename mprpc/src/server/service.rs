@@ -26,4 +26,11 @@ pub trait Service: Send + Sync + 'static {
     /// Runs one call. The request body is the encoded request message; the reply is the
     /// encoded response message. An unknown method must give [`crate::Code::Unimplemented`].
     fn call(&self, method: &str, request: Request<Bytes>) -> BoxFuture<Result<Bytes, Status>>;
+
+    /// The encoded `google.protobuf.FileDescriptorSet` that declares this service (with its
+    /// dependencies), served by the provider's reflection service so that tools can call it
+    /// without the `.proto` files. Empty when unknown.
+    fn file_descriptor_set(&self) -> &'static [u8] {
+        &[]
+    }
 }

@@ -217,6 +217,49 @@ impl Registry for ZkRegistry {
         })
     }
 
+    fn services(&self) -> BoxFuture<Result<Vec<String>, RegistryError>> {
+        let this = self.clone();
+        Box::pin(async move {
+            let mut session = this.supervisor().session.clone();
+            let client =
+                tokio::time::timeout(REGISTER_TIMEOUT, session.wait_for(|s| s.client.is_some()))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .and_then(|s| s.client.clone())
+                    .ok_or_else(|| {
+                        RegistryError::Unavailable(format!(
+                            "ZooKeeper at {} is unreachable",
+                            this.inner.connect
+                        ))
+                    })?;
+            let root = if this.inner.root.is_empty() {
+                "/"
+            } else {
+                this.inner.root.as_str()
+            };
+            match client.list_children(root).await {
+                Ok(mut names) => {
+                    names.retain(|n| n != "zookeeper");
+                    names.sort();
+                    Ok(names)
+                }
+                Err(zookeeper_client::Error::NoNode) => Ok(Vec::new()),
+                Err(e) => Err(RegistryError::Unavailable(format!(
+                    "cannot list {root}: {e}"
+                ))),
+            }
+        })
+    }
+
+    fn state(&self) -> &'static str {
+        match self.status() {
+            SessionStatus::Connecting => "connecting",
+            SessionStatus::Connected => "connected",
+            SessionStatus::Disconnected => "disconnected",
+        }
+    }
+
     fn discover(&self, service: &str) -> BoxFuture<Result<Instances, RegistryError>> {
         let this = self.clone();
         let service = service.to_owned();

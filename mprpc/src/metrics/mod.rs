@@ -1,0 +1,321 @@
+//! Call metrics: per service and method, on the provider side and the consumer side.
+//!
+//! Counters are plain atomics, updated on the call path without locks once a method's entry
+//! exists. [`Metrics::snapshot`] copies everything out for the admin endpoint (`/metrics`,
+//! `/status`) and tools. A process normally uses [`Metrics::global`]; tests give a provider or
+//! a channel a [`Metrics::new`] of their own so that counts are exactly theirs.
+//!
+//! Only services and methods that exist are recorded: calls to unknown ones are counted by
+//! code in one `rejected` counter, so that garbage names cannot grow the table.
+
+mod histogram;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+pub use histogram::{Histogram, HistogramSnapshot, BUCKETS_US};
+
+use crate::registry::ServiceInstance;
+use crate::Code;
+
+/// Which end of a call a record is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Side {
+    /// Calls this process served (provider).
+    Server,
+    /// Calls this process made (consumer).
+    Client,
+}
+
+impl Side {
+    /// `"server"` or `"client"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Server => "server",
+            Side::Client => "client",
+        }
+    }
+}
+
+const CODES: usize = 17;
+
+/// The live counters of one method on one side.
+#[derive(Default)]
+pub struct MethodMetrics {
+    calls: AtomicU64,
+    in_flight: AtomicI64,
+    by_code: [AtomicU64; CODES],
+    latency: Histogram,
+}
+
+impl MethodMetrics {
+    /// Records a call starting; the returned guard records its end when [`CallRecord::finish`]
+    /// is called, or as `Cancelled` if it is dropped first.
+    pub fn start(self: &Arc<Self>) -> CallRecord {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        CallRecord {
+            method: Some(self.clone()),
+            started: Instant::now(),
+        }
+    }
+
+    fn finish(&self, code: Code, elapsed: Duration) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let i = (code.as_i32() as usize).min(CODES - 1);
+        self.by_code[i].fetch_add(1, Ordering::Relaxed);
+        self.latency.record(elapsed);
+    }
+}
+
+/// One call in progress.
+pub struct CallRecord {
+    method: Option<Arc<MethodMetrics>>,
+    started: Instant,
+}
+
+impl CallRecord {
+    /// Records the call's outcome and latency.
+    pub fn finish(mut self, code: Code) {
+        if let Some(m) = self.method.take() {
+            m.finish(code, self.started.elapsed());
+        }
+    }
+}
+
+impl Drop for CallRecord {
+    fn drop(&mut self) {
+        if let Some(m) = self.method.take() {
+            m.finish(Code::Cancelled, self.started.elapsed());
+        }
+    }
+}
+
+/// A set of counters: usually the process-wide [`Metrics::global`].
+#[derive(Clone, Default)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    methods: RwLock<HashMap<(Side, String, String), Arc<MethodMetrics>>>,
+    /// Calls refused before reaching a method (unknown service or method), by code.
+    rejected: [AtomicU64; CODES],
+    server_connections: AtomicI64,
+    client_connections: AtomicI64,
+    /// The providers each consumer channel currently knows, by service.
+    providers: RwLock<BTreeMap<String, Vec<ServiceInstance>>>,
+    /// The registry's state, as the registry last reported it.
+    registry: RwLock<Option<String>>,
+    started: OnceLock<Instant>,
+}
+
+impl Metrics {
+    /// An empty, independent set of counters.
+    pub fn new() -> Metrics {
+        let m = Metrics::default();
+        let _ = m.inner.started.set(Instant::now());
+        m
+    }
+
+    /// The process-wide counters, used by providers and channels unless given others.
+    pub fn global() -> &'static Metrics {
+        static GLOBAL: OnceLock<Metrics> = OnceLock::new();
+        GLOBAL.get_or_init(Metrics::new)
+    }
+
+    /// The counters of one method, created on first use.
+    pub fn method(&self, side: Side, service: &str, method: &str) -> Arc<MethodMetrics> {
+        {
+            let methods = self
+                .inner
+                .methods
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            // Borrowed lookup would need a custom key type; two short strings per call are
+            // cheap next to a network round trip.
+            if let Some(m) = methods.get(&(side, service.to_owned(), method.to_owned())) {
+                return m.clone();
+            }
+        }
+        let mut methods = self
+            .inner
+            .methods
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        methods
+            .entry((side, service.to_owned(), method.to_owned()))
+            .or_default()
+            .clone()
+    }
+
+    /// Counts a call refused before reaching a method.
+    pub fn rejected(&self, code: Code) {
+        let i = (code.as_i32() as usize).min(CODES - 1);
+        self.inner.rejected[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a connection opening (`+1`) or closing (`-1`).
+    pub fn connection(&self, side: Side, delta: i64) {
+        let c = match side {
+            Side::Server => &self.inner.server_connections,
+            Side::Client => &self.inner.client_connections,
+        };
+        c.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// Records the providers a consumer knows for a service.
+    pub fn set_providers(&self, service: &str, instances: &[ServiceInstance]) {
+        let mut p = self
+            .inner
+            .providers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        p.insert(service.to_owned(), instances.to_vec());
+    }
+
+    /// Records the registry's state (`"static"`, `"connected"`, `"disconnected"`, ...).
+    pub fn set_registry_state(&self, state: &str) {
+        *self
+            .inner
+            .registry
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(state.to_owned());
+    }
+
+    /// A copy of every counter.
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        let methods = self
+            .inner
+            .methods
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut list: Vec<MethodSnapshot> = methods
+            .iter()
+            .map(|((side, service, method), m)| MethodSnapshot {
+                side: *side,
+                service: service.clone(),
+                method: method.clone(),
+                calls: m.calls.load(Ordering::Relaxed),
+                in_flight: m.in_flight.load(Ordering::Relaxed).max(0) as u64,
+                by_code: codes(&m.by_code),
+                latency: m.latency.snapshot(),
+            })
+            .collect();
+        list.sort_by(|a, b| (a.side, &a.service, &a.method).cmp(&(b.side, &b.service, &b.method)));
+        MetricsSnapshot {
+            methods: list,
+            rejected: codes(&self.inner.rejected),
+            server_connections: self.inner.server_connections.load(Ordering::Relaxed).max(0) as u64,
+            client_connections: self.inner.client_connections.load(Ordering::Relaxed).max(0) as u64,
+            providers: self
+                .inner
+                .providers
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+            registry: self
+                .inner
+                .registry
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+            dropped_log_lines: crate::logging::dropped_lines(),
+            uptime: self
+                .inner
+                .started
+                .get()
+                .map_or(Duration::ZERO, Instant::elapsed),
+        }
+    }
+}
+
+fn codes(counters: &[AtomicU64; CODES]) -> BTreeMap<Code, u64> {
+    counters
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            let n = c.load(Ordering::Relaxed);
+            (n > 0).then(|| (Code::from_i32(i as i32), n))
+        })
+        .collect()
+}
+
+/// Everything [`Metrics`] counts, at one moment.
+#[derive(Clone, Debug)]
+pub struct MetricsSnapshot {
+    /// Per method and side, sorted.
+    pub methods: Vec<MethodSnapshot>,
+    /// Calls refused before reaching a method, by code.
+    pub rejected: BTreeMap<Code, u64>,
+    /// Connections open to this provider.
+    pub server_connections: u64,
+    /// Connections this process's channels hold open.
+    pub client_connections: u64,
+    /// Providers known per service by this process's channels.
+    pub providers: BTreeMap<String, Vec<ServiceInstance>>,
+    /// The registry's state, if one reported it.
+    pub registry: Option<String>,
+    /// Log lines dropped because the log writer could not keep up.
+    pub dropped_log_lines: u64,
+    /// Time since these counters were created.
+    pub uptime: Duration,
+}
+
+/// One method's counters on one side.
+#[derive(Clone, Debug)]
+pub struct MethodSnapshot {
+    /// Provider or consumer side.
+    pub side: Side,
+    /// Fully qualified service name.
+    pub service: String,
+    /// Method name.
+    pub method: String,
+    /// Calls finished.
+    pub calls: u64,
+    /// Calls running now.
+    pub in_flight: u64,
+    /// Finished calls by status code (`Ok` included).
+    pub by_code: BTreeMap<Code, u64>,
+    /// Latency of finished calls.
+    pub latency: HistogramSnapshot,
+}
+
+impl MethodSnapshot {
+    /// Finished calls whose code was not `Ok`.
+    pub fn errors(&self) -> u64 {
+        self.by_code
+            .iter()
+            .filter(|(c, _)| **c != Code::Ok)
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_calls_codes_and_in_flight() {
+        let m = Metrics::new();
+        let login = m.method(Side::Server, "a.B", "Login");
+        let r1 = login.start();
+        let r2 = login.start();
+        assert_eq!(m.snapshot().methods[0].in_flight, 2);
+        r1.finish(Code::Ok);
+        drop(r2);
+        m.rejected(Code::Unimplemented);
+        let s = m.snapshot();
+        let login = &s.methods[0];
+        assert_eq!((login.calls, login.in_flight), (2, 0));
+        assert_eq!(login.by_code[&Code::Ok], 1);
+        assert_eq!(login.by_code[&Code::Cancelled], 1);
+        assert_eq!(login.errors(), 1);
+        assert_eq!(login.latency.count, 2);
+        assert_eq!(s.rejected[&Code::Unimplemented], 1);
+    }
+}
