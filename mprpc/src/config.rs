@@ -113,6 +113,9 @@ pub struct ServerConfig {
     pub threads: usize,
     /// Relative share of calls this provider asks weighted balancers for. Default 100.
     pub weight: u32,
+    /// Where to serve the admin pages (`/metrics`, `/status`, `/health`) over HTTP, e.g.
+    /// `127.0.0.1:9100`. Default: none.
+    pub admin_address: Option<String>,
     /// Calls running at once across all connections; one more gets `ResourceExhausted`.
     /// At least 1. Default 10,000.
     pub max_concurrent_calls: usize,
@@ -138,6 +141,7 @@ impl Default for ServerConfig {
             advertise_address: None,
             threads: 4,
             weight: 100,
+            admin_address: None,
             max_concurrent_calls: 10_000,
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             max_connections: 10_000,

@@ -15,6 +15,7 @@
 //! | [`client`] | the consumer: channel, multiplexed connections, load balancing |
 //! | [`reflection`] | the built-in service that tells tools what a provider hosts |
 //! | [`registry`] | where providers are registered and found: the seam and the static list |
+//! | [`admin`] | the optional HTTP admin port: `/metrics`, `/status`, `/health` |
 //! | [`config`] | the TOML (or legacy `key=value`) configuration file |
 //! | [`logging`] | `tracing` to a non-blocking daily file writer |
 //! | [`metrics`] | per-method call counts, errors by code, latency histograms |
@@ -26,6 +27,7 @@
 //! mprpc::include_proto!("fixbug");
 //! ```
 
+pub mod admin;
 pub mod client;
 #[doc(hidden)]
 pub mod codegen;

@@ -108,8 +108,6 @@ struct Inner {
     client_connections: AtomicI64,
     /// The providers each consumer channel currently knows, by service.
     providers: RwLock<BTreeMap<String, Vec<ServiceInstance>>>,
-    /// The registry's state, as the registry last reported it.
-    registry: RwLock<Option<String>>,
     started: OnceLock<Instant>,
 }
 
@@ -177,15 +175,6 @@ impl Metrics {
         p.insert(service.to_owned(), instances.to_vec());
     }
 
-    /// Records the registry's state (`"static"`, `"connected"`, `"disconnected"`, ...).
-    pub fn set_registry_state(&self, state: &str) {
-        *self
-            .inner
-            .registry
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = Some(state.to_owned());
-    }
-
     /// A copy of every counter.
     pub fn snapshot(&self) -> MetricsSnapshot {
         let methods = self
@@ -214,12 +203,6 @@ impl Metrics {
             providers: self
                 .inner
                 .providers
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone(),
-            registry: self
-                .inner
-                .registry
                 .read()
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone(),
@@ -257,8 +240,6 @@ pub struct MetricsSnapshot {
     pub client_connections: u64,
     /// Providers known per service by this process's channels.
     pub providers: BTreeMap<String, Vec<ServiceInstance>>,
-    /// The registry's state, if one reported it.
-    pub registry: Option<String>,
     /// Log lines dropped because the log writer could not keep up.
     pub dropped_log_lines: u64,
     /// Time since these counters were created.

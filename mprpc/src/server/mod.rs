@@ -34,9 +34,10 @@ use tokio_util::task::TaskTracker;
 pub use dispatch::Router;
 pub use service::{BoxFuture, Service};
 
+use crate::admin::{self, AdminState};
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
-use crate::reflection::Reflection;
+use crate::reflection::{Reflection, ServiceInfo};
 use crate::registry::{Registration, Registry, RegistryError, ServiceInstance};
 
 /// A provider: a set of services and the settings to serve them with.
@@ -44,6 +45,8 @@ pub struct Server {
     config: ServerConfig,
     router: Router,
     metrics: Metrics,
+    /// A listener for the admin pages, bound by the caller (else `admin_address` is bound).
+    admin: Option<TcpListener>,
 }
 
 /// Why serving stopped with an error.
@@ -65,7 +68,14 @@ impl Server {
             config,
             router: Router::default(),
             metrics: Metrics::global().clone(),
+            admin: None,
         }
+    }
+
+    /// Serves the admin pages on `listener` (overriding `admin_address`).
+    pub fn with_admin_listener(mut self, listener: TcpListener) -> Server {
+        self.admin = Some(listener);
+        self
     }
 
     /// Counts calls into `metrics` instead of the process-wide [`Metrics::global`].
@@ -105,9 +115,51 @@ impl Server {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> io::Result<()> {
+        self.serve_inner(listener, shutdown, None).await
+    }
+
+    async fn serve_inner(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+        registry: Option<Arc<dyn Registry>>,
+    ) -> io::Result<()> {
         let local = listener.local_addr()?;
         let mut router = self.router;
         router.add(Arc::new(Reflection::new(&router)));
+        let admin_listener = match (self.admin, &self.config.admin_address) {
+            (Some(listener), _) => Some(listener),
+            (None, Some(address)) => Some(TcpListener::bind(address).await.map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot serve the admin pages on {address}: {e}"),
+                )
+            })?),
+            (None, None) => None,
+        };
+        let admin_stop = CancellationToken::new();
+        if let Some(admin_listener) = admin_listener {
+            let state = Arc::new(AdminState {
+                metrics: self.metrics.clone(),
+                services: router
+                    .services()
+                    .map(|s| ServiceInfo {
+                        name: s.name().to_owned(),
+                        methods: s.methods().iter().map(|m| (*m).to_owned()).collect(),
+                    })
+                    .collect(),
+                registry,
+                rpc_address: local.to_string(),
+            });
+            tracing::info!(address = %admin_listener.local_addr()?, "admin pages listening");
+            let stop = admin_stop.clone().cancelled_owned();
+            tokio::spawn(async move {
+                if let Err(e) = admin::serve(admin_listener, state, stop).await {
+                    tracing::warn!("admin pages stopped: {e}");
+                }
+            });
+        }
+        let _stop_admin = admin_stop.drop_guard();
         let shared = Arc::new(Shared {
             calls: Arc::new(Semaphore::new(self.config.max_concurrent_calls)),
             config: self.config,
@@ -180,7 +232,7 @@ impl Server {
                 }
             }
         };
-        self.serve(listener, shutdown).await?;
+        self.serve_inner(listener, shutdown, Some(registry)).await?;
         Ok(())
     }
 }
