@@ -17,6 +17,7 @@
 //! | [`registry`] | where providers are registered and found: the seam and the static list |
 //! | [`admin`] | the optional HTTP admin port: `/metrics`, `/status`, `/health` |
 //! | [`config`] | the TOML (or legacy `key=value`) configuration file |
+//! | [`trace`] | trace and span ids carried in call metadata, and the spans around calls |
 //! | [`logging`] | `tracing` to a non-blocking daily file writer |
 //! | [`metrics`] | per-method call counts, errors by code, latency histograms |
 //!
@@ -40,6 +41,7 @@ pub mod registry;
 pub mod request;
 pub mod server;
 pub mod status;
+pub mod trace;
 
 pub use request::{IntoRequest, Metadata, Request};
 pub use status::{Code, Status};

@@ -88,7 +88,17 @@ impl Echo for EchoService {
             .get(&request.get_ref().metadata_key)
             .unwrap_or_default()
             .to_owned();
-        let req = request.into_inner();
+        let mut req = request.into_inner();
+        if !req.forward_to.is_empty() {
+            let next = EchoClient::new(mprpc::client::Channel::to_address(std::mem::take(
+                &mut req.forward_to,
+            )));
+            tracing::info!("forwarding");
+            let reply = next.echo(req).await;
+            guard.done = true;
+            return reply;
+        }
+        tracing::info!(served_by = %self.name, "echo");
         let delay_ms = req.delay_ms + self.extra_delay_ms;
         if delay_ms > 0 {
             tokio::time::sleep(Duration::from_millis(u64::from(delay_ms))).await;

@@ -27,7 +27,9 @@ use crate::config::{ClientConfig, Config};
 use crate::metrics::{Metrics, Side};
 use crate::protocol::MetadataEntry;
 use crate::registry::{self, Instances, Registry, RegistryError, StaticRegistry};
+use crate::trace::{self, TraceContext};
 use crate::{Code, Request, Status};
+use tracing::Instrument;
 
 /// A consumer's handle for calling services. Cheap to clone; clones share connections.
 #[derive(Clone)]
@@ -123,8 +125,18 @@ impl Channel {
         &self,
         service: &str,
         method: &str,
-        request: Request<Bytes>,
+        mut request: Request<Bytes>,
     ) -> Result<Bytes, Status> {
+        // Continue the trace of the handler we run in, if any; else start one.
+        let trace = trace::current().map_or_else(TraceContext::new_root, |p| p.child());
+        trace.inject(request.metadata_mut());
+        let span = tracing::debug_span!(
+            "rpc.client",
+            %service,
+            %method,
+            trace_id = %trace.trace_hex(),
+            span_id = %trace.span_hex(),
+        );
         let timeout = request.timeout().unwrap_or(self.inner.config.timeout);
         let max = self.inner.config.max_frame_size;
         if request.get_ref().len() > max {
@@ -139,15 +151,15 @@ impl Channel {
             .method(Side::Client, service, method)
             .start();
         let deadline = tokio::time::Instant::now() + timeout;
-        let outcome =
-            match tokio::time::timeout_at(deadline, self.call(service, method, request, deadline))
-                .await
-            {
-                Ok(outcome) => outcome,
-                Err(_) => Err(Status::deadline_exceeded(format!(
-                    "{service}/{method}: no reply within {timeout:?}"
-                ))),
-            };
+        let call = self
+            .call(service, method, request, deadline)
+            .instrument(span);
+        let outcome = match tokio::time::timeout_at(deadline, call).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(Status::deadline_exceeded(format!(
+                "{service}/{method}: no reply within {timeout:?}"
+            ))),
+        };
         record.finish(outcome.as_ref().map_or_else(Status::code, |_| Code::Ok));
         outcome
     }

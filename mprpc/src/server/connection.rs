@@ -30,7 +30,9 @@ use crate::protocol::{
     CancelHeader, Frame, FrameDecoder, FrameKind, GoAwayHeader, OutFrame, RequestHeader,
     ResponseHeader,
 };
+use crate::trace::TraceContext;
 use crate::{Code, Metadata, Request, Status};
+use tracing::Instrument;
 
 /// Read buffer size: large enough to take many small frames per read.
 const READ_CAPACITY: usize = 64 * 1024;
@@ -247,6 +249,18 @@ impl Connection {
                 .map(|e| (e.key, e.value))
                 .collect(),
         );
+        let parent = TraceContext::from_metadata(&metadata);
+        let trace = parent.map_or_else(TraceContext::new_root, |p| p.child());
+        let span = tracing::info_span!(
+            "rpc.server",
+            service = %header.service,
+            method = %header.method,
+            trace_id = %trace.trace_hex(),
+            span_id = %trace.span_hex(),
+            parent_span_id = parent.map(|p| p.span_hex()).unwrap_or_default(),
+            queue_us = tracing::field::Empty,
+        );
+        let arrived = Instant::now();
         let request = Request::from_parts(body, metadata, deadline, Some(self.peer));
         let max_frame_size = self.shared.config.max_frame_size;
         let tx = tx.clone();
@@ -255,10 +269,22 @@ impl Connection {
 
         // Spawn while holding the lock, so the task cannot remove its entry before it exists.
         let mut guard = lock(in_flight);
-        let handle = calls.spawn(async move {
-            let outcome = run_call(service, method, request, deadline).await;
+        let call_span = span.clone();
+        let work = async move {
+            call_span.record("queue_us", arrived.elapsed().as_micros() as u64);
+            let handler = tracing::info_span!(parent: &call_span, "handler");
+            let outcome = trace
+                .scope(run_call(service, method, request, deadline).instrument(handler))
+                .await;
             lock(&task_in_flight).remove(&id);
-            record.finish(outcome.as_ref().map_or_else(Status::code, |_| Code::Ok));
+            let code = outcome.as_ref().map_or_else(Status::code, |_| Code::Ok);
+            tracing::debug!(
+                parent: &call_span,
+                code = %code,
+                elapsed_us = arrived.elapsed().as_micros() as u64,
+                "reply"
+            );
+            record.finish(code);
             let reply = match outcome {
                 Ok(body) if body.len() + 64 > max_frame_size => {
                     let status = Status::resource_exhausted(format!(
@@ -272,7 +298,8 @@ impl Connection {
             };
             let _ = tx.send(reply).await;
             drop(permit);
-        });
+        };
+        let handle = calls.spawn(work.instrument(span));
         guard.insert(id, handle.abort_handle());
     }
 }

@@ -1,0 +1,110 @@
+//! Tracing across calls: a trace id and a span id travel in each call's metadata, so a
+//! request that crosses several services can be followed through every provider's log.
+//!
+//! - A consumer call outside any handler starts a new trace; a call made while a handler runs
+//!   (see [`current`]) continues the handler's trace with a new span.
+//! - The caller sends [`TRACE_ID_KEY`] (32 hex digits) and [`SPAN_ID_KEY`] (16 hex digits:
+//!   the caller's span, i.e. the provider's parent).
+//! - `tracing` spans carry the ids: `rpc.client` (debug level) around a call on the consumer,
+//!   `rpc.server` around its handling on the provider (with `queue_us`, the time the call
+//!   waited between arriving and its handler starting), `handler` around the application's
+//!   code, and a `reply` event (debug level) with the code and the elapsed time. Everything a
+//!   handler logs is therefore stamped with the trace.
+
+use std::future::Future;
+
+use rand::Rng;
+
+use crate::Metadata;
+
+/// Metadata key of the trace id.
+pub const TRACE_ID_KEY: &str = "mprpc-trace-id";
+/// Metadata key of the caller's span id.
+pub const SPAN_ID_KEY: &str = "mprpc-span-id";
+
+tokio::task_local! {
+    static CURRENT: TraceContext;
+}
+
+/// Where a piece of work sits in a trace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TraceContext {
+    /// The whole request's id, shared by every call it causes.
+    pub trace_id: u128,
+    /// This piece of work's id.
+    pub span_id: u64,
+}
+
+impl TraceContext {
+    /// A new trace.
+    pub fn new_root() -> TraceContext {
+        let mut rng = rand::rng();
+        TraceContext {
+            trace_id: rng.random::<u128>().max(1),
+            span_id: rng.random::<u64>().max(1),
+        }
+    }
+
+    /// A new span in the same trace.
+    pub fn child(&self) -> TraceContext {
+        TraceContext {
+            trace_id: self.trace_id,
+            span_id: rand::rng().random::<u64>().max(1),
+        }
+    }
+
+    /// The context a caller sent, if it sent a well-formed one.
+    pub fn from_metadata(metadata: &Metadata) -> Option<TraceContext> {
+        let trace_id = u128::from_str_radix(metadata.get(TRACE_ID_KEY)?, 16).ok()?;
+        let span_id = u64::from_str_radix(metadata.get(SPAN_ID_KEY)?, 16).ok()?;
+        Some(TraceContext { trace_id, span_id })
+    }
+
+    /// Writes this context into outgoing metadata (replacing any earlier one).
+    pub fn inject(&self, metadata: &mut Metadata) {
+        metadata.insert(TRACE_ID_KEY, self.trace_hex());
+        metadata.insert(SPAN_ID_KEY, self.span_hex());
+    }
+
+    /// The trace id as 32 hex digits.
+    pub fn trace_hex(&self) -> String {
+        format!("{:032x}", self.trace_id)
+    }
+
+    /// The span id as 16 hex digits.
+    pub fn span_hex(&self) -> String {
+        format!("{:016x}", self.span_id)
+    }
+
+    /// Runs `work` with this context as [`current`].
+    pub fn scope<F: Future>(self, work: F) -> impl Future<Output = F::Output> {
+        CURRENT.scope(self, work)
+    }
+}
+
+/// The context of the handler (or [`TraceContext::scope`]) running on this task, if any.
+pub fn current() -> Option<TraceContext> {
+    CURRENT.try_with(|c| *c).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn round_trips_through_metadata_and_scopes() {
+        let root = TraceContext::new_root();
+        let mut m = Metadata::new();
+        root.inject(&mut m);
+        assert_eq!(TraceContext::from_metadata(&m), Some(root));
+        assert_eq!(m.get(TRACE_ID_KEY).unwrap().len(), 32);
+        let child = root.child();
+        assert_eq!(child.trace_id, root.trace_id);
+        assert_ne!(child.span_id, root.span_id);
+        assert_eq!(current(), None);
+        let seen = root.scope(async { current() }).await;
+        assert_eq!(seen, Some(root));
+        m.insert(TRACE_ID_KEY, "not hex");
+        assert_eq!(TraceContext::from_metadata(&m), None);
+    }
+}
