@@ -1,11 +1,34 @@
 #!/usr/bin/env bash
-# The whole test suite, on a fresh machine: installs what the tests need (ZooKeeper, from
-# Debian's packages), then runs every test of every crate: unit, integration, process and
-# example tests, and doc tests. Each ZooKeeper test starts and stops its own private server.
+# The whole test suite, on a fresh machine: installs what the tests need from Debian's
+# packages (ZooKeeper; Chromium and tesseract for the admin page test), then runs every test
+# of every crate: unit, integration, process and example tests, and doc tests. Each ZooKeeper
+# test starts and stops its own private server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/zk.sh install
+
+# The admin page test (tests/tests/admin.rs) renders /status in headless Chromium and reads
+# the screenshot back with OCR: it needs chromium, tesseract and a font, from Debian.
+install_browser_tools() {
+    local missing=()
+    [[ -x /usr/bin/chromium ]] || missing+=(chromium)
+    [[ -x /usr/bin/tesseract ]] || missing+=(tesseract-ocr tesseract-ocr-eng)
+    [[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]] || missing+=(fonts-dejavu-core)
+    ((${#missing[@]} == 0)) && return 0
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "test.sh: ${missing[*]} missing and not root: the admin page test will fail" >&2
+        return 0
+    fi
+    echo "test.sh: installing ${missing[*]}" >&2
+    local install=(apt-get install -y -q --no-install-recommends "${missing[@]}")
+    export DEBIAN_FRONTEND=noninteractive
+    if ! "${install[@]}" >&2; then
+        apt-get update -q >&2 || true
+        "${install[@]}" >&2 || echo "test.sh: could not install ${missing[*]}: the admin page test will fail" >&2
+    fi
+}
+install_browser_tools
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

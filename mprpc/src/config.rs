@@ -664,6 +664,9 @@ impl Config {
             check_host_port(advertise, false)
                 .map_err(|m| invalid("server.advertise_address", m))?;
         }
+        if let Some(admin) = &server.admin_address {
+            check_host_port(admin, true).map_err(|m| invalid("server.admin_address", m))?;
+        }
         check(server.threads >= 1, "server.threads", "must be at least 1")?;
         limit(server.max_concurrent_calls, "server.max_concurrent_calls")?;
         frame(server.max_frame_size, "server.max_frame_size")?;
@@ -1092,6 +1095,7 @@ mod tests {
 [server]
 address = "0.0.0.0:9000"
 advertise_address = "10.0.0.5:9000"
+admin_address = "127.0.0.1:9100"
 threads = 8
 max_concurrent_calls = 500
 max_frame_size = 1048576
@@ -1131,6 +1135,7 @@ stderr = true
                 advertise_address: Some("10.0.0.5:9000".into()),
                 threads: 8,
                 weight: 250,
+                admin_address: Some("127.0.0.1:9100".into()),
                 max_concurrent_calls: 500,
                 max_frame_size: 1 << 20,
                 max_connections: 200,
@@ -1291,6 +1296,11 @@ stderr = true
             (
                 "[server]\nadvertise_address = \"h:0\"",
                 "server.advertise_address",
+            ),
+            ("[server]\nadmin_address = \"9100\"", "server.admin_address"),
+            (
+                "[server]\nadmin_address = \"localhost:http\"",
+                "server.admin_address",
             ),
             ("[client]\nmax_frame_size = 100", "client.max_frame_size"),
             ("[client]\ntimeout = \"0s\"", "client.timeout"),

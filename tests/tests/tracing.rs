@@ -36,7 +36,8 @@ async fn one_trace_id_follows_a_call_through_two_services() {
         .init();
 
     let start = |name: &str| {
-        let server = Server::new(ServerConfig::default()).add_service(EchoServer::new(EchoService::named(name)));
+        let server = Server::new(ServerConfig::default())
+            .add_service(EchoServer::new(EchoService::named(name)));
         spawn_local(server)
     };
     let (front_addr, front) = start("front").await.unwrap();
@@ -54,22 +55,35 @@ async fn one_trace_id_follows_a_call_through_two_services() {
         .await
         .expect("call through two services");
     assert_eq!(reply.served_by, "back");
-    assert_eq!(reply.metadata_value, root.trace_hex(), "the back service saw the caller's trace");
+    assert_eq!(
+        reply.metadata_value,
+        root.trace_hex(),
+        "the back service saw the caller's trace"
+    );
 
     front.shutdown().await.unwrap();
     back.shutdown().await.unwrap();
     let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-    let lines: Vec<&str> = text.lines().filter(|l| l.contains(&root.trace_hex())).collect();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(&root.trace_hex()))
+        .collect();
     assert!(
-        lines.iter().any(|l| l.contains("rpc.server") && l.contains("handler") && l.contains("forwarding")),
+        lines
+            .iter()
+            .any(|l| l.contains("rpc.server") && l.contains("handler") && l.contains("forwarding")),
         "the front provider's handler log carries the trace:\n{text}"
     );
     assert!(
-        lines.iter().any(|l| l.contains("rpc.server") && l.contains("served_by=back")),
+        lines
+            .iter()
+            .any(|l| l.contains("rpc.server") && l.contains("served_by=back")),
         "the back provider's handler log carries the same trace:\n{text}"
     );
     assert!(
-        lines.iter().any(|l| l.contains("rpc.server") && l.contains("queue_us")),
+        lines
+            .iter()
+            .any(|l| l.contains("rpc.server") && l.contains("queue_us")),
         "spans record the queue time:\n{text}"
     );
     // Two providers' server spans: one trace, distinct span ids, the back one's parent being

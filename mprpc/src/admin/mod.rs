@@ -1,10 +1,34 @@
 //! The admin endpoint: an optional HTTP port on a provider serving `/metrics` (Prometheus
 //! text), `/status` (a page for people, and JSON), and `/health`.
+//!
+//! It is a small [`axum`] router over HTTP/1.1, fed by [`Metrics::snapshot`] at each request:
+//! nothing is cached and nothing on the call path knows the admin port exists.
+//!
+//! | route | answer |
+//! | --- | --- |
+//! | `GET /metrics` | Prometheus text format 0.0.4 ([`prometheus`]) |
+//! | `GET /status` | an HTML page for a browser ([`status`]) |
+//! | `GET /status?format=json`, `GET /status.json` | the same as JSON |
+//! | `GET /health` | `200 ok registry=STATE` while the provider serves |
+//! | anything else | `404` with a short text body |
+//!
+//! `/health` answers 200 whatever the registry's state: a provider cut off from ZooKeeper
+//! still serves the consumers that know it, and a load balancer that took it out of rotation
+//! for that would turn a registry outage into a service outage. The state is in the body for
+//! people and scripts that want it.
+
+pub mod prometheus;
+pub mod status;
 
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
 
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
 use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
@@ -23,13 +47,73 @@ pub struct AdminState {
     pub rpc_address: String,
 }
 
+impl AdminState {
+    /// The registry's state in a word (`connected`, `static`, ...), or `none` without one.
+    pub fn registry_state(&self) -> &'static str {
+        self.registry.as_ref().map_or("none", |r| r.state())
+    }
+}
+
 /// Serves the admin pages on `listener` until `shutdown` resolves.
+///
+/// When it does, the listener is closed at once; requests already being answered finish,
+/// and idle keep-alive connections are closed.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AdminState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let _ = (listener, state);
-    shutdown.await;
-    Ok(())
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// The routes, on `state`.
+fn router(state: Arc<AdminState>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/status", get(status_page))
+        .route("/status.json", get(status_json))
+        .route("/health", get(health))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
+    let text = prometheus::render(&state.metrics.snapshot(), state.registry_state());
+    ([(header::CONTENT_TYPE, prometheus::CONTENT_TYPE)], text).into_response()
+}
+
+/// The query string of `/status`.
+#[derive(serde::Deserialize)]
+struct StatusQuery {
+    /// `json` for JSON; anything else (or nothing) for HTML.
+    format: Option<String>,
+}
+
+async fn status_page(
+    State(state): State<Arc<AdminState>>,
+    Query(query): Query<StatusQuery>,
+) -> Response {
+    let view = status::StatusView::new(&state);
+    if query.format.as_deref() == Some("json") {
+        Json(view).into_response()
+    } else {
+        Html(status::render_html(&view)).into_response()
+    }
+}
+
+async fn status_json(State(state): State<Arc<AdminState>>) -> Json<status::StatusView> {
+    Json(status::StatusView::new(&state))
+}
+
+async fn health(State(state): State<Arc<AdminState>>) -> String {
+    format!("ok registry={}\n", state.registry_state())
+}
+
+async fn not_found() -> (StatusCode, &'static str) {
+    (
+        StatusCode::NOT_FOUND,
+        "not found: try /metrics, /status or /health\n",
+    )
 }

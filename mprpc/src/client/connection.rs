@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ClientConfig;
 use crate::metrics::{Metrics, Side};
 use crate::protocol::codec::decode_header;
-use crate::protocol::writer::{write_loop, QUEUE_DEPTH};
+use crate::protocol::writer::{write_loop, BusyHint, QUEUE_DEPTH};
 use crate::protocol::{
     CancelHeader, FrameDecoder, FrameKind, GoAwayHeader, MetadataEntry, OutFrame, RequestHeader,
     ResponseHeader,
@@ -47,6 +47,8 @@ struct ConnShared {
     /// When the connection was opened; `last_read_ms` counts from here.
     opened: Instant,
     last_read_ms: AtomicU64,
+    /// Calls in flight, for the writer's batching.
+    busy: Arc<BusyHint>,
 }
 
 #[derive(Default)]
@@ -106,11 +108,13 @@ impl Connection {
             going_away: AtomicBool::new(false),
             opened: Instant::now(),
             last_read_ms: AtomicU64::new(0),
+            busy: Arc::default(),
         });
         let close = CancellationToken::new();
         let addr = shared.address.clone();
+        let busy = shared.busy.clone();
         tokio::spawn(async move {
-            if let Err(e) = write_loop(wr, rx).await {
+            if let Err(e) = write_loop(wr, rx, &busy).await {
                 tracing::debug!(address = %addr, "write failed: {e}");
             }
         });
@@ -160,6 +164,7 @@ impl Connection {
             }
             pending.waiters.insert(id, reply_tx);
         }
+        shared.busy.enter();
         let mut guard = CallGuard {
             shared,
             id,
@@ -212,6 +217,7 @@ struct CallGuard<'a> {
 
 impl Drop for CallGuard<'_> {
     fn drop(&mut self) {
+        self.shared.busy.leave();
         if self.armed
             && lock(&self.shared.pending)
                 .waiters

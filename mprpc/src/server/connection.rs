@@ -25,7 +25,7 @@ use super::dispatch::run_call;
 use super::Shared;
 use crate::metrics::Side;
 use crate::protocol::codec::decode_header;
-use crate::protocol::writer::{write_loop, QUEUE_DEPTH};
+use crate::protocol::writer::{write_loop, BusyHint, QUEUE_DEPTH};
 use crate::protocol::{
     CancelHeader, Frame, FrameDecoder, FrameKind, GoAwayHeader, OutFrame, RequestHeader,
     ResponseHeader,
@@ -42,6 +42,8 @@ type InFlight = Arc<Mutex<HashMap<u64, AbortHandle>>>;
 
 pub(crate) struct Connection {
     peer: SocketAddr,
+    /// Calls in flight on this connection, for the writer's batching.
+    busy: Arc<BusyHint>,
     shared: Arc<Shared>,
     shutdown: watch::Receiver<bool>,
     force_close: CancellationToken,
@@ -70,6 +72,7 @@ impl Connection {
     ) -> Connection {
         Connection {
             peer,
+            busy: Arc::default(),
             shared,
             shutdown,
             force_close,
@@ -83,7 +86,8 @@ impl Connection {
         metrics.connection(Side::Server, 1);
         let (rd, wr) = stream.into_split();
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-        let writer = tokio::spawn(write_loop(wr, rx));
+        let writer_busy = self.busy.clone();
+        let writer = tokio::spawn(async move { write_loop(wr, rx, &writer_busy).await });
         let decoder = FrameDecoder::new(self.shared.config.max_frame_size);
         let mut frames = FramedRead::with_capacity(rd, decoder, READ_CAPACITY);
         let calls = TaskTracker::new();
@@ -270,7 +274,9 @@ impl Connection {
         // Spawn while holding the lock, so the task cannot remove its entry before it exists.
         let mut guard = lock(in_flight);
         let call_span = span.clone();
+        let busy = BusyGuard::enter(self.busy.clone());
         let work = async move {
+            let _busy = busy;
             call_span.record("queue_us", arrived.elapsed().as_micros() as u64);
             let handler = tracing::info_span!(parent: &call_span, "handler");
             let outcome = trace
@@ -317,6 +323,22 @@ pub(crate) async fn refuse(mut stream: TcpStream, limit: usize) {
         let _ = stream.shutdown().await;
     })
     .await;
+}
+
+/// Counts a call in flight on the connection until dropped (also when the call is aborted).
+struct BusyGuard(Arc<BusyHint>);
+
+impl BusyGuard {
+    fn enter(hint: Arc<BusyHint>) -> BusyGuard {
+        hint.enter();
+        BusyGuard(hint)
+    }
+}
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.0.leave();
+    }
 }
 
 fn ok_header(request_id: u64) -> ResponseHeader {

@@ -1,0 +1,334 @@
+//! `/metrics`: a [`MetricsSnapshot`] in the Prometheus text exposition format, version 0.0.4.
+//!
+//! | family | type | labels |
+//! | --- | --- | --- |
+//! | `mprpc_calls_total` | counter | `side`, `service`, `method`, `code` (one series per code seen) |
+//! | `mprpc_call_duration_seconds` | histogram | `side`, `service`, `method` |
+//! | `mprpc_calls_in_flight` | gauge | `side`, `service`, `method` |
+//! | `mprpc_rejected_calls_total` | counter | `code` (calls to unknown services or methods) |
+//! | `mprpc_connections` | gauge | `side` |
+//! | `mprpc_registry_up` | gauge | `state`: 1 for the current state, 0 for the others |
+//! | `mprpc_log_dropped_lines_total` | counter | |
+//! | `mprpc_uptime_seconds` | gauge | |
+//! | `mprpc_known_providers` | gauge | `service` (providers this process's channels know) |
+//!
+//! Label values are escaped as the format asks (backslash, double quote, newline).
+
+use std::fmt::{Display, Write};
+
+use crate::metrics::{MetricsSnapshot, Side, BUCKETS_US};
+
+/// The `Content-Type` of the text format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The registry states `mprpc_registry_up` always has a series for (`none`: no registry).
+const REGISTRY_STATES: [&str; 5] = ["connected", "connecting", "disconnected", "static", "none"];
+
+/// Renders `snapshot`, and `registry_state` (see [`Registry::state`](crate::registry::Registry::state),
+/// `none` without a registry), in the text format.
+pub fn render(snapshot: &MetricsSnapshot, registry_state: &str) -> String {
+    let mut out = Exposition(String::with_capacity(4096));
+
+    out.family(
+        "mprpc_calls_total",
+        "counter",
+        "Calls finished, by side, service, method and status code.",
+    );
+    for m in &snapshot.methods {
+        for (code, n) in &m.by_code {
+            out.sample(
+                "mprpc_calls_total",
+                &[
+                    ("side", m.side.as_str()),
+                    ("service", &m.service),
+                    ("method", &m.method),
+                    ("code", code.as_str()),
+                ],
+                n,
+            );
+        }
+    }
+
+    out.family(
+        "mprpc_call_duration_seconds",
+        "histogram",
+        "Latency of finished calls, in seconds.",
+    );
+    for m in &snapshot.methods {
+        let labels = [
+            ("side", m.side.as_str()),
+            ("service", m.service.as_str()),
+            ("method", m.method.as_str()),
+        ];
+        let mut cumulative = 0u64;
+        for (bound, n) in BUCKETS_US.iter().zip(&m.latency.counts) {
+            cumulative += n;
+            let le = (*bound as f64 / 1e6).to_string();
+            out.sample(
+                "mprpc_call_duration_seconds_bucket",
+                &with(&labels, ("le", &le)),
+                cumulative,
+            );
+        }
+        // `+Inf` is every observation, whatever the per-bucket counts add up to.
+        out.sample(
+            "mprpc_call_duration_seconds_bucket",
+            &with(&labels, ("le", "+Inf")),
+            m.latency.count,
+        );
+        out.sample(
+            "mprpc_call_duration_seconds_sum",
+            &labels,
+            m.latency.sum.as_secs_f64(),
+        );
+        out.sample(
+            "mprpc_call_duration_seconds_count",
+            &labels,
+            m.latency.count,
+        );
+    }
+
+    out.family(
+        "mprpc_calls_in_flight",
+        "gauge",
+        "Calls started and not finished yet.",
+    );
+    for m in &snapshot.methods {
+        out.sample(
+            "mprpc_calls_in_flight",
+            &[
+                ("side", m.side.as_str()),
+                ("service", &m.service),
+                ("method", &m.method),
+            ],
+            m.in_flight,
+        );
+    }
+
+    out.family(
+        "mprpc_rejected_calls_total",
+        "counter",
+        "Calls refused before reaching a method (unknown service or method), by status code.",
+    );
+    for (code, n) in &snapshot.rejected {
+        out.sample("mprpc_rejected_calls_total", &[("code", code.as_str())], n);
+    }
+
+    out.family(
+        "mprpc_connections",
+        "gauge",
+        "Open connections: to this provider (server) and from this process's channels (client).",
+    );
+    for (side, n) in [
+        (Side::Server, snapshot.server_connections),
+        (Side::Client, snapshot.client_connections),
+    ] {
+        out.sample("mprpc_connections", &[("side", side.as_str())], n);
+    }
+
+    out.family(
+        "mprpc_registry_up",
+        "gauge",
+        "1 for the registry's current connection state, 0 for the others (none: no registry).",
+    );
+    let mut states = REGISTRY_STATES.to_vec();
+    if !states.contains(&registry_state) {
+        states.push(registry_state);
+    }
+    for state in states {
+        let up = u8::from(state == registry_state);
+        out.sample("mprpc_registry_up", &[("state", state)], up);
+    }
+
+    out.family(
+        "mprpc_log_dropped_lines_total",
+        "counter",
+        "Log lines dropped because the log writer could not keep up.",
+    );
+    out.sample(
+        "mprpc_log_dropped_lines_total",
+        &[],
+        snapshot.dropped_log_lines,
+    );
+
+    out.family(
+        "mprpc_uptime_seconds",
+        "gauge",
+        "Seconds since the counters were created.",
+    );
+    out.sample("mprpc_uptime_seconds", &[], snapshot.uptime.as_secs_f64());
+
+    out.family(
+        "mprpc_known_providers",
+        "gauge",
+        "Providers this process's channels currently know, by service.",
+    );
+    for (service, instances) in &snapshot.providers {
+        out.sample(
+            "mprpc_known_providers",
+            &[("service", service)],
+            instances.len(),
+        );
+    }
+
+    out.0
+}
+
+/// `labels` and one more.
+fn with<'a>(labels: &[(&'a str, &'a str)], extra: (&'a str, &'a str)) -> Vec<(&'a str, &'a str)> {
+    let mut all = labels.to_vec();
+    all.push(extra);
+    all
+}
+
+/// The text being written.
+struct Exposition(String);
+
+impl Exposition {
+    /// The `# HELP` and `# TYPE` lines that open a family.
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let help = help.replace('\\', r"\\").replace('\n', r"\n");
+        // Writing to a String cannot fail.
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    /// One sample line.
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl Display) {
+        self.0.push_str(name);
+        if !labels.is_empty() {
+            self.0.push('{');
+            for (i, (label, value)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.0.push(',');
+                }
+                let _ = write!(self.0, "{label}=\"{}\"", escape_label_value(value));
+            }
+            self.0.push('}');
+        }
+        let _ = writeln!(self.0, " {value}");
+    }
+}
+
+/// Escapes a label value: `\` as `\\`, `"` as `\"`, a line feed as `\n`.
+pub fn escape_label_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str(r"\\"),
+            '"' => out.push_str(r#"\""#),
+            '\n' => out.push_str(r"\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::registry::ServiceInstance;
+    use crate::Code;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape_label_value("plain"), "plain");
+        assert_eq!(
+            escape_label_value("a\\b\"c\nd"),
+            r#"a\\b\"c\nd"#,
+            "backslash, quote and newline"
+        );
+    }
+
+    #[test]
+    fn renders_every_family_with_help_and_type() {
+        let m = Metrics::new();
+        let echo = m.method(Side::Server, "a.\"B\"", "Echo");
+        echo.start().finish(Code::Ok);
+        echo.start().finish(Code::NotFound);
+        let _running = echo.start();
+        m.rejected(Code::Unimplemented);
+        m.connection(Side::Server, 1);
+        m.set_providers("x.Y", &[ServiceInstance::new("x.Y", "h:1")]);
+        let text = render(&m.snapshot(), "connected");
+
+        for family in [
+            "mprpc_calls_total counter",
+            "mprpc_call_duration_seconds histogram",
+            "mprpc_calls_in_flight gauge",
+            "mprpc_rejected_calls_total counter",
+            "mprpc_connections gauge",
+            "mprpc_registry_up gauge",
+            "mprpc_log_dropped_lines_total counter",
+            "mprpc_uptime_seconds gauge",
+            "mprpc_known_providers gauge",
+        ] {
+            assert!(
+                text.contains(&format!("# TYPE {family}\n")),
+                "{family}\n{text}"
+            );
+        }
+        let lines: Vec<&str> = text.lines().collect();
+        let has = |line: &str| lines.contains(&line);
+        let labels = r#"side="server",service="a.\"B\"",method="Echo""#;
+        assert!(
+            has(&format!("mprpc_calls_total{{{labels},code=\"Ok\"}} 1")),
+            "{text}"
+        );
+        assert!(has(&format!(
+            "mprpc_calls_total{{{labels},code=\"NotFound\"}} 1"
+        )));
+        assert!(has(&format!("mprpc_calls_in_flight{{{labels}}} 1")));
+        assert!(has(&format!(
+            "mprpc_call_duration_seconds_bucket{{{labels},le=\"10\"}} 2"
+        )));
+        assert!(has(&format!(
+            "mprpc_call_duration_seconds_bucket{{{labels},le=\"+Inf\"}} 2"
+        )));
+        assert!(has(&format!(
+            "mprpc_call_duration_seconds_count{{{labels}}} 2"
+        )));
+        assert!(has(r#"mprpc_rejected_calls_total{code="Unimplemented"} 1"#));
+        assert!(has(r#"mprpc_connections{side="server"} 1"#));
+        assert!(has(r#"mprpc_connections{side="client"} 0"#));
+        assert!(has(r#"mprpc_registry_up{state="connected"} 1"#));
+        assert!(has(r#"mprpc_registry_up{state="static"} 0"#));
+        assert!(has("mprpc_log_dropped_lines_total 0"));
+        assert!(has(r#"mprpc_known_providers{service="x.Y"} 1"#));
+        assert!(text.lines().any(|l| l.starts_with("mprpc_uptime_seconds ")));
+    }
+
+    #[test]
+    fn buckets_are_cumulative_in_seconds() {
+        let m = Metrics::new();
+        m.method(Side::Client, "a.B", "C");
+        let snapshot = {
+            let mut s = m.snapshot();
+            // 1 call of 80 µs, 2 of 20 ms, recorded through the real histogram.
+            let h = crate::metrics::Histogram::default();
+            h.record(Duration::from_micros(80));
+            h.record(Duration::from_millis(20));
+            h.record(Duration::from_millis(20));
+            s.methods[0].latency = h.snapshot();
+            s
+        };
+        let text = render(&snapshot, "none");
+        let bucket = |le: &str| {
+            let prefix = format!(
+                "mprpc_call_duration_seconds_bucket{{side=\"client\",service=\"a.B\",method=\"C\",le=\"{le}\"}} "
+            );
+            text.lines()
+                .find_map(|l| l.strip_prefix(prefix.as_str()))
+                .unwrap_or_else(|| panic!("no bucket {le}: {text}"))
+                .to_owned()
+        };
+        assert_eq!(bucket("0.00005"), "0");
+        assert_eq!(bucket("0.0001"), "1");
+        assert_eq!(bucket("0.01"), "1");
+        assert_eq!(bucket("0.025"), "3");
+        assert_eq!(bucket("+Inf"), "3");
+        assert!(text.contains(r#"mprpc_registry_up{state="none"} 1"#));
+    }
+}
