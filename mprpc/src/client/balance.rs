@@ -19,24 +19,21 @@ pub(crate) struct Balancer {
 }
 
 impl Balancer {
-    /// Indices into `instances` (and the matching `endpoints`), best first.
-    pub(crate) fn order(
+    /// The provider to try first: an index into `instances` (and the matching `endpoints`).
+    pub(crate) fn first(
         &self,
         policy: LoadBalance,
         instances: &[ServiceInstance],
         endpoints: &[Arc<Endpoint>],
         key: Option<&str>,
-    ) -> Vec<usize> {
+    ) -> usize {
         let n = instances.len();
         if n <= 1 {
-            return (0..n).collect();
+            return 0;
         }
         match (policy, key) {
-            (LoadBalance::ConsistentHash, Some(key)) => rendezvous(instances, key),
-            (LoadBalance::WeightedRandom, _) => {
-                let first = weighted_pick(instances, &mut rand::rng());
-                rotate(first, n)
-            }
+            (LoadBalance::ConsistentHash, Some(key)) => rendezvous_best(instances, key),
+            (LoadBalance::WeightedRandom, _) => weighted_pick(instances, &mut rand::rng()),
             (LoadBalance::LeastLoaded, _) => {
                 let mut rng = rand::rng();
                 let a = rng.random_range(0..n);
@@ -44,14 +41,28 @@ impl Balancer {
                 if b >= a {
                     b += 1;
                 }
-                let first = if endpoints[b].load() < endpoints[a].load() {
+                if endpoints[b].load() < endpoints[a].load() {
                     b
                 } else {
                     a
-                };
-                rotate(first, n)
+                }
             }
-            _ => rotate(self.next.fetch_add(1, Ordering::Relaxed) % n, n),
+            _ => self.next.fetch_add(1, Ordering::Relaxed) % n,
+        }
+    }
+
+    /// Every provider, best first, starting from `first` (what [`Balancer::first`] chose):
+    /// the fallback order when it cannot be used.
+    pub(crate) fn order(
+        &self,
+        policy: LoadBalance,
+        first: usize,
+        instances: &[ServiceInstance],
+        key: Option<&str>,
+    ) -> Vec<usize> {
+        match (policy, key) {
+            (LoadBalance::ConsistentHash, Some(key)) => rendezvous(instances, key),
+            _ => rotate(first, instances.len()),
         }
     }
 }
@@ -76,6 +87,20 @@ fn weighted_pick(instances: &[ServiceInstance], rng: &mut impl Rng) -> usize {
     instances.len() - 1
 }
 
+fn score(key_hash: u64, instance: &ServiceInstance) -> u64 {
+    mix(key_hash ^ fnv1a(instance.address.as_bytes()))
+}
+
+/// The rendezvous winner for `key`, without sorting everybody.
+fn rendezvous_best(instances: &[ServiceInstance], key: &str) -> usize {
+    let key_hash = fnv1a(key.as_bytes());
+    instances
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, inst)| score(key_hash, inst))
+        .map_or(0, |(i, _)| i)
+}
+
 /// Rendezvous (highest random weight) hashing: every provider gets a score for the key, and
 /// the highest wins. The same key maps to the same provider while the set is stable; when a
 /// provider leaves, only its keys move.
@@ -84,7 +109,7 @@ fn rendezvous(instances: &[ServiceInstance], key: &str) -> Vec<usize> {
     let mut scored: Vec<(u64, usize)> = instances
         .iter()
         .enumerate()
-        .map(|(i, inst)| (mix(key_hash ^ fnv1a(inst.address.as_bytes())), i))
+        .map(|(i, inst)| (score(key_hash, inst), i))
         .collect();
     scored.sort_unstable_by(|a, b| b.cmp(a));
     scored.into_iter().map(|(_, i)| i).collect()
@@ -122,7 +147,7 @@ mod tests {
         for k in 0..1000 {
             let key = format!("user-{k}");
             let a = &five[rendezvous(&five, &key)[0]];
-            assert_eq!(a, &five[rendezvous(&five, &key)[0]], "stable");
+            assert_eq!(a, &five[rendezvous_best(&five, &key)], "best is first");
             let b = &four[rendezvous(&four, &key)[0]];
             if a != b {
                 assert_eq!(a.address, "10.0.0.4:80", "only keys of the leaver move");

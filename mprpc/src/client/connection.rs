@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
@@ -240,10 +240,16 @@ async fn read_loop(
     max_frame_size: usize,
 ) {
     let mut frames = FramedRead::with_capacity(rd, FrameDecoder::new(max_frame_size), 64 * 1024);
+    let closed = close.clone().cancelled_owned();
+    tokio::pin!(closed);
     let reason = loop {
-        let next = tokio::select! {
-            () = close.cancelled() => break Status::unavailable(format!("connection to {} was closed", shared.address)),
-            next = frames.next() => next,
+        let next = match frames.next().now_or_never() {
+            // A frame already read: no need to look at the cancellation first.
+            Some(next) => next,
+            None => tokio::select! {
+                () = &mut closed => break Status::unavailable(format!("connection to {} was closed", shared.address)),
+                next = frames.next() => next,
+            },
         };
         let frame = match next {
             None => {

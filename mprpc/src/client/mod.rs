@@ -26,7 +26,7 @@ use self::endpoint::Endpoint;
 use crate::config::{ClientConfig, Config};
 use crate::metrics::{Metrics, Side};
 use crate::protocol::MetadataEntry;
-use crate::registry::{self, Instances, Registry, RegistryError, StaticRegistry};
+use crate::registry::{self, Instances, Registry, RegistryError, ServiceInstance, StaticRegistry};
 use crate::trace::{self, TraceContext};
 use crate::{Code, Request, Status};
 use tracing::Instrument;
@@ -48,7 +48,11 @@ struct Inner {
 struct ServiceState {
     instances: Instances,
     balancer: Balancer,
+    /// The endpoints of the instance list they were built for.
+    endpoints: Mutex<Option<EndpointCache>>,
 }
+
+type EndpointCache = (Arc<Vec<ServiceInstance>>, Arc<[Arc<Endpoint>]>);
 
 impl std::fmt::Debug for Channel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -168,63 +172,61 @@ impl Channel {
         &self,
         service: &str,
         method: &str,
-        request: Request<Bytes>,
+        mut request: Request<Bytes>,
         deadline: tokio::time::Instant,
     ) -> Result<Bytes, Status> {
         let state = self.service(service).await?;
-        let instances = state.instances.borrow().clone();
-        let hash_key = request.hash_key().map(str::to_owned);
+        let (instances, endpoints) = self.endpoints_of(&state);
         if instances.is_empty() {
             return Err(Status::unavailable(format!(
                 "no providers of `{service}` are known"
             )));
         }
-        let mut request = request;
+        let hash_key = request.hash_key().map(str::to_owned);
         let metadata: Vec<MetadataEntry> = std::mem::take(request.metadata_mut())
             .into_entries()
             .into_iter()
             .map(|(key, value)| MetadataEntry { key, value })
             .collect();
         let body = request.into_inner();
-        let endpoints: Vec<Arc<Endpoint>> = instances
-            .iter()
-            .map(|i| self.endpoint(&i.address))
-            .collect();
-        let order = state.balancer.order(
-            self.inner.config.load_balance,
-            &instances,
-            &endpoints,
-            hash_key.as_deref(),
-        );
-        // Providers waiting out a reconnect backoff go last.
-        let (ready, backing_off): (Vec<_>, Vec<_>) = order
-            .into_iter()
-            .map(|i| &endpoints[i])
-            .partition(|e| !e.in_backoff());
+        let policy = self.inner.config.load_balance;
+        let call = |endpoint: Arc<Endpoint>| {
+            let metadata = metadata.clone();
+            let body = body.clone();
+            async move {
+                let conn = endpoint
+                    .connection(&self.inner.config, &self.inner.metrics)
+                    .await
+                    .map_err(CallError::NotSent)?;
+                let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+                let _in_flight = endpoint.start_call();
+                conn.call(service, method, metadata, Some(remaining), body)
+                    .await
+            }
+        };
+
+        // The balancer's choice first; the full order only if that provider cannot be used.
+        let first = state
+            .balancer
+            .first(policy, &instances, &endpoints, hash_key.as_deref());
         let mut last_error = None;
-        for endpoint in ready.iter().chain(&backing_off) {
-            let conn = match endpoint
-                .connection(&self.inner.config, &self.inner.metrics)
-                .await
-            {
-                Ok(conn) => conn,
-                Err(status) => {
-                    last_error = Some(status);
-                    continue;
-                }
-            };
-            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let _in_flight = endpoint.start_call();
-            match conn
-                .call(
-                    service,
-                    method,
-                    metadata.clone(),
-                    Some(remaining),
-                    body.clone(),
-                )
-                .await
-            {
+        if !endpoints[first].in_backoff() {
+            match call(endpoints[first].clone()).await {
+                Ok(reply) => return Ok(reply),
+                Err(CallError::NotSent(status)) => last_error = Some(status),
+                Err(CallError::Failed(status)) => return Err(status),
+            }
+        }
+        let order = state
+            .balancer
+            .order(policy, first, &instances, hash_key.as_deref());
+        // Providers waiting out a reconnect backoff go last.
+        let (ready, backing_off): (Vec<usize>, Vec<usize>) = order
+            .into_iter()
+            .filter(|i| *i != first || last_error.is_none())
+            .partition(|i| !endpoints[*i].in_backoff());
+        for i in ready.into_iter().chain(backing_off) {
+            match call(endpoints[i].clone()).await {
                 Ok(reply) => return Ok(reply),
                 Err(CallError::NotSent(status)) => last_error = Some(status),
                 Err(CallError::Failed(status)) => return Err(status),
@@ -233,6 +235,30 @@ impl Channel {
         Err(last_error.unwrap_or_else(|| {
             Status::unavailable(format!("no provider of `{service}` could be reached"))
         }))
+    }
+
+    /// The service's current instances and their endpoints, rebuilt only when the list
+    /// changed.
+    fn endpoints_of(
+        &self,
+        state: &ServiceState,
+    ) -> (Arc<Vec<ServiceInstance>>, Arc<[Arc<Endpoint>]>) {
+        let instances = state.instances.borrow().clone();
+        let mut cache = state
+            .endpoints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some((list, endpoints)) = cache.as_ref() {
+            if Arc::ptr_eq(list, &instances) {
+                return (instances, endpoints.clone());
+            }
+        }
+        let endpoints: Arc<[Arc<Endpoint>]> = instances
+            .iter()
+            .map(|i| self.endpoint(&i.address))
+            .collect();
+        *cache = Some((instances.clone(), endpoints.clone()));
+        (instances, endpoints)
     }
 
     async fn service(&self, service: &str) -> Result<Arc<ServiceState>, Status> {
@@ -269,6 +295,7 @@ impl Channel {
                 Arc::new(ServiceState {
                     instances,
                     balancer: Balancer::default(),
+                    endpoints: Mutex::default(),
                 })
             })
             .clone();

@@ -24,10 +24,12 @@ use crate::Code;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Side {
     /// Calls this process served (provider).
-    Server,
+    Server = 0,
     /// Calls this process made (consumer).
-    Client,
+    Client = 1,
 }
+
+type MethodTable = HashMap<String, HashMap<String, Arc<MethodMetrics>>>;
 
 impl Side {
     /// `"server"` or `"client"`.
@@ -101,7 +103,9 @@ pub struct Metrics {
 
 #[derive(Default)]
 struct Inner {
-    methods: RwLock<HashMap<(Side, String, String), Arc<MethodMetrics>>>,
+    /// Per side (server, client): service -> method -> counters. Nested so that a lookup
+    /// by `&str` allocates nothing.
+    methods: [RwLock<MethodTable>; 2],
     /// Calls refused before reaching a method (unknown service or method), by code.
     rejected: [AtomicU64; CODES],
     server_connections: AtomicI64,
@@ -127,25 +131,21 @@ impl Metrics {
 
     /// The counters of one method, created on first use.
     pub fn method(&self, side: Side, service: &str, method: &str) -> Arc<MethodMetrics> {
+        let table = &self.inner.methods[side as usize];
+        if let Some(m) = table
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(service)
+            .and_then(|methods| methods.get(method))
         {
-            let methods = self
-                .inner
-                .methods
-                .read()
-                .unwrap_or_else(PoisonError::into_inner);
-            // Borrowed lookup would need a custom key type; two short strings per call are
-            // cheap next to a network round trip.
-            if let Some(m) = methods.get(&(side, service.to_owned(), method.to_owned())) {
-                return m.clone();
-            }
+            return m.clone();
         }
-        let mut methods = self
-            .inner
-            .methods
+        table
             .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        methods
-            .entry((side, service.to_owned(), method.to_owned()))
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(service.to_owned())
+            .or_default()
+            .entry(method.to_owned())
             .or_default()
             .clone()
     }
@@ -177,23 +177,25 @@ impl Metrics {
 
     /// A copy of every counter.
     pub fn snapshot(&self) -> MetricsSnapshot {
-        let methods = self
-            .inner
-            .methods
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        let mut list: Vec<MethodSnapshot> = methods
-            .iter()
-            .map(|((side, service, method), m)| MethodSnapshot {
-                side: *side,
-                service: service.clone(),
-                method: method.clone(),
-                calls: m.calls.load(Ordering::Relaxed),
-                in_flight: m.in_flight.load(Ordering::Relaxed).max(0) as u64,
-                by_code: codes(&m.by_code),
-                latency: m.latency.snapshot(),
-            })
-            .collect();
+        let mut list: Vec<MethodSnapshot> = Vec::new();
+        for side in [Side::Server, Side::Client] {
+            let table = self.inner.methods[side as usize]
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            for (service, methods) in table.iter() {
+                for (method, m) in methods {
+                    list.push(MethodSnapshot {
+                        side,
+                        service: service.clone(),
+                        method: method.clone(),
+                        calls: m.calls.load(Ordering::Relaxed),
+                        in_flight: m.in_flight.load(Ordering::Relaxed).max(0) as u64,
+                        by_code: codes(&m.by_code),
+                        latency: m.latency.snapshot(),
+                    });
+                }
+            }
+        }
         list.sort_by(|a, b| (a.side, &a.service, &a.method).cmp(&(b.side, &b.service, &b.method)));
         MetricsSnapshot {
             methods: list,

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
@@ -36,6 +36,8 @@ use tracing::Instrument;
 
 /// Read buffer size: large enough to take many small frames per read.
 const READ_CAPACITY: usize = 64 * 1024;
+/// Frames handled in a row before the read loop looks at shutdown and idleness again.
+const FRAMES_PER_TURN: usize = 64;
 
 /// Calls running on this connection, by request id, so a `Cancel` can stop one.
 type InFlight = Arc<Mutex<HashMap<u64, AbortHandle>>>;
@@ -97,10 +99,12 @@ impl Connection {
         let mut idle_check = tokio::time::interval(idle_check_period(idle_timeout));
         let mut last_activity = Instant::now();
 
-        let ending = loop {
+        let force_close = self.force_close.clone().cancelled_owned();
+        tokio::pin!(force_close);
+        let ending = 'read: loop {
             tokio::select! {
                 biased;
-                () = self.force_close.cancelled() => break Ending::Abort,
+                () = &mut force_close => break Ending::Abort,
                 _ = self.shutdown.changed(), if !draining => {
                     draining = true;
                     calls.close();
@@ -114,18 +118,30 @@ impl Connection {
                 }
                 next = frames.next() => {
                     last_activity = Instant::now();
-                    match next {
-                        None => break Ending::PeerClosed,
-                        Some(Err(e)) if is_io(&e) => {
-                            tracing::debug!(%peer, "read failed: {e}");
-                            break Ending::Abort;
-                        }
-                        Some(Err(e)) => break Ending::Broken(e.to_status()),
-                        Some(Ok(frame)) => {
-                            let handled = self.on_frame(frame, draining, &tx, &calls, &in_flight).await;
-                            if let Err(status) = handled {
-                                break Ending::Broken(status);
+                    // Handle every frame already read before going back to the select: one
+                    // read usually brings many.
+                    let mut next = next;
+                    for turn in 1..=FRAMES_PER_TURN {
+                        match next {
+                            None => break 'read Ending::PeerClosed,
+                            Some(Err(e)) if is_io(&e) => {
+                                tracing::debug!(%peer, "read failed: {e}");
+                                break 'read Ending::Abort;
                             }
+                            Some(Err(e)) => break 'read Ending::Broken(e.to_status()),
+                            Some(Ok(frame)) => {
+                                let handled = self.on_frame(frame, draining, &tx, &calls, &in_flight).await;
+                                if let Err(status) = handled {
+                                    break 'read Ending::Broken(status);
+                                }
+                            }
+                        }
+                        if turn == FRAMES_PER_TURN {
+                            break;
+                        }
+                        match frames.next().now_or_never() {
+                            Some(more) => next = more,
+                            None => break,
                         }
                     }
                 }
