@@ -277,7 +277,7 @@ impl Connection {
             method = %header.method,
             trace_id = %trace.trace_hex(),
             span_id = %trace.span_hex(),
-            parent_span_id = parent.map(|p| p.span_hex()).unwrap_or_default(),
+            parent_span_id = %parent.map(|p| p.span_hex()).unwrap_or_default(),
             queue_us = tracing::field::Empty,
         );
         let arrived = Instant::now();
