@@ -1,0 +1,77 @@
+//! Exit codes, and how an error is reported on stderr.
+//!
+//! A call that ends with a [`Status`] exits with `10 +` the status code's wire value, so that
+//! scripts can tell a `NotFound` (15) from an `Unavailable` (24) without parsing stderr; any
+//! other failure (bad options, a bad config file, bad JSON, an unreachable registry) exits 2,
+//! like clap's own usage errors.
+
+use std::process::ExitCode;
+
+use mprpc::{Code, Status};
+
+/// Bad usage, bad JSON, a bad config file, or a registry that cannot be reached.
+pub const USAGE: u8 = 2;
+
+/// Added to a status code's wire value to make the exit code.
+pub const STATUS_BASE: u8 = 10;
+
+/// The exit-code table, shown at the end of `mprpc --help` (and in `docs/CLI.md`).
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes:
+   0  success
+   2  bad usage, bad config file, bad JSON, registry unreachable or misconfigured
+  10 + the status code, when a call (or a reflection call) fails with a status:
+  11  Cancelled             19  FailedPrecondition
+  12  Unknown               20  Aborted
+  13  InvalidArgument       21  OutOfRange
+  14  DeadlineExceeded      22  Unimplemented (also: unknown service or method)
+  15  NotFound              23  Internal
+  16  AlreadyExists         24  Unavailable (also: no provider of the service)
+  17  PermissionDenied      25  DataLoss
+  18  ResourceExhausted     26  Unauthenticated
+A failed call prints `ERROR: <Code>: <message>` on stderr.";
+
+/// The exit code for a call that failed with `code`.
+pub fn for_code(code: Code) -> u8 {
+    u8::try_from(code.as_i32())
+        .ok()
+        .and_then(|v| STATUS_BASE.checked_add(v))
+        .unwrap_or(STATUS_BASE + 2)
+}
+
+/// Prints `err` on stderr and returns the exit code it maps to: a [`Status`] anywhere in the
+/// error's chain gives `ERROR: <Code>: <message>` and `10 + code`, anything else
+/// `error: ...` and [`USAGE`].
+pub fn report(err: &anyhow::Error) -> ExitCode {
+    match err.downcast_ref::<Status>() {
+        Some(status) => {
+            eprintln!("ERROR: {}: {}", status.code(), status.message());
+            ExitCode::from(for_code(status.code()))
+        }
+        None => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(USAGE)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_are_ten_plus_the_wire_value() {
+        assert_eq!(for_code(Code::Cancelled), 11);
+        assert_eq!(for_code(Code::NotFound), 15);
+        assert_eq!(for_code(Code::Unimplemented), 22);
+        assert_eq!(for_code(Code::Unauthenticated), 26);
+        for v in 1..=16 {
+            let code = Code::from_i32(v);
+            let line = format!("  {}  {code}", for_code(code));
+            assert!(
+                EXIT_CODES_HELP.contains(&line),
+                "the help table lacks `{line}`"
+            );
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! The global options and what they build: the config, the registry, and channels to the
+//! providers of a service (through the registry, or straight to `--addr`).
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use mprpc::client::Channel;
+use mprpc::config::{ClientConfig, Config, RegistryConfig};
+use mprpc::registry::{self, Instances, Registry, RegistryError};
+use mprpc::Status;
+
+/// The shortest time a registry look-up is given, whatever `--timeout` says: connecting to
+/// ZooKeeper takes a moment, and a short call budget should not make it fail.
+const MIN_REGISTRY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Options every command takes.
+#[derive(Clone, Debug, clap::Args)]
+pub struct TargetArgs {
+    /// Config file (TOML, or the original's key=value lines): the registry and the client
+    /// settings. Without it: an empty static registry and default client settings.
+    #[arg(short = 'i', long = "config", value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+    /// Talk to the provider at HOST:PORT directly instead of looking services up in the
+    /// registry.
+    #[arg(long, value_name = "HOST:PORT", global = true)]
+    pub addr: Option<String>,
+    /// Budget of each call, e.g. 500ms, 3s, 1m [default: the config's client.timeout, 3s].
+    /// Registry look-ups get at least 5s.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, global = true)]
+    pub timeout: Option<Duration>,
+}
+
+/// Where a command sends its calls, built from the global options.
+pub struct Target {
+    /// The client settings, with `--timeout` applied.
+    client: ClientConfig,
+    /// The registry the config file names.
+    registry: RegistryConfig,
+    /// `--addr`, if given.
+    addr: Option<String>,
+}
+
+/// One service's way in: a channel for its calls, and a channel to one of its providers
+/// for reflection (the reflection service is not in the registry).
+pub struct Resolved {
+    /// Carries the service's calls: balanced over the registry's providers, or to `--addr`.
+    pub calls: Channel,
+    /// Talks to `provider` only.
+    pub provider_channel: Channel,
+    /// The address of the provider that reflection questions go to.
+    pub provider: String,
+}
+
+impl Target {
+    /// Loads the config file (if any) and applies the options to it.
+    pub fn new(args: &TargetArgs) -> anyhow::Result<Target> {
+        let config = match &args.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        let mut client = config.client;
+        if let Some(timeout) = args.timeout {
+            if timeout.is_zero() {
+                bail!("--timeout must be more than zero");
+            }
+            client.timeout = timeout;
+        }
+        if let Some(addr) = &args.addr {
+            if addr.trim().is_empty() {
+                bail!("--addr must be HOST:PORT");
+            }
+        }
+        Ok(Target {
+            client,
+            registry: config.registry,
+            addr: args.addr.clone(),
+        })
+    }
+
+    /// The budget of one call.
+    pub fn timeout(&self) -> Duration {
+        self.client.timeout
+    }
+
+    /// `--addr`, if given.
+    pub fn addr(&self) -> Option<&str> {
+        self.addr.as_deref()
+    }
+
+    /// A channel to one provider address, with the configured client settings.
+    pub fn channel_to(&self, address: &str) -> Channel {
+        Channel::to_addresses(vec![address.to_owned()], self.client.clone())
+    }
+
+    /// The registry of the config file.
+    pub fn registry(&self) -> anyhow::Result<Arc<dyn Registry>> {
+        Ok(registry::from_config(&self.registry)?)
+    }
+
+    /// Runs a registry operation within the registry's time limit. A registry that cannot
+    /// be reached is a plain error (exit 2); a service it has never heard of becomes an
+    /// `Unavailable` status, as a typed client would see it.
+    pub async fn registry_op<T>(
+        &self,
+        what: &str,
+        op: impl Future<Output = Result<T, RegistryError>>,
+    ) -> anyhow::Result<T> {
+        let limit = self.timeout().max(MIN_REGISTRY_TIMEOUT);
+        match tokio::time::timeout(limit, op).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e @ RegistryError::UnknownService(_))) => {
+                Err(Status::unavailable(e.to_string()).into())
+            }
+            Ok(Err(e)) => Err(anyhow::Error::new(e).context(format!("cannot {what}"))),
+            Err(_) => bail!("cannot {what}: the registry did not answer within {limit:?}"),
+        }
+    }
+
+    /// Starts following `service` in `registry`.
+    pub async fn discover(
+        &self,
+        registry: &Arc<dyn Registry>,
+        service: &str,
+    ) -> anyhow::Result<Instances> {
+        self.registry_op(
+            &format!("look up the providers of `{service}`"),
+            registry.discover(service),
+        )
+        .await
+    }
+
+    /// The channels for calling `service`: everything to `--addr`, or through the registry
+    /// with its first provider answering reflection questions.
+    pub async fn resolve(&self, service: &str) -> anyhow::Result<Resolved> {
+        if let Some(addr) = &self.addr {
+            let channel = self.channel_to(addr);
+            return Ok(Resolved {
+                calls: channel.clone(),
+                provider_channel: channel,
+                provider: addr.clone(),
+            });
+        }
+        let registry = self.registry()?;
+        let instances = self.discover(&registry, service).await?;
+        let first = instances.borrow().first().map(|i| i.address.clone());
+        let Some(provider) = first else {
+            return Err(
+                Status::unavailable(format!("no providers of `{service}` are registered")).into(),
+            );
+        };
+        Ok(Resolved {
+            calls: Channel::new(self.client.clone(), registry),
+            provider_channel: self.channel_to(&provider),
+            provider,
+        })
+    }
+}
+
+/// Splits `SERVICE/METHOD` (a leading `/` is allowed, as in gRPC paths).
+pub fn parse_method_path(path: &str) -> Result<(String, String), String> {
+    let path = path.strip_prefix('/').unwrap_or(path);
+    match path.rsplit_once('/') {
+        Some((service, method)) if !service.is_empty() && !method.is_empty() => {
+            Ok((service.to_owned(), method.to_owned()))
+        }
+        _ => Err(format!(
+            "`{path}` is not SERVICE/METHOD (e.g. fixbug.UserServiceRpc/Login)"
+        )),
+    }
+}
+
+/// Parses one `-H key=value` pair.
+pub fn parse_metadata(pair: &str) -> Result<(String, String), String> {
+    match pair.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_owned(), value.to_owned()))
+        }
+        _ => Err(format!("`{pair}` is not key=value")),
+    }
+}
+
+/// Reads `--data`: the JSON itself, `@FILE` for a file's contents, or `-` for stdin.
+pub fn read_data(data: &str) -> anyhow::Result<String> {
+    if data == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .context("cannot read the request from stdin")?;
+        Ok(text)
+    } else if let Some(path) = data.strip_prefix('@') {
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))
+    } else {
+        Ok(data.to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn method_paths() {
+        assert_eq!(
+            parse_method_path("/fixbug.UserServiceRpc/Login").unwrap(),
+            ("fixbug.UserServiceRpc".to_owned(), "Login".to_owned())
+        );
+        assert!(parse_method_path("fixbug.UserServiceRpc").is_err());
+        assert!(parse_method_path("fixbug.UserServiceRpc/").is_err());
+        assert!(parse_method_path("/Login").is_err());
+    }
+
+    #[test]
+    fn metadata_pairs() {
+        assert_eq!(
+            parse_metadata("tenant=a=b").unwrap(),
+            ("tenant".to_owned(), "a=b".to_owned())
+        );
+        assert!(parse_metadata("tenant").is_err());
+        assert!(parse_metadata("=x").is_err());
+    }
+}
