@@ -7,8 +7,10 @@
 //! down anything but its own connection.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -287,8 +289,6 @@ impl Connection {
         let task_in_flight = in_flight.clone();
         let method = header.method;
 
-        // Spawn while holding the lock, so the task cannot remove its entry before it exists.
-        let mut guard = lock(in_flight);
         let call_span = span.clone();
         let busy = BusyGuard::enter(self.busy.clone());
         let work = async move {
@@ -321,7 +321,19 @@ impl Connection {
             let _ = tx.send(reply).await;
             drop(permit);
         };
-        let handle = calls.spawn(work.instrument(span));
+        // A deliberate choice: the call's first poll runs right here, on the connection's
+        // reader. A handler that answers without waiting (most do) then costs no task spawn
+        // and no extra wake-up; one that waits is moved to a task of its own and runs in
+        // parallel with the rest. (A handler that computes for long without awaiting
+        // should use `spawn_blocking`, as anywhere in tokio.)
+        let mut work = Box::pin(work.instrument(span));
+        let first = std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await;
+        if first.is_ready() {
+            return;
+        }
+        // Spawn while holding the lock, so the task cannot remove its entry before it exists.
+        let mut guard = lock(in_flight);
+        let handle = calls.spawn(work);
         guard.insert(id, handle.abort_handle());
     }
 }
