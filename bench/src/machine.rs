@@ -1,11 +1,15 @@
-//! Where the figures came from: the machine, the command line, and the peak memory.
+//! Where the figures came from and what each process used: the machine, the command line,
+//! CPU time and memory of a process (from `/proc`), and the open-files limit.
 
 use std::fs;
+
+/// Clock ticks per second of the CPU times in `/proc/PID/stat` (`USER_HZ`, 100 on Linux).
+pub const TICKS_PER_SECOND: f64 = 100.0;
 
 /// One line naming the machine: CPUs, CPU model, kernel, and the load average right now
 /// (figures from a busy machine are worth less).
 pub fn describe() -> String {
-    let cpus = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    let cpus = cpu_count();
     let model = fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|info| {
@@ -21,11 +25,31 @@ pub fn describe() -> String {
         .ok()
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|| "unknown".to_owned());
+    let memory = fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| field_kib(&m, "MemTotal:"))
+        .map_or_else(String::new, |kib| {
+            format!(", {:.0} GiB RAM", kib as f64 / 1024.0 / 1024.0)
+        });
     format!(
-        "{cpus} CPUs ({model}), Linux {kernel}, {} {}; load average {load} at start",
+        "{cpus} CPUs ({model}){memory}, Linux {kernel}, {} {}; load average {load} at start",
         std::env::consts::OS,
         std::env::consts::ARCH
     )
+}
+
+/// CPUs this machine has (all of them, whatever this thread is pinned to).
+pub fn cpu_count() -> usize {
+    let listed = fs::read_to_string("/proc/stat").map_or(0, |stat| {
+        stat.lines()
+            .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+            .count()
+    });
+    if listed > 0 {
+        listed
+    } else {
+        std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
+    }
 }
 
 /// The command line this process was started with, quoted for a POSIX shell where needed.
@@ -48,58 +72,119 @@ fn quote(arg: &str) -> String {
     }
 }
 
-/// This process's peak resident set size (`VmHWM` in `/proc/self/status`), in KiB.
-pub fn peak_rss_kib() -> Option<u64> {
-    let status = fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+/// A `kB` field of a `/proc` status-like text, e.g. `VmHWM:`.
+fn field_kib(text: &str, key: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with(key))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// CPU time counters, to tell how much of the machine other processes used during a run.
-#[derive(Clone, Copy, Debug)]
-pub struct CpuSnapshot {
-    /// Busy clock ticks of the whole machine (all CPUs), from `/proc/stat`.
-    machine_busy: u64,
-    /// All clock ticks of the whole machine, busy or idle.
-    machine_total: u64,
-    /// Clock ticks this process used (user and system), from `/proc/self/stat`.
-    process: u64,
+/// A process: `None` for this one, else its pid.
+fn proc_dir(pid: Option<u32>) -> String {
+    pid.map_or_else(|| "/proc/self".to_owned(), |p| format!("/proc/{p}"))
 }
 
-impl CpuSnapshot {
-    /// The counters now; `None` without `/proc`.
-    pub fn take() -> Option<CpuSnapshot> {
-        let stat = fs::read_to_string("/proc/stat").ok()?;
+/// Peak resident set size (`VmHWM`) of a process (`None`: this one), in KiB.
+pub fn peak_rss_kib(pid: Option<u32>) -> Option<u64> {
+    field_kib(
+        &fs::read_to_string(format!("{}/status", proc_dir(pid))).ok()?,
+        "VmHWM:",
+    )
+}
+
+/// Resident set size now (`VmRSS`) of a process (`None`: this one), in KiB.
+pub fn rss_kib(pid: Option<u32>) -> Option<u64> {
+    field_kib(
+        &fs::read_to_string(format!("{}/status", proc_dir(pid))).ok()?,
+        "VmRSS:",
+    )
+}
+
+/// CPU time a process (`None`: this one) has used, user plus system, all threads, in clock
+/// ticks ([`TICKS_PER_SECOND`]).
+pub fn cpu_ticks(pid: Option<u32>) -> Option<u64> {
+    let stat = fs::read_to_string(format!("{}/stat", proc_dir(pid))).ok()?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+/// The whole machine's CPU time counters (all CPUs), from `/proc/stat`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MachineCpu {
+    /// Busy clock ticks.
+    pub busy: u64,
+    /// All clock ticks, busy or idle.
+    pub total: u64,
+}
+
+impl MachineCpu {
+    /// The counters now; zero without `/proc`.
+    pub fn take() -> MachineCpu {
+        let Ok(stat) = fs::read_to_string("/proc/stat") else {
+            return MachineCpu::default();
+        };
         let ticks: Vec<u64> = stat
             .lines()
-            .next()?
+            .next()
+            .unwrap_or_default()
             .split_whitespace()
             .skip(1)
             .take(8)
             .map(|t| t.parse().unwrap_or(0))
             .collect();
-        let idle = ticks.get(3)? + ticks.get(4).unwrap_or(&0);
+        let idle = ticks.get(3).unwrap_or(&0) + ticks.get(4).unwrap_or(&0);
         let total: u64 = ticks.iter().sum();
-        // The fields after the command name, which is in parentheses and may hold spaces.
-        let own = fs::read_to_string("/proc/self/stat").ok()?;
-        let fields: Vec<&str> = own.rsplit_once(')')?.1.split_whitespace().collect();
-        // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-        let process = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-        Some(CpuSnapshot {
-            machine_busy: total - idle,
-            machine_total: total,
-            process,
-        })
+        MachineCpu {
+            busy: total.saturating_sub(idle),
+            total,
+        }
     }
 
-    /// Between `self` and the later `end`: the share of the machine's CPU time (all CPUs)
-    /// that this process used, and the share other processes (and the kernel on their behalf)
-    /// used, in percent.
-    pub fn shares_until(&self, end: &CpuSnapshot) -> (f64, f64) {
-        let total = end.machine_total.saturating_sub(self.machine_total).max(1) as f64;
-        let busy = end.machine_busy.saturating_sub(self.machine_busy);
-        let own = end.process.saturating_sub(self.process);
-        let others = busy.saturating_sub(own);
-        (100.0 * own as f64 / total, 100.0 * others as f64 / total)
+    /// Between `self` and the later `end`: the share of all the machine's CPU time not
+    /// accounted for by `own_ticks` (the processes being measured), in percent.
+    pub fn others_percent(&self, end: &MachineCpu, own_ticks: u64) -> f64 {
+        let total = end.total.saturating_sub(self.total).max(1) as f64;
+        let busy = end.busy.saturating_sub(self.busy);
+        100.0 * busy.saturating_sub(own_ticks) as f64 / total
+    }
+}
+
+/// Raises this process's soft limit on open files to its hard limit (for thousands of
+/// connections); returns the limit now in force.
+pub fn raise_open_files_limit() -> std::io::Result<u64> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(std::io::Error::from)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).map_err(std::io::Error::from)?;
+    }
+    Ok(hard.max(soft))
+}
+
+/// Pins the calling thread, and so every thread it starts afterwards, to `cpu`.
+pub fn pin_to_cpu(cpu: usize) -> std::io::Result<()> {
+    let mut set = nix::sched::CpuSet::new();
+    set.set(cpu).map_err(std::io::Error::from)?;
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).map_err(std::io::Error::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_can_be_measured() {
+        assert!(peak_rss_kib(None).unwrap() > 0);
+        assert!(rss_kib(None).unwrap() > 0);
+        assert!(cpu_ticks(None).is_some());
+        let m = MachineCpu::take();
+        assert!(m.total >= m.busy && m.total > 0);
+    }
+
+    #[test]
+    fn arguments_are_quoted_when_needed() {
+        assert_eq!(quote("--payloads=64,4096"), "--payloads=64,4096");
+        assert_eq!(quote("a b"), "'a b'");
+        assert_eq!(quote("it's"), r"'it'\''s'");
     }
 }

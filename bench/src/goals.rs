@@ -1,0 +1,280 @@
+//! The goals, as ratios of figures measured in the same run, with PASS or MISS.
+//!
+//! | goal | compares | needed |
+//! | --- | --- | --- |
+//! | throughput vs gRPC | mprpc calls/s ÷ tonic's, 64 B and 4 KiB, 128 and 1,024 in flight, 1 connection | ≥ 2 |
+//! | latency vs the wire | mprpc p50 ÷ raw-pipelined p50, 1 in flight (a round trip on an open connection) | ≤ 1.15 |
+//! | tail vs gRPC | mprpc p99 ÷ tonic's, 16 and 128 in flight, 1 connection | ≤ 1 |
+//! | bulk vs the wire | mprpc calls/s ÷ raw-pipelined's, 1 MiB | ≥ 0.70 |
+//! | memory vs gRPC | mprpc server peak RSS ÷ tonic's, 128 in flight, 1 connection | ≤ 1 |
+//!
+//! A goal is checked at every point of its kind that the run measured for both sides.
+
+use std::fmt::Write;
+
+use crate::matrix::{size, Point, PointResult};
+use crate::report::{micros, thousands};
+use crate::targets::TargetKind;
+
+/// Which way a ratio has to go.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Needed {
+    /// The ratio must be at least the value.
+    AtLeast(f64),
+    /// The ratio must be at most the value.
+    AtMost(f64),
+}
+
+/// A figure of a point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Figure {
+    CallsPerSecond,
+    P50,
+    P99,
+    PeakMemory,
+}
+
+impl Figure {
+    fn of(self, r: &PointResult) -> Option<f64> {
+        match self {
+            Figure::CallsPerSecond => Some(r.calls_per_second()).filter(|x| *x > 0.0),
+            Figure::P50 => r.latency_us(0.5),
+            Figure::P99 => r.latency_us(0.99),
+            Figure::PeakMemory => r.server_peak_kib().map(|k| k as f64),
+        }
+    }
+
+    fn show(self, x: f64) -> String {
+        match self {
+            Figure::CallsPerSecond => format!("{} calls/s", thousands(x)),
+            Figure::P50 | Figure::P99 => format!("{} µs", micros(Some(x))),
+            Figure::PeakMemory => format!("{:.1} MiB", x / 1024.0),
+        }
+    }
+}
+
+struct Goal {
+    name: &'static str,
+    figure: Figure,
+    reference: TargetKind,
+    needed: Needed,
+    applies: fn(&Point) -> bool,
+}
+
+const GOALS: [Goal; 5] = [
+    Goal {
+        name: "calls/s ≥ 2× tonic",
+        figure: Figure::CallsPerSecond,
+        reference: TargetKind::Tonic,
+        needed: Needed::AtLeast(2.0),
+        applies: |p| {
+            matches!(p.payload, 64 | 4096)
+                && matches!(p.concurrency, 128 | 1024)
+                && p.connections == 1
+        },
+    },
+    Goal {
+        name: "p50 ≤ 1.15× raw round trip",
+        figure: Figure::P50,
+        reference: TargetKind::RawPipelined,
+        needed: Needed::AtMost(1.15),
+        applies: |p| p.concurrency == 1 && p.connections == 1,
+    },
+    Goal {
+        name: "p99 ≤ tonic's",
+        figure: Figure::P99,
+        reference: TargetKind::Tonic,
+        needed: Needed::AtMost(1.0),
+        applies: |p| matches!(p.concurrency, 16 | 128) && p.connections == 1,
+    },
+    Goal {
+        name: "1 MiB calls/s ≥ 70% of raw",
+        figure: Figure::CallsPerSecond,
+        reference: TargetKind::RawPipelined,
+        needed: Needed::AtLeast(0.7),
+        applies: |p| p.payload == 1 << 20,
+    },
+    Goal {
+        name: "server peak RSS ≤ tonic's",
+        figure: Figure::PeakMemory,
+        reference: TargetKind::Tonic,
+        needed: Needed::AtMost(1.0),
+        applies: |p| p.concurrency == 128 && p.connections == 1,
+    },
+];
+
+/// One goal checked at one point.
+#[derive(Clone, Debug)]
+pub struct Check {
+    /// The goal, in words.
+    pub goal: &'static str,
+    /// The point, in words.
+    pub point: String,
+    /// mprpc's figure, shown.
+    pub mprpc: String,
+    /// The reference's figure, shown.
+    pub reference: String,
+    /// mprpc's figure divided by the reference's.
+    pub ratio: f64,
+    /// What the ratio must be, shown (`≥ 2`, `≤ 1.15`).
+    pub needed: String,
+    /// Whether the goal is met.
+    pub pass: bool,
+    /// How far from the line: the share to spare, or by how much it is missed.
+    pub margin: String,
+}
+
+/// Every goal at every point where the run measured both mprpc and the reference.
+pub fn check(results: &[PointResult]) -> Vec<Check> {
+    let mut checks = Vec::new();
+    for goal in &GOALS {
+        for mine in results
+            .iter()
+            .filter(|r| r.point.target == TargetKind::Mprpc && (goal.applies)(&r.point))
+        {
+            let p = mine.point;
+            let Some(theirs) = results.iter().find(|r| {
+                r.point.target == goal.reference
+                    && r.point
+                        .same_setting(p.payload, p.concurrency, p.connections)
+            }) else {
+                continue;
+            };
+            let (Some(a), Some(b)) = (goal.figure.of(mine), goal.figure.of(theirs)) else {
+                continue;
+            };
+            let ratio = a / b;
+            let (pass, needed, margin) = match goal.needed {
+                Needed::AtLeast(x) => (
+                    ratio >= x,
+                    format!("≥ {x}"),
+                    if ratio >= x {
+                        format!("{:.0}% to spare", (ratio / x - 1.0) * 100.0)
+                    } else {
+                        format!(
+                            "short by {:.0}% (needs {:.2}× more)",
+                            (1.0 - ratio / x) * 100.0,
+                            x / ratio
+                        )
+                    },
+                ),
+                Needed::AtMost(x) => (
+                    ratio <= x,
+                    format!("≤ {x}"),
+                    if ratio <= x {
+                        format!("{:.0}% to spare", (1.0 - ratio / x) * 100.0)
+                    } else {
+                        format!("over by {:.0}%", (ratio / x - 1.0) * 100.0)
+                    },
+                ),
+            };
+            checks.push(Check {
+                goal: goal.name,
+                point: format!(
+                    "{}, {} in flight, {} conn",
+                    size(p.payload),
+                    thousands(p.concurrency as f64),
+                    p.connections
+                ),
+                mprpc: goal.figure.show(a),
+                reference: format!("{} {}", goal.reference, goal.figure.show(b)),
+                ratio,
+                needed,
+                pass,
+                margin,
+            });
+        }
+    }
+    checks
+}
+
+/// The checks as a markdown table, and a line counting the goals met.
+pub fn table(checks: &[Check]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "| goal | point | mprpc | reference | ratio | needed | result | margin |"
+    );
+    let _ = writeln!(out, "| --- | --- | ---: | ---: | ---: | --- | --- | --- |");
+    for c in checks {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {:.2} | {} | {} | {} |",
+            c.goal,
+            c.point,
+            c.mprpc,
+            c.reference,
+            c.ratio,
+            c.needed,
+            if c.pass { "PASS" } else { "**MISS**" },
+            c.margin
+        );
+    }
+    let met = checks.iter().filter(|c| c.pass).count();
+    let _ = writeln!(out);
+    let _ = writeln!(out, "{met} of {} checks met.", checks.len());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::matrix::Run;
+    use crate::runner::{new_histogram, Measurement};
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    fn result(target: TargetKind, concurrency: usize, calls: u64, p50_us: u64) -> PointResult {
+        let mut latency = new_histogram();
+        latency.record(p50_us * 1000).unwrap();
+        PointResult {
+            point: Point {
+                target,
+                payload: 64,
+                concurrency,
+                connections: 1,
+            },
+            runs: vec![Run {
+                measurement: Measurement {
+                    calls,
+                    window: Duration::from_secs(1),
+                    latency,
+                    errors: BTreeMap::new(),
+                },
+                server_cpu_s: 1.0,
+                client_cpu_s: 1.0,
+                others_percent: 0.0,
+                server_peak_kib: 1024,
+            }],
+        }
+    }
+
+    #[test]
+    fn ratios_pass_and_miss() {
+        let results = [
+            result(TargetKind::Mprpc, 128, 300_000, 100),
+            result(TargetKind::Tonic, 128, 100_000, 50),
+            result(TargetKind::Mprpc, 1, 10_000, 30),
+            result(TargetKind::RawPipelined, 1, 20_000, 20),
+        ];
+        let checks = check(&results);
+        let throughput = checks
+            .iter()
+            .find(|c| c.goal.starts_with("calls/s"))
+            .unwrap();
+        assert!(throughput.pass);
+        assert!((throughput.ratio - 3.0).abs() < 1e-9);
+        assert_eq!(throughput.margin, "50% to spare");
+        let p50 = checks.iter().find(|c| c.goal.starts_with("p50")).unwrap();
+        assert!(!p50.pass);
+        assert_eq!(p50.margin, "over by 30%");
+        let tail = checks.iter().find(|c| c.goal.starts_with("p99")).unwrap();
+        assert!(!tail.pass, "100 µs against 50 µs");
+        let memory = checks
+            .iter()
+            .find(|c| c.goal.starts_with("server"))
+            .unwrap();
+        assert!(memory.pass, "equal memory passes");
+        assert!(table(&checks).contains("2 of 4 checks met."));
+    }
+}
