@@ -14,7 +14,9 @@
 //! Commands (register, deregister) reach it through a channel, so registry work never blocks
 //! the client's event delivery.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+
+use futures_util::future::join_all;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
@@ -142,10 +144,18 @@ pub(super) async fn supervise(
                     }
                     Some(Command::Register { path, data, ack }) => {
                         arm_watch(&client, &path, &fired_tx);
-                        registrations.insert(path.clone(), data);
-                        // Acknowledged once the node exists; a connection hiccup only delays it.
-                        waiting.push((path, ack));
-                        ensure_all(&client, &registrations, &mut waiting).await;
+                        match ensure_node(&client, &path, &data).await {
+                            Ok(()) => {
+                                let _ = ack.send(Ok(()));
+                            }
+                            // Acknowledged once the node exists: a connection hiccup only
+                            // delays it (the caller bounds the wait).
+                            Err(e) => {
+                                tracing::debug!(%path, "cannot register yet: {e}");
+                                waiting.push((path.clone(), ack));
+                            }
+                        }
+                        registrations.insert(path, data);
                     }
                     Some(Command::Deregister { path, ack }) => {
                         registrations.remove(&path);
@@ -179,16 +189,30 @@ async fn connect_with_retry(connect: &str, session_timeout: Duration) -> Client 
 
 /// Makes sure every registered node exists, and acknowledges the waiting registrations whose
 /// node now does.
+///
+/// One round trip lists the nodes this session owns; only the missing ones are created, all
+/// at once. (Checking each node in turn would cost a round trip per registration, every time.)
 async fn ensure_all(
     client: &Client,
     registrations: &HashMap<String, Vec<u8>>,
     waiting: &mut Vec<(String, Ack)>,
 ) {
+    let owned: HashSet<String> = match client.list_ephemerals("/").await {
+        Ok(paths) => paths.into_iter().collect(),
+        Err(e) => {
+            tracing::debug!("cannot list our nodes: {e}");
+            return;
+        }
+    };
+    let missing = registrations
+        .iter()
+        .filter(|(path, _)| !owned.contains(*path))
+        .map(|(path, data)| async move { (path.as_str(), ensure_node(client, path, data).await) });
     let mut failed = Vec::new();
-    for (path, data) in registrations {
-        if let Err(e) = ensure_node(client, path, data).await {
+    for (path, outcome) in join_all(missing).await {
+        if let Err(e) = outcome {
             tracing::warn!(%path, "cannot register yet: {e}");
-            failed.push(path.as_str());
+            failed.push(path);
         }
     }
     let (done, still): (Vec<_>, Vec<_>) = std::mem::take(waiting)
