@@ -5,7 +5,11 @@
 use std::path::PathBuf;
 
 fn main() -> std::io::Result<()> {
-    mprpc_build::compile_protos(&["proto/bench.proto"], &["proto"])?;
+    // Both frameworks get `bytes` fields as `bytes::Bytes`, so decoding a payload slices the
+    // read buffer instead of copying it (what a user who cares about large payloads does).
+    let mut config = mprpc_build::prost_build::Config::new();
+    config.bytes(["."]);
+    mprpc_build::configure().compile_with_config(config, &["proto/bench.proto"], &["proto"])?;
 
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let tonic_out = out.join("tonic");
@@ -13,6 +17,7 @@ fn main() -> std::io::Result<()> {
     let descriptors = protox::compile(["proto/bench.proto"], ["proto"])
         .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
     tonic_prost_build::configure()
+        .bytes(".")
         .out_dir(&tonic_out)
         .build_client(true)
         .build_server(true)

@@ -71,7 +71,7 @@ impl MprpcCaller {
 impl Caller for MprpcCaller {
     async fn call<'a>(&'a self, payload: &'a [u8]) -> Result<(), String> {
         let request = EchoRequest {
-            payload: payload.to_vec(),
+            payload: bytes::Bytes::copy_from_slice(payload),
         };
         match self.client.echo(request).await {
             Ok(reply) => check_len(reply.payload.len(), payload.len()),

@@ -42,7 +42,7 @@ pub struct TonicCaller {
 impl Caller for TonicCaller {
     async fn call<'a>(&'a self, payload: &'a [u8]) -> Result<(), String> {
         let request = EchoRequest {
-            payload: payload.to_vec(),
+            payload: bytes::Bytes::copy_from_slice(payload),
         };
         match self.client.clone().echo(request).await {
             Ok(reply) => check_len(reply.into_inner().payload.len(), payload.len()),

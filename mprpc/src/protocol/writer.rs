@@ -12,6 +12,7 @@
 //! once before writing, letting those tasks queue their frames, and writes them all at once.
 //! With a single call in flight it writes at once, adding no latency.
 
+use std::io::IoSlice;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::BytesMut;
@@ -48,6 +49,28 @@ impl BusyHint {
     }
 }
 
+/// Writes `head` then `body` with as few syscalls as the socket allows (one, usually).
+async fn write_both<W>(io: &mut W, mut head: &[u8], mut body: &[u8]) -> std::io::Result<()>
+where
+    W: AsyncWrite + Unpin,
+{
+    while !head.is_empty() {
+        let n = io
+            .write_vectored(&[IoSlice::new(head), IoSlice::new(body)])
+            .await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        if n < head.len() {
+            head = &head[n..];
+        } else {
+            body = &body[n - head.len()..];
+            head = &[];
+        }
+    }
+    io.write_all(body).await
+}
+
 /// Writes frames from `rx` to `io` until every sender is dropped (then flushes and shuts
 /// the write half down) or a write fails (then returns the error).
 pub async fn write_loop<W>(
@@ -67,9 +90,8 @@ where
             while let Some(frame) = next.take() {
                 let body = frame.encode_head(&mut buf);
                 if body.len() >= COPY_LIMIT {
-                    io.write_all(&buf).await?;
+                    write_both(&mut io, &buf, &body).await?;
                     buf.clear();
-                    io.write_all(&body).await?;
                 } else {
                     buf.extend_from_slice(&body);
                 }
