@@ -225,7 +225,7 @@ wait_ready() {
     local dir=$1 timeout_s=$2
     shift 2
     local -a pending=("$@") still=()
-    local n port mode deadline start
+    local n port mode deadline start pid
     now_ms
     start=$NOW_MS
     deadline=$((NOW_MS + timeout_s * 1000))
@@ -233,6 +233,13 @@ wait_ready() {
         still=()
         for n in "${pending[@]}"; do
             if ! node_pid "$dir" "$n" >/dev/null; then
+                # On a loaded machine the forked shell may not have exec'd java yet: a live
+                # process that is not java (yet) is still starting, not dead.
+                pid=$(<"$dir/node$n/pid")
+                if [[ $pid =~ ^[0-9]+$ ]] && proc_alive "$pid"; then
+                    still+=("$n")
+                    continue
+                fi
                 log "node $n exited during start-up; last lines of $dir/node$n/server.log:"
                 tail -n 30 "$dir/node$n/server.log" >&2 || true
                 return 1
