@@ -97,10 +97,7 @@ impl LogGuard {
     /// Lines dropped so far because a writer's queue was full (the file and standard error
     /// writers together). Stays 0 unless the disk or terminal cannot keep up.
     pub fn dropped_lines(&self) -> u64 {
-        self.counters
-            .iter()
-            .map(|counter| u64::try_from(counter.dropped_lines()).unwrap_or(u64::MAX))
-            .fold(0, u64::saturating_add)
+        sum_dropped(&self.counters)
     }
 }
 
@@ -109,12 +106,16 @@ static GLOBAL_COUNTERS: std::sync::OnceLock<Vec<ErrorCounter>> = std::sync::Once
 
 /// Lines the process's log writers (installed by [`init`]) dropped so far; 0 without [`init`].
 pub fn dropped_lines() -> u64 {
-    GLOBAL_COUNTERS.get().map_or(0, |counters| {
-        counters
-            .iter()
-            .map(|counter| u64::try_from(counter.dropped_lines()).unwrap_or(u64::MAX))
-            .fold(0, u64::saturating_add)
-    })
+    GLOBAL_COUNTERS
+        .get()
+        .map_or(0, |counters| sum_dropped(counters))
+}
+
+fn sum_dropped(counters: &[ErrorCounter]) -> u64 {
+    counters
+        .iter()
+        .map(|counter| u64::try_from(counter.dropped_lines()).unwrap_or(u64::MAX))
+        .fold(0, u64::saturating_add)
 }
 
 /// Installs the process's global `tracing` subscriber as configured: a daily file in
