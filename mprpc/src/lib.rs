@@ -41,6 +41,7 @@ pub mod registry;
 pub mod request;
 pub mod server;
 pub mod status;
+mod sync;
 pub mod trace;
 
 pub use request::{IntoRequest, Metadata, Request};

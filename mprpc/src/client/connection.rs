@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -27,6 +27,7 @@ use crate::protocol::{
     CancelHeader, FrameDecoder, FrameKind, GoAwayHeader, MetadataEntry, OutFrame, RequestHeader,
     ResponseHeader,
 };
+use crate::sync::lock;
 use crate::{Code, Status};
 
 type Waiter = oneshot::Sender<Result<Bytes, CallError>>;
@@ -388,8 +389,4 @@ async fn keepalive(
             return;
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -183,15 +183,14 @@ impl Channel {
             )));
         }
         let hash_key = request.hash_key().map(str::to_owned);
-        let metadata: Vec<MetadataEntry> = std::mem::take(request.metadata_mut())
+        let mut metadata: Vec<MetadataEntry> = std::mem::take(request.metadata_mut())
             .into_entries()
             .into_iter()
             .map(|(key, value)| MetadataEntry { key, value })
             .collect();
         let body = request.into_inner();
         let policy = self.inner.config.load_balance;
-        let call = |endpoint: Arc<Endpoint>| {
-            let metadata = metadata.clone();
+        let call = |endpoint: Arc<Endpoint>, metadata: Vec<MetadataEntry>| {
             let body = body.clone();
             async move {
                 let conn = endpoint
@@ -211,7 +210,13 @@ impl Channel {
             .first(policy, &instances, &endpoints, hash_key.as_deref());
         let mut last_error = None;
         if !endpoints[first].in_backoff() {
-            match call(endpoints[first].clone()).await {
+            // With a single provider there is nobody to retry on: no copy of the metadata.
+            let first_metadata = if endpoints.len() == 1 {
+                std::mem::take(&mut metadata)
+            } else {
+                metadata.clone()
+            };
+            match call(endpoints[first].clone(), first_metadata).await {
                 Ok(reply) => return Ok(reply),
                 Err(CallError::NotSent(status)) => last_error = Some(status),
                 Err(CallError::Failed(status)) => return Err(status),
@@ -226,7 +231,7 @@ impl Channel {
             .filter(|i| *i != first || last_error.is_none())
             .partition(|i| !endpoints[*i].in_backoff());
         for i in ready.into_iter().chain(backing_off) {
-            match call(endpoints[i].clone()).await {
+            match call(endpoints[i].clone(), metadata.clone()).await {
                 Ok(reply) => return Ok(reply),
                 Err(CallError::NotSent(status)) => last_error = Some(status),
                 Err(CallError::Failed(status)) => return Err(status),

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -32,6 +32,7 @@ use crate::protocol::{
     CancelHeader, Frame, FrameDecoder, FrameKind, GoAwayHeader, OutFrame, RequestHeader,
     ResponseHeader,
 };
+use crate::sync::lock;
 use crate::trace::TraceContext;
 use crate::{Code, Metadata, Request, Status};
 use tracing::Instrument;
@@ -398,11 +399,6 @@ fn abort_all(in_flight: &InFlight) {
     for (_, handle) in lock(in_flight).drain() {
         handle.abort();
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic while holding this lock cannot leave the map inconsistent.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn is_io(e: &crate::protocol::ProtocolError) -> bool {

@@ -21,13 +21,14 @@ mod follow;
 mod session;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{Instances, Registration, Registry, RegistryError, ServiceInstance};
 use crate::server::BoxFuture;
+use crate::sync::lock;
 use session::{Command, Session};
 
 /// How long registering may wait for ZooKeeper before failing.
@@ -285,8 +286,4 @@ impl Registry for ZkRegistry {
             Ok(followed.entry(service).or_insert(rx).clone())
         })
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
