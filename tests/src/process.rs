@@ -66,9 +66,43 @@ impl ProviderProcess {
         Pid::from_raw(self.child.id() as i32)
     }
 
-    /// Sends a signal.
+    /// Sends a signal. Delivery is asynchronous, so for `SIGSTOP` and `SIGCONT` this also
+    /// waits until every thread of the process is stopped (or running again): a test that
+    /// freezes a provider and then calls it must not race the signal.
     pub fn signal(&self, signal: Signal) {
         kill(self.pid(), signal).expect("send the signal");
+        let want_stopped = match signal {
+            Signal::SIGSTOP => true,
+            Signal::SIGCONT => false,
+            _ => return,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.all_threads_stopped() != want_stopped {
+            assert!(
+                Instant::now() < deadline,
+                "the provider did not take {signal} within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Whether every thread is in the stopped state (`T` in `/proc/PID/task/*/stat`).
+    fn all_threads_stopped(&self) -> bool {
+        let tasks = format!("/proc/{}/task", self.pid());
+        let Ok(entries) = std::fs::read_dir(&tasks) else {
+            return false;
+        };
+        entries.filter_map(Result::ok).all(|task| {
+            std::fs::read_to_string(task.path().join("stat"))
+                .ok()
+                .and_then(|stat| {
+                    // The state follows the command name, which is in parentheses.
+                    let after = stat.rsplit_once(')')?.1;
+                    after.split_whitespace().next().map(|s| s == "T")
+                })
+                // A thread that exited meanwhile does not hold the process up.
+                .unwrap_or(true)
+        })
     }
 
     /// Waits up to `limit` for the process to exit; returns whether it did.
