@@ -119,6 +119,15 @@ pub struct ServerConfig {
     /// Calls running at once across all connections; one more gets `ResourceExhausted`.
     /// At least 1. Default 10,000.
     pub max_concurrent_calls: usize,
+    /// Calls in flight on one connection, counting those whose reply waits for room in the
+    /// connection's write queue; one more gets `ResourceExhausted`. This bounds what one
+    /// client can hold, e.g. by sending requests and never reading the replies. At least 1.
+    /// Default 4,096.
+    pub max_calls_per_connection: usize,
+    /// Bytes of replies on one connection queued but not yet written, past which new calls
+    /// on it get `ResourceExhausted` without being run (its client is not reading). At least
+    /// 1. Default 64 MiB.
+    pub max_unwritten_bytes: usize,
     /// Largest frame (header plus body) accepted or sent, in bytes, from 1 KiB to 1 GiB.
     /// Default 16 MiB.
     pub max_frame_size: usize,
@@ -132,6 +141,10 @@ pub struct ServerConfig {
     /// zero. Default 5 min.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// A connection whose peer accepts no reply bytes for this long (it stopped reading) is
+    /// closed, and its calls are dropped. More than zero. Default 30 s.
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -143,10 +156,13 @@ impl Default for ServerConfig {
             weight: 100,
             admin_address: None,
             max_concurrent_calls: 10_000,
+            max_calls_per_connection: 4_096,
+            max_unwritten_bytes: 64 * 1024 * 1024,
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             max_connections: 10_000,
             shutdown_grace: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
+            write_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -172,6 +188,11 @@ pub struct ClientConfig {
     /// Default 5 s.
     #[serde(with = "humantime_serde")]
     pub ping_timeout: Duration,
+    /// A connection whose provider accepts no request bytes for this long (it stopped
+    /// reading) is closed, and its calls fail with `Unavailable`. More than zero.
+    /// Default 30 s.
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
     /// First wait before reconnecting to a provider that failed; doubles up to
     /// `reconnect_backoff_max`. More than zero. Default 100 ms.
     #[serde(with = "humantime_serde")]
@@ -211,6 +232,7 @@ impl Default for ClientConfig {
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             ping_interval: Duration::from_secs(10),
             ping_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(30),
             reconnect_backoff: Duration::from_millis(100),
             reconnect_backoff_max: Duration::from_secs(5),
             threads: 2,
@@ -669,9 +691,20 @@ impl Config {
         }
         check(server.threads >= 1, "server.threads", "must be at least 1")?;
         limit(server.max_concurrent_calls, "server.max_concurrent_calls")?;
+        check(
+            server.max_calls_per_connection >= 1,
+            "server.max_calls_per_connection",
+            "must be at least 1",
+        )?;
+        check(
+            server.max_unwritten_bytes >= 1,
+            "server.max_unwritten_bytes",
+            "must be at least 1",
+        )?;
         frame(server.max_frame_size, "server.max_frame_size")?;
         limit(server.max_connections, "server.max_connections")?;
         positive(server.idle_timeout, "server.idle_timeout")?;
+        positive(server.write_timeout, "server.write_timeout")?;
 
         let client = &self.client;
         positive(client.timeout, "client.timeout")?;
@@ -679,6 +712,7 @@ impl Config {
         frame(client.max_frame_size, "client.max_frame_size")?;
         positive(client.ping_interval, "client.ping_interval")?;
         positive(client.ping_timeout, "client.ping_timeout")?;
+        positive(client.write_timeout, "client.write_timeout")?;
         positive(client.reconnect_backoff, "client.reconnect_backoff")?;
         check(
             client.reconnect_backoff_max >= client.reconnect_backoff,
@@ -1032,12 +1066,16 @@ mod tests {
         assert_eq!(s.max_connections, 10_000);
         assert_eq!(s.shutdown_grace, Duration::from_secs(10));
         assert_eq!(s.idle_timeout, Duration::from_secs(300));
+        assert_eq!(s.max_calls_per_connection, 4_096);
+        assert_eq!(s.max_unwritten_bytes, 64 << 20);
+        assert_eq!(s.write_timeout, Duration::from_secs(30));
         let k = &c.client;
         assert_eq!(k.timeout, Duration::from_secs(3));
         assert_eq!(k.connect_timeout, Duration::from_secs(1));
         assert_eq!(k.max_frame_size, 16 * 1024 * 1024);
         assert_eq!(k.ping_interval, Duration::from_secs(10));
         assert_eq!(k.ping_timeout, Duration::from_secs(5));
+        assert_eq!(k.write_timeout, Duration::from_secs(30));
         assert_eq!(k.reconnect_backoff, Duration::from_millis(100));
         assert_eq!(k.reconnect_backoff_max, Duration::from_secs(5));
         assert_eq!(k.threads, 2);
@@ -1098,10 +1136,13 @@ advertise_address = "10.0.0.5:9000"
 admin_address = "127.0.0.1:9100"
 threads = 8
 max_concurrent_calls = 500
+max_calls_per_connection = 100
+max_unwritten_bytes = 1000000
 max_frame_size = 1048576
 max_connections = 200
 shutdown_grace = "30s"
 idle_timeout = "1min"
+write_timeout = "20s"
 weight = 250
 
 [client]
@@ -1110,6 +1151,7 @@ connect_timeout = "2s"
 max_frame_size = 2048
 ping_interval = "15s"
 ping_timeout = "3s"
+write_timeout = "7s"
 reconnect_backoff = "50ms"
 reconnect_backoff_max = "10s"
 threads = 1
@@ -1137,10 +1179,13 @@ stderr = true
                 weight: 250,
                 admin_address: Some("127.0.0.1:9100".into()),
                 max_concurrent_calls: 500,
+                max_calls_per_connection: 100,
+                max_unwritten_bytes: 1_000_000,
                 max_frame_size: 1 << 20,
                 max_connections: 200,
                 shutdown_grace: Duration::from_secs(30),
                 idle_timeout: Duration::from_secs(60),
+                write_timeout: Duration::from_secs(20),
             }
         );
         assert_eq!(
@@ -1151,6 +1196,7 @@ stderr = true
                 max_frame_size: 2048,
                 ping_interval: Duration::from_secs(15),
                 ping_timeout: Duration::from_secs(3),
+                write_timeout: Duration::from_secs(7),
                 reconnect_backoff: Duration::from_millis(50),
                 reconnect_backoff_max: Duration::from_secs(10),
                 threads: 1,

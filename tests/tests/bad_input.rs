@@ -1,12 +1,14 @@
 //! What peers that do not speak the protocol, or abuse it, get: a clear error on their own
 //! connection, and no effect on anybody else's.
 
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use mprpc::client::Channel;
 use mprpc::config::ServerConfig;
+use mprpc::metrics::Metrics;
 use mprpc::protocol::codec::decode_header;
 use mprpc::protocol::{FrameDecoder, FrameKind, GoAwayHeader, OutFrame, RequestHeader};
 use mprpc::server::{spawn_local, LocalServer, Server};
@@ -201,4 +203,190 @@ async fn pipelined_requests_in_one_write_all_get_answers() {
     answered.sort_unstable();
     assert_eq!(answered, vec![1, 2, 3]);
     server.shutdown().await.unwrap();
+}
+
+/// `n` calls for 16 KiB replies, in one buffer.
+fn greedy_calls(n: u64) -> BytesMut {
+    use prost::Message;
+    let request = Bytes::from(
+        EchoRequest {
+            payload: vec![7; 16 * 1024],
+            ..EchoRequest::default()
+        }
+        .encode_to_vec(),
+    );
+    let mut buf = BytesMut::new();
+    for id in 1..=n {
+        OutFrame::Request(
+            RequestHeader {
+                request_id: id,
+                service: "mprpc.test.Echo".into(),
+                method: "Echo".into(),
+                timeout_us: 0,
+                metadata: vec![],
+            },
+            request.clone(),
+        )
+        .encode(&mut buf);
+    }
+    buf
+}
+
+async fn start_with_metrics(
+    config: ServerConfig,
+) -> (SocketAddr, LocalServer, EchoService, Metrics) {
+    let metrics = Metrics::new();
+    let service = EchoService::named("a");
+    let server = Server::new(config)
+        .with_metrics(metrics.clone())
+        .add_service(EchoServer::new(service.clone()));
+    let (addr, server) = spawn_local(server).await.expect("start provider");
+    (addr, server, service, metrics)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_starves_nobody_and_is_cut_off() {
+    let (addr, server, service, metrics) = start_with_metrics(ServerConfig {
+        max_concurrent_calls: 32,
+        max_calls_per_connection: 64,
+        write_timeout: Duration::from_secs(2),
+        ..ServerConfig::default()
+    })
+    .await;
+
+    // The greedy client: 4,000 calls for 16 KiB replies (64 MB), and it never reads one.
+    let buf = greedy_calls(4_000);
+    let (greedy_rd, mut greedy_wr) = TcpStream::connect(addr).await.unwrap().into_split();
+    let sender = tokio::spawn(async move {
+        // Fails once the provider gives up on the connection.
+        let _ = greedy_wr.write_all(&buf).await;
+        greedy_wr
+    });
+    // Its replies fill the socket and the connection's queue (1,024 frames); then its calls
+    // wait for room, up to its 64 slots, more than the provider's 32 permits.
+    let counters = service.counters.clone();
+    wait_until(
+        "the greedy client's replies fill its connection",
+        Duration::from_secs(10),
+        || {
+            metrics
+                .snapshot()
+                .rejected
+                .contains_key(&Code::ResourceExhausted)
+        },
+    )
+    .await;
+    assert!(
+        counters.finished.load(Ordering::SeqCst) < 4_000,
+        "the provider stopped taking calls it cannot deliver"
+    );
+
+    // Meanwhile a well-behaved client is served in full: waiting replies hold no permits.
+    let client = EchoClient::new(Channel::to_address(addr.to_string()));
+    for i in 0..100 {
+        let reply = client
+            .echo(EchoRequest {
+                payload: format!("call {i}").into_bytes(),
+                ..EchoRequest::default()
+            })
+            .await
+            .expect("a well-behaved client is served");
+        assert_eq!(reply.payload, format!("call {i}").into_bytes());
+    }
+
+    // And after `write_timeout` with no byte read, the greedy connection is closed.
+    wait_until(
+        "the greedy connection closed",
+        Duration::from_secs(15),
+        || metrics.snapshot().server_connections == 1,
+    )
+    .await;
+    drop(greedy_rd);
+    drop(sender.await.unwrap());
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_past_the_unread_reply_limit_are_refused_without_running() {
+    let (addr, server, service, metrics) = start_with_metrics(ServerConfig {
+        max_unwritten_bytes: 1 << 20,
+        ..ServerConfig::default()
+    })
+    .await;
+    let (mut rd, mut wr) = TcpStream::connect(addr).await.unwrap().into_split();
+    let buf = greedy_calls(4_000);
+    let sender = tokio::spawn(async move { wr.write_all(&buf).await.map(|()| wr) });
+    wait_until(
+        "calls refused while 1 MiB of replies is unread",
+        Duration::from_secs(10),
+        || {
+            metrics
+                .snapshot()
+                .rejected
+                .contains_key(&Code::ResourceExhausted)
+        },
+    )
+    .await;
+
+    // Now read everything: every call is answered, some refused (never run) and saying why.
+    let mut decoder = FrameDecoder::new(1 << 20);
+    let mut input = BytesMut::new();
+    let (mut ok, mut refused) = (0, 0);
+    while ok + refused < 4_000 {
+        while let Some(frame) = next_frame(&mut decoder, &mut input) {
+            let h: mprpc::protocol::ResponseHeader = decode_header(&frame).unwrap();
+            if h.code == 0 {
+                ok += 1;
+            } else {
+                assert_eq!(h.code, Code::ResourceExhausted.as_i32(), "{}", h.message);
+                assert!(h.message.contains("has not read"), "{}", h.message);
+                refused += 1;
+            }
+        }
+        if ok + refused < 4_000 {
+            let n = tokio::time::timeout(Duration::from_secs(10), rd.read_buf(&mut input))
+                .await
+                .expect("replies in time")
+                .unwrap();
+            assert!(n > 0, "provider closed early");
+        }
+    }
+    assert!(refused > 0);
+    assert_eq!(service.counters.finished.load(Ordering::SeqCst), ok);
+    println!("{ok} calls served, {refused} refused while their client did not read");
+    sender.await.unwrap().unwrap();
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_that_never_reads_fails_the_calls_after_the_write_timeout() {
+    // A "provider" that accepts and then reads nothing.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let holder = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        stream
+    });
+    let config = mprpc::config::ClientConfig {
+        timeout: Duration::from_secs(60),
+        write_timeout: Duration::from_secs(1),
+        ..mprpc::config::ClientConfig::default()
+    };
+    let client = EchoClient::new(Channel::to_addresses(vec![addr.to_string()], config));
+    let started = std::time::Instant::now();
+    let status = client
+        .echo(EchoRequest {
+            payload: vec![1; 8 << 20],
+            ..EchoRequest::default()
+        })
+        .await
+        .expect_err("nothing reads the request");
+    assert_eq!(status.code(), Code::Unavailable, "{status}");
+    assert!(status.message().contains("accepted no bytes"), "{status}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "failed after {:?}, well before the 60 s call timeout",
+        started.elapsed()
+    );
+    drop(holder.await.unwrap());
 }

@@ -112,11 +112,22 @@ impl Connection {
             busy: Arc::default(),
         });
         let close = CancellationToken::new();
-        let addr = shared.address.clone();
+        let writer_shared = Arc::downgrade(&shared);
         let busy = shared.busy.clone();
+        let write_timeout = config.write_timeout;
+        let writer_close = close.clone();
         tokio::spawn(async move {
-            if let Err(e) = write_loop(wr, rx, &busy).await {
-                tracing::debug!(address = %addr, "write failed: {e}");
+            if let Err(e) = write_loop(wr, rx, &busy, write_timeout).await {
+                // The reader fails every waiting call with this reason.
+                if let Some(shared) = writer_shared.upgrade() {
+                    tracing::warn!(address = %shared.address, "closing the connection: {e}");
+                    let status = Status::unavailable(format!(
+                        "could not write to provider {}: {e}",
+                        shared.address
+                    ));
+                    lock(&shared.pending).closed.get_or_insert(status);
+                }
+                writer_close.cancel();
             }
         });
         metrics.connection(Side::Client, 1);

@@ -11,13 +11,20 @@
 //! run. So when the connection has other calls in flight ([`BusyHint`]), the writer yields
 //! once before writing, letting those tasks queue their frames, and writes them all at once.
 //! With a single call in flight it writes at once, adding no latency.
+//!
+//! **Stalls.** A peer that stops reading fills the socket buffer and then the queue. If the
+//! socket accepts no byte for the stall limit, the write fails with `TimedOut` and the owner
+//! closes the connection, so a peer that never reads cannot hold a connection's memory, and
+//! the calls waiting on it, for ever.
 
 use std::io::IoSlice;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
+use tokio_io_timeout::TimeoutWriter;
 
 use super::frame::OutFrame;
 
@@ -28,24 +35,50 @@ const COPY_LIMIT: usize = 16 * 1024;
 /// Stop gathering more frames into one write past this many bytes.
 const BATCH_BYTES: usize = 256 * 1024;
 
-/// Calls in flight on a connection, maintained by its owner; the writer waits for company
-/// when there are several.
+/// What a connection's owner and its writer share: calls in flight, maintained by the
+/// owner (the writer waits for company when there are several), and the bytes of reply
+/// bodies queued but not yet written (the owner adds, the writer subtracts), so that a
+/// provider can stop taking calls from a client that does not read its replies.
 #[derive(Debug, Default)]
-pub struct BusyHint(AtomicUsize);
+pub struct BusyHint {
+    calls: AtomicUsize,
+    unwritten: AtomicUsize,
+}
 
 impl BusyHint {
     /// One more call in flight.
     pub fn enter(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
+        self.calls.fetch_add(1, Ordering::Relaxed);
     }
 
     /// One call fewer.
     pub fn leave(&self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.calls.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Calls in flight now.
+    pub fn count(&self) -> usize {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    /// A reply body of `bytes` is about to be queued (as an [`OutFrame::Response`]).
+    pub fn reply_queued(&self, bytes: usize) {
+        self.unwritten.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Bytes of reply bodies queued and not yet written.
+    pub fn unwritten(&self) -> usize {
+        self.unwritten.load(Ordering::Relaxed)
+    }
+
+    fn replies_written(&self, bytes: usize) {
+        if bytes > 0 {
+            self.unwritten.fetch_sub(bytes, Ordering::Relaxed);
+        }
     }
 
     fn busy(&self) -> bool {
-        self.0.load(Ordering::Relaxed) > 1
+        self.count() > 1
     }
 }
 
@@ -72,8 +105,31 @@ where
 }
 
 /// Writes frames from `rx` to `io` until every sender is dropped (then flushes and shuts
-/// the write half down) or a write fails (then returns the error).
+/// the write half down) or a write fails (then returns the error). A write that makes no
+/// progress for `stall_limit` fails with [`std::io::ErrorKind::TimedOut`].
 pub async fn write_loop<W>(
+    io: W,
+    rx: mpsc::Receiver<OutFrame>,
+    hint: &BusyHint,
+    stall_limit: Duration,
+) -> std::io::Result<()>
+where
+    W: AsyncWrite,
+{
+    let mut io = TimeoutWriter::new(io);
+    io.set_timeout(Some(stall_limit));
+    write_frames(Box::pin(io), rx, hint)
+        .await
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::TimedOut => std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the peer accepted no bytes for {stall_limit:?}"),
+            ),
+            _ => e,
+        })
+}
+
+async fn write_frames<W>(
     mut io: W,
     mut rx: mpsc::Receiver<OutFrame>,
     hint: &BusyHint,
@@ -86,13 +142,21 @@ where
         let mut frames = 1usize;
         let mut yielded = false;
         let mut next = Some(first);
+        // Reply body bytes in `buf`, subtracted from the hint once written.
+        let mut replies = 0;
         loop {
             while let Some(frame) = next.take() {
+                let is_reply = matches!(frame, OutFrame::Response(..));
                 let body = frame.encode_head(&mut buf);
                 if body.len() >= COPY_LIMIT {
                     write_both(&mut io, &buf, &body).await?;
                     buf.clear();
+                    hint.replies_written(replies + if is_reply { body.len() } else { 0 });
+                    replies = 0;
                 } else {
+                    if is_reply {
+                        replies += body.len();
+                    }
                     buf.extend_from_slice(&body);
                 }
                 if buf.len() < BATCH_BYTES {
@@ -116,6 +180,7 @@ where
             io.write_all(&buf).await?;
             buf.clear();
         }
+        hint.replies_written(replies);
         if buf.capacity() > 4 * BATCH_BYTES {
             // Do not keep a huge buffer around after one large burst.
             buf = BytesMut::with_capacity(64 * 1024);
@@ -123,4 +188,89 @@ where
     }
     io.flush().await?;
     io.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ResponseHeader;
+    use bytes::Bytes;
+    use tokio::io::AsyncReadExt;
+
+    fn reply(body: usize) -> OutFrame {
+        OutFrame::Response(ResponseHeader::default(), Bytes::from(vec![1u8; body]))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_never_reads_makes_the_writer_fail_after_the_stall_limit() {
+        let (near, _far) = tokio::io::duplex(1024);
+        let (tx, rx) = mpsc::channel(8);
+        let hint = BusyHint::default();
+        tx.send(reply(4096)).await.unwrap();
+        let started = tokio::time::Instant::now();
+        let err = write_loop(near, rx, &hint, Duration::from_secs(5))
+            .await
+            .expect_err("nothing reads the other end");
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        assert!(
+            err.to_string().contains("accepted no bytes for 5s"),
+            "{err}"
+        );
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+        drop(tx);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_reader_is_not_a_stall() {
+        let (near, mut far) = tokio::io::duplex(1024);
+        let (tx, rx) = mpsc::channel(8);
+        let hint = BusyHint::default();
+        let writer =
+            tokio::spawn(async move { write_loop(near, rx, &hint, Duration::from_secs(5)).await });
+        let total = 10 * (4096 + 64);
+        for _ in 0..10 {
+            tx.send(reply(4096)).await.unwrap();
+        }
+        drop(tx);
+        // 1 KiB every 2 s: far slower than the data, never idle for the stall limit.
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 1024];
+        loop {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            match far.read(&mut chunk).await.unwrap() {
+                0 => break,
+                n => got.extend_from_slice(&chunk[..n]),
+            }
+        }
+        writer.await.unwrap().expect("a slow reader is served");
+        assert!(
+            got.len() >= 10 * 4096 && got.len() <= total,
+            "{}",
+            got.len()
+        );
+    }
+
+    #[tokio::test]
+    async fn reply_bytes_are_counted_until_written() {
+        let (near, mut far) = tokio::io::duplex(1 << 20);
+        let (tx, rx) = mpsc::channel(8);
+        let hint = std::sync::Arc::new(BusyHint::default());
+        for size in [10, 100_000] {
+            hint.reply_queued(size);
+            tx.send(reply(size)).await.unwrap();
+        }
+        tx.send(OutFrame::Ping(Bytes::from_static(b"12345678")))
+            .await
+            .unwrap();
+        assert_eq!(hint.unwritten(), 100_010);
+        drop(tx);
+        let writer_hint = hint.clone();
+        write_loop(near, rx, &writer_hint, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(hint.unwritten(), 0);
+        let mut all = Vec::new();
+        far.read_to_end(&mut all).await.unwrap();
+        assert!(all.len() > 100_010);
+    }
 }

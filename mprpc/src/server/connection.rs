@@ -92,7 +92,18 @@ impl Connection {
         let (rd, wr) = stream.into_split();
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let writer_busy = self.busy.clone();
-        let writer = tokio::spawn(async move { write_loop(wr, rx, &writer_busy).await });
+        let write_timeout = self.shared.config.write_timeout;
+        // Cancelled when the writer fails (the peer stopped reading, or the socket broke): the
+        // reader then stops too, and the calls are dropped.
+        let writer_failed = CancellationToken::new();
+        let on_failure = writer_failed.clone();
+        let writer = tokio::spawn(async move {
+            let written = write_loop(wr, rx, &writer_busy, write_timeout).await;
+            if written.is_err() {
+                on_failure.cancel();
+            }
+            written
+        });
         let decoder = FrameDecoder::new(self.shared.config.max_frame_size);
         let mut frames = FramedRead::with_capacity(rd, decoder, READ_CAPACITY);
         let calls = TaskTracker::new();
@@ -104,10 +115,13 @@ impl Connection {
 
         let force_close = self.force_close.clone().cancelled_owned();
         tokio::pin!(force_close);
+        let write_failed = writer_failed.clone().cancelled_owned();
+        tokio::pin!(write_failed);
         let ending = 'read: loop {
             tokio::select! {
                 biased;
                 () = &mut force_close => break Ending::Abort,
+                () = &mut write_failed => break Ending::Abort,
                 _ = self.shutdown.changed(), if !draining => {
                     draining = true;
                     calls.close();
@@ -177,6 +191,9 @@ impl Connection {
         calls.wait().await;
         match writer.await {
             Ok(Ok(())) => {}
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
+                tracing::warn!(%peer, "closing connection: {e}");
+            }
             Ok(Err(e)) => tracing::debug!(%peer, "write failed: {e}"),
             Err(e) => tracing::error!(%peer, "writer task failed: {e}"),
         }
@@ -252,6 +269,24 @@ impl Connection {
             let _ = tx.send(refuse(status)).await;
             return;
         }
+        let per_connection = self.shared.config.max_calls_per_connection;
+        if self.busy.count() >= per_connection {
+            let status = Status::resource_exhausted(format!(
+                "the connection is at its limit of {per_connection} calls in flight"
+            ));
+            let _ = tx.send(refuse(status)).await;
+            return;
+        }
+        let unwritten_limit = self.shared.config.max_unwritten_bytes;
+        let unwritten = self.busy.unwritten();
+        if unwritten > unwritten_limit {
+            let status = Status::resource_exhausted(format!(
+                "the connection has {unwritten} bytes of replies its client has not read \
+                 (limit {unwritten_limit}); the call was not run"
+            ));
+            let _ = tx.send(refuse(status)).await;
+            return;
+        }
         let Ok(permit) = self.shared.calls.clone().try_acquire_owned() else {
             let status = Status::resource_exhausted(format!(
                 "provider is at its limit of {} calls in flight",
@@ -293,7 +328,7 @@ impl Connection {
         let call_span = span.clone();
         let busy = BusyGuard::enter(self.busy.clone());
         let work = async move {
-            let _busy = busy;
+            let busy = busy;
             call_span.record("queue_us", arrived.elapsed().as_micros() as u64);
             let handler = tracing::info_span!(parent: &call_span, "handler");
             let outcome = trace
@@ -308,6 +343,9 @@ impl Connection {
                 "reply"
             );
             record.finish(code);
+            // The handler is done: its permit goes back now, not once the reply is written,
+            // so a client that reads slowly holds only its own connection's slots.
+            drop(permit);
             let reply = match outcome {
                 Ok(body) if body.len() + 64 > max_frame_size => {
                     let status = Status::resource_exhausted(format!(
@@ -316,11 +354,13 @@ impl Connection {
                     ));
                     OutFrame::Response(error_header(id, &status), Bytes::new())
                 }
-                Ok(body) => OutFrame::Response(ok_header(id), body),
+                Ok(body) => {
+                    busy.0.reply_queued(body.len());
+                    OutFrame::Response(ok_header(id), body)
+                }
                 Err(status) => OutFrame::Response(error_header(id, &status), Bytes::new()),
             };
             let _ = tx.send(reply).await;
-            drop(permit);
         };
         // A deliberate choice: the call's first poll runs right here, on the connection's
         // reader. A handler that answers without waiting (most do) then costs no task spawn
