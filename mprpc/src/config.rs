@@ -124,9 +124,9 @@ pub struct ServerConfig {
     /// client can hold, e.g. by sending requests and never reading the replies. At least 1.
     /// Default 4,096.
     pub max_calls_per_connection: usize,
-    /// Bytes of replies on one connection queued but not yet written, past which new calls
-    /// on it get `ResourceExhausted` without being run (its client is not reading). At least
-    /// 1. Default 64 MiB.
+    /// Bytes of replies on one connection queued but not yet written (its client reads
+    /// slower than it calls), past which the provider reads no more of its calls until it
+    /// catches up. At least 1. Default 64 MiB.
     pub max_unwritten_bytes: usize,
     /// Largest frame (header plus body) accepted or sent, in bytes, from 1 KiB to 1 GiB.
     /// Default 16 MiB.

@@ -7,6 +7,8 @@
 //! | `mprpc_calls_in_flight` | gauge | `side`, `service`, `method` |
 //! | `mprpc_rejected_calls_total` | counter | `code` (calls to unknown services or methods) |
 //! | `mprpc_connections` | gauge | `side` |
+//! | `mprpc_read_pauses_total` | counter | |
+//! | `mprpc_write_timeouts_total` | counter | `side` |
 //! | `mprpc_registry_up` | gauge | `state`: 1 for the current state, 0 for the others |
 //! | `mprpc_log_dropped_lines_total` | counter | |
 //! | `mprpc_uptime_seconds` | gauge | |
@@ -124,6 +126,25 @@ pub fn render(snapshot: &MetricsSnapshot, registry_state: &str) -> String {
         (Side::Client, snapshot.client_connections),
     ] {
         out.sample("mprpc_connections", &[("side", side.as_str())], n);
+    }
+
+    out.family(
+        "mprpc_read_pauses_total",
+        "counter",
+        "Times the provider stopped reading a connection whose client had not read max_unwritten_bytes of replies.",
+    );
+    out.sample("mprpc_read_pauses_total", &[], snapshot.read_pauses);
+
+    out.family(
+        "mprpc_write_timeouts_total",
+        "counter",
+        "Connections closed because the peer accepted no bytes for write_timeout.",
+    );
+    for (side, n) in [
+        (Side::Server, snapshot.server_write_timeouts),
+        (Side::Client, snapshot.client_write_timeouts),
+    ] {
+        out.sample("mprpc_write_timeouts_total", &[("side", side.as_str())], n);
     }
 
     out.family(

@@ -116,8 +116,12 @@ impl Connection {
         let busy = shared.busy.clone();
         let write_timeout = config.write_timeout;
         let writer_close = close.clone();
+        let writer_metrics = metrics.clone();
         tokio::spawn(async move {
             if let Err(e) = write_loop(wr, rx, &busy, write_timeout).await {
+                if e.kind() == std::io::ErrorKind::TimedOut {
+                    writer_metrics.write_timed_out(Side::Client);
+                }
                 // The reader fails every waiting call with this reason.
                 if let Some(shared) = writer_shared.upgrade() {
                     tracing::warn!(address = %shared.address, "closing the connection: {e}");

@@ -110,6 +110,10 @@ struct Inner {
     rejected: [AtomicU64; CODES],
     server_connections: AtomicI64,
     client_connections: AtomicI64,
+    /// Times a provider stopped reading a connection whose client had not read its replies.
+    read_pauses: AtomicU64,
+    /// Connections closed because the peer accepted no bytes for the write timeout, by side.
+    write_timeouts: [AtomicU64; 2],
     /// The providers each consumer channel currently knows, by service.
     providers: RwLock<BTreeMap<String, Vec<ServiceInstance>>>,
     started: OnceLock<Instant>,
@@ -165,6 +169,16 @@ impl Metrics {
         c.fetch_add(delta, Ordering::Relaxed);
     }
 
+    /// Counts a provider pausing its reads of a connection (backpressure).
+    pub fn read_paused(&self) {
+        self.inner.read_pauses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a connection closed because its peer stopped reading.
+    pub fn write_timed_out(&self, side: Side) {
+        self.inner.write_timeouts[side as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Records the providers a consumer knows for a service.
     pub fn set_providers(&self, service: &str, instances: &[ServiceInstance]) {
         let mut p = self
@@ -202,6 +216,11 @@ impl Metrics {
             rejected: codes(&self.inner.rejected),
             server_connections: self.inner.server_connections.load(Ordering::Relaxed).max(0) as u64,
             client_connections: self.inner.client_connections.load(Ordering::Relaxed).max(0) as u64,
+            read_pauses: self.inner.read_pauses.load(Ordering::Relaxed),
+            server_write_timeouts: self.inner.write_timeouts[Side::Server as usize]
+                .load(Ordering::Relaxed),
+            client_write_timeouts: self.inner.write_timeouts[Side::Client as usize]
+                .load(Ordering::Relaxed),
             providers: self
                 .inner
                 .providers
@@ -240,6 +259,14 @@ pub struct MetricsSnapshot {
     pub server_connections: u64,
     /// Connections this process's channels hold open.
     pub client_connections: u64,
+    /// Times this provider stopped reading a connection because its client had not read
+    /// `max_unwritten_bytes` of replies.
+    pub read_pauses: u64,
+    /// Connections this provider closed because the client read nothing for `write_timeout`.
+    pub server_write_timeouts: u64,
+    /// Connections this process's channels closed because the provider read nothing for
+    /// `write_timeout`.
+    pub client_write_timeouts: u64,
     /// Providers known per service by this process's channels.
     pub providers: BTreeMap<String, Vec<ServiceInstance>>,
     /// Log lines dropped because the log writer could not keep up.

@@ -18,12 +18,12 @@
 //! the calls waiting on it, for ever.
 
 use std::io::IoSlice;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio_io_timeout::TimeoutWriter;
 
 use super::frame::OutFrame;
@@ -38,11 +38,14 @@ const BATCH_BYTES: usize = 256 * 1024;
 /// What a connection's owner and its writer share: calls in flight, maintained by the
 /// owner (the writer waits for company when there are several), and the bytes of reply
 /// bodies queued but not yet written (the owner adds, the writer subtracts), so that a
-/// provider can stop taking calls from a client that does not read its replies.
+/// provider can stop reading calls from a client that does not read its replies.
 #[derive(Debug, Default)]
 pub struct BusyHint {
     calls: AtomicUsize,
     unwritten: AtomicUsize,
+    /// Set while the owner waits in [`BusyHint::drained_to`].
+    waiting: AtomicBool,
+    drained: Notify,
 }
 
 impl BusyHint {
@@ -71,9 +74,29 @@ impl BusyHint {
         self.unwritten.load(Ordering::Relaxed)
     }
 
+    /// Waits until the unwritten reply bytes are at most `limit`.
+    pub async fn drained_to(&self, limit: usize) {
+        while self.unwritten.load(Ordering::SeqCst) > limit {
+            let notified = self.drained.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            // With the writer's SeqCst subtract-then-load, either we see its progress here
+            // or it sees `waiting` and wakes us.
+            self.waiting.store(true, Ordering::SeqCst);
+            if self.unwritten.load(Ordering::SeqCst) <= limit {
+                break;
+            }
+            notified.await;
+        }
+        self.waiting.store(false, Ordering::SeqCst);
+    }
+
     fn replies_written(&self, bytes: usize) {
         if bytes > 0 {
-            self.unwritten.fetch_sub(bytes, Ordering::Relaxed);
+            self.unwritten.fetch_sub(bytes, Ordering::SeqCst);
+            if self.waiting.load(Ordering::SeqCst) {
+                self.drained.notify_waiters();
+            }
         }
     }
 

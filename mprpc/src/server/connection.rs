@@ -112,12 +112,23 @@ impl Connection {
         let idle_timeout = self.shared.config.idle_timeout;
         let mut idle_check = tokio::time::interval(idle_check_period(idle_timeout));
         let mut last_activity = Instant::now();
+        let unwritten_limit = self.shared.config.max_unwritten_bytes;
+        let mut paused = false;
 
         let force_close = self.force_close.clone().cancelled_owned();
         tokio::pin!(force_close);
         let write_failed = writer_failed.clone().cancelled_owned();
         tokio::pin!(write_failed);
         let ending = 'read: loop {
+            // Backpressure: while the client has not read `max_unwritten_bytes` of replies,
+            // read no more of its calls (TCP then slows it down); the write timeout ends a
+            // client that reads nothing at all.
+            let congested = self.busy.unwritten() > unwritten_limit;
+            if congested && !paused {
+                metrics.read_paused();
+                tracing::debug!(%peer, "client has not read {} bytes of replies; pausing reads", self.busy.unwritten());
+            }
+            paused = congested;
             tokio::select! {
                 biased;
                 () = &mut force_close => break Ending::Abort,
@@ -128,12 +139,15 @@ impl Connection {
                     let _ = tx.send(go_away(Code::Unavailable, "provider is shutting down")).await;
                 }
                 () = calls.wait(), if draining => break Ending::Drained,
+                () = self.busy.drained_to(unwritten_limit), if congested => {
+                    last_activity = Instant::now();
+                }
                 _ = idle_check.tick() => {
                     if calls.is_empty() && last_activity.elapsed() >= idle_timeout {
                         break Ending::Idle;
                     }
                 }
-                next = frames.next() => {
+                next = frames.next(), if !congested => {
                     last_activity = Instant::now();
                     // Handle every frame already read before going back to the select: one
                     // read usually brings many.
@@ -153,7 +167,7 @@ impl Connection {
                                 }
                             }
                         }
-                        if turn == FRAMES_PER_TURN {
+                        if turn == FRAMES_PER_TURN || self.busy.unwritten() > unwritten_limit {
                             break;
                         }
                         match frames.next().now_or_never() {
@@ -192,6 +206,7 @@ impl Connection {
         match writer.await {
             Ok(Ok(())) => {}
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
+                metrics.write_timed_out(Side::Server);
                 tracing::warn!(%peer, "closing connection: {e}");
             }
             Ok(Err(e)) => tracing::debug!(%peer, "write failed: {e}"),
@@ -273,16 +288,6 @@ impl Connection {
         if self.busy.count() >= per_connection {
             let status = Status::resource_exhausted(format!(
                 "the connection is at its limit of {per_connection} calls in flight"
-            ));
-            let _ = tx.send(refuse(status)).await;
-            return;
-        }
-        let unwritten_limit = self.shared.config.max_unwritten_bytes;
-        let unwritten = self.busy.unwritten();
-        if unwritten > unwritten_limit {
-            let status = Status::resource_exhausted(format!(
-                "the connection has {unwritten} bytes of replies its client has not read \
-                 (limit {unwritten_limit}); the call was not run"
             ));
             let _ = tx.send(refuse(status)).await;
             return;
