@@ -166,55 +166,23 @@ async fn a_truncated_frame_then_close_leaves_the_provider_serving() {
 #[tokio::test]
 async fn pipelined_requests_in_one_write_all_get_answers() {
     let (addr, server, _service) = start(ServerConfig::default()).await;
-    let mut buf = BytesMut::new();
-    for id in 1..=3u64 {
-        OutFrame::Request(
-            RequestHeader {
-                request_id: id,
-                service: "mprpc.test.Echo".into(),
-                method: "Echo".into(),
-                timeout_us: 0,
-                metadata: vec![],
-            },
-            bytes::Bytes::new(),
-        )
-        .encode(&mut buf);
-    }
     let mut raw = TcpStream::connect(&addr).await.unwrap();
-    raw.write_all(&buf).await.unwrap();
-    let mut decoder = FrameDecoder::new(1 << 20);
-    let mut input = BytesMut::new();
-    let mut answered = Vec::new();
-    while answered.len() < 3 {
-        while let Some(frame) = next_frame(&mut decoder, &mut input) {
-            assert_eq!(frame.kind, FrameKind::Response);
-            let h: mprpc::protocol::ResponseHeader = decode_header(&frame).unwrap();
+    raw.write_all(&echo_calls(3, Bytes::new())).await.unwrap();
+    let mut answered: Vec<u64> = read_replies(&mut raw, 3)
+        .await
+        .into_iter()
+        .map(|h| {
             assert_eq!(h.code, 0);
-            answered.push(h.request_id);
-        }
-        if answered.len() < 3 {
-            let n = tokio::time::timeout(Duration::from_secs(5), raw.read_buf(&mut input))
-                .await
-                .expect("replies in time")
-                .unwrap();
-            assert!(n > 0, "provider closed early");
-        }
-    }
+            h.request_id
+        })
+        .collect();
     answered.sort_unstable();
     assert_eq!(answered, vec![1, 2, 3]);
     server.shutdown().await.unwrap();
 }
 
-/// `n` calls for 16 KiB replies, in one buffer.
-fn greedy_calls(n: u64) -> BytesMut {
-    use prost::Message;
-    let request = Bytes::from(
-        EchoRequest {
-            payload: vec![7; 16 * 1024],
-            ..EchoRequest::default()
-        }
-        .encode_to_vec(),
-    );
+/// `n` Echo calls with request ids 1 to `n` and the same `body`, in one buffer.
+fn echo_calls(n: u64, body: Bytes) -> BytesMut {
     let mut buf = BytesMut::new();
     for id in 1..=n {
         OutFrame::Request(
@@ -225,11 +193,45 @@ fn greedy_calls(n: u64) -> BytesMut {
                 timeout_us: 0,
                 metadata: vec![],
             },
-            request.clone(),
+            body.clone(),
         )
         .encode(&mut buf);
     }
     buf
+}
+
+/// Reads `n` response headers, in the order they come.
+async fn read_replies(
+    stream: &mut (impl tokio::io::AsyncRead + Unpin),
+    n: usize,
+) -> Vec<mprpc::protocol::ResponseHeader> {
+    let mut decoder = FrameDecoder::new(1 << 20);
+    let mut input = BytesMut::new();
+    let mut replies = Vec::with_capacity(n);
+    loop {
+        while let Some(frame) = next_frame(&mut decoder, &mut input) {
+            assert_eq!(frame.kind, FrameKind::Response);
+            replies.push(decode_header(&frame).expect("response header"));
+        }
+        if replies.len() >= n {
+            return replies;
+        }
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read_buf(&mut input))
+            .await
+            .expect("replies in time")
+            .unwrap();
+        assert!(read > 0, "provider closed early");
+    }
+}
+
+/// `n` calls for 16 KiB replies, in one buffer.
+fn greedy_calls(n: u64) -> BytesMut {
+    use prost::Message;
+    let request = EchoRequest {
+        payload: vec![7; 16 * 1024],
+        ..EchoRequest::default()
+    };
+    echo_calls(n, Bytes::from(request.encode_to_vec()))
 }
 
 async fn start_with_metrics(
@@ -327,22 +329,8 @@ async fn a_client_behind_on_its_replies_is_read_no_further_until_it_catches_up()
     assert!(ran < 4_000, "paused after running {ran} calls");
 
     // Now read: every call is answered, none refused.
-    let mut decoder = FrameDecoder::new(1 << 20);
-    let mut input = BytesMut::new();
-    let mut answered = 0;
-    while answered < 4_000 {
-        while let Some(frame) = next_frame(&mut decoder, &mut input) {
-            let h: mprpc::protocol::ResponseHeader = decode_header(&frame).unwrap();
-            assert_eq!(h.code, 0, "{}", h.message);
-            answered += 1;
-        }
-        if answered < 4_000 {
-            let n = tokio::time::timeout(Duration::from_secs(10), rd.read_buf(&mut input))
-                .await
-                .expect("replies in time")
-                .unwrap();
-            assert!(n > 0, "provider closed early");
-        }
+    for reply in read_replies(&mut rd, 4_000).await {
+        assert_eq!(reply.code, 0, "{}", reply.message);
     }
     let snapshot = metrics.snapshot();
     println!(
