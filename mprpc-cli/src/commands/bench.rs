@@ -18,8 +18,8 @@ use mprpc::{Code, Request};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::dynamic;
-use crate::target::{self, Target};
+use super::request::RequestArgs;
+use crate::target::Target;
 
 /// The largest latency the histogram holds, in microseconds (an hour); longer is clamped.
 const MAX_LATENCY_US: u64 = 3_600_000_000;
@@ -41,15 +41,8 @@ const MAX_LATENCY_US: u64 = 3_600_000_000;
         not fatal: the exit code is 0 once the run is over."
 )]
 pub struct Args {
-    /// The method, as SERVICE/METHOD, e.g. fixbug.FriendServiceRpc/GetFriendsList.
-    #[arg(value_name = "SERVICE/METHOD", value_parser = target::parse_method_path)]
-    pub method: (String, String),
-    /// The request as JSON, sent on every call; `@FILE` reads it from a file, `-` from stdin.
-    #[arg(short, long, value_name = "JSON", default_value = "{}")]
-    pub data: String,
-    /// Metadata sent with every call, as key=value; repeatable.
-    #[arg(short = 'H', long = "metadata", value_name = "KEY=VALUE", value_parser = target::parse_metadata)]
-    pub metadata: Vec<(String, String)>,
+    #[command(flatten)]
+    pub request: RequestArgs,
     /// Concurrent callers.
     #[arg(short, long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
     pub concurrency: u32,
@@ -139,26 +132,12 @@ pub async fn run(target: &Target, args: Args) -> anyhow::Result<()> {
             bail!("--rate must be a positive number of calls per second");
         }
     }
-    let (service_name, method_name) = args.method.clone();
-    let json = target::read_data(&args.data)?;
-    let resolved = target.resolve(&service_name).await?;
-    let service = dynamic::service_descriptor(
-        &resolved.provider_channel,
-        &resolved.provider,
-        &service_name,
-    )
-    .await?;
-    let method = dynamic::method(&service, &method_name)?;
-    let body = dynamic::encode_json(&method.input(), &json)?;
-    let mut request = Request::new(body).with_timeout(target.timeout());
-    for (key, value) in &args.metadata {
-        request.metadata_mut().append(key.clone(), value.clone());
-    }
+    let prepared = args.request.prepare(target).await?;
     let call = Arc::new(Call {
-        channel: resolved.calls,
-        service: service_name,
-        method: method_name,
-        request,
+        channel: prepared.calls,
+        service: args.request.service().to_owned(),
+        method: args.request.method().to_owned(),
+        request: prepared.request,
     });
 
     let start = Instant::now();

@@ -1,10 +1,9 @@
 //! `mprpc call SERVICE/METHOD --data JSON`: one call, JSON in and JSON out, with the types
 //! taken from the provider's reflection service.
 
-use mprpc::Request;
-
+use super::request::RequestArgs;
 use crate::dynamic;
-use crate::target::{self, Target};
+use crate::target::Target;
 
 /// Options of `mprpc call`.
 #[derive(Debug, clap::Args)]
@@ -22,15 +21,8 @@ use crate::target::{self, Target};
     after_long_help = crate::exit::EXIT_CODES_HELP
 )]
 pub struct Args {
-    /// The method, as SERVICE/METHOD, e.g. fixbug.UserServiceRpc/Login.
-    #[arg(value_name = "SERVICE/METHOD", value_parser = target::parse_method_path)]
-    pub method: (String, String),
-    /// The request as JSON; `@FILE` reads it from a file, `-` from stdin.
-    #[arg(short, long, value_name = "JSON", default_value = "{}")]
-    pub data: String,
-    /// Metadata sent with the call, as key=value; repeatable.
-    #[arg(short = 'H', long = "metadata", value_name = "KEY=VALUE", value_parser = target::parse_metadata)]
-    pub metadata: Vec<(String, String)>,
+    #[command(flatten)]
+    pub request: RequestArgs,
     /// Print the fields that hold their default value too (proto3 JSON leaves them out).
     #[arg(long)]
     pub emit_defaults: bool,
@@ -38,26 +30,18 @@ pub struct Args {
 
 /// Runs `mprpc call`.
 pub async fn run(target: &Target, args: Args) -> anyhow::Result<()> {
-    let (service_name, method_name) = &args.method;
-    let json = target::read_data(&args.data)?;
-    let resolved = target.resolve(service_name).await?;
-    let service =
-        dynamic::service_descriptor(&resolved.provider_channel, &resolved.provider, service_name)
-            .await?;
-    let method = dynamic::method(&service, method_name)?;
-    let body = dynamic::encode_json(&method.input(), &json)?;
-
-    let mut request = Request::new(body).with_timeout(target.timeout());
-    for (key, value) in args.metadata {
-        request.metadata_mut().append(key, value);
-    }
-    let reply = resolved
+    let prepared = args.request.prepare(target).await?;
+    let reply = prepared
         .calls
-        .unary_raw(service_name, method_name, request)
+        .unary_raw(
+            args.request.service(),
+            args.request.method(),
+            prepared.request,
+        )
         .await?;
     println!(
         "{}",
-        dynamic::decode_to_json(&method.output(), reply, args.emit_defaults)?
+        dynamic::decode_to_json(&prepared.method.output(), reply, args.emit_defaults)?
     );
     Ok(())
 }

@@ -4,4 +4,5 @@ pub mod bench;
 pub mod call;
 pub mod describe;
 pub mod list;
+pub mod request;
 pub mod watch;
