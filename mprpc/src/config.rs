@@ -125,8 +125,8 @@ pub struct ServerConfig {
     /// Default 4,096.
     pub max_calls_per_connection: usize,
     /// Bytes of replies on one connection queued but not yet written (its client reads
-    /// slower than it calls), past which the provider reads no more of its calls until it
-    /// catches up. At least 1. Default 64 MiB.
+    /// slower than it calls), past which the provider reads no more of its calls until they
+    /// are back under half of this. At least 1. Default 64 MiB.
     pub max_unwritten_bytes: usize,
     /// Largest frame (header plus body) accepted or sent, in bytes, from 1 KiB to 1 GiB.
     /// Default 16 MiB.

@@ -120,9 +120,10 @@ impl Connection {
         let write_failed = writer_failed.clone().cancelled_owned();
         tokio::pin!(write_failed);
         let ending = 'read: loop {
-            // Backpressure: while the client has not read `max_unwritten_bytes` of replies,
-            // read no more of its calls (TCP then slows it down); the write timeout ends a
-            // client that reads nothing at all.
+            // Backpressure: once the client has more than `max_unwritten_bytes` of replies
+            // unread, read no more of its calls (TCP then slows it down) until it is back
+            // under half of that (watermarks, so that reading resumes in bursts, not one
+            // frame at a time); the write timeout ends a client that reads nothing at all.
             let congested = self.busy.unwritten() > unwritten_limit;
             if congested && !paused {
                 metrics.read_paused();
@@ -139,7 +140,7 @@ impl Connection {
                     let _ = tx.send(go_away(Code::Unavailable, "provider is shutting down")).await;
                 }
                 () = calls.wait(), if draining => break Ending::Drained,
-                () = self.busy.drained_to(unwritten_limit), if congested => {
+                () = self.busy.drained_to(unwritten_limit / 2), if congested => {
                     last_activity = Instant::now();
                 }
                 _ = idle_check.tick() => {
