@@ -119,12 +119,17 @@ impl Connection {
         let writer_metrics = metrics.clone();
         tokio::spawn(async move {
             if let Err(e) = write_loop(wr, rx, &busy, write_timeout).await {
-                if e.kind() == std::io::ErrorKind::TimedOut {
+                let timed_out = e.kind() == std::io::ErrorKind::TimedOut;
+                if timed_out {
                     writer_metrics.write_timed_out(Side::Client);
                 }
                 // The reader fails every waiting call with this reason.
                 if let Some(shared) = writer_shared.upgrade() {
-                    tracing::warn!(address = %shared.address, "closing the connection: {e}");
+                    if timed_out {
+                        tracing::warn!(address = %shared.address, "closing the connection: {e}");
+                    } else {
+                        tracing::debug!(address = %shared.address, "write failed: {e}");
+                    }
                     let status = Status::unavailable(format!(
                         "could not write to provider {}: {e}",
                         shared.address

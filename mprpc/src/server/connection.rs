@@ -124,7 +124,12 @@ impl Connection {
             // unread, read no more of its calls (TCP then slows it down) until it is back
             // under half of that (watermarks, so that reading resumes in bursts, not one
             // frame at a time); the write timeout ends a client that reads nothing at all.
-            let congested = self.busy.unwritten() > unwritten_limit;
+            let threshold = if paused {
+                unwritten_limit / 2
+            } else {
+                unwritten_limit
+            };
+            let congested = self.busy.unwritten() > threshold;
             if congested && !paused {
                 metrics.read_paused();
                 tracing::debug!(%peer, "client has not read {} bytes of replies; pausing reads", self.busy.unwritten());
