@@ -24,6 +24,7 @@ fn request_header(id: u64) -> RequestHeader {
         method: "Echo".to_owned(),
         timeout_us: 3_000_000,
         metadata: Vec::new(),
+        sent_unix_us: 0,
     }
 }
 

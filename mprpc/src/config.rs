@@ -72,6 +72,10 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 use toml::de::{DeTable, DeValue};
 
+use crate::protocol::limits::{
+    MetadataLimits, DEFAULT_MAX_METADATA_BYTES, DEFAULT_MAX_METADATA_ENTRIES,
+};
+
 /// The default cap on one frame's header plus body: 16 MiB.
 pub const DEFAULT_MAX_FRAME_SIZE: usize = 16 * 1024 * 1024;
 
@@ -124,10 +128,29 @@ pub struct ServerConfig {
     /// client can hold, e.g. by sending requests and never reading the replies. At least 1.
     /// Default 4,096.
     pub max_calls_per_connection: usize,
-    /// Bytes of replies on one connection queued but not yet written (its client reads
-    /// slower than it calls), past which the provider reads no more of its calls until they
-    /// are back under half of this. At least 1. Default 64 MiB.
+    /// Bytes queued for one connection and not yet written (its client reads slower than it
+    /// calls), counting every frame: replies, errors, pongs, go-aways. Past this the
+    /// provider reads no more from the connection until they are back under half of this.
+    /// At least 1. Default 64 MiB.
     pub max_unwritten_bytes: usize,
+    /// Metadata entries one request may carry; more get `ResourceExhausted`, and the request
+    /// is not decoded. At least 1. Default 64.
+    pub max_metadata_entries: usize,
+    /// Bytes of metadata (keys, values and their encoding) one request may carry; more get
+    /// `ResourceExhausted`. At least 1. Default 16 KiB.
+    pub max_metadata_bytes: usize,
+    /// A frame that has begun to arrive must be complete within this time plus its size
+    /// divided by `min_frame_rate`, or the connection is closed (a peer trickling bytes to
+    /// hold a connection open). More than zero. Default 10 s.
+    #[serde(with = "humantime_serde")]
+    pub frame_timeout: Duration,
+    /// The slowest rate, in bytes per second, at which a large frame may arrive. At least 1.
+    /// Default 64 KiB/s (a 16 MiB frame may take 10 s + 256 s).
+    pub min_frame_rate: usize,
+    /// Whether the caller's wall clock can be trusted to measure how long a request waited
+    /// in buffers before it was read (see `docs/PROTOCOL.md`, "Deadlines"). Default
+    /// `same_host`.
+    pub caller_clock: CallerClock,
     /// Largest frame (header plus body) accepted or sent, in bytes, from 1 KiB to 1 GiB.
     /// Default 16 MiB.
     pub max_frame_size: usize,
@@ -158,11 +181,42 @@ impl Default for ServerConfig {
             max_concurrent_calls: 10_000,
             max_calls_per_connection: 4_096,
             max_unwritten_bytes: 64 * 1024 * 1024,
+            max_metadata_entries: DEFAULT_MAX_METADATA_ENTRIES,
+            max_metadata_bytes: DEFAULT_MAX_METADATA_BYTES,
+            frame_timeout: Duration::from_secs(10),
+            min_frame_rate: 64 * 1024,
+            caller_clock: CallerClock::SameHost,
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             max_connections: 10_000,
             shutdown_grace: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
             write_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// When a provider trusts a caller's clock (the `sent_unix_us` a request carries) to tell
+/// how long the request waited before it was read.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CallerClock {
+    /// Only for callers on the same host (a loopback peer, or the provider's own address):
+    /// they read the same clock.
+    #[default]
+    SameHost,
+    /// For every caller: the hosts' clocks are kept in step (NTP, PTP) and their skew is small
+    /// next to the deadlines in use.
+    Synchronized,
+    /// Never: a deadline counts from when the provider reads the request.
+    Ignore,
+}
+
+impl ServerConfig {
+    /// The metadata limits for requests.
+    pub fn metadata_limits(&self) -> MetadataLimits {
+        MetadataLimits {
+            max_entries: self.max_metadata_entries,
+            max_bytes: self.max_metadata_bytes,
         }
     }
 }
@@ -702,6 +756,22 @@ impl Config {
             "must be at least 1",
         )?;
         frame(server.max_frame_size, "server.max_frame_size")?;
+        check(
+            server.max_metadata_entries >= 1,
+            "server.max_metadata_entries",
+            "must be at least 1",
+        )?;
+        check(
+            server.max_metadata_bytes >= 1,
+            "server.max_metadata_bytes",
+            "must be at least 1",
+        )?;
+        positive(server.frame_timeout, "server.frame_timeout")?;
+        check(
+            server.min_frame_rate >= 1,
+            "server.min_frame_rate",
+            "must be at least 1",
+        )?;
         limit(server.max_connections, "server.max_connections")?;
         positive(server.idle_timeout, "server.idle_timeout")?;
         positive(server.write_timeout, "server.write_timeout")?;
@@ -1068,6 +1138,11 @@ mod tests {
         assert_eq!(s.idle_timeout, Duration::from_secs(300));
         assert_eq!(s.max_calls_per_connection, 4_096);
         assert_eq!(s.max_unwritten_bytes, 64 << 20);
+        assert_eq!(s.max_metadata_entries, 64);
+        assert_eq!(s.max_metadata_bytes, 16 << 10);
+        assert_eq!(s.frame_timeout, Duration::from_secs(10));
+        assert_eq!(s.min_frame_rate, 64 << 10);
+        assert_eq!(s.caller_clock, CallerClock::SameHost);
         assert_eq!(s.write_timeout, Duration::from_secs(30));
         let k = &c.client;
         assert_eq!(k.timeout, Duration::from_secs(3));
@@ -1138,6 +1213,11 @@ threads = 8
 max_concurrent_calls = 500
 max_calls_per_connection = 100
 max_unwritten_bytes = 1000000
+max_metadata_entries = 8
+max_metadata_bytes = 512
+frame_timeout = "3s"
+min_frame_rate = 1000
+caller_clock = "synchronized"
 max_frame_size = 1048576
 max_connections = 200
 shutdown_grace = "30s"
@@ -1181,6 +1261,11 @@ stderr = true
                 max_concurrent_calls: 500,
                 max_calls_per_connection: 100,
                 max_unwritten_bytes: 1_000_000,
+                max_metadata_entries: 8,
+                max_metadata_bytes: 512,
+                frame_timeout: Duration::from_secs(3),
+                min_frame_rate: 1000,
+                caller_clock: CallerClock::Synchronized,
                 max_frame_size: 1 << 20,
                 max_connections: 200,
                 shutdown_grace: Duration::from_secs(30),

@@ -145,6 +145,7 @@ async fn a_truncated_frame_then_close_leaves_the_provider_serving() {
             method: "Echo".into(),
             timeout_us: 0,
             metadata: vec![],
+            sent_unix_us: 0,
         },
         bytes::Bytes::from_static(b"\x0a\x05hello"),
     )
@@ -192,6 +193,7 @@ fn echo_calls(n: u64, body: Bytes) -> BytesMut {
                 method: "Echo".into(),
                 timeout_us: 0,
                 metadata: vec![],
+                sent_unix_us: 0,
             },
             body.clone(),
         )

@@ -5,10 +5,12 @@
 //! | `mprpc_calls_total` | counter | `side`, `service`, `method`, `code` (one series per code seen) |
 //! | `mprpc_call_duration_seconds` | histogram | `side`, `service`, `method` |
 //! | `mprpc_calls_in_flight` | gauge | `side`, `service`, `method` |
-//! | `mprpc_rejected_calls_total` | counter | `code` (calls to unknown services or methods) |
+//! | `mprpc_rejected_calls_total` | counter | `code` (calls refused before reaching a method) |
 //! | `mprpc_connections` | gauge | `side` |
 //! | `mprpc_read_pauses_total` | counter | |
 //! | `mprpc_write_timeouts_total` | counter | `side` |
+//! | `mprpc_queued_bytes` | gauge | (bytes the provider's connections hold for clients) |
+//! | `mprpc_protocol_errors_total` | counter | `kind` (connections closed for a protocol error) |
 //! | `mprpc_registry_up` | gauge | `state`: 1 for the current state, 0 for the others |
 //! | `mprpc_log_dropped_lines_total` | counter | |
 //! | `mprpc_uptime_seconds` | gauge | |
@@ -110,7 +112,7 @@ pub fn render(snapshot: &MetricsSnapshot, registry_state: &str) -> String {
     out.family(
         "mprpc_rejected_calls_total",
         "counter",
-        "Calls refused before reaching a method (unknown service or method), by status code.",
+        "Calls refused before reaching a method (unknown service or method, a limit, a caller that gave up or left), by status code.",
     );
     for (code, n) in &snapshot.rejected {
         out.sample("mprpc_rejected_calls_total", &[("code", code.as_str())], n);
@@ -134,6 +136,22 @@ pub fn render(snapshot: &MetricsSnapshot, registry_state: &str) -> String {
         "Times the provider stopped reading a connection whose client had not read max_unwritten_bytes of replies.",
     );
     out.sample("mprpc_read_pauses_total", &[], snapshot.read_pauses);
+
+    out.family(
+        "mprpc_queued_bytes",
+        "gauge",
+        "Bytes the provider's connections have queued for their clients and not yet written.",
+    );
+    out.sample("mprpc_queued_bytes", &[], snapshot.server_queued_bytes);
+
+    out.family(
+        "mprpc_protocol_errors_total",
+        "counter",
+        "Connections the provider closed for a protocol error, by kind.",
+    );
+    for (kind, n) in &snapshot.protocol_errors {
+        out.sample("mprpc_protocol_errors_total", &[("kind", kind)], n);
+    }
 
     out.family(
         "mprpc_write_timeouts_total",

@@ -15,22 +15,25 @@ use bytes::Bytes;
 use futures_util::{FutureExt, StreamExt};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ClientConfig;
 use crate::metrics::{Metrics, Side};
 use crate::protocol::codec::decode_header;
-use crate::protocol::writer::{write_loop, BusyHint, QUEUE_DEPTH};
+use crate::protocol::writer::{write_loop, BusyHint};
 use crate::protocol::{
-    CancelHeader, FrameDecoder, FrameKind, GoAwayHeader, MetadataEntry, OutFrame, RequestHeader,
-    ResponseHeader,
+    CancelHeader, FrameDecoder, FrameKind, GoAwayHeader, MetadataEntry, OutFrame, Outbox,
+    RequestHeader, ResponseHeader,
 };
 use crate::sync::lock;
 use crate::{Code, Status};
 
 type Waiter = oneshot::Sender<Result<Bytes, CallError>>;
+
+/// Pings from the provider are answered while fewer bytes than this wait to be written.
+const PONG_ROOM: usize = 1024 * 1024;
 
 /// A live connection. Dropping the last handle closes it.
 pub(crate) struct Connection {
@@ -40,7 +43,7 @@ pub(crate) struct Connection {
 
 struct ConnShared {
     address: String,
-    tx: mpsc::Sender<OutFrame>,
+    tx: Outbox,
     next_id: AtomicU64,
     pending: Mutex<Pending>,
     /// Set when the provider said `GoAway`: no new calls, existing ones still complete.
@@ -100,7 +103,8 @@ impl Connection {
         metrics: Metrics,
     ) -> Connection {
         let (rd, wr) = stream.into_split();
-        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let busy = Arc::<BusyHint>::default();
+        let (tx, rx) = Outbox::new(busy.clone());
         let shared = Arc::new(ConnShared {
             address,
             tx,
@@ -109,7 +113,7 @@ impl Connection {
             going_away: AtomicBool::new(false),
             opened: Instant::now(),
             last_read_ms: AtomicU64::new(0),
-            busy: Arc::default(),
+            busy,
         });
         let close = CancellationToken::new();
         let writer_shared = Arc::downgrade(&shared);
@@ -197,6 +201,7 @@ impl Connection {
             method: method.to_owned(),
             timeout_us: timeout.map_or(0, |t| t.as_micros().max(1) as u64),
             metadata,
+            sent_unix_us: unix_now_us(),
         };
         if shared
             .tx
@@ -329,7 +334,11 @@ async fn read_loop(
                 }
             }
             FrameKind::Ping => {
-                let _ = shared.tx.try_send(OutFrame::Pong(frame.body));
+                // A provider that pings and does not read what we write is owed no pongs:
+                // answer only while little waits to be written.
+                if shared.tx.unwritten() < PONG_ROOM {
+                    let _ = shared.tx.try_send(OutFrame::Pong(frame.body));
+                }
             }
             FrameKind::Pong => {}
             FrameKind::Request | FrameKind::Cancel => {
@@ -409,4 +418,11 @@ async fn keepalive(
             return;
         }
     }
+}
+
+/// This host's wall clock in microseconds since the Unix epoch (0 if it is set before 1970).
+fn unix_now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }

@@ -9,13 +9,15 @@
 //! code in one `rejected` counter, so that garbage names cannot grow the table.
 
 mod histogram;
+mod queues;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 pub use histogram::{Histogram, HistogramSnapshot, BUCKETS_US};
+pub use queues::QueuedBytes;
 
 use crate::registry::ServiceInstance;
 use crate::Code;
@@ -114,6 +116,10 @@ struct Inner {
     read_pauses: AtomicU64,
     /// Connections closed because the peer accepted no bytes for the write timeout, by side.
     write_timeouts: [AtomicU64; 2],
+    /// Connections a provider closed for a protocol error, by kind of error.
+    protocol_errors: Mutex<BTreeMap<&'static str, u64>>,
+    /// The write queues of the provider's connections.
+    server_queues: queues::Queues,
     /// The providers each consumer channel currently knows, by service.
     providers: RwLock<BTreeMap<String, Vec<ServiceInstance>>>,
     started: OnceLock<Instant>,
@@ -179,6 +185,23 @@ impl Metrics {
         self.inner.write_timeouts[side as usize].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts a connection a provider closed for a protocol error of kind `kind`.
+    pub fn protocol_error(&self, kind: &'static str) {
+        *self
+            .inner
+            .protocol_errors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(kind)
+            .or_default() += 1;
+    }
+
+    /// Adds a provider connection's write queue to the `queued_bytes` gauge, for as long as
+    /// the queue lives.
+    pub fn track_server_queue(&self, queue: Weak<dyn QueuedBytes>) {
+        self.inner.server_queues.track(queue);
+    }
+
     /// Records the providers a consumer knows for a service.
     pub fn set_providers(&self, service: &str, instances: &[ServiceInstance]) {
         let mut p = self
@@ -221,6 +244,13 @@ impl Metrics {
                 .load(Ordering::Relaxed),
             client_write_timeouts: self.inner.write_timeouts[Side::Client as usize]
                 .load(Ordering::Relaxed),
+            protocol_errors: self
+                .inner
+                .protocol_errors
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+            server_queued_bytes: self.inner.server_queues.total(),
             providers: self
                 .inner
                 .providers
@@ -267,6 +297,10 @@ pub struct MetricsSnapshot {
     /// Connections this process's channels closed because the provider read nothing for
     /// `write_timeout`.
     pub client_write_timeouts: u64,
+    /// Connections this provider closed for a protocol error, by kind.
+    pub protocol_errors: BTreeMap<&'static str, u64>,
+    /// Bytes this provider's connections have queued for clients and not yet written.
+    pub server_queued_bytes: u64,
     /// Providers known per service by this process's channels.
     pub providers: BTreeMap<String, Vec<ServiceInstance>>,
     /// Log lines dropped because the log writer could not keep up.

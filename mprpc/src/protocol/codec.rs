@@ -2,11 +2,15 @@
 //!
 //! A partial frame is `Ok(None)` (wait for more bytes), never an error. Every length read from
 //! the network is checked against the configured maximum before any memory is reserved for
-//! it, so a peer cannot make us allocate by announcing a huge frame.
+//! it, and memory for a frame is reserved as its bytes arrive (at most doubling what has
+//! come), so a peer cannot make us allocate by announcing a huge frame. The decoder notes
+//! when a partial frame began, so that its owner can close a connection that trickles a frame
+//! in slower than it is willing to wait ([`FrameDecoder::partial_frame`]).
 
 use std::io;
 
 use bytes::{Buf, BytesMut};
+use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 
 use super::frame::{Frame, FrameKind, FIXED_HEADER_LEN, MAGIC, VERSION};
@@ -51,6 +55,18 @@ pub enum ProtocolError {
 }
 
 impl ProtocolError {
+    /// A short name for the kind of error, for metrics and rate-limited logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProtocolError::BadMagic(_) => "bad_magic",
+            ProtocolError::UnsupportedVersion { .. } => "unsupported_version",
+            ProtocolError::UnknownKind(_) => "unknown_kind",
+            ProtocolError::FrameTooLarge { .. } => "frame_too_large",
+            ProtocolError::BadHeader { .. } => "bad_header",
+            ProtocolError::Io(_) => "io",
+        }
+    }
+
     /// The status a caller or peer should see for this error.
     pub fn to_status(&self) -> Status {
         match self {
@@ -61,21 +77,63 @@ impl ProtocolError {
     }
 }
 
+/// Memory reserved for a frame's first bytes; more is reserved as they arrive.
+const FIRST_RESERVE: usize = 64 * 1024;
+
 /// Splits a byte stream into [`Frame`]s.
 #[derive(Clone, Debug)]
 pub struct FrameDecoder {
     max_frame_size: usize,
+    /// The frame being received, if only part of it has arrived.
+    partial: Option<PartialFrame>,
+}
+
+/// A frame of which only part has arrived.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PartialFrame {
+    /// When its first bytes were seen.
+    pub since: Instant,
+    /// Its whole size, once its fixed header has arrived.
+    pub size: Option<usize>,
 }
 
 impl FrameDecoder {
     /// A decoder that rejects frames whose header plus body exceed `max_frame_size` bytes.
     pub fn new(max_frame_size: usize) -> FrameDecoder {
-        FrameDecoder { max_frame_size }
+        FrameDecoder {
+            max_frame_size,
+            partial: None,
+        }
     }
 
     /// The configured maximum.
     pub fn max_frame_size(&self) -> usize {
         self.max_frame_size
+    }
+
+    /// The frame that has begun to arrive and is not complete yet, if any.
+    pub fn partial_frame(&self) -> Option<PartialFrame> {
+        self.partial
+    }
+
+    /// Restarts the partial frame's clock: its owner paused reading, so the time spent
+    /// since is not the peer's.
+    pub fn restart_partial_clock(&mut self) {
+        if let Some(partial) = &mut self.partial {
+            partial.since = Instant::now();
+        }
+    }
+
+    fn waiting(&mut self, size: Option<usize>) {
+        match &mut self.partial {
+            Some(partial) => partial.size = size,
+            None => {
+                self.partial = Some(PartialFrame {
+                    since: Instant::now(),
+                    size,
+                })
+            }
+        }
     }
 }
 
@@ -99,6 +157,11 @@ impl Decoder for FrameDecoder {
             return Err(ProtocolError::UnsupportedVersion { found: src[2] });
         }
         if src.len() < FIXED_HEADER_LEN {
+            if src.is_empty() {
+                self.partial = None;
+            } else {
+                self.waiting(None);
+            }
             return Ok(None);
         }
         let kind = FrameKind::from_u8(src[3]).ok_or(ProtocolError::UnknownKind(src[3]))?;
@@ -113,10 +176,13 @@ impl Decoder for FrameDecoder {
         }
         let total = FIXED_HEADER_LEN + header_len + body_len;
         if src.len() < total {
-            // Bounded by the check above: reserve once instead of growing step by step.
-            src.reserve(total - src.len());
+            // Reserve as the bytes come, never more than doubling what is here: a fixed
+            // header announcing 16 MiB costs nothing until the 16 MiB are on their way.
+            src.reserve((total - src.len()).min(src.len().max(FIRST_RESERVE)));
+            self.waiting(Some(total));
             return Ok(None);
         }
+        self.partial = None;
         src.advance(FIXED_HEADER_LEN);
         let header = src.split_to(header_len).freeze();
         let body = src.split_to(body_len).freeze();
@@ -148,6 +214,7 @@ mod tests {
                     method: "Login".into(),
                     timeout_us: 3_000_000,
                     metadata: vec![],
+                    sent_unix_us: 0,
                 },
                 Bytes::from_static(b"\x0a\x03bob"),
             ),
@@ -209,6 +276,7 @@ mod tests {
                 method: "Login".into(),
                 timeout_us: 3_000_000,
                 metadata: vec![],
+                sent_unix_us: 0,
             },
             Bytes::from_static(b"\x0a\x09zhang san\x12\x03123"),
         )
@@ -245,6 +313,52 @@ mod tests {
         let err = FrameDecoder::new(16 << 20).decode(&mut buf).unwrap_err();
         assert!(matches!(err, ProtocolError::FrameTooLarge { .. }), "{err}");
         assert!(buf.capacity() < 1024, "reserved {} bytes", buf.capacity());
+    }
+
+    #[test]
+    fn a_huge_announced_frame_reserves_only_as_its_bytes_arrive() {
+        let mut d = FrameDecoder::new(16 << 20);
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(b"mp\x01\x04");
+        buf.extend_from_slice(&0u32.to_be_bytes());
+        buf.extend_from_slice(&(16u32 << 20).to_be_bytes());
+        assert!(d.decode(&mut buf).unwrap().is_none());
+        assert!(
+            buf.capacity() <= 2 * FIRST_RESERVE,
+            "reserved {}",
+            buf.capacity()
+        );
+        let partial = d.partial_frame().expect("a frame has begun");
+        assert_eq!(partial.size, Some(FIXED_HEADER_LEN + (16 << 20)));
+        // Half of it arrives: the reservation follows, without reserving the rest at once.
+        buf.extend_from_slice(&vec![0u8; 8 << 20]);
+        assert!(d.decode(&mut buf).unwrap().is_none());
+        assert!(buf.capacity() < 20 << 20, "reserved {}", buf.capacity());
+        buf.extend_from_slice(&vec![0u8; 8 << 20]);
+        let frame = d.decode(&mut buf).unwrap().expect("complete");
+        assert_eq!(frame.body.len(), 16 << 20);
+        assert_eq!(d.partial_frame(), None);
+    }
+
+    #[test]
+    fn the_partial_frame_clock_starts_at_its_first_byte() {
+        let mut d = FrameDecoder::new(1024);
+        let mut buf = BytesMut::from(&b"mp"[..]);
+        assert!(d.decode(&mut buf).unwrap().is_none());
+        let first = d.partial_frame().expect("begun");
+        assert_eq!(first.size, None);
+        buf.extend_from_slice(b"\x01\x04\x00\x00\x00\x00\x00\x00\x00\x05ab");
+        assert!(d.decode(&mut buf).unwrap().is_none());
+        let later = d.partial_frame().expect("still partial");
+        assert_eq!(
+            later.since, first.since,
+            "the clock does not restart on each read"
+        );
+        assert_eq!(later.size, Some(17));
+        buf.extend_from_slice(b"cde");
+        assert!(d.decode(&mut buf).unwrap().is_some());
+        assert!(d.decode(&mut buf).unwrap().is_none());
+        assert_eq!(d.partial_frame(), None);
     }
 
     #[test]

@@ -85,6 +85,12 @@ pub struct RequestHeader {
     /// Key/value metadata.
     #[prost(message, repeated, tag = "5")]
     pub metadata: Vec<MetadataEntry>,
+    /// The caller's wall clock when it queued the request, in microseconds since the Unix
+    /// epoch; 0 means unknown. A provider that may trust the caller's clock (the same host,
+    /// or `caller_clock = "synchronized"`) subtracts the time the request spent in buffers
+    /// from `timeout_us`, so a call that waited out its budget in a socket never starts.
+    #[prost(uint64, tag = "6")]
+    pub sent_unix_us: u64,
 }
 
 /// Header of a [`FrameKind::Response`] frame.
@@ -165,6 +171,30 @@ impl OutFrame {
             OutFrame::Pong(body) => put_head(dst, FrameKind::Pong, &(), body),
             OutFrame::GoAway(h) => put_head(dst, FrameKind::GoAway, &h, Bytes::new()),
         }
+    }
+
+    /// Roughly the bytes this frame takes while queued: what a connection's byte budget
+    /// counts (the same value when queued and when written). Cheaper than
+    /// [`OutFrame::encoded_len`]: it adds lengths without encoding varints.
+    pub fn budget_len(&self) -> usize {
+        fn entries(metadata: &[MetadataEntry]) -> usize {
+            metadata
+                .iter()
+                .map(|e| e.key.len() + e.value.len() + 4)
+                .sum()
+        }
+        const FIELDS: usize = 24;
+        FIXED_HEADER_LEN
+            + FIELDS
+            + match self {
+                OutFrame::Request(h, b) => {
+                    h.service.len() + h.method.len() + entries(&h.metadata) + b.len()
+                }
+                OutFrame::Response(h, b) => h.message.len() + entries(&h.metadata) + b.len(),
+                OutFrame::Cancel(_) => 0,
+                OutFrame::Ping(b) | OutFrame::Pong(b) => b.len(),
+                OutFrame::GoAway(h) => h.message.len(),
+            }
     }
 
     /// Encodes the whole frame into `dst` (tests and small tools).

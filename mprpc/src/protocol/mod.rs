@@ -15,10 +15,14 @@
 //!
 //! - [`frame`]: the fixed header, frame kinds and the protobuf headers;
 //! - [`codec`]: a `tokio_util` decoder that caps every length before allocating;
-//! - [`writer`]: the task that owns a socket's write half and coalesces frames.
+//! - [`outbox`]: the sending end of a connection's write queue, which counts its bytes;
+//! - [`writer`]: the task that owns a socket's write half and coalesces frames;
+//! - [`limits`]: bounds on what a header may carry, checked before it is decoded.
 
 pub mod codec;
 pub mod frame;
+pub mod limits;
+pub mod outbox;
 pub mod writer;
 
 pub use codec::{FrameDecoder, ProtocolError};
@@ -26,3 +30,4 @@ pub use frame::{
     CancelHeader, Frame, FrameKind, GoAwayHeader, MetadataEntry, OutFrame, RequestHeader,
     ResponseHeader, FIXED_HEADER_LEN, MAGIC, VERSION,
 };
+pub use outbox::Outbox;

@@ -36,9 +36,9 @@ const COPY_LIMIT: usize = 16 * 1024;
 const BATCH_BYTES: usize = 256 * 1024;
 
 /// What a connection's owner and its writer share: calls in flight, maintained by the
-/// owner (the writer waits for company when there are several), and the bytes of reply
-/// bodies queued but not yet written (the owner adds, the writer subtracts), so that a
-/// provider can stop reading calls from a client that does not read its replies.
+/// owner (the writer waits for company when there are several), and the bytes of frames
+/// queued but not yet written (the [`Outbox`](super::outbox::Outbox) adds, the writer
+/// subtracts), so that a provider can stop reading a client that does not read.
 #[derive(Debug, Default)]
 pub struct BusyHint {
     calls: AtomicUsize,
@@ -64,17 +64,17 @@ impl BusyHint {
         self.calls.load(Ordering::Relaxed)
     }
 
-    /// A reply body of `bytes` is about to be queued (as an [`OutFrame::Response`]).
-    pub fn reply_queued(&self, bytes: usize) {
+    /// A frame of `bytes` ([`OutFrame::budget_len`]) is about to be queued.
+    pub(super) fn queued(&self, bytes: usize) {
         self.unwritten.fetch_add(bytes, Ordering::Relaxed);
     }
 
-    /// Bytes of reply bodies queued and not yet written.
+    /// Bytes of frames queued and not yet written.
     pub fn unwritten(&self) -> usize {
         self.unwritten.load(Ordering::Relaxed)
     }
 
-    /// Waits until the unwritten reply bytes are at most `limit`.
+    /// Waits until the unwritten bytes are at most `limit`.
     pub async fn drained_to(&self, limit: usize) {
         while self.unwritten.load(Ordering::SeqCst) > limit {
             let notified = self.drained.notified();
@@ -91,7 +91,8 @@ impl BusyHint {
         self.waiting.store(false, Ordering::SeqCst);
     }
 
-    fn replies_written(&self, bytes: usize) {
+    /// Frames of `bytes` in all were written (or will never be).
+    pub(super) fn written(&self, bytes: usize) {
         if bytes > 0 {
             self.unwritten.fetch_sub(bytes, Ordering::SeqCst);
             if self.waiting.load(Ordering::SeqCst) {
@@ -160,26 +161,24 @@ async fn write_frames<W>(
 where
     W: AsyncWrite + Unpin,
 {
-    let mut buf = BytesMut::with_capacity(64 * 1024);
+    // Grown on demand, so that an idle connection holds no write buffer to speak of.
+    let mut buf = BytesMut::new();
     while let Some(first) = rx.recv().await {
         let mut frames = 1usize;
         let mut yielded = false;
         let mut next = Some(first);
-        // Reply body bytes in `buf`, subtracted from the hint once written.
-        let mut replies = 0;
+        // Budget bytes of the frames in `buf`, subtracted from the hint once written.
+        let mut pending = 0;
         loop {
             while let Some(frame) = next.take() {
-                let is_reply = matches!(frame, OutFrame::Response(..));
+                pending += frame.budget_len();
                 let body = frame.encode_head(&mut buf);
                 if body.len() >= COPY_LIMIT {
                     write_both(&mut io, &buf, &body).await?;
                     buf.clear();
-                    hint.replies_written(replies + if is_reply { body.len() } else { 0 });
-                    replies = 0;
+                    hint.written(pending);
+                    pending = 0;
                 } else {
-                    if is_reply {
-                        replies += body.len();
-                    }
                     buf.extend_from_slice(&body);
                 }
                 if buf.len() < BATCH_BYTES {
@@ -203,10 +202,10 @@ where
             io.write_all(&buf).await?;
             buf.clear();
         }
-        hint.replies_written(replies);
-        if buf.capacity() > 4 * BATCH_BYTES {
+        hint.written(pending);
+        if buf.capacity() > 2 * BATCH_BYTES {
             // Do not keep a huge buffer around after one large burst.
-            buf = BytesMut::with_capacity(64 * 1024);
+            buf = BytesMut::new();
         }
     }
     io.flush().await?;
@@ -274,18 +273,23 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn reply_bytes_are_counted_until_written() {
+    async fn every_frame_is_counted_until_written() {
         let (near, mut far) = tokio::io::duplex(1 << 20);
         let (tx, rx) = mpsc::channel(8);
         let hint = std::sync::Arc::new(BusyHint::default());
-        for size in [10, 100_000] {
-            hint.reply_queued(size);
-            tx.send(reply(size)).await.unwrap();
+        let mut expected = 0;
+        for frame in [
+            reply(10),
+            reply(100_000),
+            OutFrame::Ping(Bytes::from_static(b"12345678")),
+            OutFrame::Pong(Bytes::from(vec![0u8; 50_000])),
+        ] {
+            expected += frame.budget_len();
+            hint.queued(frame.budget_len());
+            tx.send(frame).await.unwrap();
         }
-        tx.send(OutFrame::Ping(Bytes::from_static(b"12345678")))
-            .await
-            .unwrap();
-        assert_eq!(hint.unwritten(), 100_010);
+        assert!(expected > 150_000);
+        assert_eq!(hint.unwritten(), expected);
         drop(tx);
         let writer_hint = hint.clone();
         write_loop(near, rx, &writer_hint, Duration::from_secs(5))
@@ -294,6 +298,6 @@ mod tests {
         assert_eq!(hint.unwritten(), 0);
         let mut all = Vec::new();
         far.read_to_end(&mut all).await.unwrap();
-        assert!(all.len() > 100_010);
+        assert!(all.len() > 150_018);
     }
 }

@@ -49,10 +49,33 @@ impl Router {
     /// The status for a call to a service that is not here.
     pub(crate) fn unknown_service(&self, name: &str) -> Status {
         Status::unimplemented(format!(
-            "no service `{name}` on this provider (it hosts: {})",
+            "no service `{}` on this provider (it hosts: {})",
+            quote(name),
             self.names().join(", ")
         ))
     }
+}
+
+/// Longest piece of a peer's input quoted in an error message, in bytes.
+pub(crate) const QUOTE_LIMIT: usize = 128;
+
+/// A peer's input (a service or method name) as quoted in an error message: control
+/// characters escaped and cut to about [`QUOTE_LIMIT`] bytes, so that a name of 8 MiB is not
+/// sent back eight million times over, nor printed whole into a terminal.
+pub(crate) fn quote(input: &str) -> String {
+    let mut out = String::with_capacity(input.len().min(QUOTE_LIMIT + 16));
+    for (i, c) in input.char_indices() {
+        if out.len() >= QUOTE_LIMIT {
+            out.push_str(&format!("... ({} more bytes)", input.len() - i));
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Runs one call to completion: the handler's result, `DeadlineExceeded` if the caller's
@@ -60,11 +83,11 @@ impl Router {
 /// handler panics (the provider and the other calls carry on).
 pub(crate) async fn run_call(
     service: Arc<dyn Service>,
-    method: String,
+    method: &'static str,
     request: Request<Bytes>,
     deadline: Option<Instant>,
 ) -> Result<Bytes, Status> {
-    let call = AssertUnwindSafe(service.call(&method, request)).catch_unwind();
+    let call = AssertUnwindSafe(service.call(method, request)).catch_unwind();
     let outcome = match deadline {
         Some(deadline) => match tokio::time::timeout_at(deadline.into(), call).await {
             Ok(outcome) => outcome,
@@ -89,4 +112,22 @@ pub(crate) async fn run_call(
             service.name()
         )))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_input_is_cut_and_escaped() {
+        assert_eq!(quote("fixbug.UserServiceRpc"), "fixbug.UserServiceRpc");
+        assert_eq!(quote("a\x1b[2Jb\n"), "a\\u{1b}[2Jb\\n");
+        let long = "x".repeat(8 << 20);
+        let quoted = quote(&long);
+        assert!(quoted.len() < QUOTE_LIMIT + 40, "{}", quoted.len());
+        assert!(quoted.ends_with(&format!("... ({} more bytes)", (8 << 20) - QUOTE_LIMIT)));
+        // Cut at a character boundary.
+        let wide = "\u{e9}".repeat(200);
+        assert!(quote(&wide).starts_with("\u{e9}\u{e9}"));
+    }
 }

@@ -12,9 +12,11 @@
 //!
 //! - [`service`]: the [`Service`] trait generated adapters implement;
 //! - [`dispatch`]: the service table and the running of one call;
-//! - [`connection`]: one connection's read loop;
+//! - [`connection`]: one connection's read loop, and admitting its calls;
+//! - [`complaints`]: rate-limited warnings about misbehaving peers;
 //! - [`shutdown`]: waiting for SIGINT/SIGTERM.
 
+mod complaints;
 mod connection;
 mod dispatch;
 mod service;
@@ -165,6 +167,7 @@ impl Server {
             config: self.config,
             router,
             metrics: self.metrics,
+            complaints: complaints::Complaints::default(),
         });
         let (notify_shutdown, _) = watch::channel(false);
         let force_close = CancellationToken::new();
@@ -259,6 +262,7 @@ pub(crate) struct Shared {
     /// One permit per call allowed to run at once.
     pub(crate) calls: Arc<Semaphore>,
     pub(crate) metrics: Metrics,
+    pub(crate) complaints: complaints::Complaints,
 }
 
 async fn accept_loop(
@@ -286,13 +290,17 @@ async fn accept_loop(
             }
         };
         let Ok(permit) = conn_limit.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "connection refused: max_connections reached");
+            shared.metrics.protocol_error("max_connections");
+            shared
+                .complaints
+                .warn("max_connections", peer, &"max_connections reached");
             connections.spawn(connection::refuse(stream, shared.config.max_connections));
             continue;
         };
         let _ = stream.set_nodelay(true);
         let conn = connection::Connection::new(
             peer,
+            stream.local_addr().ok(),
             shared.clone(),
             notify_shutdown.subscribe(),
             force_close.clone(),

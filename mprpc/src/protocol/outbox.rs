@@ -1,0 +1,66 @@
+//! The sending end of a connection's write queue, and its byte budget.
+//!
+//! Every frame a connection queues for its writer goes through an [`Outbox`]: replies of any
+//! kind, errors, pongs, cancels and go-aways alike. The outbox adds the frame's size to the
+//! connection's [`BusyHint`] as it is queued and the writer subtracts it once it is written,
+//! so [`BusyHint::unwritten`] is every byte the connection holds for a peer that has not read
+//! it yet. A provider stops reading a connection past its budget
+//! (`server.max_unwritten_bytes`); nothing a peer sends can make it queue more than that
+//! plus what is already running.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::frame::OutFrame;
+use super::writer::{BusyHint, QUEUE_DEPTH};
+
+/// Where a connection's frames are queued for its writer task.
+#[derive(Clone, Debug)]
+pub struct Outbox {
+    tx: mpsc::Sender<OutFrame>,
+    hint: Arc<BusyHint>,
+}
+
+/// The frame was not queued: the writer is gone (the connection is closing), or, for
+/// [`Outbox::try_send`], the queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotQueued;
+
+impl Outbox {
+    /// A queue for a new connection, and the receiving end for its writer.
+    pub fn new(hint: Arc<BusyHint>) -> (Outbox, mpsc::Receiver<OutFrame>) {
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        (Outbox { tx, hint }, rx)
+    }
+
+    /// Queues `frame`, waiting while the queue is full.
+    pub async fn send(&self, frame: OutFrame) -> Result<(), NotQueued> {
+        let bytes = frame.budget_len();
+        self.hint.queued(bytes);
+        self.tx.send(frame).await.map_err(|_| {
+            self.hint.written(bytes);
+            NotQueued
+        })
+    }
+
+    /// Queues `frame` if there is room now.
+    pub fn try_send(&self, frame: OutFrame) -> Result<(), NotQueued> {
+        let bytes = frame.budget_len();
+        self.hint.queued(bytes);
+        self.tx.try_send(frame).map_err(|_| {
+            self.hint.written(bytes);
+            NotQueued
+        })
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn unwritten(&self) -> usize {
+        self.hint.unwritten()
+    }
+
+    /// What the connection's owner and writer share.
+    pub fn hint(&self) -> &Arc<BusyHint> {
+        &self.hint
+    }
+}

@@ -1,0 +1,242 @@
+//! Admitting one request and starting its call.
+//!
+//! A request is refused with a status, without running anything, when the provider is
+//! shutting down, the service or method is unknown, its metadata is over the limits, or a
+//! limit on calls in flight is reached. It is dropped without a reply when its caller is no
+//! longer waiting: it cancelled the call or closed the connection in the same read, or its
+//! deadline passed while the request waited in buffers (as far as the caller's clock can be
+//! trusted to tell, see `docs/PROTOCOL.md`). Everything else starts: its first poll runs
+//! right here, on the connection's reader, and a call that has to wait moves to a task of its
+//! own.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tracing::Instrument;
+
+use super::{broken, Connection, Ending, Turn};
+use crate::protocol::codec::decode_header;
+use crate::protocol::writer::BusyHint;
+use crate::protocol::{Frame, OutFrame, RequestHeader, ResponseHeader};
+use crate::server::dispatch::{quote, run_call};
+use crate::sync::lock;
+use crate::trace::TraceContext;
+use crate::{Code, Metadata, Request, Status};
+
+impl Connection {
+    /// Admits the request in `frame` and starts its call, or refuses or drops it.
+    pub(super) async fn on_request(
+        &self,
+        frame: Frame,
+        caller_gone: bool,
+        cancelled: &[u64],
+        turn: &Turn<'_>,
+    ) -> Result<(), Ending> {
+        let metrics = &self.shared.metrics;
+        if caller_gone {
+            metrics.rejected(Code::Cancelled);
+            return Ok(());
+        }
+        let refuse = |id: u64, status: Status| async move {
+            metrics.rejected(status.code());
+            let reply = OutFrame::Response(error_header(id, &status), Bytes::new());
+            let _ = turn.tx.send(reply).await;
+        };
+        // Counted before decoding: a header of a million entries is never built.
+        if let Err(e) = self.shared.config.metadata_limits().check(&frame.header, 5) {
+            let status = Status::resource_exhausted(format!(
+                "the request's metadata ({} entries, {} bytes) exceeds the provider's limit \
+                 (max_metadata_entries {}, max_metadata_bytes {})",
+                e.entries, e.bytes, e.limits.max_entries, e.limits.max_bytes
+            ));
+            refuse(e.id, status).await;
+            return Ok(());
+        }
+        let header: RequestHeader = decode_header(&frame).map_err(broken)?;
+        let id = header.request_id;
+        if cancelled.contains(&id) {
+            metrics.rejected(Code::Cancelled);
+            return Ok(());
+        }
+        if turn.draining {
+            let status = Status::unavailable("provider is shutting down; the call was not run");
+            refuse(id, status).await;
+            return Ok(());
+        }
+        let Some(service) = self.shared.router.get(&header.service).cloned() else {
+            let status = self.shared.router.unknown_service(&header.service);
+            refuse(id, status).await;
+            return Ok(());
+        };
+        let Some(method) = service
+            .methods()
+            .iter()
+            .copied()
+            .find(|m| *m == header.method)
+        else {
+            let status = Status::unimplemented(format!(
+                "service `{}` has no method `{}`",
+                service.name(),
+                quote(&header.method)
+            ));
+            refuse(id, status).await;
+            return Ok(());
+        };
+        let arrived = Instant::now();
+        let deadline = self.deadline(&header, arrived);
+        if deadline.is_some_and(|d| d <= arrived) {
+            // The caller stopped waiting before the request was read: nobody wants a reply.
+            tracing::debug!(peer = %self.peer, service = service.name(), method, "dropped a call whose deadline passed before it was read");
+            metrics.rejected(Code::DeadlineExceeded);
+            return Ok(());
+        }
+        let per_connection = self.shared.config.max_calls_per_connection;
+        if self.busy.count() >= per_connection {
+            let status = Status::resource_exhausted(format!(
+                "the connection is at its limit of {per_connection} calls in flight"
+            ));
+            refuse(id, status).await;
+            return Ok(());
+        }
+        let Ok(permit) = self.shared.calls.clone().try_acquire_owned() else {
+            let status = Status::resource_exhausted(format!(
+                "provider is at its limit of {} calls in flight",
+                self.shared.config.max_concurrent_calls
+            ));
+            refuse(id, status).await;
+            return Ok(());
+        };
+        let record = metrics
+            .method(crate::metrics::Side::Server, service.name(), method)
+            .start();
+        let metadata = Metadata::from_entries(
+            header
+                .metadata
+                .into_iter()
+                .map(|e| (e.key, e.value))
+                .collect(),
+        );
+        let parent = TraceContext::from_metadata(&metadata);
+        let trace = parent.map_or_else(TraceContext::new_root, |p| p.child());
+        let span = tracing::info_span!(
+            "rpc.server",
+            service = %service.name(),
+            method = %method,
+            trace_id = %trace.trace_hex(),
+            span_id = %trace.span_hex(),
+            parent_span_id = %parent.map(|p| p.span_hex()).unwrap_or_default(),
+            queue_us = tracing::field::Empty,
+        );
+        let request = Request::from_parts(frame.body, metadata, deadline, Some(self.peer));
+        let max_frame_size = self.shared.config.max_frame_size;
+        let tx = turn.tx.clone();
+        let task_in_flight = turn.in_flight.clone();
+
+        let call_span = span.clone();
+        let busy = BusyGuard::enter(self.busy.clone());
+        let work = async move {
+            let _busy = busy;
+            call_span.record("queue_us", arrived.elapsed().as_micros() as u64);
+            let handler = tracing::info_span!(parent: &call_span, "handler");
+            let outcome = trace
+                .scope(run_call(service, method, request, deadline).instrument(handler))
+                .await;
+            lock(&task_in_flight).remove(&id);
+            let code = outcome.as_ref().map_or_else(Status::code, |_| Code::Ok);
+            tracing::debug!(
+                parent: &call_span,
+                code = %code,
+                elapsed_us = arrived.elapsed().as_micros() as u64,
+                "reply"
+            );
+            record.finish(code);
+            // The handler is done: its permit goes back now, not once the reply is written,
+            // so a client that reads slowly holds only its own connection's slots.
+            drop(permit);
+            let reply = match outcome {
+                Ok(body) if body.len() + 64 > max_frame_size => {
+                    let status = Status::resource_exhausted(format!(
+                        "the reply of {} bytes exceeds the maximum frame size of {max_frame_size} bytes",
+                        body.len()
+                    ));
+                    OutFrame::Response(error_header(id, &status), Bytes::new())
+                }
+                Ok(body) => OutFrame::Response(ok_header(id), body),
+                Err(status) => OutFrame::Response(error_header(id, &status), Bytes::new()),
+            };
+            let _ = tx.send(reply).await;
+        };
+        // A deliberate choice: the call's first poll runs right here, on the connection's
+        // reader. A handler that answers without waiting (most do) then costs no task spawn
+        // and no extra wake-up; one that waits is moved to a task of its own and runs in
+        // parallel with the rest. (A handler that computes for long without awaiting
+        // should use `spawn_blocking`, as anywhere in tokio.)
+        let mut work = Box::pin(work.instrument(span));
+        let first = std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await;
+        if first.is_ready() {
+            return Ok(());
+        }
+        // Spawn while holding the lock, so the task cannot remove its entry before it exists.
+        let mut guard = lock(turn.in_flight);
+        let handle = turn.calls.spawn(work);
+        guard.insert(id, handle.abort_handle());
+        Ok(())
+    }
+
+    /// When the caller will give up on the call, on this process's clock: `timeout_us`
+    /// after the request was read, less the time it spent in buffers before that when the
+    /// caller's clock may be trusted to tell (the same host, or `caller_clock =
+    /// "synchronized"`).
+    fn deadline(&self, header: &RequestHeader, arrived: Instant) -> Option<Instant> {
+        if header.timeout_us == 0 {
+            return None;
+        }
+        let budget = Duration::from_micros(header.timeout_us);
+        let waited = if self.trust_caller_clock && header.sent_unix_us > 0 {
+            let now_us = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as u64);
+            Duration::from_micros(now_us.saturating_sub(header.sent_unix_us))
+        } else {
+            Duration::ZERO
+        };
+        Some(arrived + budget.saturating_sub(waited))
+    }
+}
+
+/// Counts a call in flight on the connection until dropped (also when the call is aborted).
+struct BusyGuard(Arc<BusyHint>);
+
+impl BusyGuard {
+    fn enter(hint: Arc<BusyHint>) -> BusyGuard {
+        hint.enter();
+        BusyGuard(hint)
+    }
+}
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.0.leave();
+    }
+}
+
+fn ok_header(request_id: u64) -> ResponseHeader {
+    ResponseHeader {
+        request_id,
+        code: 0,
+        message: String::new(),
+        metadata: Vec::new(),
+    }
+}
+
+fn error_header(request_id: u64, status: &Status) -> ResponseHeader {
+    ResponseHeader {
+        request_id,
+        code: status.code().as_i32(),
+        message: status.message().to_owned(),
+        metadata: Vec::new(),
+    }
+}
