@@ -1,6 +1,8 @@
 //! Shared pieces of the integration tests: the test service and process helpers.
 
+pub mod http;
 pub mod process;
+pub mod raw;
 pub mod zk;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

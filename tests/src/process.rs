@@ -14,6 +14,8 @@ pub struct ProviderProcess {
     lines: mpsc::Receiver<String>,
     /// Where it listens.
     pub address: String,
+    /// Where it serves its admin pages, if it was started with `--admin`.
+    pub admin: Option<std::net::SocketAddr>,
 }
 
 impl ProviderProcess {
@@ -38,8 +40,13 @@ impl ProviderProcess {
             child,
             lines,
             address: String::new(),
+            admin: None,
         };
-        let line = process.wait_for_line("listening on ", Duration::from_secs(30));
+        let mut line = process.wait_for_line("on ", Duration::from_secs(30));
+        if let Some(admin) = line.strip_prefix("admin on ") {
+            process.admin = Some(admin.parse().expect("an admin address"));
+            line = process.wait_for_line("listening on ", Duration::from_secs(30));
+        }
         process.address = line
             .rsplit(' ')
             .next()
@@ -59,6 +66,18 @@ impl ProviderProcess {
                 Err(e) => panic!("no line with {needle:?} from the provider: {e}"),
             }
         }
+    }
+
+    /// Its resident memory (`VmRSS`), in bytes.
+    pub fn rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc/PID/status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .expect("a VmRSS line")
+            * 1024
     }
 
     /// The process id.

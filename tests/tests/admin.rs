@@ -17,6 +17,7 @@ use mprpc::config::ServerConfig;
 use mprpc::metrics::{Metrics, BUCKETS_US};
 use mprpc::server::{spawn_local, LocalServer, Server};
 use mprpc::{Code, Request};
+use mprpc_tests::http::get;
 use mprpc_tests::{wait_until, EchoClient, EchoRequest, EchoServer, EchoService};
 use prometheus_parse::{Scrape, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -85,49 +86,6 @@ async fn make_calls(channel: &Channel) {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unimplemented);
-}
-
-/// An HTTP reply.
-struct Reply {
-    status: u16,
-    headers: HashMap<String, String>,
-    body: String,
-}
-
-/// `GET path` over a fresh connection, HTTP/1.1 with `Connection: close`.
-async fn get(addr: SocketAddr, path: &str) -> Reply {
-    let mut stream = TcpStream::connect(addr).await.expect("connect to admin");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
-        .await
-        .expect("admin answers within 10 s")
-        .unwrap();
-    let raw = String::from_utf8(raw).expect("UTF-8 reply");
-    let (head, body) = raw.split_once("\r\n\r\n").expect("a header block");
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap();
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
-    let headers: HashMap<String, String> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let length: usize = headers
-        .get("content-length")
-        .unwrap_or_else(|| panic!("no content-length: {head}"))
-        .parse()
-        .unwrap();
-    assert_eq!(body.len(), length, "the whole body arrived");
-    Reply {
-        status,
-        headers,
-        body: body.to_owned(),
-    }
 }
 
 /// `/metrics`, parsed; also checks that the parser took every sample line.

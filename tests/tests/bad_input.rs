@@ -377,3 +377,119 @@ async fn a_provider_that_never_reads_fails_the_calls_after_the_write_timeout() {
     );
     drop(holder.await.unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_metadata_bomb_is_refused_without_being_decoded() {
+    let (addr, server, service, metrics) = start_with_metrics(ServerConfig::default()).await;
+    let mut raw = TcpStream::connect(addr).await.unwrap();
+    // A request header of 400,000 empty metadata entries (the attack sent 8 million).
+    let mut request = mprpc_tests::raw::echo(1, None);
+    let header_len = u32::from_be_bytes(request[4..8].try_into().unwrap()) as usize;
+    let bomb = 400_000;
+    let mut header = request.split_off(12).split_to(header_len);
+    for _ in 0..bomb {
+        header.extend_from_slice(&[0x2a, 0x00]);
+    }
+    request[4..8].copy_from_slice(&(header.len() as u32).to_be_bytes());
+    request.extend_from_slice(&header);
+    raw.write_all(&request).await.unwrap();
+    let replies = read_replies(&mut raw, 1).await;
+    assert_eq!(replies[0].request_id, 1);
+    assert_eq!(replies[0].code, Code::ResourceExhausted.as_i32());
+    assert!(
+        replies[0].message.contains("400000 entries")
+            && replies[0].message.contains("max_metadata_entries 64"),
+        "{}",
+        replies[0].message
+    );
+    assert_eq!(service.counters.started.load(Ordering::SeqCst), 0);
+    assert_eq!(metrics.snapshot().rejected[&Code::ResourceExhausted], 1);
+    // The connection is still good.
+    raw.write_all(&mprpc_tests::raw::echo(2, None))
+        .await
+        .unwrap();
+    assert_eq!(read_replies(&mut raw, 1).await[0].code, 0);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_from_the_peer_are_quoted_short_in_errors() {
+    let (addr, server, _service) = start(ServerConfig::default()).await;
+    let mut raw = TcpStream::connect(&addr).await.unwrap();
+    let long = format!("\x1b[2J{}", "s".repeat(1 << 20));
+    raw.write_all(&mprpc_tests::raw::request(
+        1,
+        &long,
+        "M",
+        None,
+        Bytes::new(),
+    ))
+    .await
+    .unwrap();
+    raw.write_all(&mprpc_tests::raw::request(
+        2,
+        "mprpc.test.Echo",
+        &long,
+        None,
+        Bytes::new(),
+    ))
+    .await
+    .unwrap();
+    for reply in read_replies(&mut raw, 2).await {
+        assert_eq!(reply.code, Code::Unimplemented.as_i32());
+        assert!(reply.message.len() < 512, "{} bytes", reply.message.len());
+        assert!(
+            reply.message.contains("\\u{1b}[2Jsss") && reply.message.contains("more bytes"),
+            "{}",
+            reply.message
+        );
+        assert!(!reply.message.contains('\x1b'));
+    }
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_trickled_in_too_slowly_closes_the_connection() {
+    let (addr, server, _service, metrics) = start_with_metrics(ServerConfig {
+        frame_timeout: Duration::from_millis(300),
+        min_frame_rate: 1 << 20,
+        ..ServerConfig::default()
+    })
+    .await;
+    let mut raw = TcpStream::connect(addr).await.unwrap();
+    let request = mprpc_tests::raw::echo(1, None);
+    // The first bytes of the frame, and then nothing: the idle timeout is five minutes away.
+    raw.write_all(&request[..request.len() - 1]).await.unwrap();
+    let started = std::time::Instant::now();
+    let go_away = read_until_closed(&mut raw).await.expect("a GoAway");
+    assert!(
+        started.elapsed() < Duration::from_secs(9),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(go_away.code, Code::DeadlineExceeded.as_i32());
+    assert!(
+        go_away.message.contains("still incomplete"),
+        "{}",
+        go_away.message
+    );
+    assert_eq!(metrics.snapshot().protocol_errors["slow_frame"], 1);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_errors_are_counted_by_kind() {
+    let (addr, server, _service, metrics) = start_with_metrics(ServerConfig::default()).await;
+    for _ in 0..20 {
+        let mut raw = TcpStream::connect(addr).await.unwrap();
+        raw.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        read_until_closed(&mut raw).await.expect("a GoAway");
+    }
+    let mut raw = TcpStream::connect(addr).await.unwrap();
+    raw.write_all(b"mp\x09").await.unwrap();
+    read_until_closed(&mut raw).await.expect("a GoAway");
+    let errors = metrics.snapshot().protocol_errors;
+    assert_eq!(errors["bad_magic"], 20, "{errors:?}");
+    assert_eq!(errors["unsupported_version"], 1, "{errors:?}");
+    server.shutdown().await.unwrap();
+}

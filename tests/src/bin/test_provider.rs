@@ -1,11 +1,12 @@
 //! A provider of the test service for process-level tests.
 //!
 //! `test_provider NAME [--listen ADDR] [--zk CONNECT] [--root PATH] [--session-timeout-ms N]
-//! [--weight N]`
+//! [--weight N] [--admin ADDR] [--max-unwritten-bytes N]`
 //!
 //! Listens on `--listen` (default `127.0.0.1:0`), registers in ZooKeeper when `--zk` is given,
-//! prints `listening on ADDR`, prints `call started` as each call starts, and stops gracefully
-//! on SIGINT/SIGTERM.
+//! serves the admin pages on `--admin` (printing `admin on ADDR` first), prints
+//! `listening on ADDR`, prints `call started` as each call starts, and stops gracefully on
+//! SIGINT/SIGTERM.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +26,7 @@ async fn main() -> anyhow::Result<()> {
         ..ServerConfig::default()
     };
     let (mut zk, mut root, mut session_ms) = (None, "/mprpc".to_owned(), 2000u64);
+    let mut admin = None;
     while let Some(flag) = args.next() {
         let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
         match flag.as_str() {
@@ -33,6 +35,8 @@ async fn main() -> anyhow::Result<()> {
             "--root" => root = value()?,
             "--session-timeout-ms" => session_ms = value()?.parse()?,
             "--weight" => config.weight = value()?.parse()?,
+            "--admin" => admin = Some(value()?),
+            "--max-unwritten-bytes" => config.max_unwritten_bytes = value()?.parse()?,
             other => bail!("unknown flag {other}"),
         }
     }
@@ -49,7 +53,12 @@ async fn main() -> anyhow::Result<()> {
         announce: true,
         ..EchoService::default()
     };
-    let server = Server::new(config).add_service(EchoServer::new(service));
+    let mut server = Server::new(config).add_service(EchoServer::new(service));
+    if let Some(admin) = admin {
+        let listener = tokio::net::TcpListener::bind(&admin).await?;
+        println!("admin on {}", listener.local_addr()?);
+        server = server.with_admin_listener(listener);
+    }
     let listener = server.bind().await?;
     let addr = listener.local_addr()?;
     let serving = server.serve_with_registry(listener, registry, async {
