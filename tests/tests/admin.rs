@@ -5,7 +5,6 @@
 //! The browser test needs `chromium` and `tesseract` (Debian packages `chromium`,
 //! `tesseract-ocr`); `scripts/test.sh` installs them. Without them it fails, it does not skip.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -20,8 +19,8 @@ use mprpc::{Code, Request};
 use mprpc_tests::http::get;
 use mprpc_tests::{wait_until, EchoClient, EchoRequest, EchoServer, EchoService};
 use prometheus_parse::{Scrape, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpListener;
 
 const SERVICE: &str = "mprpc.test.Echo";
 const REFLECTION: &str = "mprpc.reflection.Reflection";
