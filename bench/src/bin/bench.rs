@@ -327,6 +327,27 @@ fn run_scale(options: &ScaleOptions) -> anyhow::Result<()> {
                 let _ = writeln!(out, "\n## Memory per idle connection\n");
                 let _ = write!(out, "{}", scale::idle::table(&figures));
             }
+            Part::Bursts => {
+                let mut figures = Vec::new();
+                for &target in &options.idle_targets {
+                    if !target.multiplexed() {
+                        continue;
+                    }
+                    figures.push(scale::bursts::measure(
+                        target,
+                        options.burst_connections,
+                        options.bursts,
+                        &runtime,
+                        server_cpu,
+                    )?);
+                }
+                let _ = writeln!(
+                    out,
+                    "\n## Memory after {} bursts of {} connections\n",
+                    options.bursts, options.burst_connections
+                );
+                let _ = write!(out, "{}", scale::bursts::table(&figures));
+            }
             Part::Providers => {
                 let setting = runner::Setting {
                     payload: options.provider_payload,

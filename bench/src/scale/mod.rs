@@ -1,6 +1,8 @@
 //! Scale figures: memory per idle connection, throughput as providers are added behind the
 //! registry, and registering and discovering many providers in ZooKeeper.
 //!
+//! - [`bursts`]: bursts of thousands of connections that each make one call and close; the
+//!   server's resident memory after each burst (does it come back?).
 //! - [`idle`]: open thousands of connections to one server process, each used for one call
 //!   and then left idle; the server's resident memory before and after, per connection.
 //! - [`providers`]: one mprpc `Channel` spreading calls round robin over 1, 2, 3 provider
@@ -8,6 +10,7 @@
 //! - [`zk`]: a private ZooKeeper (`scripts/zk.sh`); one `ZkRegistry` registers 1,000
 //!   instances, another discovers them; time and memory of each.
 
+pub mod bursts;
 pub mod idle;
 pub mod providers;
 pub mod zk;
@@ -21,6 +24,8 @@ use crate::targets::TargetKind;
 pub enum Part {
     /// Memory per idle connection.
     Idle,
+    /// Memory after bursts of connections that close.
+    Bursts,
     /// Calls/s with 1..N providers.
     Providers,
     /// Registering and discovering instances in ZooKeeper.
@@ -50,6 +55,12 @@ pub struct ScaleOptions {
         default_value = "mprpc,tonic,raw-pipelined"
     )]
     pub idle_targets: Vec<TargetKind>,
+    /// Bursts of connections (`bursts` part).
+    #[arg(long, default_value_t = 7)]
+    pub bursts: usize,
+    /// Connections per burst (`bursts` part).
+    #[arg(long, default_value_t = 10_000)]
+    pub burst_connections: usize,
     /// Largest number of providers (the run goes 1, 2, ... up to it).
     #[arg(long, default_value_t = 3)]
     pub providers: usize,
