@@ -5,10 +5,12 @@
 //! - [`provider`]: a provider program hosting both;
 //! - [`consumer`]: a consumer program calling every method with the blocking stubs, as the
 //!   original's `example/caller` did;
-//! - the `demo` binary runs a provider and a consumer as two processes and prints the calls.
+//! - the `demo` binary runs a provider and a consumer as two processes and prints the calls;
+//! - [`report`]: how the programs print an error (one line) and exit.
 
 pub mod consumer;
 pub mod provider;
+pub mod report;
 pub mod services;
 
 /// The generated messages, server traits and clients of `proto/user.proto` and

@@ -1,4 +1,7 @@
 //! The example services' business logic.
+//!
+//! Each call is logged at debug level: at info a busy provider writes gigabytes of logs.
+//! `RUST_LOG=info,mprpc_examples=debug` shows the calls.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -34,7 +37,7 @@ impl UserServiceRpc for UserService {
             .lock()
             .map_err(|_| Status::internal("user table poisoned"))?;
         let success = users.get(&req.name).is_some_and(|user| user.pwd == req.pwd);
-        tracing::info!(name = %String::from_utf8_lossy(&req.name), success, "Login");
+        tracing::debug!(name = %String::from_utf8_lossy(&req.name), success, "Login");
         let result = if success {
             ok()
         } else {
@@ -61,7 +64,7 @@ impl UserServiceRpc for UserService {
             .users
             .lock()
             .map_err(|_| Status::internal("user table poisoned"))?;
-        tracing::info!(id = req.id, name = %String::from_utf8_lossy(&req.name), "Register");
+        tracing::debug!(id = req.id, name = %String::from_utf8_lossy(&req.name), "Register");
         if users.contains_key(&req.name) {
             return Ok(RegisterResponse {
                 result: Some(ResultCode {
@@ -95,7 +98,7 @@ impl FriendServiceRpc for FriendService {
         request: Request<GetFriendsListRequest>,
     ) -> Result<GetFriendsListResponse, Status> {
         let userid = request.get_ref().userid;
-        tracing::info!(userid, "GetFriendsList");
+        tracing::debug!(userid, "GetFriendsList");
         Ok(GetFriendsListResponse {
             result: Some(ok()),
             friends: ["gao yang", "liu hong", "wang shuo"]

@@ -5,8 +5,10 @@ use std::process::Command;
 #[test]
 fn demo_runs_a_provider_and_a_consumer_and_every_call_is_answered() {
     let logs = tempfile::tempdir().unwrap();
+    // The handlers log each call at debug level; this test wants to see them in the file.
     let output = Command::new(env!("CARGO_BIN_EXE_demo"))
         .current_dir(logs.path())
+        .env("RUST_LOG", "info,mprpc_examples=debug")
         .output()
         .expect("run the demo");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -42,6 +44,16 @@ fn demo_runs_a_provider_and_a_consumer_and_every_call_is_answered() {
     let text = std::fs::read_to_string(log).unwrap();
     assert!(text.contains("GetFriendsList"), "{text}");
     assert!(text.contains("INFO"), "{text}");
+    // One line per call is for debugging, not for a busy provider's info log.
+    for line in text
+        .lines()
+        .filter(|l| l.contains("mprpc_examples::services"))
+    {
+        assert!(
+            line.contains(" DEBUG "),
+            "a call logged above debug: {line}"
+        );
+    }
 }
 
 #[test]

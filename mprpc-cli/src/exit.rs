@@ -3,7 +3,7 @@
 //! A call that ends with a [`Status`] exits with `10 +` the status code's wire value, so that
 //! scripts can tell a `NotFound` (15) from an `Unavailable` (24) without parsing stderr; any
 //! other failure (bad options, a bad config file, bad JSON, an unreachable registry) exits 2,
-//! like clap's own usage errors.
+//! like clap's own usage errors, after `error: ` and one line.
 
 use std::process::ExitCode;
 
@@ -31,9 +31,19 @@ Exit codes:
   18  ResourceExhausted     26  Unauthenticated
 A failed call prints `ERROR: <Code>: <message>` on stderr.";
 
-/// The exit code for a call that failed with `code`.
+/// The code a failure is reported with: its own, except that a failure never reads `Ok`
+/// (the library does not build one from the wire; should one come anyway, it is `Unknown`).
+fn failure_code(code: Code) -> Code {
+    if code == Code::Ok {
+        Code::Unknown
+    } else {
+        code
+    }
+}
+
+/// The exit code for a call that failed with `code`: never 10, which would say `Ok`.
 pub fn for_code(code: Code) -> u8 {
-    u8::try_from(code.as_i32())
+    u8::try_from(failure_code(code).as_i32())
         .ok()
         .and_then(|v| STATUS_BASE.checked_add(v))
         .unwrap_or(STATUS_BASE + 2)
@@ -45,14 +55,36 @@ pub fn for_code(code: Code) -> u8 {
 pub fn report(err: &anyhow::Error) -> ExitCode {
     match err.downcast_ref::<Status>() {
         Some(status) => {
-            eprintln!("ERROR: {}: {}", status.code(), status.message());
+            eprintln!(
+                "ERROR: {}: {}",
+                failure_code(status.code()),
+                status.message()
+            );
             ExitCode::from(for_code(status.code()))
         }
         None => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", one_line(err));
             ExitCode::from(USAGE)
         }
     }
+}
+
+/// The error and its causes on one line, joined by `": "`. A cause whose text the line
+/// already holds (an error that prints its own source) is said once.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 #[cfg(test)]
@@ -60,11 +92,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_error_and_its_causes_make_one_line_saying_each_fact_once() {
+        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
+        // anyhow's own context says the cause; a library error that printed its source and
+        // returned it would do the same.
+        let err = anyhow::Error::new(io).context("x.toml: cannot read: entity not found");
+        assert_eq!(one_line(&err), "x.toml: cannot read: entity not found");
+        let err = anyhow::anyhow!("no route\nto host").context("cannot connect");
+        assert_eq!(one_line(&err), "cannot connect: no route to host");
+    }
+
+    #[test]
     fn exit_codes_are_ten_plus_the_wire_value() {
         assert_eq!(for_code(Code::Cancelled), 11);
         assert_eq!(for_code(Code::NotFound), 15);
         assert_eq!(for_code(Code::Unimplemented), 22);
         assert_eq!(for_code(Code::Unauthenticated), 26);
+        assert_eq!(for_code(Code::Ok), 12, "a failure never exits 10");
         for v in 1..=16 {
             let code = Code::from_i32(v);
             let line = format!("  {}  {code}", for_code(code));

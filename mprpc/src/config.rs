@@ -437,16 +437,21 @@ fn deserialize_log_dir<'de, D: Deserializer<'de>>(de: D) -> Result<Option<PathBu
 }
 
 /// Why a configuration could not be loaded.
+///
+/// Each message is one line that says everything (the operating system's reason included),
+/// so [`source`](std::error::Error::source) is `None`: a program printing the chain of
+/// causes prints each fact once.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
-    /// The file could not be read (missing, unreadable, not UTF-8).
-    #[error("{}: cannot read: {source}", path.display())]
+    /// The file could not be read (missing, unreadable, a directory). A file that is not
+    /// UTF-8 is a [`ConfigError::Parse`] naming the line.
+    #[error("{}: cannot read: {error}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// What the operating system said.
-        source: io::Error,
+        error: io::Error,
     },
     /// The text is not a well-formed configuration: a syntax error, an unknown key, a value of
     /// the wrong type.
@@ -474,6 +479,28 @@ pub enum ConfigError {
 }
 
 /// `line N: key `K`: ` with the parts that are known.
+/// The text of a file, or a [`ConfigError::Parse`] naming the line and column of the first
+/// byte that is not UTF-8.
+fn utf8(bytes: Vec<u8>, origin: &str) -> Result<String, ConfigError> {
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line_start = valid.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        let column = String::from_utf8_lossy(&valid[line_start..])
+            .chars()
+            .count()
+            + 1;
+        let byte = e.as_bytes()[valid.len()];
+        ConfigError::Parse {
+            origin: origin.to_owned(),
+            line: Some(valid.iter().filter(|b| **b == b'\n').count() + 1),
+            key: None,
+            message: format!(
+                "byte 0x{byte:02x} at column {column} is not UTF-8; save the file as UTF-8"
+            ),
+        }
+    })
+}
+
 fn location(line: &Option<usize>, key: &Option<String>) -> String {
     let mut out = String::new();
     if let Some(line) = line {
@@ -535,11 +562,12 @@ impl Config {
     /// validates it. Errors name the file as `path` was given.
     pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        let bytes = std::fs::read(path).map_err(|error| ConfigError::Io {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         let origin = path.display().to_string();
+        let text = utf8(bytes, &origin)?;
         match ConfigFormat::detect(&text) {
             ConfigFormat::Toml => Config::from_toml_str(&text, &origin),
             ConfigFormat::Legacy => Config::from_legacy_str(&text, &origin),
@@ -1654,9 +1682,34 @@ stderr = true
         let missing = dir.path().join("nope.toml");
         let err = Config::load(&missing).unwrap_err();
         assert!(matches!(&err, ConfigError::Io { path, .. } if path == &missing));
-        assert!(
-            err.to_string().contains(&missing.display().to_string()),
-            "{err}"
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}: cannot read: No such file or directory (os error 2)",
+                missing.display()
+            )
+        );
+        // Said once: the reason is in the message, not repeated as a cause.
+        assert!(std::error::Error::source(&err).is_none());
+    }
+
+    #[test]
+    fn a_file_that_is_not_utf8_names_the_line_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let latin1 = dir.path().join("latin1.toml");
+        std::fs::write(&latin1, b"[client]\n# caf\xe9 cr\xe8me\n").unwrap();
+        let err = Config::load(&latin1).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}: line 2: byte 0xe9 at column 6 is not UTF-8; save the file as UTF-8",
+                latin1.display()
+            )
+        );
+        let err = utf8(b"\xc3\xa9t\xc3\xa9 \xff".to_vec(), "t.toml").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "t.toml: line 1: byte 0xff at column 5 is not UTF-8; save the file as UTF-8"
         );
     }
 }

@@ -47,7 +47,9 @@ pub const QUEUE_LINES: usize = 128_000;
 /// The environment variable that overrides [`LoggingConfig::level`].
 const LEVEL_VARIABLE: &str = "RUST_LOG";
 
-/// Why logging could not be started.
+/// Why logging could not be started. Each message says everything, the operating system's
+/// reason included, so no error here has a `source`: printed with its causes, each fact shows
+/// once.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LoggingError {
@@ -56,20 +58,20 @@ pub enum LoggingError {
     #[error("logging is already initialised in this process")]
     AlreadyInitialised,
     /// The log directory does not exist and could not be created.
-    #[error("cannot create log directory {}: {source}", dir.display())]
+    #[error("cannot create log directory {}: {error}", dir.display())]
     CreateDir {
         /// The directory.
         dir: PathBuf,
         /// What the operating system said.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The log file could not be opened.
-    #[error("cannot open log file in {}: {source}", dir.display())]
+    #[error("cannot open log file in {}: {error}", dir.display())]
     OpenFile {
         /// The directory of the file.
         dir: PathBuf,
         /// What went wrong.
-        source: InitError,
+        error: InitError,
     },
     /// [`LoggingConfig::level`] is not a valid filter (and `RUST_LOG` did not replace it).
     #[error("invalid log level `{level}`: {message}")]
@@ -161,17 +163,17 @@ fn build_layers(config: &LoggingConfig, rust_log: Option<&str>) -> Result<Built,
     };
 
     if let Some(dir) = &config.dir {
-        std::fs::create_dir_all(dir).map_err(|source| LoggingError::CreateDir {
+        std::fs::create_dir_all(dir).map_err(|error| LoggingError::CreateDir {
             dir: dir.clone(),
-            source,
+            error,
         })?;
         let file = RollingFileAppender::builder()
             .rotation(Rotation::DAILY)
             .filename_prefix(config.file_prefix.as_str())
             .build(dir)
-            .map_err(|source| LoggingError::OpenFile {
+            .map_err(|error| LoggingError::OpenFile {
                 dir: dir.clone(),
-                source,
+                error,
             })?;
         let (writer, worker) = NonBlockingBuilder::default()
             .lossy(true)

@@ -3,12 +3,16 @@
 //! Every failure a caller can see, whether it happened in the network, in the framework or in
 //! the application's handler, is a [`Status`]. The codes follow gRPC's numbering so that people
 //! who know one know the other, and so that the values can be bridged to other systems.
+//!
+//! A status that arrives from a peer is built with [`Status::from_wire`], which never yields
+//! [`Code::Ok`] and makes the peer's message safe to print.
 
 use std::fmt;
 
 /// A status code. The discriminants are the values carried on the wire.
 ///
-/// Unknown wire values decode to [`Code::Unknown`].
+/// Unknown wire values decode to [`Code::Unknown`]; a failure read from the wire never carries
+/// [`Code::Ok`] (see [`Status::from_wire`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 #[repr(i32)]
@@ -116,7 +120,33 @@ pub struct Status {
     message: String,
 }
 
+/// The most bytes of a peer's message that [`Status::from_wire`] keeps (after escaping).
+pub const MAX_PEER_MESSAGE: usize = 1024;
+
 impl Status {
+    /// A failure as a peer reported it: the code and message of a `Response` or `GoAway`
+    /// header whose code is not 0.
+    ///
+    /// A failure never carries [`Code::Ok`]: a peer that reports one with code 0, a negative
+    /// code or a code this build does not know gets [`Code::Unknown`], and the message says
+    /// which value arrived. The message came from another program, so it is made safe to print
+    /// (see [`printable`]): control characters escaped, cut to [`MAX_PEER_MESSAGE`] bytes.
+    pub fn from_wire(code: i32, message: &str) -> Status {
+        let message = printable(message, MAX_PEER_MESSAGE);
+        match Code::from_i32(code) {
+            Code::Ok | Code::Unknown if code != Code::Unknown.as_i32() => {
+                let note = format!("the peer sent status code {code}, which is not an error code");
+                let message = if message.is_empty() {
+                    note
+                } else {
+                    format!("{message} ({note})")
+                };
+                Status::new(Code::Unknown, message)
+            }
+            known => Status::new(known, message),
+        }
+    }
+
     /// A status with the given code and message.
     pub fn new(code: Code, message: impl Into<String>) -> Status {
         Status {
@@ -183,6 +213,43 @@ impl fmt::Display for Status {
 
 impl std::error::Error for Status {}
 
+/// `text` made safe to print on a terminal or in a log line: control characters (including
+/// newlines and ANSI escape sequences) and bidirectional overrides are escaped as `\u{1b}`,
+/// `\n` and so on, other characters are kept, and the result is cut at a character boundary
+/// to at most `max` bytes, plus a note saying how many bytes of `text` were left out.
+pub fn printable(text: &str, max: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max));
+    let mut utf8 = [0; 4];
+    for (at, c) in text.char_indices() {
+        let escaped;
+        let piece: &str = if is_unsafe_to_print(c) {
+            escaped = c.escape_default().to_string();
+            &escaped
+        } else {
+            c.encode_utf8(&mut utf8)
+        };
+        if out.len() + piece.len() > max {
+            return cut(out, text.len() - at);
+        }
+        out.push_str(piece);
+    }
+    out
+}
+
+fn cut(mut kept: String, left_out: usize) -> String {
+    use fmt::Write;
+    let _ = write!(kept, "... ({left_out} bytes cut)");
+    kept
+}
+
+/// Characters that change what a terminal shows rather than being shown: C0 and C1 controls
+/// (escape sequences start with one), and the bidirectional marks and overrides that reorder
+/// the text around them.
+fn is_unsafe_to_print(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,6 +262,63 @@ mod tests {
         }
         assert_eq!(Code::from_i32(99), Code::Unknown);
         assert_eq!(Code::from_i32(-1), Code::Unknown);
+    }
+
+    #[test]
+    fn a_failure_from_the_wire_is_never_ok() {
+        for (wire, code) in [
+            (0, Code::Unknown),
+            (-1, Code::Unknown),
+            (17, Code::Unknown),
+            (i32::MAX, Code::Unknown),
+            (2, Code::Unknown),
+            (5, Code::NotFound),
+            (14, Code::Unavailable),
+        ] {
+            let status = Status::from_wire(wire, "boom");
+            assert_eq!(status.code(), code, "{wire}");
+            assert!(status.message().starts_with("boom"), "{status}");
+        }
+        assert_eq!(Status::from_wire(5, "boom").message(), "boom");
+        assert_eq!(Status::from_wire(2, "boom").message(), "boom");
+        let odd = Status::from_wire(0, "boom");
+        assert!(odd.message().contains("status code 0"), "{odd}");
+        let odd = Status::from_wire(-7, "boom");
+        assert!(odd.message().contains("status code -7"), "{odd}");
+    }
+
+    #[test]
+    fn a_peer_message_is_escaped_and_cut() {
+        let status = Status::from_wire(13, "\x1b[2Jgone\r\nok: \u{202e}txt\u{7f} 日本語 ✓");
+        assert_eq!(
+            status.message(),
+            "\\u{1b}[2Jgone\\r\\nok: \\u{202e}txt\\u{7f} 日本語 ✓"
+        );
+
+        let huge = format!("\x1b[2J{}", "é".repeat(512 * 1024));
+        let status = Status::from_wire(13, &huge);
+        let message = status.message();
+        assert!(!message.chars().any(char::is_control), "{message:.80}");
+        let (kept, note) = message.split_once("... (").expect("a cut note");
+        assert!(kept.len() <= MAX_PEER_MESSAGE, "{} bytes kept", kept.len());
+        assert!(
+            kept.len() > MAX_PEER_MESSAGE - 2,
+            "{} bytes kept",
+            kept.len()
+        );
+        // Every byte of the original is either shown (escaped) or counted as cut.
+        let shown = kept.len() - "\\u{1b}".len() + 1;
+        assert_eq!(note, format!("{} bytes cut)", huge.len() - shown));
+    }
+
+    #[test]
+    fn printable_keeps_short_text_as_it_is() {
+        assert_eq!(printable("", 10), "");
+        assert_eq!(printable("héllo", 6), "héllo");
+        // Never half a character, never half an escape.
+        assert_eq!(printable("héllo", 2), "h... (5 bytes cut)");
+        assert_eq!(printable("a\tb", 2), "a... (2 bytes cut)");
+        assert_eq!(printable("a\tb", 3), "a\\t... (1 bytes cut)");
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! Shared pieces of the integration tests: the test service and process helpers.
+//! Shared pieces of the integration tests: the test service, process helpers and a fake
+//! provider that misbehaves on purpose.
 
+pub mod fake;
 pub mod http;
 pub mod process;
 pub mod raw;

@@ -67,7 +67,10 @@ pub fn measure(
         // Let the server see every close and drop what the connections held.
         std::thread::sleep(Duration::from_secs(2));
         let kib = server.rss_kib();
-        eprintln!("bursts: {target} round {round}: {:.1} MiB", kib as f64 / 1024.0);
+        eprintln!(
+            "bursts: {target} round {round}: {:.1} MiB",
+            kib as f64 / 1024.0
+        );
         after_round_kib.push(kib);
     }
     server.stop()?;
@@ -82,7 +85,11 @@ pub fn measure(
 /// The figures as a markdown table.
 pub fn table(figures: &[BurstFigure]) -> String {
     let mut out = String::new();
-    let rounds = figures.iter().map(|f| f.after_round_kib.len()).max().unwrap_or(0);
+    let rounds = figures
+        .iter()
+        .map(|f| f.after_round_kib.len())
+        .max()
+        .unwrap_or(0);
     let _ = write!(out, "| target | connections per burst | RSS before |");
     for r in 1..=rounds {
         let _ = write!(out, " after {r} |");

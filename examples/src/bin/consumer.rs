@@ -1,7 +1,10 @@
 //! `consumer -i FILE [--addr ADDR]`: calls the example services.
 
-use clap::Parser;
+use std::process::ExitCode;
 
-fn main() -> anyhow::Result<()> {
-    mprpc_examples::consumer::run(mprpc_examples::consumer::Args::parse())
+use clap::Parser;
+use mprpc_examples::{consumer, report};
+
+fn main() -> ExitCode {
+    report::exit(consumer::run(consumer::Args::parse()))
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use mprpc_examples::{consumer, provider};
+use mprpc_examples::{consumer, provider, report};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -33,13 +33,7 @@ fn main() -> ExitCode {
         Some("consumer") => consumer::run(consumer::Args::parse_from(std::env::args().skip(1))),
         _ => demo(),
     };
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    report::exit(outcome)
 }
 
 fn demo() -> anyhow::Result<()> {

@@ -1,7 +1,10 @@
 //! `provider -i FILE [--listen ADDR]`: hosts the example services.
 
-use clap::Parser;
+use std::process::ExitCode;
 
-fn main() -> anyhow::Result<()> {
-    mprpc_examples::provider::run(mprpc_examples::provider::Args::parse())
+use clap::Parser;
+use mprpc_examples::{provider, report};
+
+fn main() -> ExitCode {
+    report::exit(provider::run(provider::Args::parse()))
 }

@@ -3,8 +3,11 @@
 //! Calls are matched to replies by request id: a call registers a one-shot waiter under a new
 //! id, hands its frame to the writer task, and waits. The reader task completes waiters as
 //! replies arrive, in any order. When the connection dies (EOF, a read error, a protocol
-//! error, or a ping that goes unanswered) every waiter gets `Unavailable` at once, so no
-//! call hangs on a dead provider.
+//! error, or a ping that goes unanswered) every waiter gets `Unavailable` at once (`Internal`
+//! when the provider broke the protocol), so no call hangs on a dead provider.
+//!
+//! Whatever a provider sends, a failed call never carries `Ok`, and a message from the
+//! provider reaches the caller escaped and cut ([`Status::from_wire`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,11 +25,13 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ClientConfig;
 use crate::metrics::{Metrics, Side};
 use crate::protocol::codec::decode_header;
+use crate::protocol::limits::MetadataLimits;
 use crate::protocol::writer::{write_loop, BusyHint};
 use crate::protocol::{
-    CancelHeader, FrameDecoder, FrameKind, GoAwayHeader, MetadataEntry, OutFrame, Outbox,
-    RequestHeader, ResponseHeader,
+    CancelHeader, Frame, FrameDecoder, FrameKind, GoAwayHeader, MetadataEntry, OutFrame, Outbox,
+    ProtocolError, RequestHeader, ResponseHeader,
 };
+use crate::status::{printable, MAX_PEER_MESSAGE};
 use crate::sync::lock;
 use crate::{Code, Status};
 
@@ -284,22 +289,25 @@ async fn read_loop(
                     shared.address
                 ))
             }
-            Some(Err(e)) => {
-                let mut status = e.to_status();
-                if status.code() != Code::ResourceExhausted {
-                    status = Status::unavailable(format!(
-                        "connection to {} failed: {e}",
-                        shared.address
-                    ));
-                }
-                break status;
-            }
+            Some(Err(e)) => break read_error(&e, &shared.address),
             Some(Ok(frame)) => frame,
         };
         let ms = shared.opened.elapsed().as_millis() as u64;
         shared.last_read_ms.store(ms, Ordering::Relaxed);
         match frame.kind {
             FrameKind::Response => {
+                // Counted before decoding, like the provider does with requests.
+                if let Err(e) = MetadataLimits::default().check(&frame.header, 4) {
+                    let waiter = lock(&shared.pending).waiters.remove(&e.id);
+                    if let Some(waiter) = waiter {
+                        let status = Status::internal(format!(
+                            "provider {} sent a reply whose {e} of this consumer",
+                            shared.address
+                        ));
+                        let _ = waiter.send(Err(CallError::Failed(status)));
+                    }
+                    continue;
+                }
                 let header: ResponseHeader = match decode_header(&frame) {
                     Ok(h) => h,
                     Err(e) => break Status::internal(format!("from {}: {e}", shared.address)),
@@ -309,28 +317,22 @@ async fn read_loop(
                     let result = if header.code == 0 {
                         Ok(frame.body)
                     } else {
-                        Err(CallError::Failed(Status::new(
-                            Code::from_i32(header.code),
-                            header.message,
+                        Err(CallError::Failed(Status::from_wire(
+                            header.code,
+                            &header.message,
                         )))
                     };
                     let _ = waiter.send(result);
                 }
             }
             FrameKind::GoAway => {
-                let header: GoAwayHeader = decode_header(&frame).unwrap_or_default();
-                tracing::debug!(address = %shared.address, code = header.code, "provider sent GoAway: {}", header.message);
                 shared.going_away.store(true, Ordering::Relaxed);
-                if header.code != Code::Unavailable.as_i32() {
+                if let Some(status) = go_away_status(&frame, &shared.address) {
                     // A protocol complaint: the provider closes right after.
-                    let status = Status::new(
-                        Code::from_i32(header.code),
-                        format!(
-                            "provider {} closed the connection: {}",
-                            shared.address, header.message
-                        ),
-                    );
+                    tracing::debug!(address = %shared.address, "provider sent GoAway: {status}");
                     lock(&shared.pending).closed.get_or_insert(status);
+                } else {
+                    tracing::debug!(address = %shared.address, "provider is shutting down");
                 }
             }
             FrameKind::Ping => {
@@ -351,6 +353,46 @@ async fn read_loop(
     };
     fail_all(&shared, reason);
     close.cancel();
+}
+
+/// What a consumer reports when the provider's byte stream cannot be read. A frame over this
+/// consumer's limit is the provider's fault, not a limit the caller hit: `Internal`, not the
+/// `ResourceExhausted` a provider answers to a request that is too large.
+fn read_error(e: &ProtocolError, address: &str) -> Status {
+    match e {
+        ProtocolError::FrameTooLarge { size, max } => Status::internal(format!(
+            "provider {address} sent a frame of {size} bytes, over this consumer's \
+             max_frame_size of {max} bytes"
+        )),
+        _ => Status::unavailable(format!("connection to {address} failed: {e}")),
+    }
+}
+
+/// Why a `GoAway` closes the connection, or `None` for a provider that is shutting down
+/// (code `Unavailable`), whose calls in flight still get their replies.
+///
+/// Whatever the provider sent, the status is a failure: a `GoAway` with code 0 (`Ok`) is read
+/// as `Unavailable`, one that cannot be decoded as `Internal`.
+fn go_away_status(frame: &Frame, address: &str) -> Option<Status> {
+    let header: GoAwayHeader = match decode_header(frame) {
+        Ok(header) => header,
+        Err(e) => {
+            return Some(Status::internal(format!(
+                "provider {address} closed the connection: {e}"
+            )))
+        }
+    };
+    let status = match header.code {
+        code if code == Code::Unavailable.as_i32() => return None,
+        0 => Status::unavailable(printable(&header.message, MAX_PEER_MESSAGE)),
+        code => Status::from_wire(code, &header.message),
+    };
+    let closed = format!("provider {address} closed the connection");
+    let message = match status.message() {
+        "" => closed,
+        said => format!("{closed}: {said}"),
+    };
+    Some(Status::new(status.code(), message))
 }
 
 /// Marks the connection closed and answers every waiter with `reason`.

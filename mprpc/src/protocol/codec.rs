@@ -42,16 +42,22 @@ pub enum ProtocolError {
         max: usize,
     },
     /// A protobuf header that does not decode.
-    #[error("malformed {kind:?} header: {source}")]
+    #[error("malformed {kind:?} header: {error}")]
     BadHeader {
         /// The frame kind.
         kind: FrameKind,
-        /// What prost said.
-        source: prost::DecodeError,
+        /// What prost said (in the message; not a `source()`, so it is printed once).
+        error: prost::DecodeError,
     },
     /// The socket failed.
     #[error("i/o error: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
+}
+
+impl From<io::Error> for ProtocolError {
+    fn from(e: io::Error) -> Self {
+        ProtocolError::Io(e)
+    }
 }
 
 impl ProtocolError {
@@ -192,9 +198,9 @@ impl Decoder for FrameDecoder {
 
 /// Decodes the protobuf header of a frame.
 pub fn decode_header<H: prost::Message + Default>(frame: &Frame) -> Result<H, ProtocolError> {
-    H::decode(frame.header.clone()).map_err(|source| ProtocolError::BadHeader {
+    H::decode(frame.header.clone()).map_err(|error| ProtocolError::BadHeader {
         kind: frame.kind,
-        source,
+        error,
     })
 }
 

@@ -52,15 +52,30 @@ pub struct Server {
 }
 
 /// Why serving stopped with an error.
+///
+/// The message includes the reason (the address that could not be bound, what the registry
+/// said), so there is no separate `source`: printed with its causes, each fact shows once.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServeError {
-    /// Binding or accepting failed.
-    #[error("i/o error: {0}")]
-    Io(#[from] io::Error),
+    /// Binding or accepting failed; the message names the address.
+    #[error("{0}")]
+    Io(io::Error),
     /// Registering with the registry failed.
     #[error("could not register with the registry: {0}")]
-    Registry(#[from] RegistryError),
+    Registry(RegistryError),
+}
+
+impl From<io::Error> for ServeError {
+    fn from(error: io::Error) -> ServeError {
+        ServeError::Io(error)
+    }
+}
+
+impl From<RegistryError> for ServeError {
+    fn from(error: RegistryError) -> ServeError {
+        ServeError::Registry(error)
+    }
 }
 
 impl Server {
@@ -280,7 +295,15 @@ async fn accept_loop(
                 backoff = Duration::from_millis(1);
                 accepted
             }
-            Err(e) if is_fatal_accept_error(&e) => return Err(e),
+            Err(e) if is_fatal_accept_error(&e) => {
+                let on = listener
+                    .local_addr()
+                    .map_or_else(|_| "the listener".to_owned(), |a| a.to_string());
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot accept connections on {on}: {e}"),
+                ));
+            }
             Err(e) => {
                 // Out of file descriptors and the like: wait, then try again.
                 tracing::warn!("accept failed: {e}; retrying in {backoff:?}");

@@ -232,11 +232,34 @@ fn ok_header(request_id: u64) -> ResponseHeader {
     }
 }
 
+/// The header of a failed call. A failure is never sent with code 0, which the caller would
+/// read as success: a handler's `Err(Status)` with code `Ok` goes out as `Unknown`.
 fn error_header(request_id: u64, status: &Status) -> ResponseHeader {
+    let (code, message) = match status.code() {
+        Code::Ok => (
+            Code::Unknown,
+            format!("{} (the handler failed with code Ok)", status.message()),
+        ),
+        code => (code, status.message().to_owned()),
+    };
     ResponseHeader {
         request_id,
-        code: status.code().as_i32(),
-        message: status.message().to_owned(),
+        code: code.as_i32(),
+        message,
         metadata: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_is_never_sent_as_ok() {
+        let header = error_header(3, &Status::new(Code::Ok, "odd"));
+        assert_eq!(header.code, Code::Unknown.as_i32());
+        assert_eq!(header.message, "odd (the handler failed with code Ok)");
+        let header = error_header(3, &Status::not_found("x"));
+        assert_eq!((header.code, header.message.as_str()), (5, "x"));
     }
 }
