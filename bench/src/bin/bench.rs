@@ -14,6 +14,15 @@
 
 use std::time::Duration;
 
+/// `--features mimalloc` or `--features jemalloc` replace glibc's allocator in the driver
+/// and in every server it starts (the same executable), for all targets alike.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+#[cfg(all(feature = "jemalloc", not(feature = "mimalloc")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use mprpc_bench::matrix::{self, Profile};
@@ -337,6 +346,7 @@ fn run_scale(options: &ScaleOptions) -> anyhow::Result<()> {
                         target,
                         options.burst_connections,
                         options.bursts,
+                        options.burst_settle,
                         &runtime,
                         server_cpu,
                     )?);

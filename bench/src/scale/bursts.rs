@@ -45,6 +45,7 @@ pub fn measure(
     target: TargetKind,
     connections: usize,
     rounds: usize,
+    settle: Duration,
     runtime: &Runtime,
     server_cpu: Option<usize>,
 ) -> anyhow::Result<BurstFigure> {
@@ -65,7 +66,7 @@ pub fn measure(
             drop(callers);
         });
         // Let the server see every close and drop what the connections held.
-        std::thread::sleep(Duration::from_secs(2));
+        std::thread::sleep(settle);
         let kib = server.rss_kib();
         eprintln!(
             "bursts: {target} round {round}: {:.1} MiB",

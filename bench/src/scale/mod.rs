@@ -61,6 +61,9 @@ pub struct ScaleOptions {
     /// Connections per burst (`bursts` part).
     #[arg(long, default_value_t = 10_000)]
     pub burst_connections: usize,
+    /// How long each burst is given to close and settle before the server's RSS is read.
+    #[arg(long, default_value = "2s", value_parser = crate::parse_duration)]
+    pub burst_settle: Duration,
     /// Largest number of providers (the run goes 1, 2, ... up to it).
     #[arg(long, default_value_t = 3)]
     pub providers: usize,

@@ -13,11 +13,11 @@ mod queues;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 pub use histogram::{Histogram, HistogramSnapshot, BUCKETS_US};
-pub use queues::QueuedBytes;
+pub use queues::{QueueRegistration, QueuedBytes};
 
 use crate::registry::ServiceInstance;
 use crate::Code;
@@ -119,7 +119,7 @@ struct Inner {
     /// Connections a provider closed for a protocol error, by kind of error.
     protocol_errors: Mutex<BTreeMap<&'static str, u64>>,
     /// The write queues of the provider's connections.
-    server_queues: queues::Queues,
+    server_queues: Arc<queues::Queues>,
     /// The providers each consumer channel currently knows, by service.
     providers: RwLock<BTreeMap<String, Vec<ServiceInstance>>>,
     started: OnceLock<Instant>,
@@ -196,10 +196,10 @@ impl Metrics {
             .or_default() += 1;
     }
 
-    /// Adds a provider connection's write queue to the `queued_bytes` gauge, for as long as
-    /// the queue lives.
-    pub fn track_server_queue(&self, queue: Weak<dyn QueuedBytes>) {
-        self.inner.server_queues.track(queue);
+    /// Adds a provider connection's write queue to the `queued_bytes` gauge until the
+    /// returned registration is dropped (when the connection closes).
+    pub fn track_server_queue(&self, queue: Arc<dyn QueuedBytes>) -> QueueRegistration {
+        self.inner.server_queues.track(queue)
     }
 
     /// Records the providers a consumer knows for a service.

@@ -119,9 +119,7 @@ impl Connection {
         tracing::debug!(%peer, "connection opened");
         let metrics = self.shared.metrics.clone();
         metrics.connection(Side::Server, 1);
-        let queue: Arc<dyn QueuedBytes> = self.busy.clone();
-        metrics.track_server_queue(Arc::downgrade(&queue));
-        drop(queue);
+        let _queue = metrics.track_server_queue(self.busy.clone());
         let (rd, wr) = stream.into_split();
         let (tx, rx) = Outbox::new(self.busy.clone());
         let writer_busy = self.busy.clone();
