@@ -140,18 +140,45 @@ impl ZkRegistry {
         })
     }
 
-    /// Waits until `listed` is true.
+    /// What is wrong with the session, in words naming the connect string; `None` while it
+    /// is connected.
+    fn trouble(&self) -> Option<String> {
+        let connect = &self.inner.connect;
+        let session = self.supervisor().session.borrow();
+        match (&session.client, &session.unreachable, session.status) {
+            (None, Some(reason), _) => Some(format!(
+                "the registry at {connect} could not be reached: {reason}"
+            )),
+            (None, None, _) => Some(format!(
+                "the registry at {connect} could not be reached yet (still connecting)"
+            )),
+            (Some(_), _, SessionStatus::Connected) => None,
+            (Some(_), _, _) => Some(format!(
+                "the registry at {connect} could not be reached (the connection was lost)"
+            )),
+        }
+    }
+
+    /// Waits until `listed` is true. Fails at once if no session could be established (the
+    /// last attempt failed), like a gRPC call on a channel in transient failure.
     async fn wait_listed(
         &self,
         service: &str,
         mut listed: watch::Receiver<bool>,
     ) -> Result<(), RegistryError> {
-        match tokio::time::timeout(REGISTER_TIMEOUT, listed.wait_for(|listed| *listed)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(_)) => Err(stopped()),
-            Err(_) => Err(RegistryError::Unavailable(format!(
-                "could not list the providers of `{service}` from ZooKeeper at {}",
-                self.inner.connect
+        let mut session = self.supervisor().session.clone();
+        tokio::select! {
+            biased;
+            done = listed.wait_for(|listed| *listed) => done.map(drop).map_err(|_| stopped()),
+            failed = session.wait_for(|s| s.client.is_none() && s.unreachable.is_some()) => {
+                match failed.map(drop) {
+                    Ok(()) => Err(RegistryError::Unavailable(self.discovery_stalled(service))),
+                    Err(_) => Err(stopped()),
+                }
+            }
+            () = tokio::time::sleep(REGISTER_TIMEOUT) => Err(RegistryError::Unavailable(format!(
+                "{} (gave up after {REGISTER_TIMEOUT:?})",
+                self.discovery_stalled(service)
             ))),
         }
     }
@@ -229,10 +256,15 @@ impl Registry for ZkRegistry {
             let outcome = match tokio::time::timeout(REGISTER_TIMEOUT, done).await {
                 Ok(Ok(result)) => result,
                 Ok(Err(_)) => Err(stopped()),
-                Err(_) => Err(RegistryError::Unavailable(format!(
-                    "could not register {path} within {REGISTER_TIMEOUT:?}: is ZooKeeper at {} up?",
-                    this.inner.connect
-                ))),
+                Err(_) => Err(RegistryError::Unavailable(match this.trouble() {
+                    Some(trouble) => format!(
+                        "{trouble} (gave up registering {path} after {REGISTER_TIMEOUT:?})"
+                    ),
+                    None => format!(
+                        "the registry at {} did not confirm registering {path} within {REGISTER_TIMEOUT:?}",
+                        this.inner.connect
+                    ),
+                })),
             };
             if outcome.is_err() {
                 // Do not leave it to be registered later behind the caller's back.
@@ -255,18 +287,27 @@ impl Registry for ZkRegistry {
         let this = self.clone();
         Box::pin(async move {
             let mut session = this.supervisor().session.clone();
-            let client =
-                tokio::time::timeout(REGISTER_TIMEOUT, session.wait_for(|s| s.client.is_some()))
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-                    .and_then(|s| s.client.clone())
-                    .ok_or_else(|| {
-                        RegistryError::Unavailable(format!(
-                            "ZooKeeper at {} is unreachable",
-                            this.inner.connect
-                        ))
-                    })?;
+            // A client, or the reason there is none (failing at once if the last attempt to
+            // establish a session failed).
+            let waited = tokio::time::timeout(
+                REGISTER_TIMEOUT,
+                session.wait_for(|s| s.client.is_some() || s.unreachable.is_some()),
+            )
+            .await
+            .map(|s| s.map(|s| s.client.clone()));
+            let client = match waited {
+                Ok(Ok(client)) => client,
+                Ok(Err(_)) => return Err(stopped()),
+                Err(_) => None,
+            };
+            let client = client.ok_or_else(|| {
+                RegistryError::Unavailable(this.trouble().unwrap_or_else(|| {
+                    format!(
+                        "the registry at {} could not be reached",
+                        this.inner.connect
+                    )
+                }))
+            })?;
             let root = if this.inner.root.is_empty() {
                 "/"
             } else {
@@ -326,6 +367,15 @@ impl Registry for ZkRegistry {
                 this.wait_listed(&service, followed.listed).await?;
             }
             Ok(followed.instances)
+        })
+    }
+
+    fn discovery_stalled(&self, service: &str) -> String {
+        self.trouble().unwrap_or_else(|| {
+            format!(
+                "the registry at {} has not listed the providers of `{service}` yet",
+                self.inner.connect
+            )
         })
     }
 }

@@ -44,6 +44,8 @@ pub(super) struct Session {
     pub(super) status: SessionStatus,
     /// The live client, while there is one.
     pub(super) client: Option<Client>,
+    /// Why the last attempt to establish a session failed; `None` once one is established.
+    pub(super) unreachable: Option<String>,
 }
 
 impl Session {
@@ -51,6 +53,7 @@ impl Session {
         Session {
             status: SessionStatus::Connecting,
             client: None,
+            unreachable: None,
         }
     }
 }
@@ -132,7 +135,7 @@ async fn supervise(
         // Connect, taking commands meanwhile: registrations wait for the session.
         let mut waiting: Vec<(String, Ack)> = Vec::new();
         let client = {
-            let mut attempt = Box::pin(connect_with_retry(connect, session_timeout));
+            let mut attempt = Box::pin(connect_with_retry(connect, session_timeout, session));
             loop {
                 tokio::select! {
                     client = &mut attempt => break client,
@@ -161,6 +164,7 @@ async fn supervise(
         session.send_replace(Session {
             status: SessionStatus::Connected,
             client: Some(client.clone()),
+            unreachable: None,
         });
 
         let (fired_tx, mut fired) = mpsc::unbounded_channel::<String>();
@@ -243,17 +247,44 @@ async fn supervise(
     }
 }
 
-async fn connect_with_retry(connect: &str, session_timeout: Duration) -> Client {
+/// Connects, retrying with backoff; publishes why each failed attempt failed (in
+/// `Session::unreachable`) and logs it once, not at every attempt.
+async fn connect_with_retry(
+    connect: &str,
+    session_timeout: Duration,
+    session: &watch::Sender<Session>,
+) -> Client {
     let mut backoff = Duration::from_millis(100);
+    let limit = session_timeout.max(Duration::from_secs(2));
+    let mut failures = 0u32;
     loop {
         let attempt = Client::connector()
             .with_session_timeout(session_timeout)
             .with_fail_eagerly()
             .connect(connect);
-        match tokio::time::timeout(session_timeout.max(Duration::from_secs(2)), attempt).await {
-            Ok(Ok(client)) => return client,
-            Ok(Err(e)) => tracing::warn!("cannot connect to ZooKeeper at {connect}: {e}"),
-            Err(_) => tracing::warn!("connecting to ZooKeeper at {connect} timed out"),
+        let reason = match tokio::time::timeout(limit, attempt).await {
+            Ok(Ok(client)) => {
+                if failures > 0 {
+                    tracing::info!(
+                        "reached ZooKeeper at {connect} after {failures} failed attempts"
+                    );
+                }
+                return client;
+            }
+            // With `fail_eagerly`, every server of the connect string was tried once.
+            Ok(Err(ZkError::NoHosts)) => {
+                "no server of the connect string accepted a connection".to_owned()
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no session established within {limit:?}"),
+        };
+        failures += 1;
+        let repeated = session.borrow().unreachable.as_deref() == Some(reason.as_str());
+        if repeated {
+            tracing::debug!("still cannot reach ZooKeeper at {connect}: {reason}");
+        } else {
+            tracing::warn!("cannot reach ZooKeeper at {connect}: {reason}; retrying");
+            session.send_modify(|s| s.unreachable = Some(reason));
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
