@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use mprpc::client::Channel;
 use mprpc::config::{ClientConfig, LoadBalance, ServerConfig};
 use mprpc::registry::zookeeper::SessionStatus;
-use mprpc::registry::{Instances, Registry, ZkRegistry};
+use mprpc::registry::{Instances, Registry, ServiceInstance, ZkRegistry};
 use mprpc::server::{spawn_local_registered, LocalServer, Server};
 use mprpc::{Code, Request, Status};
 use mprpc_tests::process::ProviderProcess;
@@ -548,4 +548,90 @@ async fn an_ensemble_losing_each_node_in_turn_keeps_registrations_and_watches() 
     for p in running {
         p.shutdown().await.unwrap();
     }
+}
+
+/// `127.0.0.1:PORT` where nothing listens: a port bound, noted and closed again.
+fn nothing_listens() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_registry_is_named_by_consumers_and_providers() {
+    let connect = nothing_listens();
+    let named = format!("the registry at {connect} could not be reached");
+    let registry = Arc::new(
+        ZkRegistry::new(connect.clone(), ROOT.to_owned(), Duration::from_secs(2)).unwrap(),
+    );
+
+    // A provider keeps trying for 15 s, then gives up with one line naming the address.
+    let provider = tokio::spawn({
+        let registry = registry.clone();
+        async move {
+            let started = Instant::now();
+            let outcome = registry
+                .register(ServiceInstance::new(SERVICE, "127.0.0.1:1"))
+                .await;
+            (outcome.err(), started.elapsed())
+        }
+    });
+
+    // A consumer's call fails before its deadline: the registry refused, so Unavailable.
+    let config = ClientConfig {
+        timeout: Duration::from_secs(3),
+        ..ClientConfig::default()
+    };
+    let client = EchoClient::new(Channel::new(config, registry.clone()));
+    for _ in 0..2 {
+        let started = Instant::now();
+        let status = client
+            .echo(EchoRequest::default())
+            .await
+            .expect_err("no registry, no providers");
+        assert_eq!(status.code(), Code::Unavailable, "{status}");
+        assert!(status.message().contains(&named), "{status}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "took {:?}: {status}",
+            started.elapsed()
+        );
+    }
+    let error = registry.services().await.expect_err("no registry");
+    assert!(error.to_string().contains(&named), "{error}");
+
+    let (error, took) = provider.await.unwrap();
+    let error = error.expect("registering fails").to_string();
+    assert!(error.contains(&named), "{error}");
+    assert!(!error.contains('\n'), "{error}");
+    assert!(
+        took >= Duration::from_secs(15),
+        "gave up after {took:?}: {error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_that_never_answers_is_named_when_the_deadline_passes() {
+    // Connections to it complete in the backlog, and nothing ever answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let connect = silent.local_addr().unwrap().to_string();
+    let registry = Arc::new(
+        ZkRegistry::new(connect.clone(), ROOT.to_owned(), Duration::from_secs(4)).unwrap(),
+    );
+    let config = ClientConfig {
+        timeout: Duration::from_millis(500),
+        ..ClientConfig::default()
+    };
+    let client = EchoClient::new(Channel::new(config, registry));
+    let status = client
+        .echo(EchoRequest::default())
+        .await
+        .expect_err("no registry, no providers");
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status}");
+    assert!(
+        status
+            .message()
+            .contains(&format!("the registry at {connect} could not be reached")),
+        "{status}"
+    );
+    drop(silent);
 }

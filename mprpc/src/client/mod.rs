@@ -175,7 +175,17 @@ impl Channel {
         mut request: Request<Bytes>,
         deadline: tokio::time::Instant,
     ) -> Result<Bytes, Status> {
-        let state = self.service(service).await?;
+        // Finding the providers the first time may outlast the deadline (a registry that
+        // cannot be reached): say so, rather than only that no reply came.
+        let state = match tokio::time::timeout_at(deadline, self.service(service)).await {
+            Ok(state) => state?,
+            Err(_) => {
+                return Err(Status::deadline_exceeded(format!(
+                    "{service}/{method}: the deadline passed while finding providers: {}",
+                    self.inner.registry.discovery_stalled(service)
+                )))
+            }
+        };
         let (instances, endpoints) = self.endpoints_of(&state);
         if instances.is_empty() {
             return Err(Status::unavailable(format!(

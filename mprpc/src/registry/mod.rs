@@ -94,6 +94,13 @@ pub trait Registry: Send + Sync + 'static {
     /// Starts following a service: the receiver always holds the current instances.
     fn discover(&self, service: &str) -> BoxFuture<Result<Instances, RegistryError>>;
 
+    /// Why a [`discover`](Registry::discover) of `service` that has not finished is still
+    /// waiting, in words for the error of a call whose deadline passed meanwhile; e.g. "the
+    /// registry at 10.0.0.1:2181 could not be reached: ...".
+    fn discovery_stalled(&self, service: &str) -> String {
+        format!("the registry has not listed the providers of `{service}` yet")
+    }
+
     /// Every service the registry knows of, sorted (for tools).
     fn services(&self) -> BoxFuture<Result<Vec<String>, RegistryError>>;
 

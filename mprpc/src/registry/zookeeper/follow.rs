@@ -14,34 +14,41 @@
 //! - **A hiccup does not wipe the list.** While ZooKeeper is unreachable the last list stays
 //!   in force. A new list that is empty, or that drops more than half of at least three
 //!   providers, is applied only if a second reading after [`CONFIRM_DELAY`] agrees.
-//! - The task ends when every consumer of the list is gone.
+//! - The task ends when every consumer of the list is gone, or when the registry stops.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use zookeeper_client::{
     AddWatchMode, Client, Error as ZkError, EventType, PersistentWatcher, SessionState,
 };
 
 use super::session::Session;
-use crate::registry::{Instances, ServiceInstance};
+use crate::registry::ServiceInstance;
 
 /// How long to keep collecting events after a change before reading the list.
 pub(crate) const MERGE_WINDOW: Duration = Duration::from_millis(50);
 /// How long to wait before a second reading confirms a suspicious list.
 pub(crate) const CONFIRM_DELAY: Duration = Duration::from_millis(1000);
 
-/// Starts following `path`; `ready` fires after the first successful reading.
-pub(super) fn start(
+/// Follows `path` into `tx` until every receiver of `tx` is gone or `stop` fires; `listed`
+/// turns true after the first successful reading. Runs on the registry's own runtime (see
+/// [`session`](super::session)).
+pub(super) async fn follow(
     session: watch::Receiver<Session>,
     path: String,
-    ready: oneshot::Sender<()>,
-) -> Instances {
-    let (tx, rx) = watch::channel(Arc::new(Vec::new()));
-    tokio::spawn(follow(session, path, tx, ready));
-    rx
+    tx: watch::Sender<Arc<Vec<ServiceInstance>>>,
+    listed: watch::Sender<bool>,
+    stop: CancellationToken,
+) {
+    // Stopping drops the watch and the client wherever the follower is.
+    tokio::select! {
+        () = stop.cancelled() => {}
+        () = follow_sessions(session, &path, &tx, &listed) => {}
+    }
 }
 
 /// What ended one watch: the session, or the consumers.
@@ -50,13 +57,12 @@ enum Stop {
     NobodyListens,
 }
 
-async fn follow(
+async fn follow_sessions(
     mut session: watch::Receiver<Session>,
-    path: String,
-    tx: watch::Sender<Arc<Vec<ServiceInstance>>>,
-    ready: oneshot::Sender<()>,
+    path: &str,
+    tx: &watch::Sender<Arc<Vec<ServiceInstance>>>,
+    listed: &watch::Sender<bool>,
 ) {
-    let mut ready = Some(ready);
     loop {
         // Wait for a live client.
         let client = tokio::select! {
@@ -66,7 +72,7 @@ async fn follow(
                 Err(_) => return,
             },
         };
-        match follow_session(&client, &path, &tx, &mut ready).await {
+        match follow_session(&client, path, tx, listed).await {
             Stop::NobodyListens => return,
             Stop::SessionEnded => {
                 // Wait until the supervisor has replaced this client.
@@ -84,13 +90,13 @@ async fn follow_session(
     client: &Client,
     path: &str,
     tx: &watch::Sender<Arc<Vec<ServiceInstance>>>,
-    ready: &mut Option<oneshot::Sender<()>>,
+    listed: &watch::Sender<bool>,
 ) -> Stop {
     let mut watcher = match arm(client, path, tx).await {
         Some(w) => w,
         None => return Stop::SessionEnded,
     };
-    refresh(client, path, tx, ready).await;
+    refresh(client, path, tx, listed).await;
     loop {
         let event = tokio::select! {
             () = tx.closed() => return Stop::NobodyListens,
@@ -136,7 +142,7 @@ async fn follow_session(
                 None => return Stop::SessionEnded,
             };
         }
-        refresh(client, path, tx, ready).await;
+        refresh(client, path, tx, listed).await;
     }
 }
 
@@ -169,7 +175,7 @@ async fn refresh(
     client: &Client,
     path: &str,
     tx: &watch::Sender<Arc<Vec<ServiceInstance>>>,
-    ready: &mut Option<oneshot::Sender<()>>,
+    listed: &watch::Sender<bool>,
 ) {
     let Some(mut list) = read_list(client, path).await else {
         return;
@@ -192,9 +198,7 @@ async fn refresh(
         tracing::info!(%path, providers = list.len(), "provider list changed");
         tx.send_replace(Arc::new(list));
     }
-    if let Some(ready) = ready.take() {
-        let _ = ready.send(());
-    }
+    listed.send_if_modified(|listed| !std::mem::replace(listed, true));
 }
 
 fn suspicious(old: &[ServiceInstance], new: &[ServiceInstance]) -> bool {

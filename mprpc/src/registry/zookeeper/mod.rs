@@ -10,12 +10,12 @@
 //! ```
 //!
 //! One ZooKeeper session per [`ZkRegistry`], shared by everything the process registers and
-//! watches ([`session`]). Providers' nodes are kept true by a supervisor that re-creates them
-//! after a session expiry (replacing a node left by a dead session of ours), after a
-//! reconnect, and when someone deletes them ([`session`]). Consumers follow each service with
-//! a persistent recursive watch, re-armed after every reconnect to work around a defect of the
-//! client crate, merge bursts of changes, and refuse to apply a sudden empty or mostly-empty
-//! list until a second look confirms it ([`follow`]).
+//! watches, on a thread of the registry's own ([`session`]). Providers' nodes are kept true by
+//! a supervisor that re-creates them after a session expiry (replacing a node left by a dead
+//! session of ours), after a reconnect, and when someone deletes them ([`session`]).
+//! Consumers follow each service with a persistent recursive watch, re-armed after every
+//! reconnect to work around a defect of the client crate, merge bursts of changes, and refuse
+//! to apply a sudden empty or mostly-empty list until a second look confirms it ([`follow`]).
 
 mod follow;
 mod session;
@@ -44,15 +44,23 @@ struct Inner {
     connect: String,
     root: String,
     session_timeout: Duration,
-    /// The session supervisor, started on first use (it needs a runtime).
+    /// The session supervisor, started on first use.
     supervisor: OnceLock<Supervisor>,
     /// Followed services: one watcher task each, shared by every caller of `discover`.
-    followed: Mutex<HashMap<String, Instances>>,
+    followed: Mutex<HashMap<String, Followed>>,
 }
 
 struct Supervisor {
     commands: mpsc::UnboundedSender<Command>,
     session: watch::Receiver<Session>,
+}
+
+/// A followed service.
+#[derive(Clone)]
+struct Followed {
+    instances: Instances,
+    /// True once the providers were read.
+    listed: watch::Receiver<bool>,
 }
 
 /// The registry's connection state, for tools and metrics.
@@ -113,19 +121,71 @@ impl ZkRegistry {
         }
     }
 
+    /// The supervisor, started on first use on a thread of its own (see [`session`]). The
+    /// thread ends, closing the session, once every handle on the registry is gone.
     fn supervisor(&self) -> &Supervisor {
         self.inner.supervisor.get_or_init(|| {
             let (commands, rx) = mpsc::unbounded_channel();
             let (session_tx, session) = watch::channel(Session::connecting());
-            tokio::spawn(session::supervise(
-                self.inner.connect.clone(),
-                self.inner.session_timeout,
-                rx,
-                session_tx,
-            ));
+            let connect = self.inner.connect.clone();
+            let session_timeout = self.inner.session_timeout;
+            let started = std::thread::Builder::new()
+                .name("mprpc-zookeeper".into())
+                .spawn(move || session::run(connect, session_timeout, rx, session_tx));
+            if let Err(e) = started {
+                // Every request then fails with "registry stopped".
+                tracing::error!("cannot start the ZooKeeper registry's thread: {e}");
+            }
             Supervisor { commands, session }
         })
     }
+
+    /// What is wrong with the session, in words naming the connect string; `None` while it
+    /// is connected.
+    fn trouble(&self) -> Option<String> {
+        let connect = &self.inner.connect;
+        let session = self.supervisor().session.borrow();
+        match (&session.client, &session.unreachable, session.status) {
+            (None, Some(reason), _) => Some(format!(
+                "the registry at {connect} could not be reached: {reason}"
+            )),
+            (None, None, _) => Some(format!(
+                "the registry at {connect} could not be reached yet (still connecting)"
+            )),
+            (Some(_), _, SessionStatus::Connected) => None,
+            (Some(_), _, _) => Some(format!(
+                "the registry at {connect} could not be reached (the connection was lost)"
+            )),
+        }
+    }
+
+    /// Waits until `listed` is true. Fails at once if no session could be established (the
+    /// last attempt failed), like a gRPC call on a channel in transient failure.
+    async fn wait_listed(
+        &self,
+        service: &str,
+        mut listed: watch::Receiver<bool>,
+    ) -> Result<(), RegistryError> {
+        let mut session = self.supervisor().session.clone();
+        tokio::select! {
+            biased;
+            done = listed.wait_for(|listed| *listed) => done.map(drop).map_err(|_| stopped()),
+            failed = session.wait_for(|s| s.client.is_none() && s.unreachable.is_some()) => {
+                match failed.map(drop) {
+                    Ok(()) => Err(RegistryError::Unavailable(self.discovery_stalled(service))),
+                    Err(_) => Err(stopped()),
+                }
+            }
+            () = tokio::time::sleep(REGISTER_TIMEOUT) => Err(RegistryError::Unavailable(format!(
+                "{} (gave up after {REGISTER_TIMEOUT:?})",
+                self.discovery_stalled(service)
+            ))),
+        }
+    }
+}
+
+fn stopped() -> RegistryError {
+    RegistryError::Unavailable("registry stopped".into())
 }
 
 fn validate_service(service: &str) -> Result<(), RegistryError> {
@@ -149,10 +209,10 @@ impl Registration for ZkRegistration {
             let path = self.path.clone();
             self.commands
                 .send(Command::Deregister { path, ack })
-                .map_err(|_| RegistryError::Unavailable("registry stopped".into()))?;
+                .map_err(|_| stopped())?;
             match tokio::time::timeout(REGISTER_TIMEOUT, done).await {
                 Ok(Ok(result)) => result,
-                Ok(Err(_)) => Err(RegistryError::Unavailable("registry stopped".into())),
+                Ok(Err(_)) => Err(stopped()),
                 Err(_) => Err(RegistryError::Unavailable(format!(
                     "ZooKeeper did not confirm removing {} in time",
                     self.path
@@ -192,14 +252,19 @@ impl Registry for ZkRegistry {
                     data,
                     ack,
                 })
-                .map_err(|_| RegistryError::Unavailable("registry stopped".into()))?;
+                .map_err(|_| stopped())?;
             let outcome = match tokio::time::timeout(REGISTER_TIMEOUT, done).await {
                 Ok(Ok(result)) => result,
-                Ok(Err(_)) => Err(RegistryError::Unavailable("registry stopped".into())),
-                Err(_) => Err(RegistryError::Unavailable(format!(
-                    "could not register {path} within {REGISTER_TIMEOUT:?}: is ZooKeeper at {} up?",
-                    this.inner.connect
-                ))),
+                Ok(Err(_)) => Err(stopped()),
+                Err(_) => Err(RegistryError::Unavailable(match this.trouble() {
+                    Some(trouble) => format!(
+                        "{trouble} (gave up registering {path} after {REGISTER_TIMEOUT:?})"
+                    ),
+                    None => format!(
+                        "the registry at {} did not confirm registering {path} within {REGISTER_TIMEOUT:?}",
+                        this.inner.connect
+                    ),
+                })),
             };
             if outcome.is_err() {
                 // Do not leave it to be registered later behind the caller's back.
@@ -222,18 +287,27 @@ impl Registry for ZkRegistry {
         let this = self.clone();
         Box::pin(async move {
             let mut session = this.supervisor().session.clone();
-            let client =
-                tokio::time::timeout(REGISTER_TIMEOUT, session.wait_for(|s| s.client.is_some()))
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-                    .and_then(|s| s.client.clone())
-                    .ok_or_else(|| {
-                        RegistryError::Unavailable(format!(
-                            "ZooKeeper at {} is unreachable",
-                            this.inner.connect
-                        ))
-                    })?;
+            // A client, or the reason there is none (failing at once if the last attempt to
+            // establish a session failed).
+            let waited = tokio::time::timeout(
+                REGISTER_TIMEOUT,
+                session.wait_for(|s| s.client.is_some() || s.unreachable.is_some()),
+            )
+            .await
+            .map(|s| s.map(|s| s.client.clone()));
+            let client = match waited {
+                Ok(Ok(client)) => client,
+                Ok(Err(_)) => return Err(stopped()),
+                Err(_) => None,
+            };
+            let client = client.ok_or_else(|| {
+                RegistryError::Unavailable(this.trouble().unwrap_or_else(|| {
+                    format!(
+                        "the registry at {} could not be reached",
+                        this.inner.connect
+                    )
+                }))
+            })?;
             let root = if this.inner.root.is_empty() {
                 "/"
             } else {
@@ -266,24 +340,42 @@ impl Registry for ZkRegistry {
         let service = service.to_owned();
         Box::pin(async move {
             validate_service(&service)?;
-            if let Some(rx) = lock(&this.inner.followed).get(&service) {
-                return Ok(rx.clone());
-            }
-            let session = this.supervisor().session.clone();
-            let path = this.providers_path(&service);
-            let (ready_tx, ready) = oneshot::channel();
-            let rx = follow::start(session, path, ready_tx);
-            match tokio::time::timeout(REGISTER_TIMEOUT, ready).await {
-                Ok(Ok(())) => {}
-                _ => {
-                    return Err(RegistryError::Unavailable(format!(
-                        "could not list the providers of `{service}` from ZooKeeper at {}",
-                        this.inner.connect
-                    )))
+            let followed = {
+                let mut followed = lock(&this.inner.followed);
+                match followed.get(&service) {
+                    Some(f) => f.clone(),
+                    None => {
+                        // Followed from now on, listed or not: a later call finds the same
+                        // follower (which keeps trying) instead of starting another.
+                        let (instances_tx, instances) = watch::channel(Arc::new(Vec::new()));
+                        let (listed_tx, listed) = watch::channel(false);
+                        this.supervisor()
+                            .commands
+                            .send(Command::Follow {
+                                path: this.providers_path(&service),
+                                instances: instances_tx,
+                                listed: listed_tx,
+                            })
+                            .map_err(|_| stopped())?;
+                        let f = Followed { instances, listed };
+                        followed.insert(service.clone(), f.clone());
+                        f
+                    }
                 }
+            };
+            if !*followed.listed.borrow() {
+                this.wait_listed(&service, followed.listed).await?;
             }
-            let mut followed = lock(&this.inner.followed);
-            Ok(followed.entry(service).or_insert(rx).clone())
+            Ok(followed.instances)
+        })
+    }
+
+    fn discovery_stalled(&self, service: &str) -> String {
+        self.trouble().unwrap_or_else(|| {
+            format!(
+                "the registry at {} has not listed the providers of `{service}` yet",
+                self.inner.connect
+            )
         })
     }
 }

@@ -1,5 +1,14 @@
 //! The ZooKeeper session and the provider nodes that depend on it.
 //!
+//! The session lives on a thread of its own with a single-threaded runtime ([`run`]), never
+//! on the caller's runtime: `zookeeper-client` runs its session as a task on whichever runtime
+//! connects, and when that runtime shuts down (a blocking client dropped, a `main` returning)
+//! the task is dropped without telling the watchers, and a watcher polled after that panics
+//! inside the crate (`src/session/watch.rs:147`, an `unwrap()` on `None`). On our own
+//! single-threaded runtime nothing is polled once it shuts down, and the session is closed in
+//! order first: the followers drop their watches and clients, then the session says goodbye
+//! to ZooKeeper (which removes our nodes at once) and reports `Closed` to what is left.
+//!
 //! One supervisor task owns the session. It connects (retrying with backoff), publishes the
 //! live client for the consumers' watchers, and keeps every registered provider node true:
 //!
@@ -11,19 +20,23 @@
 //!   someone deletes it, and a periodic check catches anything else;
 //! - when the session expires, it builds a new one and starts over.
 //!
-//! Commands (register, deregister) reach it through a channel, so registry work never blocks
-//! the client's event delivery.
+//! Commands (register, deregister, follow) reach it through a channel, so registry work never
+//! blocks the client's event delivery.
 
 use std::collections::{HashMap, HashSet};
-
-use futures_util::future::join_all;
+use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::join_all;
 use tokio::sync::{mpsc, oneshot, watch};
-use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError, SessionState};
+use tokio_util::sync::CancellationToken;
+use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError, SessionState, StateWatcher};
 
-use super::SessionStatus;
-use crate::registry::RegistryError;
+use super::{follow, SessionStatus};
+use crate::registry::{RegistryError, ServiceInstance};
+
+/// How long closing the session may take when the registry is dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What the supervisor publishes about the session.
 #[derive(Clone)]
@@ -31,6 +44,8 @@ pub(super) struct Session {
     pub(super) status: SessionStatus,
     /// The live client, while there is one.
     pub(super) client: Option<Client>,
+    /// Why the last attempt to establish a session failed; `None` once one is established.
+    pub(super) unreachable: Option<String>,
 }
 
 impl Session {
@@ -38,6 +53,7 @@ impl Session {
         Session {
             status: SessionStatus::Connecting,
             client: None,
+            unreachable: None,
         }
     }
 }
@@ -54,25 +70,77 @@ pub(super) enum Command {
     },
     /// Stop keeping it, and delete it if it is ours.
     Deregister { path: String, ack: Ack },
+    /// Follow the providers under `path` (see [`follow`]).
+    Follow {
+        path: String,
+        instances: watch::Sender<Arc<Vec<ServiceInstance>>>,
+        listed: watch::Sender<bool>,
+    },
 }
 
-pub(super) async fn supervise(
+/// The body of the registry's thread: supervises the session until every handle on the
+/// registry is gone, then closes it in order.
+pub(super) fn run(
     connect: String,
     session_timeout: Duration,
-    mut commands: mpsc::UnboundedReceiver<Command>,
+    commands: mpsc::UnboundedReceiver<Command>,
     session: watch::Sender<Session>,
 ) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!("cannot start the ZooKeeper registry's runtime: {e}");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let stop = CancellationToken::new();
+        let closing = supervise(&connect, session_timeout, commands, &session, &stop).await;
+        // The followers drop their watches and clients; the last client gone, the session
+        // closes and delivers `Closed` to any watch still armed.
+        stop.cancel();
+        if let Some(mut state) = closing {
+            let closed = async { while !state.changed().await.is_terminated() {} };
+            if tokio::time::timeout(CLOSE_TIMEOUT, closed).await.is_err() {
+                tracing::debug!("the ZooKeeper session did not close within {CLOSE_TIMEOUT:?}");
+            }
+        }
+    });
+    // Dropping the runtime drops whatever is left without polling it again.
+}
+
+/// Keeps the session and the registrations until every handle on the registry is gone;
+/// returns the state of the session it was closing, if there was one.
+async fn supervise(
+    connect: &str,
+    session_timeout: Duration,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    session: &watch::Sender<Session>,
+    stop: &CancellationToken,
+) -> Option<StateWatcher> {
     let mut registrations: HashMap<String, Vec<u8>> = HashMap::new();
+    let follow = |path, instances, listed| {
+        tokio::spawn(follow::follow(
+            session.subscribe(),
+            path,
+            instances,
+            listed,
+            stop.clone(),
+        ));
+    };
     loop {
         // Connect, taking commands meanwhile: registrations wait for the session.
         let mut waiting: Vec<(String, Ack)> = Vec::new();
         let client = {
-            let mut attempt = Box::pin(connect_with_retry(&connect, session_timeout));
+            let mut attempt = Box::pin(connect_with_retry(connect, session_timeout, session));
             loop {
                 tokio::select! {
                     client = &mut attempt => break client,
                     command = commands.recv() => match command {
-                        None => return,
+                        None => return None,
                         Some(Command::Register { path, data, ack }) => {
                             registrations.insert(path.clone(), data);
                             waiting.push((path, ack));
@@ -80,6 +148,9 @@ pub(super) async fn supervise(
                         Some(Command::Deregister { path, ack }) => {
                             registrations.remove(&path);
                             let _ = ack.send(Ok(()));
+                        }
+                        Some(Command::Follow { path, instances, listed }) => {
+                            follow(path, instances, listed);
                         }
                     },
                 }
@@ -93,6 +164,7 @@ pub(super) async fn supervise(
         session.send_replace(Session {
             status: SessionStatus::Connected,
             client: Some(client.clone()),
+            unreachable: None,
         });
 
         let (fired_tx, mut fired) = mpsc::unbounded_channel::<String>();
@@ -137,10 +209,12 @@ pub(super) async fn supervise(
                 }
                 command = commands.recv() => match command {
                     None => {
-                        // Every handle is gone: close the session, which removes our nodes.
+                        // Every handle is gone: close the session, which removes our nodes
+                        // (once the followers' clients are gone too).
+                        let state = client.state_watcher();
                         drop(client);
                         session.send_replace(Session::connecting());
-                        return;
+                        return Some(state);
                     }
                     Some(Command::Register { path, data, ack }) => {
                         arm_watch(&client, &path, &fired_tx);
@@ -162,6 +236,9 @@ pub(super) async fn supervise(
                         waiting.retain(|(p, _)| *p != path);
                         let _ = ack.send(delete_own(&client, &path).await);
                     }
+                    Some(Command::Follow { path, instances, listed }) => {
+                        follow(path, instances, listed);
+                    }
                 },
                 _ = recheck.tick(), if connected => ensure_all(&client, &registrations, &mut waiting).await,
             }
@@ -170,17 +247,44 @@ pub(super) async fn supervise(
     }
 }
 
-async fn connect_with_retry(connect: &str, session_timeout: Duration) -> Client {
+/// Connects, retrying with backoff; publishes why each failed attempt failed (in
+/// `Session::unreachable`) and logs it once, not at every attempt.
+async fn connect_with_retry(
+    connect: &str,
+    session_timeout: Duration,
+    session: &watch::Sender<Session>,
+) -> Client {
     let mut backoff = Duration::from_millis(100);
+    let limit = session_timeout.max(Duration::from_secs(2));
+    let mut failures = 0u32;
     loop {
         let attempt = Client::connector()
             .with_session_timeout(session_timeout)
             .with_fail_eagerly()
             .connect(connect);
-        match tokio::time::timeout(session_timeout.max(Duration::from_secs(2)), attempt).await {
-            Ok(Ok(client)) => return client,
-            Ok(Err(e)) => tracing::warn!("cannot connect to ZooKeeper at {connect}: {e}"),
-            Err(_) => tracing::warn!("connecting to ZooKeeper at {connect} timed out"),
+        let reason = match tokio::time::timeout(limit, attempt).await {
+            Ok(Ok(client)) => {
+                if failures > 0 {
+                    tracing::info!(
+                        "reached ZooKeeper at {connect} after {failures} failed attempts"
+                    );
+                }
+                return client;
+            }
+            // With `fail_eagerly`, every server of the connect string was tried once.
+            Ok(Err(ZkError::NoHosts)) => {
+                "no server of the connect string accepted a connection".to_owned()
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no session established within {limit:?}"),
+        };
+        failures += 1;
+        let repeated = session.borrow().unreachable.as_deref() == Some(reason.as_str());
+        if repeated {
+            tracing::debug!("still cannot reach ZooKeeper at {connect}: {reason}");
+        } else {
+            tracing::warn!("cannot reach ZooKeeper at {connect}: {reason}; retrying");
+            session.send_modify(|s| s.unreachable = Some(reason));
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -225,12 +329,17 @@ async fn ensure_all(
 }
 
 /// Watches a node once; when it changes or goes, its path comes back through `fired`.
+///
+/// The task keeps no client while it waits, so that it does not hold the session open; the
+/// session's end reaches it as an event.
 fn arm_watch(client: &Client, path: &str, fired: &mpsc::UnboundedSender<String>) {
     let client = client.clone();
     let path = path.to_owned();
     let fired = fired.clone();
     tokio::spawn(async move {
-        match client.check_and_watch_stat(&path).await {
+        let watched = client.check_and_watch_stat(&path).await;
+        drop(client);
+        match watched {
             Ok((_, watcher)) => {
                 let event = watcher.changed().await;
                 tracing::debug!(%path, ?event.event_type, "provider node changed");
