@@ -6,8 +6,10 @@
 //! - [`consumer`]: a consumer program calling every method with the blocking stubs, as the
 //!   original's `example/caller` did;
 //! - the `demo` binary runs a provider and a consumer as two processes and prints the calls;
-//! - [`report`]: how the programs print an error (one line) and exit.
+//! - [`report`]: how the programs print an error (one line) and exit;
+//! - [`allocator`]: the programs' global allocator (jemalloc, purging in the background).
 
+pub mod allocator;
 pub mod consumer;
 pub mod provider;
 pub mod report;

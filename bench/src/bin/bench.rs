@@ -22,6 +22,14 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[cfg(all(feature = "jemalloc", not(feature = "mimalloc")))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+/// jemalloc's settings (as in the examples): purge freed pages from a background thread.
+#[cfg(all(feature = "jemalloc", not(feature = "mimalloc")))]
+// `unsafe_code`: exporting a symbol by name is how jemalloc reads a configuration baked
+// into the program; this is the one symbol, and jemalloc only reads it.
+#[allow(non_upper_case_globals, unsafe_code)]
+#[export_name = "_rjem_malloc_conf"]
+pub static malloc_conf: &[u8] =
+    b"background_thread:true,max_background_threads:1,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
