@@ -4,8 +4,8 @@
 
 use anyhow::Context;
 use bytes::Bytes;
-use mprpc::client::Channel;
-use mprpc::{reflection, Code, Status};
+use mprpc::client::{reflection, Channel};
+use mprpc::{Code, Status};
 use prost::Message;
 use prost_reflect::{
     DescriptorPool, DeserializeOptions, DynamicMessage, MessageDescriptor, MethodDescriptor,

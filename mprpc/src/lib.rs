@@ -13,13 +13,19 @@
 //! | [`protocol`] | the frame format and its codec (see `docs/PROTOCOL.md`) |
 //! | [`server`] | the provider: listener, connections, dispatch, graceful shutdown |
 //! | [`client`] | the consumer: channel, multiplexed connections, load balancing |
-//! | [`reflection`] | the built-in service that tells tools what a provider hosts |
+//! | [`reflection`] | the messages of the built-in service that tells tools what a provider hosts ([`client::reflection`] calls it) |
 //! | [`registry`] | where providers are registered and found: the seam and the static list |
 //! | [`admin`] | the optional HTTP admin port: `/metrics`, `/status`, `/health` |
 //! | [`config`] | the TOML (or legacy `key=value`) configuration file |
 //! | [`trace`] | trace and span ids carried in call metadata, and the spans around calls |
 //! | [`logging`] | `tracing` to a non-blocking daily file writer |
 //! | [`metrics`] | per-method call counts, errors by code, latency histograms |
+//!
+//! Imports between these modules point one way, with no cycle:
+//! `status`, `request`, `config` at the bottom; then `protocol`, `metrics`, `trace`,
+//! `logging`, `reflection`; then `registry`; then `client` and `server`; `admin` last, started
+//! by `server` but importing nothing of it. [`server::BoxFuture`] lives in a private `future`
+//! module so that registries can name it without importing the server.
 //!
 //! # Example
 //!
@@ -33,6 +39,7 @@ pub mod client;
 #[doc(hidden)]
 pub mod codegen;
 pub mod config;
+mod future;
 pub mod logging;
 pub mod metrics;
 pub mod protocol;

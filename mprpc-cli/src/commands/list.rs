@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use mprpc::reflection;
+use mprpc::client::reflection;
 use mprpc::registry::ServiceInstance;
 
 use crate::target::Target;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use super::{Instances, Registration, Registry, RegistryError, ServiceInstance};
-use crate::server::BoxFuture;
+use crate::future::BoxFuture;
 
 /// A fixed list of provider addresses per fully qualified service name.
 pub struct StaticRegistry {

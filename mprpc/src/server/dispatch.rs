@@ -1,4 +1,8 @@
-//! The service table, and running one call: deadline, panics and size limits.
+//! The service table, and running one call: its deadline, and a handler's panic.
+//!
+//! Size limits are not here: the frame size is enforced by the decoder
+//! ([`crate::protocol::codec`]), metadata by [`crate::protocol::limits`], and the size of a
+//! reply by the connection before it is queued (`connection/call.rs`).
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;

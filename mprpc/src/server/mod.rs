@@ -14,11 +14,13 @@
 //! - [`dispatch`]: the service table and the running of one call;
 //! - [`connection`]: one connection's read loop, and admitting its calls;
 //! - [`complaints`]: rate-limited warnings about misbehaving peers;
+//! - `reflection`: the built-in service that lists what the provider hosts;
 //! - [`shutdown`]: waiting for SIGINT/SIGTERM.
 
 mod complaints;
 mod connection;
 mod dispatch;
+mod reflection;
 mod service;
 pub mod shutdown;
 
@@ -36,10 +38,11 @@ use tokio_util::task::TaskTracker;
 pub use dispatch::Router;
 pub use service::{BoxFuture, Service};
 
+use self::reflection::Reflection;
 use crate::admin::{self, AdminState};
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
-use crate::reflection::{Reflection, ServiceInfo};
+use crate::reflection::ServiceInfo;
 use crate::registry::{Registration, Registry, RegistryError, ServiceInstance};
 
 /// A provider: a set of services and the settings to serve them with.

@@ -27,7 +27,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{Instances, Registration, Registry, RegistryError, ServiceInstance};
-use crate::server::BoxFuture;
+use crate::future::BoxFuture;
 use crate::sync::lock;
 use session::{Command, Session};
 
