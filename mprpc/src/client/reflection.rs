@@ -5,8 +5,8 @@ use bytes::Bytes;
 
 use super::Channel;
 use crate::reflection::{
-    FileDescriptorSetRequest, FileDescriptorSetResponse, ListServicesRequest,
-    ListServicesResponse, ServiceInfo, SERVICE_NAME,
+    FileDescriptorSetRequest, FileDescriptorSetResponse, ListServicesRequest, ListServicesResponse,
+    ServiceInfo, SERVICE_NAME,
 };
 use crate::{Request, Status};
 

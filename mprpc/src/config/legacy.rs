@@ -317,5 +317,4 @@ mod tests {
         ));
         assert_eq!(key.as_deref(), Some("zookeeperip"));
     }
-
 }

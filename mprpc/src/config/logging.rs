@@ -7,7 +7,6 @@ use serde::{Deserialize, Deserializer};
 use super::check::Check;
 use super::ConfigError;
 
-
 /// Where log lines go.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]

@@ -122,7 +122,6 @@ pub struct Config {
     pub logging: LoggingConfig,
 }
 
-
 /// Why a configuration could not be loaded.
 ///
 /// Each message is one line that says everything (the operating system's reason included),
@@ -165,7 +164,6 @@ pub enum ConfigError {
     },
 }
 
-
 /// The text of a file, or a [`ConfigError::Parse`] naming the line and column of the first
 /// byte that is not UTF-8.
 fn utf8(bytes: Vec<u8>, origin: &str) -> Result<String, ConfigError> {
@@ -187,7 +185,6 @@ fn utf8(bytes: Vec<u8>, origin: &str) -> Result<String, ConfigError> {
         }
     })
 }
-
 
 /// `line N: key `K`: ` with the parts that are known.
 fn location(line: &Option<usize>, key: &Option<String>) -> String {
@@ -263,7 +260,6 @@ impl Config {
         config.validate(origin)?;
         Ok(config)
     }
-
 
     /// Checks every value against its documented range; [`load`](Config::load) and the
     /// `from_*_str` functions call it. Useful for a configuration built in code. The error

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use super::*;
 
-pub(super) fn parse_err(result: Result<Config, ConfigError>) -> (Option<usize>, Option<String>, String) {
+pub(super) fn parse_err(
+    result: Result<Config, ConfigError>,
+) -> (Option<usize>, Option<String>, String) {
     match result {
         Err(ConfigError::Parse {
             line, key, message, ..

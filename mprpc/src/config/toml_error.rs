@@ -31,7 +31,12 @@ fn line_of(text: &str, offset: usize) -> usize {
 
 /// Turns a `toml` error into a [`ConfigError::Parse`] with the line and the key, found by
 /// looking the error's position up in the parsed document.
-pub(super) fn toml_error(text: &str, origin: &str, doc: &DeTable<'_>, error: &toml::de::Error) -> ConfigError {
+pub(super) fn toml_error(
+    text: &str,
+    origin: &str,
+    doc: &DeTable<'_>,
+    error: &toml::de::Error,
+) -> ConfigError {
     let message = error.message().trim_end().to_owned();
     let mut line = None;
     let mut key = None;

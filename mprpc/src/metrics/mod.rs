@@ -16,6 +16,7 @@ mod histogram;
 mod queues;
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, Weak};
 use std::time::{Duration, Instant};
@@ -49,7 +50,7 @@ impl Side {
 const CODES: usize = 17;
 
 /// The live counters of one method on one side.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct MethodMetrics {
     calls: AtomicU64,
     in_flight: AtomicI64,
@@ -78,6 +79,7 @@ impl MethodMetrics {
 }
 
 /// One call in progress.
+#[derive(Debug)]
 pub struct CallRecord {
     method: Option<Arc<MethodMetrics>>,
     started: Instant,
@@ -272,6 +274,22 @@ impl Metrics {
                 .get()
                 .map_or(Duration::ZERO, Instant::elapsed),
         }
+    }
+}
+
+impl fmt::Debug for Metrics {
+    /// The uptime only: the counters are read with [`Metrics::snapshot`].
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics")
+            .field(
+                "uptime",
+                &self
+                    .inner
+                    .started
+                    .get()
+                    .map_or(Duration::ZERO, Instant::elapsed),
+            )
+            .finish_non_exhaustive()
     }
 }
 

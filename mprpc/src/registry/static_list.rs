@@ -13,6 +13,7 @@ use super::{Instances, Registration, Registry, RegistryError, ServiceInstance};
 use crate::future::BoxFuture;
 
 /// A fixed list of provider addresses per fully qualified service name.
+#[derive(Debug)]
 pub struct StaticRegistry {
     services: HashMap<String, watch::Sender<Arc<Vec<ServiceInstance>>>>,
     /// Addresses for any service not listed, if set (see [`StaticRegistry::any`]).

@@ -21,6 +21,15 @@ pub struct Router {
     services: HashMap<&'static str, Arc<dyn Service>>,
 }
 
+impl std::fmt::Debug for Router {
+    /// The names of the hosted services.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("services", &self.names())
+            .finish()
+    }
+}
+
 impl Router {
     /// Adds a service.
     ///

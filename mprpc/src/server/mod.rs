@@ -46,6 +46,7 @@ use crate::reflection::ServiceInfo;
 use crate::registry::{Registration, Registry, RegistryError, ServiceInstance};
 
 /// A provider: a set of services and the settings to serve them with.
+#[derive(Debug)]
 pub struct Server {
     config: ServerConfig,
     router: Router,
@@ -385,6 +386,7 @@ pub async fn spawn_local_registered(
 }
 
 /// A provider started by [`spawn_local`].
+#[derive(Debug)]
 pub struct LocalServer {
     stop: CancellationToken,
     task: tokio::task::JoinHandle<io::Result<()>>,

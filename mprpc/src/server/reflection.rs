@@ -90,4 +90,3 @@ impl Service for Reflection {
         Box::pin(std::future::ready(reply.map(Bytes::from)))
     }
 }
-

@@ -55,6 +55,17 @@ struct Supervisor {
     session: watch::Receiver<Session>,
 }
 
+impl std::fmt::Debug for ZkRegistry {
+    /// Where it connects and its state; not its session or watches.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZkRegistry")
+            .field("connect", &self.inner.connect)
+            .field("root", &self.inner.root)
+            .field("state", &self.state())
+            .finish_non_exhaustive()
+    }
+}
+
 /// The registry's connection state, for tools and metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SessionStatus {
