@@ -21,11 +21,13 @@
 //! | [`logging`] | `tracing` to a non-blocking daily file writer |
 //! | [`metrics`] | per-method call counts, errors by code, latency histograms |
 //!
-//! Imports between these modules point one way, with no cycle:
-//! `status`, `request`, `config` at the bottom; then `protocol`, `metrics`, `trace`,
-//! `logging`, `reflection`; then `registry`; then `client` and `server`; `admin` last, started
-//! by `server` but importing nothing of it. [`server::BoxFuture`] lives in a private `future`
-//! module so that registries can name it without importing the server.
+//! Imports between these modules point one way, with no cycle: [`status`] and [`request`] at
+//! the bottom; then [`protocol`]; then [`config`] (plain settings, which take their metadata
+//! defaults from [`protocol::limits`]); then [`logging`], [`metrics`], [`trace`] and
+//! [`reflection`] (its messages only); then [`registry`]; then [`client`] and [`server`]; and
+//! [`admin`] last: the provider starts it, and it imports neither `server` nor `client`.
+//! [`server::BoxFuture`] is defined in a private module below all of these, so that the
+//! registries can name it without importing the provider.
 //!
 //! # Example
 //!
