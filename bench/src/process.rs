@@ -31,6 +31,7 @@ pub struct ServerSpec {
 }
 
 /// A server process started by the driver; killed when dropped.
+#[derive(Debug)]
 pub struct ServerProcess {
     child: Child,
     stdin: Option<ChildStdin>,

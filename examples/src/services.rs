@@ -88,8 +88,15 @@ impl UserServiceRpc for UserService {
     }
 }
 
+impl std::fmt::Debug for UserService {
+    /// Nothing of the users: their passwords must not reach a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserService").finish_non_exhaustive()
+    }
+}
+
 /// Friends lists; every user has the same three friends, as in the original.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct FriendService;
 
 impl FriendServiceRpc for FriendService {

@@ -261,6 +261,13 @@ fn write_server(service: &Service, names: &Names, descriptors: bool, buf: &mut S
         "fn clone(&self) -> Self {{ Self {{ inner: {RT}::Arc::clone(&self.inner) }} }}"
     );
     emit!(buf, "}}");
+    // Debug without `T: Debug`: an implementation need not be printable.
+    emit!(buf, "impl<T> ::core::fmt::Debug for {server}<T> {{");
+    emit!(
+        buf,
+        "fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {{ f.debug_struct({server:?}).finish_non_exhaustive() }}"
+    );
+    emit!(buf, "}}");
 
     emit!(buf, "impl<T: {camel}> {RT}::Service for {server}<T> {{");
     emit!(buf, "fn name(&self) -> &'static str {{ SERVICE_NAME }}");
@@ -373,7 +380,7 @@ fn write_client(service: &Service, names: &Names, buf: &mut String) {
     ];
     for (client, channel, summary, asyncness, await_) in flavours {
         write_summary_and_docs(buf, &summary, &service.comments);
-        emit!(buf, "#[derive(::core::clone::Clone)]");
+        emit!(buf, "#[derive(::core::clone::Clone, ::core::fmt::Debug)]");
         emit!(
             buf,
             "pub struct {client} {{ {field_attr}channel: {RT}::{channel} }}"

@@ -4,8 +4,8 @@
 
 use anyhow::Context;
 use bytes::Bytes;
-use mprpc::client::Channel;
-use mprpc::{reflection, Code, Status};
+use mprpc::client::{reflection, Channel};
+use mprpc::{Code, Status};
 use prost::Message;
 use prost_reflect::{
     DescriptorPool, DeserializeOptions, DynamicMessage, MessageDescriptor, MethodDescriptor,
@@ -15,7 +15,7 @@ use prost_reflect::{
 /// Fetches the descriptors of `service` from the provider behind `channel` (at `provider`).
 ///
 /// A provider that does not host the service gives `Unimplemented`, as calling it would.
-pub async fn service_descriptor(
+pub(crate) async fn service_descriptor(
     channel: &Channel,
     provider: &str,
     service: &str,
@@ -61,7 +61,7 @@ fn in_reflection(status: Status, service: &str, provider: &str) -> Status {
 }
 
 /// The method `name` of `service`, or `Unimplemented` naming the methods there are.
-pub fn method(service: &ServiceDescriptor, name: &str) -> Result<MethodDescriptor, Status> {
+pub(crate) fn method(service: &ServiceDescriptor, name: &str) -> Result<MethodDescriptor, Status> {
     service.methods().find(|m| m.name() == name).ok_or_else(|| {
         let names: Vec<String> = service.methods().map(|m| m.name().to_owned()).collect();
         Status::unimplemented(format!(
@@ -73,7 +73,7 @@ pub fn method(service: &ServiceDescriptor, name: &str) -> Result<MethodDescripto
 }
 
 /// Parses `json` as a `desc` message and encodes it. Unknown fields are refused.
-pub fn encode_json(desc: &MessageDescriptor, json: &str) -> anyhow::Result<Bytes> {
+pub(crate) fn encode_json(desc: &MessageDescriptor, json: &str) -> anyhow::Result<Bytes> {
     let mut deserializer = serde_json::Deserializer::from_str(json);
     let message = DynamicMessage::deserialize_with_options(
         desc.clone(),
@@ -87,7 +87,7 @@ pub fn encode_json(desc: &MessageDescriptor, json: &str) -> anyhow::Result<Bytes
 
 /// Decodes a `desc` message and renders it as pretty JSON; `emit_defaults` also prints the
 /// fields that hold their default value (proto3 JSON leaves them out).
-pub fn decode_to_json(
+pub(crate) fn decode_to_json(
     desc: &MessageDescriptor,
     body: Bytes,
     emit_defaults: bool,

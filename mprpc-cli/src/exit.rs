@@ -10,13 +10,13 @@ use std::process::ExitCode;
 use mprpc::{Code, Status};
 
 /// Bad usage, bad JSON, a bad config file, or a registry that cannot be reached.
-pub const USAGE: u8 = 2;
+pub(crate) const USAGE: u8 = 2;
 
 /// Added to a status code's wire value to make the exit code.
-pub const STATUS_BASE: u8 = 10;
+pub(crate) const STATUS_BASE: u8 = 10;
 
 /// The exit-code table, shown at the end of `mprpc --help` (and in `docs/CLI.md`).
-pub const EXIT_CODES_HELP: &str = "\
+pub(crate) const EXIT_CODES_HELP: &str = "\
 Exit codes:
    0  success
    2  bad usage, bad config file, bad JSON, registry unreachable or misconfigured
@@ -42,7 +42,7 @@ fn failure_code(code: Code) -> Code {
 }
 
 /// The exit code for a call that failed with `code`: never 10, which would say `Ok`.
-pub fn for_code(code: Code) -> u8 {
+pub(crate) fn for_code(code: Code) -> u8 {
     u8::try_from(failure_code(code).as_i32())
         .ok()
         .and_then(|v| STATUS_BASE.checked_add(v))
@@ -52,7 +52,7 @@ pub fn for_code(code: Code) -> u8 {
 /// Prints `err` on stderr and returns the exit code it maps to: a [`Status`] anywhere in the
 /// error's chain gives `ERROR: <Code>: <message>` and `10 + code`, anything else
 /// `error: ...` and [`USAGE`].
-pub fn report(err: &anyhow::Error) -> ExitCode {
+pub(crate) fn report(err: &anyhow::Error) -> ExitCode {
     match err.downcast_ref::<Status>() {
         Some(status) => {
             eprintln!(

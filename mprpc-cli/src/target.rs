@@ -18,7 +18,7 @@ const MIN_REGISTRY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Options every command takes.
 #[derive(Clone, Debug, clap::Args)]
-pub struct TargetArgs {
+pub(crate) struct TargetArgs {
     /// Config file (TOML, or the original's key=value lines): the registry and the client
     /// settings. Without it: an empty static registry and default client settings.
     #[arg(short = 'i', long = "config", value_name = "FILE", global = true)]
@@ -34,7 +34,7 @@ pub struct TargetArgs {
 }
 
 /// Where a command sends its calls, built from the global options.
-pub struct Target {
+pub(crate) struct Target {
     /// The client settings, with `--timeout` applied.
     client: ClientConfig,
     /// The registry the config file names.
@@ -45,7 +45,7 @@ pub struct Target {
 
 /// One service's way in: a channel for its calls, and a channel to one of its providers
 /// for reflection (the reflection service is not in the registry).
-pub struct Resolved {
+pub(crate) struct Resolved {
     /// Carries the service's calls: balanced over the registry's providers, or to `--addr`.
     pub calls: Channel,
     /// Talks to `provider` only.
@@ -56,7 +56,7 @@ pub struct Resolved {
 
 impl Target {
     /// Loads the config file (if any) and applies the options to it.
-    pub fn new(args: &TargetArgs) -> anyhow::Result<Target> {
+    pub(crate) fn new(args: &TargetArgs) -> anyhow::Result<Target> {
         let config = match &args.config {
             Some(path) => Config::load(path)?,
             None => Config::default(),
@@ -81,29 +81,29 @@ impl Target {
     }
 
     /// The budget of one call.
-    pub fn timeout(&self) -> Duration {
+    pub(crate) fn timeout(&self) -> Duration {
         self.client.timeout
     }
 
     /// `--addr`, if given.
-    pub fn addr(&self) -> Option<&str> {
+    pub(crate) fn addr(&self) -> Option<&str> {
         self.addr.as_deref()
     }
 
     /// A channel to one provider address, with the configured client settings.
-    pub fn channel_to(&self, address: &str) -> Channel {
+    pub(crate) fn channel_to(&self, address: &str) -> Channel {
         Channel::to_addresses(vec![address.to_owned()], self.client.clone())
     }
 
     /// The registry of the config file.
-    pub fn registry(&self) -> anyhow::Result<Arc<dyn Registry>> {
+    pub(crate) fn registry(&self) -> anyhow::Result<Arc<dyn Registry>> {
         Ok(registry::from_config(&self.registry)?)
     }
 
     /// Runs a registry operation within the registry's time limit. A registry that cannot
     /// be reached is a plain error (exit 2); a service it has never heard of becomes an
     /// `Unavailable` status, as a typed client would see it.
-    pub async fn registry_op<T>(
+    pub(crate) async fn registry_op<T>(
         &self,
         what: &str,
         op: impl Future<Output = Result<T, RegistryError>>,
@@ -120,7 +120,7 @@ impl Target {
     }
 
     /// Starts following `service` in `registry`.
-    pub async fn discover(
+    pub(crate) async fn discover(
         &self,
         registry: &Arc<dyn Registry>,
         service: &str,
@@ -134,7 +134,7 @@ impl Target {
 
     /// The channels for calling `service`: everything to `--addr`, or through the registry
     /// with its first provider answering reflection questions.
-    pub async fn resolve(&self, service: &str) -> anyhow::Result<Resolved> {
+    pub(crate) async fn resolve(&self, service: &str) -> anyhow::Result<Resolved> {
         if let Some(addr) = &self.addr {
             let channel = self.channel_to(addr);
             return Ok(Resolved {
@@ -160,7 +160,7 @@ impl Target {
 }
 
 /// Splits `SERVICE/METHOD` (a leading `/` is allowed, as in gRPC paths).
-pub fn parse_method_path(path: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_method_path(path: &str) -> Result<(String, String), String> {
     let path = path.strip_prefix('/').unwrap_or(path);
     match path.rsplit_once('/') {
         Some((service, method)) if !service.is_empty() && !method.is_empty() => {
@@ -173,7 +173,7 @@ pub fn parse_method_path(path: &str) -> Result<(String, String), String> {
 }
 
 /// Parses one `-H key=value` pair.
-pub fn parse_metadata(pair: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_metadata(pair: &str) -> Result<(String, String), String> {
     match pair.split_once('=') {
         Some((key, value)) if !key.trim().is_empty() => {
             Ok((key.trim().to_owned(), value.to_owned()))
@@ -183,7 +183,7 @@ pub fn parse_metadata(pair: &str) -> Result<(String, String), String> {
 }
 
 /// Reads `--data`: the JSON itself, `@FILE` for a file's contents, or `-` for stdin.
-pub fn read_data(data: &str) -> anyhow::Result<String> {
+pub(crate) fn read_data(data: &str) -> anyhow::Result<String> {
     if data == "-" {
         let mut text = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)

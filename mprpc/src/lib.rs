@@ -13,13 +13,21 @@
 //! | [`protocol`] | the frame format and its codec (see `docs/PROTOCOL.md`) |
 //! | [`server`] | the provider: listener, connections, dispatch, graceful shutdown |
 //! | [`client`] | the consumer: channel, multiplexed connections, load balancing |
-//! | [`reflection`] | the built-in service that tells tools what a provider hosts |
+//! | [`reflection`] | the messages of the built-in service that tells tools what a provider hosts ([`client::reflection`] calls it) |
 //! | [`registry`] | where providers are registered and found: the seam and the static list |
 //! | [`admin`] | the optional HTTP admin port: `/metrics`, `/status`, `/health` |
 //! | [`config`] | the TOML (or legacy `key=value`) configuration file |
 //! | [`trace`] | trace and span ids carried in call metadata, and the spans around calls |
 //! | [`logging`] | `tracing` to a non-blocking daily file writer |
 //! | [`metrics`] | per-method call counts, errors by code, latency histograms |
+//!
+//! Imports between these modules point one way, with no cycle: [`status`] and [`request`] at
+//! the bottom; then [`protocol`]; then [`config`] (plain settings, which take their metadata
+//! defaults from [`protocol::limits`]); then [`logging`], [`metrics`], [`trace`] and
+//! [`reflection`] (its messages only); then [`registry`]; then [`client`] and [`server`]; and
+//! [`admin`] last: the provider starts it, and it imports neither `server` nor `client`.
+//! [`server::BoxFuture`] is defined in a private module below all of these, so that the
+//! registries can name it without importing the provider.
 //!
 //! # Example
 //!
@@ -33,6 +41,7 @@ pub mod client;
 #[doc(hidden)]
 pub mod codegen;
 pub mod config;
+mod future;
 pub mod logging;
 pub mod metrics;
 pub mod protocol;

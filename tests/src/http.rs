@@ -8,6 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// An HTTP reply.
+#[derive(Debug)]
 pub struct Reply {
     /// The status code.
     pub status: u16,

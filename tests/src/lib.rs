@@ -35,7 +35,7 @@ pub struct Counters {
 }
 
 /// The test service: echoes, sleeps, fails or panics as each request asks.
-#[derive(Clone, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct EchoService {
     /// Put into every reply's `served_by`.
     pub name: String,

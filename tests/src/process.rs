@@ -9,6 +9,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 /// A provider process; killed (SIGKILL) and reaped when dropped, so no test leaves one behind.
+#[derive(Debug)]
 pub struct ProviderProcess {
     child: Child,
     lines: mpsc::Receiver<String>,

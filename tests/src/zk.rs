@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 /// A running ZooKeeper started for one test.
+#[derive(Debug)]
 pub struct ZkServer {
     dir: String,
     /// The connect string, `127.0.0.1:p1[,127.0.0.1:p2,...]`.

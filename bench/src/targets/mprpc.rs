@@ -52,7 +52,7 @@ pub fn client_config() -> ClientConfig {
 }
 
 /// A generated client over one channel.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct MprpcCaller {
     client: BenchClient,
 }

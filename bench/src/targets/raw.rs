@@ -115,7 +115,7 @@ struct Outgoing {
 }
 
 /// A pipelined raw client: one connection, a writer task and a reader task.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct PipelinedCaller {
     requests: mpsc::UnboundedSender<Outgoing>,
     /// Calls in flight on the connection.

@@ -34,7 +34,7 @@ impl Bench for TonicEcho {
 }
 
 /// A tonic client over one channel (one HTTP/2 connection).
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct TonicCaller {
     client: BenchClient<Channel>,
 }

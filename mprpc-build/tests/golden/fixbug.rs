@@ -90,6 +90,11 @@ pub mod user_service_rpc_server {
             }
         }
     }
+    impl<T> ::core::fmt::Debug for UserServiceRpcServer<T> {
+        fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+            f.debug_struct("UserServiceRpcServer").finish_non_exhaustive()
+        }
+    }
     impl<T: UserServiceRpc> ::mprpc::codegen::Service for UserServiceRpcServer<T> {
         fn name(&self) -> &'static str {
             SERVICE_NAME
@@ -144,7 +149,7 @@ pub mod user_service_rpc_client {
     /// Async client of `fixbug.UserServiceRpc`.
     ///
     /// Users: register, then log in.
-    #[derive(::core::clone::Clone)]
+    #[derive(::core::clone::Clone, ::core::fmt::Debug)]
     pub struct UserServiceRpcClient {
         channel: ::mprpc::codegen::Channel,
     }
@@ -183,7 +188,7 @@ pub mod user_service_rpc_client {
     /// Blocking client of `fixbug.UserServiceRpc`: each call blocks until its reply.
     ///
     /// Users: register, then log in.
-    #[derive(::core::clone::Clone)]
+    #[derive(::core::clone::Clone, ::core::fmt::Debug)]
     pub struct UserServiceRpcBlockingClient {
         channel: ::mprpc::codegen::BlockingChannel,
     }
@@ -273,6 +278,11 @@ pub mod friend_service_rpc_server {
             }
         }
     }
+    impl<T> ::core::fmt::Debug for FriendServiceRpcServer<T> {
+        fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+            f.debug_struct("FriendServiceRpcServer").finish_non_exhaustive()
+        }
+    }
     impl<T: FriendServiceRpc> ::mprpc::codegen::Service for FriendServiceRpcServer<T> {
         fn name(&self) -> &'static str {
             SERVICE_NAME
@@ -315,7 +325,7 @@ pub mod friend_service_rpc_client {
     /// Async client of `fixbug.FriendServiceRpc`.
     ///
     /// A user's friends.
-    #[derive(::core::clone::Clone)]
+    #[derive(::core::clone::Clone, ::core::fmt::Debug)]
     pub struct FriendServiceRpcClient {
         channel: ::mprpc::codegen::Channel,
     }
@@ -344,7 +354,7 @@ pub mod friend_service_rpc_client {
     /// Blocking client of `fixbug.FriendServiceRpc`: each call blocks until its reply.
     ///
     /// A user's friends.
-    #[derive(::core::clone::Clone)]
+    #[derive(::core::clone::Clone, ::core::fmt::Debug)]
     pub struct FriendServiceRpcBlockingClient {
         channel: ::mprpc::codegen::BlockingChannel,
     }

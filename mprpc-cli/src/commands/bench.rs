@@ -40,7 +40,7 @@ const MAX_LATENCY_US: u64 = 3_600_000_000;
         p99, p999, max, mean in ms), or one JSON object with --json. Failed calls are counted, \
         not fatal: the exit code is 0 once the run is over."
 )]
-pub struct Args {
+pub(crate) struct Args {
     #[command(flatten)]
     pub request: RequestArgs,
     /// Concurrent callers.
@@ -123,7 +123,7 @@ impl Tally {
 }
 
 /// Runs `mprpc bench`.
-pub async fn run(target: &Target, args: Args) -> anyhow::Result<()> {
+pub(crate) async fn run(target: &Target, args: Args) -> anyhow::Result<()> {
     if args.duration.is_zero() {
         bail!("--duration must be more than zero");
     }

@@ -20,7 +20,7 @@ use crate::target::Target;
         (also an unknown service or method), 24 for Unavailable.",
     after_long_help = crate::exit::EXIT_CODES_HELP
 )]
-pub struct Args {
+pub(crate) struct Args {
     #[command(flatten)]
     pub request: RequestArgs,
     /// Print the fields that hold their default value too (proto3 JSON leaves them out).
@@ -29,7 +29,7 @@ pub struct Args {
 }
 
 /// Runs `mprpc call`.
-pub async fn run(target: &Target, args: Args) -> anyhow::Result<()> {
+pub(crate) async fn run(target: &Target, args: Args) -> anyhow::Result<()> {
     let prepared = args.request.prepare(target).await?;
     let reply = prepared
         .calls

@@ -22,13 +22,13 @@ use crate::target::Target;
         The descriptors come from the reflection service of one provider: --addr HOST:PORT, or \
         the first provider the registry lists."
 )]
-pub struct Args {
+pub(crate) struct Args {
     /// Fully qualified service name, e.g. fixbug.UserServiceRpc.
     pub service: String,
 }
 
 /// Runs `mprpc describe`.
-pub async fn run(target: &Target, args: Args) -> anyhow::Result<()> {
+pub(crate) async fn run(target: &Target, args: Args) -> anyhow::Result<()> {
     let resolved = target.resolve(&args.service).await?;
     let service = dynamic::service_descriptor(
         &resolved.provider_channel,

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use mprpc::reflection;
+use mprpc::client::reflection;
 use mprpc::registry::ServiceInstance;
 
 use crate::target::Target;
@@ -18,10 +18,10 @@ use crate::target::Target;
         say when it started). With --addr HOST:PORT: the services and methods that provider \
         hosts, asked from its reflection service."
 )]
-pub struct Args {}
+pub(crate) struct Args {}
 
 /// Runs `mprpc list`.
-pub async fn run(target: &Target, _args: Args) -> anyhow::Result<()> {
+pub(crate) async fn run(target: &Target, _args: Args) -> anyhow::Result<()> {
     match target.addr() {
         Some(addr) => list_provider(target, addr).await,
         None => list_registry(target).await,

@@ -1,8 +1,8 @@
 //! One module per subcommand: its options (`Args`) and its `run`.
 
-pub mod bench;
-pub mod call;
-pub mod describe;
-pub mod list;
-pub mod request;
-pub mod watch;
+pub(crate) mod bench;
+pub(crate) mod call;
+pub(crate) mod describe;
+pub(crate) mod list;
+pub(crate) mod request;
+pub(crate) mod watch;

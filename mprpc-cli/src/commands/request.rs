@@ -11,7 +11,7 @@ use crate::target::{self, Target};
 
 /// The method and its request.
 #[derive(Debug, clap::Args)]
-pub struct RequestArgs {
+pub(crate) struct RequestArgs {
     /// The method, as SERVICE/METHOD, e.g. fixbug.UserServiceRpc/Login.
     #[arg(value_name = "SERVICE/METHOD", value_parser = target::parse_method_path)]
     pub method: (String, String),
@@ -25,7 +25,7 @@ pub struct RequestArgs {
 }
 
 /// A request ready to send, and where to.
-pub struct Prepared {
+pub(crate) struct Prepared {
     /// Carries the calls: balanced over the registry's providers, or to `--addr`.
     pub calls: Channel,
     /// The method's descriptor, for decoding the reply.
@@ -36,17 +36,17 @@ pub struct Prepared {
 
 impl RequestArgs {
     /// `SERVICE`, as given.
-    pub fn service(&self) -> &str {
+    pub(crate) fn service(&self) -> &str {
         &self.method.0
     }
 
     /// `METHOD`, as given.
-    pub fn method(&self) -> &str {
+    pub(crate) fn method(&self) -> &str {
         &self.method.1
     }
 
     /// Reads `--data`, fetches the method's types from a provider, and encodes the request.
-    pub async fn prepare(&self, target: &Target) -> anyhow::Result<Prepared> {
+    pub(crate) async fn prepare(&self, target: &Target) -> anyhow::Result<Prepared> {
         let json = target::read_data(&self.data)?;
         let resolved = target.resolve(self.service()).await?;
         let service = dynamic::service_descriptor(

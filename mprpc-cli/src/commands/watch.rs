@@ -22,7 +22,7 @@ use crate::target::Target;
         TIME is RFC 3339 in UTC, to the millisecond. Needs a registry (-i FILE); --addr makes \
         no sense here."
 )]
-pub struct Args {
+pub(crate) struct Args {
     /// Fully qualified service name, e.g. fixbug.UserServiceRpc.
     pub service: String,
     /// Exit after this many changes (for scripts and tests).
@@ -31,7 +31,7 @@ pub struct Args {
 }
 
 /// Runs `mprpc watch`.
-pub async fn run(target: &Target, args: Args) -> anyhow::Result<()> {
+pub(crate) async fn run(target: &Target, args: Args) -> anyhow::Result<()> {
     if target.addr().is_some() {
         bail!("`watch` follows the registry; it cannot be used with --addr");
     }

@@ -19,20 +19,20 @@ use mprpc_examples::services::{FriendService, UserService};
 use mprpc_tests::{EchoServer, EchoService};
 
 /// The binary under test.
-pub const MPRPC: &str = env!("CARGO_BIN_EXE_mprpc");
+pub(crate) const MPRPC: &str = env!("CARGO_BIN_EXE_mprpc");
 
 /// The longest any one run of the binary may take before the test fails (and kills it).
-pub const RUN_LIMIT: Duration = Duration::from_secs(60);
+pub(crate) const RUN_LIMIT: Duration = Duration::from_secs(60);
 
 /// A provider of both example services, not registered anywhere.
-pub async fn examples_provider() -> (SocketAddr, LocalServer) {
+pub(crate) async fn examples_provider() -> (SocketAddr, LocalServer) {
     spawn_local(examples_server())
         .await
         .expect("the example provider starts")
 }
 
 /// A provider of both example services, registered in `registry`.
-pub async fn registered_examples_provider(
+pub(crate) async fn registered_examples_provider(
     registry: Arc<dyn Registry>,
 ) -> (SocketAddr, LocalServer) {
     spawn_local_registered(examples_server(), registry)
@@ -47,19 +47,19 @@ fn examples_server() -> Server {
 }
 
 /// A provider of the test service `mprpc.test.Echo`.
-pub async fn echo_provider() -> (SocketAddr, LocalServer) {
+pub(crate) async fn echo_provider() -> (SocketAddr, LocalServer) {
     spawn_local(echo_server())
         .await
         .expect("the echo provider starts")
 }
 
 /// The test service's server.
-pub fn echo_server() -> Server {
+pub(crate) fn echo_server() -> Server {
     Server::new(ServerConfig::default()).add_service(EchoServer::new(EchoService::named("echo")))
 }
 
 /// A command running the binary, killed if the test drops it.
-pub fn command(args: &[&str]) -> tokio::process::Command {
+pub(crate) fn command(args: &[&str]) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(MPRPC);
     cmd.args(args)
         .stdin(Stdio::null())
@@ -70,7 +70,7 @@ pub fn command(args: &[&str]) -> tokio::process::Command {
 }
 
 /// What one run printed and how it ended.
-pub struct Run {
+pub(crate) struct Run {
     /// The exit code (`None`: killed by a signal).
     pub code: Option<i32>,
     /// Standard output.
@@ -90,7 +90,7 @@ impl std::fmt::Display for Run {
 }
 
 /// Runs the binary to the end (at most [`RUN_LIMIT`]).
-pub async fn cli(args: &[&str]) -> Run {
+pub(crate) async fn cli(args: &[&str]) -> Run {
     let output: Output = tokio::time::timeout(RUN_LIMIT, command(args).output())
         .await
         .unwrap_or_else(|_| panic!("mprpc {args:?} did not finish within {RUN_LIMIT:?}"))
@@ -103,14 +103,14 @@ pub async fn cli(args: &[&str]) -> Run {
 }
 
 /// Runs the binary and checks that it succeeded.
-pub async fn cli_ok(args: &[&str]) -> Run {
+pub(crate) async fn cli_ok(args: &[&str]) -> Run {
     let run = cli(args).await;
     assert_eq!(run.code, Some(0), "mprpc {args:?} failed:\n{run}");
     run
 }
 
 /// A temporary directory holding a config file.
-pub struct ConfigFile {
+pub(crate) struct ConfigFile {
     /// Removed when dropped.
     _dir: tempfile::TempDir,
     /// The file.
@@ -119,7 +119,7 @@ pub struct ConfigFile {
 
 impl ConfigFile {
     /// A config file with `text`.
-    pub fn new(text: &str) -> ConfigFile {
+    pub(crate) fn new(text: &str) -> ConfigFile {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let path = dir.path().join("mprpc.toml");
         std::fs::write(&path, text).expect("write the config file");
@@ -127,7 +127,7 @@ impl ConfigFile {
     }
 
     /// A config naming a ZooKeeper registry at `connect`.
-    pub fn zookeeper(connect: &str) -> ConfigFile {
+    pub(crate) fn zookeeper(connect: &str) -> ConfigFile {
         ConfigFile::new(&format!(
             "[registry]\nkind = \"zookeeper\"\nconnect = \"{connect}\"\nroot = \"/mprpc\"\n\
              session_timeout = \"4s\"\n"
@@ -135,7 +135,7 @@ impl ConfigFile {
     }
 
     /// The path, as an argument.
-    pub fn arg(&self) -> &str {
+    pub(crate) fn arg(&self) -> &str {
         self.path.to_str().expect("a UTF-8 temporary path")
     }
 }

@@ -47,6 +47,17 @@ pub struct AdminState {
     pub rpc_address: String,
 }
 
+impl std::fmt::Debug for AdminState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminState")
+            .field("metrics", &self.metrics)
+            .field("services", &self.services)
+            .field("registry", &self.registry_state())
+            .field("rpc_address", &self.rpc_address)
+            .finish()
+    }
+}
+
 impl AdminState {
     /// The registry's state in a word (`connected`, `static`, ...), or `none` without one.
     pub fn registry_state(&self) -> &'static str {

@@ -28,8 +28,9 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// The registry states `mprpc_registry_up` always has a series for (`none`: no registry).
 const REGISTRY_STATES: [&str; 5] = ["connected", "connecting", "disconnected", "static", "none"];
 
-/// Renders `snapshot`, and `registry_state` (see [`Registry::state`](crate::registry::Registry::state),
-/// `none` without a registry), in the text format.
+/// Renders `snapshot`, `registry_state` (see [`Registry::state`](crate::registry::Registry::state),
+/// `none` without a registry) and the process's dropped log lines
+/// ([`logging::dropped_lines`](crate::logging::dropped_lines)), in the text format.
 pub fn render(snapshot: &MetricsSnapshot, registry_state: &str) -> String {
     let mut out = Exposition(String::with_capacity(4096));
 
@@ -187,7 +188,7 @@ pub fn render(snapshot: &MetricsSnapshot, registry_state: &str) -> String {
     out.sample(
         "mprpc_log_dropped_lines_total",
         &[],
-        snapshot.dropped_log_lines,
+        crate::logging::dropped_lines(),
     );
 
     out.family(

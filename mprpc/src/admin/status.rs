@@ -153,7 +153,7 @@ impl StatusView {
                     addresses: instances.iter().map(|i| i.address.clone()).collect(),
                 })
                 .collect(),
-            dropped_log_lines: snapshot.dropped_log_lines,
+            dropped_log_lines: crate::logging::dropped_lines(),
         }
     }
 }

@@ -2,16 +2,20 @@
 //!
 //! A channel follows each service it calls through the [`Registry`] (one discovery per
 //! service, then live updates), keeps one multiplexed connection per provider address
-//! ([`connection`]), and spreads calls round-robin over the providers of a service. A call
-//! that could not be written to its provider's connection is tried on the next provider.
+//! ([`connection`]), and spreads calls over the providers of a service by the configured
+//! [`LoadBalance`](crate::config::LoadBalance) policy (`balance`): round robin, weighted
+//! random, consistent hash or least loaded. A call that could not be written to its
+//! provider's connection is tried on the next provider.
 //! Every call has a time budget (the config's `timeout`, or the request's own), which is also
 //! sent to the provider so that it abandons work nobody waits for any more.
 //!
-//! [`BlockingChannel`] wraps a channel and its own runtime for synchronous callers.
+//! [`BlockingChannel`] wraps a channel and its own runtime for synchronous callers, and
+//! [`reflection`] asks a provider what it hosts.
 
 mod balance;
 mod connection;
 mod endpoint;
+pub mod reflection;
 
 use std::collections::HashMap;
 use std::collections::HashSet;
@@ -301,7 +305,7 @@ impl Channel {
             .or_insert_with(|| {
                 self.inner
                     .metrics
-                    .set_providers(service, &instances.borrow());
+                    .set_providers(service, instances.borrow().iter());
                 tokio::spawn(prune_on_change(
                     Arc::downgrade(&self.inner),
                     service.to_owned(),
@@ -338,7 +342,7 @@ async fn prune_on_change(inner: Weak<Inner>, service: String, mut instances: Ins
         let Some(inner) = inner.upgrade() else { return };
         inner
             .metrics
-            .set_providers(&service, &instances.borrow_and_update());
+            .set_providers(&service, instances.borrow_and_update().iter());
         let known: HashSet<String> = read(&inner.services)
             .values()
             .flat_map(|s| {

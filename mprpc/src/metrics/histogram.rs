@@ -10,7 +10,7 @@ pub const BUCKETS_US: [u64; 16] = [
 ];
 
 /// Call latencies, counted per bucket.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Histogram {
     /// One counter per bucket plus `+Inf`; not cumulative.
     buckets: [AtomicU64; BUCKETS_US.len() + 1],

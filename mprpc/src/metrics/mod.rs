@@ -7,11 +7,16 @@
 //!
 //! Only services and methods that exist are recorded: calls to unknown ones are counted by
 //! code in one `rejected` counter, so that garbage names cannot grow the table.
+//!
+//! This module imports nothing above [`crate::status`]: the registry and the client push what
+//! they know into it as its own plain types ([`KnownProvider`]), and the admin endpoint adds
+//! what other modules count (dropped log lines) when it renders a snapshot.
 
 mod histogram;
 mod queues;
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
@@ -19,7 +24,6 @@ use std::time::{Duration, Instant};
 pub use histogram::{Histogram, HistogramSnapshot, BUCKETS_US};
 pub use queues::{QueueRegistration, QueuedBytes};
 
-use crate::registry::ServiceInstance;
 use crate::Code;
 
 /// Which end of a call a record is about.
@@ -46,7 +50,7 @@ impl Side {
 const CODES: usize = 17;
 
 /// The live counters of one method on one side.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct MethodMetrics {
     calls: AtomicU64,
     in_flight: AtomicI64,
@@ -75,6 +79,7 @@ impl MethodMetrics {
 }
 
 /// One call in progress.
+#[derive(Debug)]
 pub struct CallRecord {
     method: Option<Arc<MethodMetrics>>,
     started: Instant,
@@ -121,7 +126,7 @@ struct Inner {
     /// The write queues of the provider's connections.
     server_queues: Arc<queues::Queues>,
     /// The providers each consumer channel currently knows, by service.
-    providers: RwLock<BTreeMap<String, Vec<ServiceInstance>>>,
+    providers: RwLock<BTreeMap<String, Vec<KnownProvider>>>,
     started: OnceLock<Instant>,
 }
 
@@ -202,14 +207,20 @@ impl Metrics {
         self.inner.server_queues.track(queue)
     }
 
-    /// Records the providers a consumer knows for a service.
-    pub fn set_providers(&self, service: &str, instances: &[ServiceInstance]) {
+    /// Records the providers a consumer knows for a service (usually `&[ServiceInstance]`,
+    /// which converts into [`KnownProvider`]).
+    pub fn set_providers<P: Into<KnownProvider>>(
+        &self,
+        service: &str,
+        providers: impl IntoIterator<Item = P>,
+    ) {
+        let providers = providers.into_iter().map(Into::into).collect();
         let mut p = self
             .inner
             .providers
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        p.insert(service.to_owned(), instances.to_vec());
+        p.insert(service.to_owned(), providers);
     }
 
     /// A copy of every counter.
@@ -257,13 +268,28 @@ impl Metrics {
                 .read()
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone(),
-            dropped_log_lines: crate::logging::dropped_lines(),
             uptime: self
                 .inner
                 .started
                 .get()
                 .map_or(Duration::ZERO, Instant::elapsed),
         }
+    }
+}
+
+impl fmt::Debug for Metrics {
+    /// The uptime only: the counters are read with [`Metrics::snapshot`].
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics")
+            .field(
+                "uptime",
+                &self
+                    .inner
+                    .started
+                    .get()
+                    .map_or(Duration::ZERO, Instant::elapsed),
+            )
+            .finish_non_exhaustive()
     }
 }
 
@@ -302,11 +328,26 @@ pub struct MetricsSnapshot {
     /// Bytes this provider's connections have queued for clients and not yet written.
     pub server_queued_bytes: u64,
     /// Providers known per service by this process's channels.
-    pub providers: BTreeMap<String, Vec<ServiceInstance>>,
-    /// Log lines dropped because the log writer could not keep up.
-    pub dropped_log_lines: u64,
+    pub providers: BTreeMap<String, Vec<KnownProvider>>,
     /// Time since these counters were created.
     pub uptime: Duration,
+}
+
+/// A provider a consumer channel knows, as the metrics record it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KnownProvider {
+    /// Where the provider listens, `host:port`.
+    pub address: String,
+}
+
+impl KnownProvider {
+    /// A provider at `address`.
+    pub fn new(address: impl Into<String>) -> KnownProvider {
+        KnownProvider {
+            address: address.into(),
+        }
+    }
 }
 
 /// One method's counters on one side.

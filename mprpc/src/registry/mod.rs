@@ -23,7 +23,8 @@ pub use static_list::StaticRegistry;
 pub use zookeeper::ZkRegistry;
 
 use crate::config::RegistryConfig;
-use crate::server::BoxFuture;
+use crate::future::BoxFuture;
+use crate::metrics::KnownProvider;
 
 /// One provider of one service. In ZooKeeper it is stored as JSON in the provider's node.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -54,6 +55,12 @@ impl ServiceInstance {
             weight: 100,
             ..ServiceInstance::default()
         }
+    }
+}
+
+impl From<&ServiceInstance> for KnownProvider {
+    fn from(instance: &ServiceInstance) -> KnownProvider {
+        KnownProvider::new(instance.address.clone())
     }
 }
 

@@ -10,9 +10,10 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use super::{Instances, Registration, Registry, RegistryError, ServiceInstance};
-use crate::server::BoxFuture;
+use crate::future::BoxFuture;
 
 /// A fixed list of provider addresses per fully qualified service name.
+#[derive(Debug)]
 pub struct StaticRegistry {
     services: HashMap<String, watch::Sender<Arc<Vec<ServiceInstance>>>>,
     /// Addresses for any service not listed, if set (see [`StaticRegistry::any`]).

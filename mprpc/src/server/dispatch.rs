@@ -1,4 +1,8 @@
-//! The service table, and running one call: deadline, panics and size limits.
+//! The service table, and running one call: its deadline, and a handler's panic.
+//!
+//! Size limits are not here: the frame size is enforced by the decoder
+//! ([`crate::protocol::codec`]), metadata by [`crate::protocol::limits`], and the size of a
+//! reply by the connection before it is queued (`connection/call.rs`).
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -15,6 +19,15 @@ use crate::{Request, Status};
 #[derive(Default, Clone)]
 pub struct Router {
     services: HashMap<&'static str, Arc<dyn Service>>,
+}
+
+impl std::fmt::Debug for Router {
+    /// The names of the hosted services.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("services", &self.names())
+            .finish()
+    }
 }
 
 impl Router {

@@ -14,11 +14,13 @@
 //! - [`dispatch`]: the service table and the running of one call;
 //! - [`connection`]: one connection's read loop, and admitting its calls;
 //! - [`complaints`]: rate-limited warnings about misbehaving peers;
+//! - `reflection`: the built-in service that lists what the provider hosts;
 //! - [`shutdown`]: waiting for SIGINT/SIGTERM.
 
 mod complaints;
 mod connection;
 mod dispatch;
+mod reflection;
 mod service;
 pub mod shutdown;
 
@@ -36,13 +38,15 @@ use tokio_util::task::TaskTracker;
 pub use dispatch::Router;
 pub use service::{BoxFuture, Service};
 
+use self::reflection::Reflection;
 use crate::admin::{self, AdminState};
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
-use crate::reflection::{Reflection, ServiceInfo};
+use crate::reflection::ServiceInfo;
 use crate::registry::{Registration, Registry, RegistryError, ServiceInstance};
 
 /// A provider: a set of services and the settings to serve them with.
+#[derive(Debug)]
 pub struct Server {
     config: ServerConfig,
     router: Router,
@@ -382,6 +386,7 @@ pub async fn spawn_local_registered(
 }
 
 /// A provider started by [`spawn_local`].
+#[derive(Debug)]
 pub struct LocalServer {
     stop: CancellationToken,
     task: tokio::task::JoinHandle<io::Result<()>>,

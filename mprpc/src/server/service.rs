@@ -5,15 +5,10 @@
 //! request for the named method, calls the trait, and encodes the reply. The provider only
 //! ever sees [`Service`], so it can host any mix of services.
 
-use std::future::Future;
-use std::pin::Pin;
-
 use bytes::Bytes;
 
+pub use crate::future::BoxFuture;
 use crate::{Request, Status};
-
-/// A boxed, sendable future: what a type-erased handler returns.
-pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 /// A service the provider can host: usually a generated `XxxServer<T>` adapter.
 pub trait Service: Send + Sync + 'static {

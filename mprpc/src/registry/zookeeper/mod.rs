@@ -27,7 +27,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{Instances, Registration, Registry, RegistryError, ServiceInstance};
-use crate::server::BoxFuture;
+use crate::future::BoxFuture;
 use crate::sync::lock;
 use session::{Command, Session};
 
@@ -53,6 +53,17 @@ struct Inner {
 struct Supervisor {
     commands: mpsc::UnboundedSender<Command>,
     session: watch::Receiver<Session>,
+}
+
+impl std::fmt::Debug for ZkRegistry {
+    /// Where it connects and its state; not its session or watches.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZkRegistry")
+            .field("connect", &self.inner.connect)
+            .field("root", &self.inner.root)
+            .field("state", &self.state())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A followed service.
