@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ClientConfig;
 use crate::metrics::{Metrics, Side};
 use crate::protocol::codec::decode_header;
-use crate::protocol::limits::MetadataLimits;
+use crate::protocol::limits::{MetadataLimits, MetadataTooLarge};
 use crate::protocol::writer::{write_loop, BusyHint};
 use crate::protocol::{
     CancelHeader, Frame, FrameDecoder, FrameKind, GoAwayHeader, MetadataEntry, OutFrame, Outbox,
@@ -296,22 +296,22 @@ async fn read_loop(
         shared.last_read_ms.store(ms, Ordering::Relaxed);
         match frame.kind {
             FrameKind::Response => {
-                // Counted before decoding, like the provider does with requests.
-                if let Err(e) = MetadataLimits::default().check(&frame.header, 4) {
-                    let waiter = lock(&shared.pending).waiters.remove(&e.id);
-                    if let Some(waiter) = waiter {
-                        let status = Status::internal(format!(
-                            "provider {} sent a reply whose {e} of this consumer",
-                            shared.address
-                        ));
-                        let _ = waiter.send(Err(CallError::Failed(status)));
+                // Counted like the provider counts requests' (before decoding a large header).
+                let limits = MetadataLimits::default();
+                let header = match limits.check_encoded(&frame.header, 4) {
+                    Ok(()) => match decode_header::<ResponseHeader>(&frame) {
+                        Ok(h) => h,
+                        Err(e) => break Status::internal(format!("from {}: {e}", shared.address)),
+                    },
+                    Err(e) => {
+                        fail_call(&shared, &e);
+                        continue;
                     }
+                };
+                if let Err(e) = limits.check_decoded(header.request_id, &header.metadata) {
+                    fail_call(&shared, &e);
                     continue;
                 }
-                let header: ResponseHeader = match decode_header(&frame) {
-                    Ok(h) => h,
-                    Err(e) => break Status::internal(format!("from {}: {e}", shared.address)),
-                };
                 let waiter = lock(&shared.pending).waiters.remove(&header.request_id);
                 if let Some(waiter) = waiter {
                     let result = if header.code == 0 {
@@ -393,6 +393,18 @@ fn go_away_status(frame: &Frame, address: &str) -> Option<Status> {
         said => format!("{closed}: {said}"),
     };
     Some(Status::new(status.code(), message))
+}
+
+/// Fails the call whose reply carried metadata over this consumer's limits.
+fn fail_call(shared: &ConnShared, e: &MetadataTooLarge) {
+    let waiter = lock(&shared.pending).waiters.remove(&e.id);
+    if let Some(waiter) = waiter {
+        let status = Status::internal(format!(
+            "provider {} sent a reply whose {e} of this consumer",
+            shared.address
+        ));
+        let _ = waiter.send(Err(CallError::Failed(status)));
+    }
 }
 
 /// Marks the connection closed and answers every waiter with `reason`.

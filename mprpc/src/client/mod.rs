@@ -181,14 +181,19 @@ impl Channel {
     ) -> Result<Bytes, Status> {
         // Finding the providers the first time may outlast the deadline (a registry that
         // cannot be reached): say so, rather than only that no reply came.
-        let state = match tokio::time::timeout_at(deadline, self.service(service)).await {
-            Ok(state) => state?,
-            Err(_) => {
-                return Err(Status::deadline_exceeded(format!(
-                    "{service}/{method}: the deadline passed while finding providers: {}",
-                    self.inner.registry.discovery_stalled(service)
-                )))
-            }
+        let known = read(&self.inner.services).get(service).cloned();
+        let state = match known {
+            // The usual case: no timer for a lookup that cannot wait.
+            Some(state) => state,
+            None => match tokio::time::timeout_at(deadline, self.service(service)).await {
+                Ok(state) => state?,
+                Err(_) => {
+                    return Err(Status::deadline_exceeded(format!(
+                        "{service}/{method}: the deadline passed while finding providers: {}",
+                        self.inner.registry.discovery_stalled(service)
+                    )))
+                }
+            },
         };
         let (instances, endpoints) = self.endpoints_of(&state);
         if instances.is_empty() {

@@ -3,12 +3,21 @@
 //!
 //! Decoding a protobuf header builds every metadata entry it holds: a 15 MiB header of eight
 //! million empty entries becomes hundreds of megabytes of `String`s. So a receiver first
-//! walks the encoded fields (no allocation) and counts the entries and their bytes; a header
-//! over the limits is refused without being decoded. A header too short to hold more than
-//! the limits (the usual case: a few dozen bytes) is not walked at all.
+//! walks the fields of a large header (over [`PRESCAN_ABOVE`] bytes) without allocating and
+//! counts the entries and their bytes ([`MetadataLimits::check_encoded`]); a header over the
+//! limits is refused without being decoded. A small header (the usual case: a hundred bytes)
+//! cannot cost much to decode, so it is decoded first and its entries counted then
+//! ([`MetadataLimits::check_decoded`]): the call path pays a length comparison.
 
 use bytes::Buf;
 use prost::encoding::{decode_key, decode_varint, WireType};
+use prost::Message;
+
+use super::frame::MetadataEntry;
+
+/// Headers longer than this are walked before they are decoded. One this short holds at most
+/// about 2,000 entries, a few hundred KiB once decoded.
+pub const PRESCAN_ABOVE: usize = 4096;
 
 /// Metadata entries a header may carry by default.
 pub const DEFAULT_MAX_METADATA_ENTRIES: usize = 64;
@@ -52,13 +61,33 @@ pub struct MetadataTooLarge {
 }
 
 impl MetadataLimits {
-    /// Checks the repeated message field `field` of the encoded header `header` (5 for a
-    /// request, 4 for a response). A header that does not parse passes: decoding it reports
-    /// the real error.
-    pub fn check(&self, header: &[u8], field: u32) -> Result<(), MetadataTooLarge> {
-        // Each entry takes at least two bytes (its tag and its length), and its bytes are
-        // part of the header's.
-        if header.len() <= self.max_bytes && header.len() < 2 * (self.max_entries + 1) {
+    /// Checks the decoded `entries` of the header whose field 1 is `id`.
+    pub fn check_decoded(
+        &self,
+        id: u64,
+        entries: &[MetadataEntry],
+    ) -> Result<(), MetadataTooLarge> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let bytes = entries.iter().map(Message::encoded_len).sum();
+        if entries.len() > self.max_entries || bytes > self.max_bytes {
+            return Err(MetadataTooLarge {
+                id,
+                entries: entries.len(),
+                bytes,
+                limits: *self,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks the repeated message field `field` (5 for a request, 4 for a response) of the
+    /// encoded header `header`, if it is longer than [`PRESCAN_ABOVE`]; a shorter one passes
+    /// (check it with [`MetadataLimits::check_decoded`]). A header that does not parse passes:
+    /// decoding it reports the real error.
+    pub fn check_encoded(&self, header: &[u8], field: u32) -> Result<(), MetadataTooLarge> {
+        if header.len() <= PRESCAN_ABOVE {
             return Ok(());
         }
         let (mut id, mut entries, mut bytes) = (0, 0, 0);
@@ -131,12 +160,34 @@ mod tests {
         .encode_to_vec()
     }
 
+    fn check(limits: &MetadataLimits, header: &[u8]) -> Result<(), MetadataTooLarge> {
+        limits.check_encoded(header, 5)?;
+        let decoded = RequestHeader::decode(header).expect("a valid header");
+        limits.check_decoded(decoded.request_id, &decoded.metadata)
+    }
+
     #[test]
     fn headers_within_the_limits_pass() {
         let limits = MetadataLimits::default();
-        limits.check(&request(0, 0), 5).unwrap();
-        limits.check(&request(64, 10), 5).unwrap();
-        limits.check(&request(1, 16_000), 5).unwrap();
+        check(&limits, &request(0, 0)).unwrap();
+        check(&limits, &request(64, 10)).unwrap();
+        check(&limits, &request(1, 16_000)).unwrap();
+    }
+
+    #[test]
+    fn small_and_large_headers_are_measured_alike() {
+        let limits = MetadataLimits::default();
+        // 65 entries: a short header (decoded, then counted) and a long one (walked).
+        for value_len in [1, 100] {
+            let header = request(65, value_len);
+            assert_eq!(header.len() > PRESCAN_ABOVE, value_len == 100);
+            let err = check(&limits, &header).unwrap_err();
+            assert_eq!((err.id, err.entries), (42, 65));
+        }
+        let decoded = RequestHeader::decode(&request(65, 100)[..]).unwrap();
+        let walked = limits.check_encoded(&request(65, 100), 5).unwrap_err();
+        let counted = limits.check_decoded(42, &decoded.metadata).unwrap_err();
+        assert_eq!(walked.bytes, counted.bytes);
     }
 
     #[test]
@@ -146,7 +197,9 @@ mod tests {
         for _ in 0..8_000 {
             header.extend_from_slice(&[0x2a, 0x00]);
         }
-        let err = MetadataLimits::default().check(&header, 5).unwrap_err();
+        let err = MetadataLimits::default()
+            .check_encoded(&header, 5)
+            .unwrap_err();
         assert_eq!((err.id, err.entries, err.bytes), (42, 8_000, 0));
         assert!(err.to_string().contains("8000 entries"), "{err}");
     }
@@ -154,7 +207,7 @@ mod tests {
     #[test]
     fn too_many_bytes_are_refused() {
         let err = MetadataLimits::default()
-            .check(&request(2, 10_000), 5)
+            .check_encoded(&request(2, 10_000), 5)
             .unwrap_err();
         assert_eq!(err.entries, 2);
         assert!(err.bytes > 20_000);
@@ -164,7 +217,7 @@ mod tests {
     fn response_metadata_is_field_four() {
         let header = ResponseHeader {
             request_id: 7,
-            metadata: (0..100)
+            metadata: (0..1000)
                 .map(|_| MetadataEntry {
                     key: "k".into(),
                     value: String::new(),
@@ -174,8 +227,8 @@ mod tests {
         }
         .encode_to_vec();
         let limits = MetadataLimits::default();
-        assert_eq!(limits.check(&header, 4).unwrap_err().entries, 100);
-        limits.check(&header, 5).unwrap();
+        assert_eq!(limits.check_encoded(&header, 4).unwrap_err().entries, 1000);
+        limits.check_encoded(&header, 5).unwrap();
     }
 
     #[test]
@@ -184,7 +237,10 @@ mod tests {
             max_entries: 0,
             max_bytes: 0,
         };
-        limits.check(&[0xff; 300], 5).unwrap();
-        limits.check(&[0x2a, 0x7f], 5).unwrap();
+        limits.check_encoded(&[0xff; 5000], 5).unwrap();
+        let mut truncated = vec![0x2a, 0x7f];
+        truncated.resize(5000, 0x2a);
+        truncated.extend_from_slice(&[0x2a, 0xff, 0x01]);
+        limits.check_encoded(&truncated, 5).unwrap();
     }
 }

@@ -19,6 +19,7 @@ use tracing::Instrument;
 
 use super::{broken, Connection, Ending, Turn};
 use crate::protocol::codec::decode_header;
+use crate::protocol::limits::MetadataTooLarge;
 use crate::protocol::writer::BusyHint;
 use crate::protocol::{Frame, OutFrame, RequestHeader, ResponseHeader};
 use crate::server::dispatch::{quote, run_call};
@@ -45,17 +46,18 @@ impl Connection {
             let reply = OutFrame::Response(error_header(id, &status), Bytes::new());
             let _ = turn.tx.send(reply).await;
         };
-        // Counted before decoding: a header of a million entries is never built.
-        if let Err(e) = self.shared.config.metadata_limits().check(&frame.header, 5) {
-            let status = Status::resource_exhausted(format!(
-                "the request's metadata ({} entries, {} bytes) exceeds the provider's limit \
-                 (max_metadata_entries {}, max_metadata_bytes {})",
-                e.entries, e.bytes, e.limits.max_entries, e.limits.max_bytes
-            ));
-            refuse(e.id, status).await;
+        // A large header is counted before it is decoded: one of a million entries is never
+        // built. A small one is counted once decoded.
+        let limits = self.shared.config.metadata_limits();
+        if let Err(e) = limits.check_encoded(&frame.header, 5) {
+            refuse(e.id, metadata_refusal(&e)).await;
             return Ok(());
         }
         let header: RequestHeader = decode_header(&frame).map_err(broken)?;
+        if let Err(e) = limits.check_decoded(header.request_id, &header.metadata) {
+            refuse(e.id, metadata_refusal(&e)).await;
+            return Ok(());
+        }
         let id = header.request_id;
         if cancelled.contains(&id) {
             metrics.rejected(Code::Cancelled);
@@ -205,6 +207,15 @@ impl Connection {
         };
         Some(arrived + budget.saturating_sub(waited))
     }
+}
+
+/// The status refusing a request whose metadata is over the limits.
+fn metadata_refusal(e: &MetadataTooLarge) -> Status {
+    Status::resource_exhausted(format!(
+        "the request's metadata ({} entries, {} bytes) exceeds the provider's limit \
+         (max_metadata_entries {}, max_metadata_bytes {})",
+        e.entries, e.bytes, e.limits.max_entries, e.limits.max_bytes
+    ))
 }
 
 /// Counts a call in flight on the connection until dropped (also when the call is aborted).
