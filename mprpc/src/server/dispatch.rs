@@ -12,6 +12,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures_util::FutureExt;
 
+use super::layer::{Layer, Next, ServerCall};
 use super::service::Service;
 use crate::{Request, Status};
 
@@ -91,16 +92,26 @@ pub(crate) fn quote(input: &str) -> String {
     out
 }
 
-/// Runs one call to completion: the handler's result, `DeadlineExceeded` if the caller's
-/// budget runs out first (the handler is dropped, which stops its work), or `Internal` if the
-/// handler panics (the provider and the other calls carry on).
+/// Runs one call through the provider's layers to its handler and to completion: the result,
+/// `DeadlineExceeded` if the caller's budget runs out first (the layers and the handler are
+/// dropped, which stops their work), or `Internal` if a layer or the handler panics (the
+/// provider and the other calls carry on).
 pub(crate) async fn run_call(
+    layers: Arc<[Arc<dyn Layer>]>,
     service: Arc<dyn Service>,
     method: &'static str,
     request: Request<Bytes>,
     deadline: Option<Instant>,
 ) -> Result<Bytes, Status> {
-    let call = AssertUnwindSafe(service.call(method, request)).catch_unwind();
+    let call = if layers.is_empty() {
+        service.call(method, request)
+    } else {
+        // Inside a future, so that a layer that panics before returning one is caught too.
+        let next = Next::new(layers, service.clone());
+        let call = ServerCall::new(service.name(), method, request);
+        Box::pin(async move { next.run(call).await })
+    };
+    let call = AssertUnwindSafe(call).catch_unwind();
     let outcome = match deadline {
         Some(deadline) => match tokio::time::timeout_at(deadline.into(), call).await {
             Ok(outcome) => outcome,
@@ -119,7 +130,7 @@ pub(crate) async fn run_call(
             .map(|s| (*s).to_owned())
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "a non-string panic payload".to_owned());
-        tracing::error!(service = service.name(), %method, "handler panicked: {what}");
+        tracing::error!(service = service.name(), %method, "a layer or the handler panicked: {what}");
         Err(Status::internal(format!(
             "the handler of {}/{method} panicked",
             service.name()

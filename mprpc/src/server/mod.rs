@@ -12,6 +12,7 @@
 //!
 //! - [`service`]: the [`Service`] trait generated adapters implement;
 //! - [`dispatch`]: the service table and the running of one call;
+//! - [`layer`]: what wraps every call ([`Server::layer`]);
 //! - [`connection`]: one connection's read loop, and admitting its calls;
 //! - [`complaints`]: rate-limited warnings about misbehaving peers;
 //! - `reflection`: the built-in service that lists what the provider hosts;
@@ -20,6 +21,7 @@
 mod complaints;
 mod connection;
 mod dispatch;
+pub mod layer;
 mod reflection;
 mod service;
 pub mod shutdown;
@@ -36,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use dispatch::Router;
+use layer::Layer;
 pub use service::{BoxFuture, Service};
 
 use self::reflection::Reflection;
@@ -53,6 +56,8 @@ pub struct Server {
     metrics: Metrics,
     /// A listener for the admin pages, bound by the caller (else `admin_address` is bound).
     admin: Option<TcpListener>,
+    /// What wraps every call, outermost first.
+    layers: layer::Layers,
 }
 
 /// Why serving stopped with an error.
@@ -88,6 +93,7 @@ impl Server {
         Server {
             config,
             router: Router::default(),
+            layers: layer::Layers::default(),
             metrics: Metrics::global().clone(),
             admin: None,
         }
@@ -112,6 +118,14 @@ impl Server {
     /// at start-up.
     pub fn add_service(mut self, service: impl Service) -> Server {
         self.router.add(Arc::new(service));
+        self
+    }
+
+    /// Wraps every call this provider serves (every service, the built-in reflection
+    /// service included) in `layer`. Layers run outermost first, in the order they are added;
+    /// see [`layer`] for where they sit among the provider's own checks.
+    pub fn layer(mut self, layer: impl Layer) -> Server {
+        self.layers.0.push(Arc::new(layer));
         self
     }
 
@@ -185,6 +199,7 @@ impl Server {
             calls: Arc::new(Semaphore::new(self.config.max_concurrent_calls)),
             config: self.config,
             router,
+            layers: self.layers.0.into(),
             metrics: self.metrics,
             complaints: complaints::Complaints::default(),
         });
@@ -278,6 +293,8 @@ fn advertised(local: SocketAddr) -> String {
 pub(crate) struct Shared {
     pub(crate) config: ServerConfig,
     pub(crate) router: Router,
+    /// What wraps every call, outermost first.
+    pub(crate) layers: Arc<[Arc<dyn Layer>]>,
     /// One permit per call allowed to run at once.
     pub(crate) calls: Arc<Semaphore>,
     pub(crate) metrics: Metrics,

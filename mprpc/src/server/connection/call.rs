@@ -138,13 +138,14 @@ impl Connection {
         let task_in_flight = turn.in_flight.clone();
 
         let call_span = span.clone();
+        let layers = self.shared.layers.clone();
         let busy = BusyGuard::enter(self.busy.clone());
         let work = async move {
             let _busy = busy;
             call_span.record("queue_us", arrived.elapsed().as_micros() as u64);
             let handler = tracing::info_span!(parent: &call_span, "handler");
             let outcome = trace
-                .scope(run_call(service, method, request, deadline).instrument(handler))
+                .scope(run_call(layers, service, method, request, deadline).instrument(handler))
                 .await;
             lock(&task_in_flight).remove(&id);
             let code = outcome.as_ref().map_or_else(Status::code, |_| Code::Ok);
