@@ -172,3 +172,168 @@ async fn a_layer_that_overruns_the_deadline_is_abandoned() {
     assert!(started.elapsed() < Duration::from_secs(10));
     handle.shutdown().await.unwrap();
 }
+
+mod client {
+    //! Client layers: order, a token added on the way out, a call refused before it is sent,
+    //! and a layer that runs the rest of the stack twice.
+
+    use super::*;
+    use mprpc::client::layer::{self, ClientCall};
+
+    fn tracer(name: &'static str, log: Arc<Mutex<Vec<String>>>) -> impl layer::Layer {
+        layer::from_fn(move |call: ClientCall<'_>, next: layer::Next<'_>| {
+            let log = log.clone();
+            Box::pin(async move {
+                log.lock().unwrap().push(format!("{name}>"));
+                let outcome = next.run(call).await;
+                log.lock().unwrap().push(format!("<{name}"));
+                outcome
+            })
+        })
+    }
+
+    #[tokio::test]
+    async fn client_layers_run_outermost_first_and_share_the_connections() {
+        let server =
+            Server::new(Default::default()).add_service(EchoServer::new(EchoService::named("x")));
+        let (plain, channel, handle) = start(server).await;
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let layered = EchoClient::new(
+            channel
+                .clone()
+                .layer(tracer("a", log.clone()))
+                .layer(tracer("b", log.clone())),
+        );
+        layered.echo(EchoRequest::default()).await.unwrap();
+        assert_eq!(
+            *log.lock().unwrap(),
+            ["a>", "b>", "<b", "<a"].map(String::from)
+        );
+        // The plain handle is not layered.
+        plain.echo(EchoRequest::default()).await.unwrap();
+        assert_eq!(log.lock().unwrap().len(), 4);
+        handle.shutdown().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_token_added_by_a_client_interceptor_passes_a_server_interceptor() {
+        let service = EchoService::named("x");
+        let counters = service.counters.clone();
+        let server = Server::new(Default::default())
+            .layer(interceptor(|call: &mut ServerCall| {
+                let ok = call.metadata().get("authorization") == Some("Bearer let-me-in");
+                async move {
+                    if ok {
+                        Ok(())
+                    } else {
+                        Err(Status::unauthenticated("a valid token is needed"))
+                    }
+                }
+            }))
+            .add_service(EchoServer::new(service));
+        let (plain, channel, handle) = start(server).await;
+        let with_token = EchoClient::new(channel.layer(layer::interceptor(|call| {
+            call.metadata_mut()
+                .insert("authorization", "Bearer let-me-in");
+            async { Ok(()) }
+        })));
+        let reply = with_token
+            .echo(EchoRequest {
+                metadata_key: "authorization".into(),
+                ..EchoRequest::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(reply.metadata_value, "Bearer let-me-in");
+        let refused = plain.echo(EchoRequest::default()).await.unwrap_err();
+        assert_eq!(refused.code(), Code::Unauthenticated);
+        assert_eq!(counters.started.load(Ordering::SeqCst), 1);
+        handle.shutdown().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_client_interceptor_can_refuse_before_anything_is_sent() {
+        let service = EchoService::named("x");
+        let counters = service.counters.clone();
+        let server = Server::new(Default::default()).add_service(EchoServer::new(service));
+        let (_, channel, handle) = start(server).await;
+        let guarded = EchoClient::new(channel.layer(layer::interceptor(|call| {
+            let method = call.method().to_owned();
+            async move {
+                Err(Status::permission_denied(format!(
+                    "{method} is not allowed here"
+                )))
+            }
+        })));
+        let status = guarded.echo(EchoRequest::default()).await.unwrap_err();
+        assert_eq!(status.code(), Code::PermissionDenied);
+        assert_eq!(status.message(), "Echo is not allowed here");
+        assert_eq!(counters.started.load(Ordering::SeqCst), 0);
+        handle.shutdown().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_layer_can_send_a_call_again() {
+        let service = EchoService::named("x");
+        let counters = service.counters.clone();
+        let server = Server::new(Default::default()).add_service(EchoServer::new(service));
+        let (_, channel, handle) = start(server).await;
+        let attempts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = attempts.clone();
+        // Fails the first attempt on the way back, then sends the call again.
+        let retry = layer::from_fn(move |call: ClientCall<'_>, next: layer::Next<'_>| {
+            let seen = seen.clone();
+            Box::pin(async move {
+                let first = next.run(call.clone()).await;
+                seen.fetch_add(1, Ordering::SeqCst);
+                match first {
+                    Ok(_) => {
+                        seen.fetch_add(1, Ordering::SeqCst);
+                        next.run(call).await
+                    }
+                    other => other,
+                }
+            })
+        });
+        let client = EchoClient::new(channel.layer(retry));
+        let reply = client
+            .echo(EchoRequest {
+                payload: b"twice".to_vec(),
+                ..EchoRequest::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(reply.payload, b"twice");
+        assert_eq!(attempts.load(Ordering::SeqCst), 2);
+        assert_eq!(
+            counters.finished.load(Ordering::SeqCst),
+            2,
+            "two calls reached the provider"
+        );
+        handle.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocking_channel_takes_layers_too() {
+    let server =
+        Server::new(Default::default()).add_service(EchoServer::new(EchoService::named("x")));
+    let (addr, handle) = spawn_local(server).await.expect("start provider");
+    let reply = tokio::task::spawn_blocking(move || {
+        let channel = mprpc::client::BlockingChannel::to_address(addr.to_string())
+            .unwrap()
+            .layer(mprpc::client::layer::interceptor(|call| {
+                call.metadata_mut().insert("tenant", "blocking");
+                async { Ok(()) }
+            }));
+        mprpc_tests::EchoBlockingClient::new(channel).echo(EchoRequest {
+            metadata_key: "tenant".into(),
+            ..EchoRequest::default()
+        })
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(reply.metadata_value, "blocking");
+    handle.shutdown().await.unwrap();
+}

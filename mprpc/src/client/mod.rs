@@ -15,6 +15,7 @@
 mod balance;
 mod connection;
 mod endpoint;
+pub mod layer;
 pub mod reflection;
 
 use std::collections::HashMap;
@@ -39,6 +40,9 @@ use tracing::Instrument;
 #[derive(Clone)]
 pub struct Channel {
     inner: Arc<Inner>,
+    /// This handle's layers, outermost first (clones of a channel share its connections,
+    /// not necessarily its layers).
+    layers: layer::Layers,
 }
 
 struct Inner {
@@ -77,6 +81,7 @@ impl Channel {
         metrics: Metrics,
     ) -> Channel {
         Channel {
+            layers: layer::Layers::default(),
             inner: Arc::new(Inner {
                 config,
                 metrics,
@@ -128,8 +133,33 @@ impl Channel {
         })
     }
 
+    /// This channel's connections with `layer` wrapping every call made through the returned
+    /// handle. Layers run outermost first in the order they were added, so `layer` runs
+    /// inside those the handle has already; see [`layer`] for where layers sit.
+    pub fn layer(mut self, layer: impl layer::Layer) -> Channel {
+        let mut layers = self.layers.0.to_vec();
+        layers.push(Arc::new(layer));
+        self.layers = layer::Layers(layers.into());
+        self
+    }
+
     /// Calls `service`/`method` with an encoded request and returns the encoded reply.
     pub async fn unary_raw(
+        &self,
+        service: &str,
+        method: &str,
+        request: Request<Bytes>,
+    ) -> Result<Bytes, Status> {
+        if self.layers.0.is_empty() {
+            return self.unary_unlayered(service, method, request).await;
+        }
+        layer::Next::new(&self.layers.0, self)
+            .run(layer::ClientCall::new(service, method, request))
+            .await
+    }
+
+    /// A call past the layers: traced, counted, bounded by its deadline, balanced.
+    async fn unary_unlayered(
         &self,
         service: &str,
         method: &str,
@@ -422,6 +452,12 @@ impl BlockingChannel {
             ClientConfig::default(),
             Arc::new(StaticRegistry::any(vec![address.into()])),
         )
+    }
+
+    /// The same with `layer` wrapping every call; see [`Channel::layer`].
+    pub fn layer(mut self, layer: impl layer::Layer) -> BlockingChannel {
+        self.channel = self.channel.layer(layer);
+        self
     }
 
     /// The async channel underneath.
