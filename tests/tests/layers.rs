@@ -319,7 +319,8 @@ async fn a_blocking_channel_takes_layers_too() {
     let server =
         Server::new(Default::default()).add_service(EchoServer::new(EchoService::named("x")));
     let (addr, handle) = spawn_local(server).await.expect("start provider");
-    let reply = tokio::task::spawn_blocking(move || {
+    // A plain thread, as a synchronous program would call it.
+    let caller = std::thread::spawn(move || {
         let channel = mprpc::client::BlockingChannel::to_address(addr.to_string())
             .unwrap()
             .layer(mprpc::client::layer::interceptor(|call| {
@@ -330,10 +331,12 @@ async fn a_blocking_channel_takes_layers_too() {
             metadata_key: "tenant".into(),
             ..EchoRequest::default()
         })
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    });
+    let reply = tokio::task::spawn_blocking(move || caller.join())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(reply.metadata_value, "blocking");
     handle.shutdown().await.unwrap();
 }
