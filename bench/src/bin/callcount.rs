@@ -1,6 +1,7 @@
-//! `callcount CALLS IN_FLIGHT [PAYLOAD]`: echo calls through mprpc with the provider and the
-//! consumer in this one process, on one thread, for counting the instructions a call costs
-//! with callgrind, which counts the same on a busy machine as on an idle one:
+//! `callcount CALLS IN_FLIGHT [PAYLOAD] [LAYERS]`: echo calls through mprpc with the provider
+//! and the consumer in this one process, on one thread, for counting the instructions a call
+//! costs with callgrind, which counts the same on a busy machine as on an idle one. `LAYERS`
+//! no-op layers are put on each side (0 by default), to measure what a layer costs.
 //!
 //! ```text
 //! valgrind --tool=callgrind --callgrind-out-file=/dev/null target/release/callcount 2000 128
@@ -13,32 +14,54 @@
 
 use anyhow::Context;
 use futures_util::stream::{self, StreamExt};
-use mprpc_bench::targets::mprpc::{Mprpc, MprpcCaller};
-use mprpc_bench::targets::{Caller, Target};
+use mprpc::client::layer::{self as client_layer, ClientCall};
+use mprpc::client::Channel;
+use mprpc::server::layer::{self as server_layer, Next, ServerCall};
+use mprpc::server::Server;
+use mprpc_bench::proto::bench_client::BenchClient;
+use mprpc_bench::proto::bench_server::BenchServer;
+use mprpc_bench::proto::EchoRequest;
+use mprpc_bench::targets::mprpc::{client_config, server_config, EchoHandler};
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let calls: usize = args.next().context("CALLS")?.parse()?;
     let in_flight: usize = args.next().context("IN_FLIGHT")?.parse()?;
     let payload: usize = args.next().map_or(Ok(64), |p| p.parse())?;
+    let layers: usize = args.next().map_or(Ok(0), |p| p.parse())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
-        tokio::spawn(Mprpc::serve(listener));
-        let caller = MprpcCaller::over(&[address]);
-        let body = vec![7u8; payload];
-        caller.call(&body).await.map_err(anyhow::Error::msg)?;
+        let mut server = Server::new(server_config()).add_service(BenchServer::new(EchoHandler));
+        let mut channel = Channel::to_addresses(vec![address.to_string()], client_config());
+        for _ in 0..layers {
+            server = server.layer(server_layer::from_fn(|call: ServerCall, next: Next| {
+                next.run(call)
+            }));
+            channel = channel.layer(client_layer::from_fn(
+                |call: ClientCall<'_>, next: client_layer::Next<'_>| next.run(call),
+            ));
+        }
+        tokio::spawn(server.serve(listener, std::future::pending()));
+        let client = BenchClient::new(channel);
+        let body = bytes::Bytes::from(vec![7u8; payload]);
+        let call = || {
+            client.echo(EchoRequest {
+                payload: body.clone(),
+            })
+        };
+        call().await?;
         let failed = stream::iter(0..calls)
-            .map(|_| caller.call(&body))
+            .map(|_| call())
             .buffer_unordered(in_flight)
             .filter(|r| std::future::ready(r.is_err()))
             .count()
             .await;
         anyhow::ensure!(failed == 0, "{failed} calls failed");
-        println!("{calls} calls, {in_flight} in flight, {payload} B: ok");
+        println!("{calls} calls, {in_flight} in flight, {payload} B, {layers} layers a side: ok");
         Ok(())
     })
 }
