@@ -340,3 +340,67 @@ async fn a_blocking_channel_takes_layers_too() {
     assert_eq!(reply.metadata_value, "blocking");
     handle.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tower_concurrency_limit_holds_across_calls() {
+    let service = EchoService::named("x");
+    let counters = service.counters.clone();
+    let server = Server::new(Default::default())
+        .layer(mprpc::server::layer::from_tower(
+            tower::limit::ConcurrencyLimitLayer::new(1),
+        ))
+        .add_service(EchoServer::new(service));
+    let (client, _, handle) = start(server).await;
+    let calls: Vec<_> = (0..4)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                client
+                    .echo(EchoRequest {
+                        delay_ms: 150,
+                        ..EchoRequest::default()
+                    })
+                    .await
+            })
+        })
+        .collect();
+    let mut most = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while counters.finished.load(Ordering::SeqCst) < 4 {
+        let running =
+            counters.started.load(Ordering::SeqCst) - counters.finished.load(Ordering::SeqCst);
+        most = most.max(running);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the calls never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for call in calls {
+        call.await
+            .unwrap()
+            .expect("every call is answered, one at a time");
+    }
+    assert_eq!(most, 1, "the limit of one call at a time was not held");
+    handle.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_tower_timeout_becomes_deadline_exceeded() {
+    let server = Server::new(Default::default())
+        .layer(mprpc::server::layer::from_tower(
+            tower::timeout::TimeoutLayer::new(Duration::from_millis(100)),
+        ))
+        .add_service(EchoServer::new(EchoService::named("x")));
+    let (client, _, handle) = start(server).await;
+    let status = client
+        .echo(EchoRequest {
+            delay_ms: 5_000,
+            ..EchoRequest::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status}");
+    assert!(status.message().contains("tower timeout"), "{status}");
+    handle.shutdown().await.unwrap();
+}

@@ -22,15 +22,18 @@
 //! file, and a layer costs one boxed future per call. [`from_fn`] makes a layer of an async
 //! closure, and [`interceptor`] is the short form for a check before the call.
 //!
-//! - [`from_fn`]: layers and interceptors from closures.
+//! - [`from_fn`]: layers and interceptors from closures;
+//! - [`tower`](from_tower): tower middleware as a layer.
 
 mod from_fn;
+mod tower;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
+pub use self::tower::{from_tower, FromTower, RestOfStack, TowerRequest};
 pub use from_fn::{from_fn, interceptor, FromFn, Interceptor};
 
 use super::service::Service;
