@@ -312,6 +312,67 @@ mod client {
         );
         handle.shutdown().await.unwrap();
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_tower_concurrency_limit_on_a_channel_holds_across_calls() {
+        let service = EchoService::named("x");
+        let counters = service.counters.clone();
+        let server = Server::new(Default::default()).add_service(EchoServer::new(service));
+        let (_, channel, handle) = start(server).await;
+        let client = EchoClient::new(channel.layer(layer::from_tower(
+            tower::limit::ConcurrencyLimitLayer::new(1),
+        )));
+        let calls: Vec<_> = (0..4)
+            .map(|_| {
+                let client = client.clone();
+                tokio::spawn(async move {
+                    client
+                        .echo(EchoRequest {
+                            delay_ms: 150,
+                            ..EchoRequest::default()
+                        })
+                        .await
+                })
+            })
+            .collect();
+        let mut most = 0;
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while counters.finished.load(Ordering::SeqCst) < 4 {
+            let running =
+                counters.started.load(Ordering::SeqCst) - counters.finished.load(Ordering::SeqCst);
+            most = most.max(running);
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the calls never finished"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        for call in calls {
+            call.await.unwrap().expect("every call is answered");
+        }
+        assert_eq!(most, 1, "the channel sent more than one call at a time");
+        handle.shutdown().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_tower_timeout_on_a_channel_becomes_deadline_exceeded() {
+        let server =
+            Server::new(Default::default()).add_service(EchoServer::new(EchoService::named("x")));
+        let (_, channel, handle) = start(server).await;
+        let client = EchoClient::new(channel.layer(layer::from_tower(
+            tower::timeout::TimeoutLayer::new(Duration::from_millis(100)),
+        )));
+        let status = client
+            .echo(EchoRequest {
+                delay_ms: 5_000,
+                ..EchoRequest::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::DeadlineExceeded, "{status}");
+        assert!(status.message().contains("tower timeout"), "{status}");
+        handle.shutdown().await.unwrap();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -153,7 +153,7 @@ impl Channel {
         if self.layers.0.is_empty() {
             return self.unary_unlayered(service, method, request).await;
         }
-        layer::Next::new(&self.layers.0, self)
+        layer::Next::new(self)
             .run(layer::ClientCall::new(service, method, request))
             .await
     }

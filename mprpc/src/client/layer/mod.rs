@@ -16,9 +16,11 @@
 //! deadline; a layer that needs to see each attempt on a chosen provider (per-provider
 //! statistics) belongs inside the balancer, a position this module does not offer yet.
 //!
-//! - [`from_fn`]: layers and interceptors from closures.
+//! - [`from_fn`]: layers and interceptors from closures;
+//! - [`tower`](from_tower): tower middleware as a layer.
 
 mod from_fn;
+mod tower;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -27,6 +29,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+pub use self::tower::{from_tower, FromTower, RestOfStack, TowerRequest};
 pub use from_fn::{from_fn, interceptor, FromFn, Interceptor};
 
 use super::Channel;
@@ -113,31 +116,32 @@ pub trait Layer: Send + Sync + 'static {
 /// The rest of the stack after a layer: the layers inside it, then the channel.
 #[derive(Clone, Copy)]
 pub struct Next<'a> {
-    layers: &'a [Arc<dyn Layer>],
     channel: &'a Channel,
+    /// The next layer to run, an index into the channel's layers.
+    index: usize,
 }
 
 impl std::fmt::Debug for Next<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Next")
-            .field("layers_left", &self.layers.len())
+            .field("layers_left", &(self.channel.layers.0.len() - self.index))
             .finish_non_exhaustive()
     }
 }
 
 impl<'a> Next<'a> {
-    pub(crate) fn new(layers: &'a [Arc<dyn Layer>], channel: &'a Channel) -> Next<'a> {
-        Next { layers, channel }
+    pub(crate) fn new(channel: &'a Channel) -> Next<'a> {
+        Next { channel, index: 0 }
     }
 
     /// Runs the rest of the stack on `call`.
     pub fn run(self, call: ClientCall<'a>) -> LayerFuture<'a> {
-        match self.layers.split_first() {
-            Some((layer, rest)) => layer.call(
+        match self.channel.layers.0.get(self.index) {
+            Some(layer) => layer.call(
                 call,
                 Next {
-                    layers: rest,
                     channel: self.channel,
+                    index: self.index + 1,
                 },
             ),
             None => Box::pin(
@@ -146,6 +150,21 @@ impl<'a> Next<'a> {
             ),
         }
     }
+
+    /// The same, owning what it needs, for a future that must not borrow (tower's).
+    fn to_owned(self) -> OwnedNext {
+        OwnedNext {
+            channel: self.channel.clone(),
+            index: self.index,
+        }
+    }
+}
+
+/// [`Next`] that owns a handle of the channel.
+#[derive(Clone, Debug)]
+struct OwnedNext {
+    channel: Channel,
+    index: usize,
 }
 
 /// A channel's layers, outermost first.

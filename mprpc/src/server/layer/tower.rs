@@ -17,6 +17,7 @@ use tower::ServiceExt;
 
 use super::{Layer, Next, ServerCall};
 use crate::future::BoxFuture;
+use crate::status::from_tower_error as to_status;
 use crate::Status;
 
 /// A call on its way through a tower stack.
@@ -98,20 +99,5 @@ where
             };
             reply.await.map_err(to_status)
         })
-    }
-}
-
-/// The status for an error out of a tower stack.
-pub(crate) fn to_status(error: impl Into<tower::BoxError>) -> Status {
-    let error = error.into();
-    match error.downcast::<Status>() {
-        Ok(status) => *status,
-        Err(error) if error.is::<tower::timeout::error::Elapsed>() => {
-            Status::deadline_exceeded(format!("a tower timeout elapsed: {error}"))
-        }
-        Err(error) if error.is::<tower::load_shed::error::Overloaded>() => {
-            Status::resource_exhausted(format!("the provider shed the call: {error}"))
-        }
-        Err(error) => Status::internal(format!("tower middleware failed: {error}")),
     }
 }
