@@ -34,6 +34,7 @@ fn response_header(id: u64) -> ResponseHeader {
         code: 0,
         message: String::new(),
         metadata: Vec::new(),
+        details: Default::default(),
     }
 }
 

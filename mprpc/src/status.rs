@@ -113,11 +113,14 @@ impl fmt::Display for Code {
     }
 }
 
-/// The failure of a call: a code and a human-readable message.
+/// The failure of a call: a code, a human-readable message, and optional machine-readable
+/// details (opaque bytes, for example an encoded `google.rpc.Status` of gRPC's rich error
+/// model) that travel to the caller with it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Status {
     code: Code,
     message: String,
+    details: bytes::Bytes,
 }
 
 /// The most bytes of a peer's message that [`Status::from_wire`] keeps (after escaping).
@@ -152,7 +155,19 @@ impl Status {
         Status {
             code,
             message: message.into(),
+            details: bytes::Bytes::new(),
         }
+    }
+
+    /// The same status carrying `details` to the caller.
+    pub fn with_details(mut self, details: impl Into<bytes::Bytes>) -> Status {
+        self.details = details.into();
+        self
+    }
+
+    /// The machine-readable details; empty when there are none.
+    pub fn details(&self) -> &bytes::Bytes {
+        &self.details
     }
 
     /// The status code.
@@ -233,7 +248,11 @@ impl Status {
 
 impl fmt::Debug for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Status({}: {:?})", self.code, self.message)
+        write!(f, "Status({}: {:?}", self.code, self.message)?;
+        if !self.details.is_empty() {
+            write!(f, ", {} bytes of details", self.details.len())?;
+        }
+        f.write_str(")")
     }
 }
 

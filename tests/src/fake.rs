@@ -71,6 +71,7 @@ pub fn response(request_id: u64, code: i32, message: &str) -> Vec<u8> {
         code,
         message: message.to_owned(),
         metadata: vec![],
+        details: Default::default(),
     };
     encode(OutFrame::Response(header, Bytes::new()))
 }

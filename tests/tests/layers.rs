@@ -465,3 +465,21 @@ async fn a_tower_timeout_becomes_deadline_exceeded() {
     assert!(status.message().contains("tower timeout"), "{status}");
     handle.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn status_details_reach_the_caller() {
+    let details = bytes::Bytes::from_static(b"\x08\x03\x12\x07too big");
+    let sent = details.clone();
+    let server = Server::new(Default::default())
+        .layer(from_fn(move |_call: ServerCall, _next: Next| {
+            let details = sent.clone();
+            async move { Err(Status::failed_precondition("quota used up").with_details(details)) }
+        }))
+        .add_service(EchoServer::new(EchoService::named("x")));
+    let (client, _, handle) = start(server).await;
+    let status = client.echo(EchoRequest::default()).await.unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert_eq!(status.message(), "quota used up");
+    assert_eq!(status.details(), &details);
+    handle.shutdown().await.unwrap();
+}

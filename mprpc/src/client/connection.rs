@@ -317,10 +317,10 @@ async fn read_loop(
                     let result = if header.code == 0 {
                         Ok(frame.body)
                     } else {
-                        Err(CallError::Failed(Status::from_wire(
-                            header.code,
-                            &header.message,
-                        )))
+                        Err(CallError::Failed(
+                            Status::from_wire(header.code, &header.message)
+                                .with_details(header.details),
+                        ))
                     };
                     let _ = waiter.send(result);
                 }

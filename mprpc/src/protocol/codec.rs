@@ -231,6 +231,7 @@ mod tests {
                     code: 0,
                     message: String::new(),
                     metadata: vec![],
+                    details: Default::default(),
                 },
                 Bytes::new(),
             ),
@@ -300,6 +301,7 @@ mod tests {
                 code: 0,
                 message: String::new(),
                 metadata: vec![],
+                details: Default::default(),
             },
             Bytes::from_static(b"\x0a\x00"),
         )
@@ -404,7 +406,7 @@ mod tests {
                 .enumerate()
                 .map(|(i, b)| {
                     OutFrame::Response(
-                        ResponseHeader { request_id: i as u64, code: 0, message: String::new(), metadata: vec![] },
+                        ResponseHeader { request_id: i as u64, code: 0, message: String::new(), metadata: vec![], details: Bytes::new() },
                         Bytes::from(b.clone()),
                     )
                 })

@@ -108,6 +108,10 @@ pub struct ResponseHeader {
     /// Key/value metadata.
     #[prost(message, repeated, tag = "4")]
     pub metadata: Vec<MetadataEntry>,
+    /// Machine-readable details of a failure (for example an encoded `google.rpc.Status`
+    /// of gRPC's rich error model); empty on success and when there are none.
+    #[prost(bytes = "bytes", tag = "5")]
+    pub details: bytes::Bytes,
 }
 
 /// Header of a [`FrameKind::Cancel`] frame.

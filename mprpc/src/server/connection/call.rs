@@ -241,6 +241,7 @@ fn ok_header(request_id: u64) -> ResponseHeader {
         code: 0,
         message: String::new(),
         metadata: Vec::new(),
+        details: Default::default(),
     }
 }
 
@@ -259,6 +260,7 @@ fn error_header(request_id: u64, status: &Status) -> ResponseHeader {
         code: code.as_i32(),
         message,
         metadata: Vec::new(),
+        details: status.details().clone(),
     }
 }
 
