@@ -15,22 +15,9 @@ pub fn exit(outcome: anyhow::Result<()>) -> ExitCode {
     }
 }
 
-/// The error and its causes on one line, joined by `": "`. A cause whose text the line
-/// already holds (an error that prints its own source) is said once.
+/// The error and its causes on one line ([`mprpc::report::one_line`]).
 pub fn one_line(err: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in err.chain() {
-        let text = cause.to_string();
-        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-        if text.is_empty() || line.contains(&text) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&text);
-    }
-    line
+    mprpc::report::one_line(err.as_ref())
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@
 //! | [`trace`] | trace and span ids carried in call metadata, and the spans around calls |
 //! | [`logging`] | `tracing` to a non-blocking daily file writer |
 //! | [`metrics`] | per-method call counts, errors by code, latency histograms |
+//! | [`report`] | an error and its causes as one line, for programs to print |
 //!
 //! Imports between these modules point one way, with no cycle: [`status`] and [`request`] at
 //! the bottom; then [`protocol`]; then [`config`] (plain settings, which take their metadata
@@ -47,10 +48,12 @@ pub mod metrics;
 pub mod protocol;
 pub mod reflection;
 pub mod registry;
+pub mod report;
 pub mod request;
 pub mod server;
 pub mod status;
 mod sync;
+mod tower_stack;
 pub mod trace;
 
 pub use request::{IntoRequest, Metadata, Request};

@@ -301,21 +301,6 @@ fn is_unsafe_to_print(c: char) -> bool {
         || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
-/// The status for an error out of a tower stack.
-pub(crate) fn from_tower_error(error: impl Into<tower::BoxError>) -> Status {
-    let error = error.into();
-    match error.downcast::<Status>() {
-        Ok(status) => *status,
-        Err(error) if error.is::<tower::timeout::error::Elapsed>() => {
-            Status::deadline_exceeded(format!("a tower timeout elapsed: {error}"))
-        }
-        Err(error) if error.is::<tower::load_shed::error::Overloaded>() => {
-            Status::resource_exhausted(format!("the provider shed the call: {error}"))
-        }
-        Err(error) => Status::internal(format!("tower middleware failed: {error}")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

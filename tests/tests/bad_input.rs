@@ -186,18 +186,13 @@ async fn pipelined_requests_in_one_write_all_get_answers() {
 fn echo_calls(n: u64, body: Bytes) -> BytesMut {
     let mut buf = BytesMut::new();
     for id in 1..=n {
-        OutFrame::Request(
-            RequestHeader {
-                request_id: id,
-                service: "mprpc.test.Echo".into(),
-                method: "Echo".into(),
-                timeout_us: 0,
-                metadata: vec![],
-                sent_unix_us: 0,
-            },
+        buf.extend_from_slice(&mprpc_tests::raw::request(
+            id,
+            "mprpc.test.Echo",
+            "Echo",
+            None,
             body.clone(),
-        )
-        .encode(&mut buf);
+        ));
     }
     buf
 }

@@ -132,6 +132,16 @@ async fn connected(provider: &ProviderProcess) -> TcpStream {
     stream
 }
 
+/// A provider process with its admin pages, frozen (SIGSTOP) with an `Echo` call (id 1,
+/// budget `timeout`) waiting in its socket, and the caller's connection.
+async fn frozen_with_a_call(name: &str, timeout: Option<Duration>) -> (ProviderProcess, TcpStream) {
+    let provider = ProviderProcess::start(PROVIDER, &[name, "--admin", "127.0.0.1:0"]);
+    let mut stream = connected(&provider).await;
+    provider.signal(Signal::SIGSTOP);
+    stream.write_all(&raw::echo(1, timeout)).await.unwrap();
+    (provider, stream)
+}
+
 /// After the provider resumes: a ping on the same connection is answered, and nothing came
 /// before its pong (a call that ran would have replied first: it answers at once).
 async fn nothing_replied_before_a_ping(stream: &mut TcpStream) {
@@ -150,13 +160,8 @@ async fn nothing_replied_before_a_ping(stream: &mut TcpStream) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_whose_deadline_passed_while_the_provider_was_frozen_never_runs() {
-    let provider = ProviderProcess::start(PROVIDER, &["expired", "--admin", "127.0.0.1:0"]);
-    let mut stream = connected(&provider).await;
-    provider.signal(Signal::SIGSTOP);
-    stream
-        .write_all(&raw::echo(1, Some(Duration::from_millis(200))))
-        .await
-        .unwrap();
+    let (provider, mut stream) =
+        frozen_with_a_call("expired", Some(Duration::from_millis(200))).await;
     // The caller's budget runs out while the request waits in the provider's socket.
     tokio::time::sleep(Duration::from_millis(600)).await;
     provider.signal(Signal::SIGCONT);
@@ -168,15 +173,8 @@ async fn a_call_whose_deadline_passed_while_the_provider_was_frozen_never_runs()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_cancelled_while_the_provider_was_frozen_never_runs() {
-    let provider = ProviderProcess::start(PROVIDER, &["cancelled", "--admin", "127.0.0.1:0"]);
-    let mut stream = connected(&provider).await;
-    provider.signal(Signal::SIGSTOP);
-    stream
-        .write_all(&raw::echo(1, Some(Duration::from_secs(30))))
-        .await
-        .unwrap();
-    // The caller gives up a little later, as it would after its own timer.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (provider, mut stream) =
+        frozen_with_a_call("cancelled", Some(Duration::from_secs(30))).await;
     stream.write_all(&raw::cancel(1)).await.unwrap();
     provider.signal(Signal::SIGCONT);
     nothing_replied_before_a_ping(&mut stream).await;
@@ -187,13 +185,7 @@ async fn a_call_cancelled_while_the_provider_was_frozen_never_runs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_whose_caller_left_while_the_provider_was_frozen_never_runs() {
-    let provider = ProviderProcess::start(PROVIDER, &["left", "--admin", "127.0.0.1:0"]);
-    let mut stream = connected(&provider).await;
-    provider.signal(Signal::SIGSTOP);
-    stream
-        .write_all(&raw::echo(1, Some(Duration::from_secs(30))))
-        .await
-        .unwrap();
+    let (provider, stream) = frozen_with_a_call("left", Some(Duration::from_secs(30))).await;
     drop(stream);
     provider.signal(Signal::SIGCONT);
     // The provider reads the request and the end of the stream together.

@@ -18,6 +18,40 @@ async fn start(server: Server) -> (EchoClient, Channel, LocalServer) {
     (EchoClient::new(channel.clone()), channel, handle)
 }
 
+/// Makes four slow calls at once through `client` and returns the most handlers seen running
+/// at the same time (sampled until all four have finished; each must succeed).
+async fn most_at_once(client: &EchoClient, counters: &mprpc_tests::Counters) -> usize {
+    let calls: Vec<_> = (0..4)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                client
+                    .echo(EchoRequest {
+                        delay_ms: 150,
+                        ..EchoRequest::default()
+                    })
+                    .await
+            })
+        })
+        .collect();
+    let mut most = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while counters.finished.load(Ordering::SeqCst) < 4 {
+        let running =
+            counters.started.load(Ordering::SeqCst) - counters.finished.load(Ordering::SeqCst);
+        most = most.max(running);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the calls never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for call in calls {
+        call.await.unwrap().expect("every call is answered");
+    }
+    most
+}
+
 /// A layer that notes its name on the way in and on the way out.
 fn tracer(name: &'static str, log: Arc<Mutex<Vec<String>>>) -> impl mprpc::server::layer::Layer {
     from_fn(move |call: ServerCall, next: Next| {
@@ -322,34 +356,7 @@ mod client {
         let client = EchoClient::new(channel.layer(layer::from_tower(
             tower::limit::ConcurrencyLimitLayer::new(1),
         )));
-        let calls: Vec<_> = (0..4)
-            .map(|_| {
-                let client = client.clone();
-                tokio::spawn(async move {
-                    client
-                        .echo(EchoRequest {
-                            delay_ms: 150,
-                            ..EchoRequest::default()
-                        })
-                        .await
-                })
-            })
-            .collect();
-        let mut most = 0;
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while counters.finished.load(Ordering::SeqCst) < 4 {
-            let running =
-                counters.started.load(Ordering::SeqCst) - counters.finished.load(Ordering::SeqCst);
-            most = most.max(running);
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the calls never finished"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        for call in calls {
-            call.await.unwrap().expect("every call is answered");
-        }
+        let most = most_at_once(&client, &counters).await;
         assert_eq!(most, 1, "the channel sent more than one call at a time");
         handle.shutdown().await.unwrap();
     }
@@ -412,36 +419,7 @@ async fn a_tower_concurrency_limit_holds_across_calls() {
         ))
         .add_service(EchoServer::new(service));
     let (client, _, handle) = start(server).await;
-    let calls: Vec<_> = (0..4)
-        .map(|_| {
-            let client = client.clone();
-            tokio::spawn(async move {
-                client
-                    .echo(EchoRequest {
-                        delay_ms: 150,
-                        ..EchoRequest::default()
-                    })
-                    .await
-            })
-        })
-        .collect();
-    let mut most = 0;
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while counters.finished.load(Ordering::SeqCst) < 4 {
-        let running =
-            counters.started.load(Ordering::SeqCst) - counters.finished.load(Ordering::SeqCst);
-        most = most.max(running);
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the calls never finished"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    for call in calls {
-        call.await
-            .unwrap()
-            .expect("every call is answered, one at a time");
-    }
+    let most = most_at_once(&client, &counters).await;
     assert_eq!(most, 1, "the limit of one call at a time was not held");
     handle.shutdown().await.unwrap();
 }

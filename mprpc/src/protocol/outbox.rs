@@ -58,9 +58,4 @@ impl Outbox {
     pub fn unwritten(&self) -> usize {
         self.hint.unwritten()
     }
-
-    /// What the connection's owner and writer share.
-    pub fn hint(&self) -> &Arc<BusyHint> {
-        &self.hint
-    }
 }

@@ -7,15 +7,13 @@
 //! shedding as `ResourceExhausted`). The call travels through tower as an owned
 //! [`TowerRequest`], so each call through this layer copies its service and method names.
 
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use tower::ServiceExt;
 
 use super::{ClientCall, Layer, LayerFuture, Next, OwnedNext};
 use crate::future::BoxFuture;
-use crate::status::from_tower_error as to_status;
+use crate::tower_stack::TowerStack;
 use crate::{Request, Status};
 
 /// A call on its way through a tower stack.
@@ -79,21 +77,12 @@ where
     <L::Service as tower::Service<TowerRequest>>::Error: Into<tower::BoxError>,
     <L::Service as tower::Service<TowerRequest>>::Future: Send + 'static,
 {
-    FromTower {
-        service: Arc::new(tokio::sync::Mutex::new(layer.layer(RestOfStack))),
-    }
+    FromTower(TowerStack::new(layer.layer(RestOfStack)))
 }
 
 /// The layer [`from_tower`] makes.
-pub struct FromTower<S> {
-    service: Arc<tokio::sync::Mutex<S>>,
-}
-
-impl<S> std::fmt::Debug for FromTower<S> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FromTower").finish_non_exhaustive()
-    }
-}
+#[derive(Debug)]
+pub struct FromTower<S>(TowerStack<S>);
 
 impl<S> Layer for FromTower<S>
 where
@@ -108,13 +97,6 @@ where
             request: call.request,
             next: next.to_owned(),
         };
-        Box::pin(async move {
-            let reply = {
-                let mut service = self.service.lock().await;
-                let ready = service.ready().await.map_err(to_status)?;
-                ready.call(request)
-            };
-            reply.await.map_err(to_status)
-        })
+        Box::pin(self.0.call(request))
     }
 }

@@ -9,15 +9,13 @@
 //! `Status` as it is, tower's `Elapsed` (timeout) as `DeadlineExceeded`, `Overloaded`
 //! (load shedding) as `ResourceExhausted`, anything else as `Internal`.
 
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use tower::ServiceExt;
 
 use super::{Layer, Next, ServerCall};
 use crate::future::BoxFuture;
-use crate::status::from_tower_error as to_status;
+use crate::tower_stack::TowerStack;
 use crate::Status;
 
 /// A call on its way through a tower stack.
@@ -67,21 +65,12 @@ where
     <L::Service as tower::Service<TowerRequest>>::Error: Into<tower::BoxError>,
     <L::Service as tower::Service<TowerRequest>>::Future: Send + 'static,
 {
-    FromTower {
-        service: Arc::new(tokio::sync::Mutex::new(layer.layer(RestOfStack))),
-    }
+    FromTower(TowerStack::new(layer.layer(RestOfStack)))
 }
 
 /// The layer [`from_tower`] makes.
-pub struct FromTower<S> {
-    service: Arc<tokio::sync::Mutex<S>>,
-}
-
-impl<S> std::fmt::Debug for FromTower<S> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FromTower").finish_non_exhaustive()
-    }
-}
+#[derive(Debug)]
+pub struct FromTower<S>(TowerStack<S>);
 
 impl<S> Layer for FromTower<S>
 where
@@ -90,14 +79,6 @@ where
     S::Future: Send + 'static,
 {
     fn call(&self, call: ServerCall, next: Next) -> BoxFuture<Result<Bytes, Status>> {
-        let service = self.service.clone();
-        Box::pin(async move {
-            let reply = {
-                let mut service = service.lock().await;
-                let ready = service.ready().await.map_err(to_status)?;
-                ready.call(TowerRequest { call, next })
-            };
-            reply.await.map_err(to_status)
-        })
+        Box::pin(self.0.call(TowerRequest { call, next }))
     }
 }
