@@ -10,6 +10,7 @@
 //! | --- | --- |
 //! | [`status`] | [`Status`] and [`Code`]: every failure a caller can see |
 //! | [`request`] | [`Request`] and [`Metadata`]: a message with its call context |
+//! | [`response`] | [`Response`]: a reply message with its response metadata |
 //! | [`protocol`] | the frame format and its codec (see `docs/PROTOCOL.md`) |
 //! | [`server`] | the provider: listener, connections, dispatch, graceful shutdown |
 //! | [`client`] | the consumer: channel, multiplexed connections, load balancing |
@@ -22,8 +23,8 @@
 //! | [`metrics`] | per-method call counts, errors by code, latency histograms |
 //! | [`report`] | an error and its causes as one line, for programs to print |
 //!
-//! Imports between these modules point one way, with no cycle: [`status`] and [`request`] at
-//! the bottom; then [`protocol`]; then [`config`] (plain settings, which take their metadata
+//! Imports between these modules point one way, with no cycle: [`request`], [`response`] and
+//! [`status`] at the bottom; then [`protocol`]; then [`config`] (plain settings, which take their metadata
 //! defaults from [`protocol::limits`]); then [`logging`], [`metrics`], [`trace`] and
 //! [`reflection`] (its messages only); then [`registry`]; then [`client`] and [`server`]; and
 //! [`admin`] last: the provider starts it, and it imports neither `server` nor `client`.
@@ -50,6 +51,7 @@ pub mod reflection;
 pub mod registry;
 pub mod report;
 pub mod request;
+pub mod response;
 pub mod server;
 pub mod status;
 mod sync;
@@ -57,6 +59,7 @@ mod tower_stack;
 pub mod trace;
 
 pub use request::{IntoRequest, Metadata, Request};
+pub use response::Response;
 pub use status::{Code, Status};
 
 /// Includes the code `mprpc-build` generated for a protobuf package.

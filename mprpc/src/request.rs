@@ -41,6 +41,11 @@ impl Metadata {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Appends every pair of `other`, after those already here.
+    pub fn extend(&mut self, other: Metadata) {
+        self.entries.extend(other.entries);
+    }
+
     /// Every pair, in order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.entries.iter().map(|(k, v)| (k.as_str(), v.as_str()))
@@ -65,11 +70,17 @@ impl Metadata {
     }
 }
 
+/// Values of any type attached to a request by the code that handles it, by type: what a
+/// server layer found out about the caller (an authenticated user, a tenant) for the handler
+/// to read. They stay in the process; only [`Metadata`] travels.
+pub use http::Extensions;
+
 /// A message with its call context.
 #[derive(Clone, Debug, Default)]
 pub struct Request<T> {
     message: T,
     metadata: Metadata,
+    extensions: Extensions,
     timeout: Option<Duration>,
     hash_key: Option<String>,
     deadline: Option<Instant>,
@@ -82,6 +93,7 @@ impl<T> Request<T> {
         Request {
             message,
             metadata: Metadata::new(),
+            extensions: Extensions::new(),
             timeout: None,
             hash_key: None,
             deadline: None,
@@ -112,6 +124,16 @@ impl<T> Request<T> {
     /// The metadata, mutably (callers add their pairs here).
     pub fn metadata_mut(&mut self) -> &mut Metadata {
         &mut self.metadata
+    }
+
+    /// Values attached to the request by layers (see [`Extensions`]).
+    pub fn extensions(&self) -> &Extensions {
+        &self.extensions
+    }
+
+    /// Values attached to the request, to add to: `extensions_mut().insert(User(..))`.
+    pub fn extensions_mut(&mut self) -> &mut Extensions {
+        &mut self.extensions
     }
 
     /// Caller side: this call's timeout, overriding the channel's default.
@@ -158,6 +180,7 @@ impl<T> Request<T> {
         Request {
             message: f(self.message),
             metadata: self.metadata,
+            extensions: self.extensions,
             timeout: self.timeout,
             hash_key: self.hash_key,
             deadline: self.deadline,
@@ -174,6 +197,7 @@ impl<T> Request<T> {
         Request {
             message,
             metadata,
+            extensions: Extensions::new(),
             timeout: None,
             hash_key: None,
             deadline,

@@ -9,6 +9,8 @@
 
 use std::fmt;
 
+use crate::request::Metadata;
+
 /// A status code. The discriminants are the values carried on the wire.
 ///
 /// Unknown wire values decode to [`Code::Unknown`]; a failure read from the wire never carries
@@ -113,14 +115,15 @@ impl fmt::Display for Code {
     }
 }
 
-/// The failure of a call: a code, a human-readable message, and optional machine-readable
+/// The failure of a call: a code, a human-readable message, optional machine-readable
 /// details (opaque bytes, for example an encoded `google.rpc.Status` of gRPC's rich error
-/// model) that travel to the caller with it.
+/// model) and response metadata, all of which travel to the caller with it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Status {
     code: Code,
     message: String,
     details: bytes::Bytes,
+    metadata: Metadata,
 }
 
 /// The most bytes of a peer's message that [`Status::from_wire`] keeps (after escaping).
@@ -156,7 +159,24 @@ impl Status {
             code,
             message: message.into(),
             details: bytes::Bytes::new(),
+            metadata: Metadata::new(),
         }
+    }
+
+    /// The same status carrying `metadata` to the caller (like gRPC's trailers on a failure).
+    pub fn with_metadata(mut self, metadata: Metadata) -> Status {
+        self.metadata = metadata;
+        self
+    }
+
+    /// The response metadata the failure carries (what the provider's handler and layers set).
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+
+    /// The response metadata, to change.
+    pub fn metadata_mut(&mut self) -> &mut Metadata {
+        &mut self.metadata
     }
 
     /// The same status carrying `details` to the caller.
@@ -251,6 +271,9 @@ impl fmt::Debug for Status {
         write!(f, "Status({}: {:?}", self.code, self.message)?;
         if !self.details.is_empty() {
             write!(f, ", {} bytes of details", self.details.len())?;
+        }
+        if !self.metadata.is_empty() {
+            write!(f, ", {} metadata entries", self.metadata.len())?;
         }
         f.write_str(")")
     }

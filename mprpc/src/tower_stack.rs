@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use tower::ServiceExt;
 
 use crate::Status;
@@ -32,13 +31,13 @@ impl<S> TowerStack<S> {
 
     /// Waits for the stack to be ready, hands it `request`, and waits for the reply; owns
     /// what it needs, so the future borrows nothing.
-    pub(crate) fn call<R>(
+    pub(crate) fn call<R, T>(
         &self,
         request: R,
-    ) -> impl std::future::Future<Output = Result<Bytes, Status>> + Send + 'static
+    ) -> impl std::future::Future<Output = Result<T, Status>> + Send + 'static
     where
         R: Send + 'static,
-        S: tower::Service<R, Response = Bytes> + Send + 'static,
+        S: tower::Service<R, Response = T> + Send + 'static,
         S::Error: Into<tower::BoxError>,
         S::Future: Send + 'static,
     {

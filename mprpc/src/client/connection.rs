@@ -33,9 +33,9 @@ use crate::protocol::{
 };
 use crate::status::{printable, MAX_PEER_MESSAGE};
 use crate::sync::lock;
-use crate::{Code, Status};
+use crate::{Code, Metadata, Response, Status};
 
-type Waiter = oneshot::Sender<Result<Bytes, CallError>>;
+type Waiter = oneshot::Sender<Result<Response<Bytes>, CallError>>;
 
 /// Pings from the provider are answered while fewer bytes than this wait to be written.
 const PONG_ROOM: usize = 1024 * 1024;
@@ -183,7 +183,7 @@ impl Connection {
         metadata: Vec<MetadataEntry>,
         timeout: Option<Duration>,
         body: Bytes,
-    ) -> Result<Bytes, CallError> {
+    ) -> Result<Response<Bytes>, CallError> {
         let shared = &self.shared;
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         let (reply_tx, reply_rx) = oneshot::channel();
@@ -314,12 +314,20 @@ async fn read_loop(
                 }
                 let waiter = lock(&shared.pending).waiters.remove(&header.request_id);
                 if let Some(waiter) = waiter {
+                    let metadata = Metadata::from_entries(
+                        header
+                            .metadata
+                            .into_iter()
+                            .map(|e| (e.key, e.value))
+                            .collect(),
+                    );
                     let result = if header.code == 0 {
-                        Ok(frame.body)
+                        Ok(Response::from_parts(metadata, frame.body))
                     } else {
                         Err(CallError::Failed(
                             Status::from_wire(header.code, &header.message)
-                                .with_details(header.details),
+                                .with_details(header.details)
+                                .with_metadata(metadata),
                         ))
                     };
                     let _ = waiter.send(result);

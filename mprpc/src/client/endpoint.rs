@@ -57,6 +57,11 @@ struct State {
 }
 
 impl Endpoint {
+    /// The provider's address, `host:port`.
+    pub(crate) fn address(&self) -> &str {
+        &self.address
+    }
+
     pub(crate) fn new(address: String) -> Endpoint {
         Endpoint {
             address,

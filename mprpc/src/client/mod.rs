@@ -12,7 +12,9 @@
 //! [`BlockingChannel`] wraps a channel and its own runtime for synchronous callers, and
 //! [`reflection`] asks a provider what it hosts.
 
+mod attempt;
 mod balance;
+mod blocking;
 mod connection;
 mod endpoint;
 pub mod layer;
@@ -26,14 +28,13 @@ use bytes::Bytes;
 use prost::Message;
 
 use self::balance::Balancer;
-use self::connection::CallError;
 use self::endpoint::Endpoint;
 use crate::config::{ClientConfig, Config};
 use crate::metrics::{Metrics, Side};
-use crate::protocol::MetadataEntry;
 use crate::registry::{self, Instances, Registry, RegistryError, ServiceInstance, StaticRegistry};
 use crate::trace::{self, TraceContext};
-use crate::{Code, Request, Status};
+pub use self::blocking::BlockingChannel;
+use crate::{Code, Request, Response, Status};
 use tracing::Instrument;
 
 /// A consumer's handle for calling services. Cheap to clone; clones share connections.
@@ -124,22 +125,50 @@ impl Channel {
         Req: Message,
         Resp: Message + Default,
     {
+        let reply = self.unary_with_metadata(service, method, request).await?;
+        Ok(reply.into_inner())
+    }
+
+    /// [`unary`](Channel::unary), returning the reply with the response metadata the
+    /// provider sent (a failure's metadata is in its [`Status::metadata`]).
+    pub async fn unary_with_metadata<Req, Resp>(
+        &self,
+        service: &str,
+        method: &str,
+        request: Request<Req>,
+    ) -> Result<Response<Resp>, Status>
+    where
+        Req: Message,
+        Resp: Message + Default,
+    {
         let request = request.map(|m| Bytes::from(m.encode_to_vec()));
-        let body = self.unary_raw(service, method, request).await?;
-        Resp::decode(body).map_err(|e| {
+        let (metadata, body) = self
+            .unary_raw_with_metadata(service, method, request)
+            .await?
+            .into_parts();
+        let reply = Resp::decode(body).map_err(|e| {
             Status::internal(format!(
                 "cannot decode the reply of {service}/{method}: {e}"
             ))
-        })
+        })?;
+        Ok(Response::from_parts(metadata, reply))
     }
 
     /// This channel's connections with `layer` wrapping every call made through the returned
-    /// handle. Layers run outermost first in the order they were added, so `layer` runs
-    /// inside those the handle has already; see [`layer`] for where layers sit.
+    /// handle, outside the balancer: it sees one logical call. Layers run outermost first in
+    /// the order they were added, so `layer` runs inside those the handle has already; see
+    /// [`layer`] for where layers sit.
     pub fn layer(mut self, layer: impl layer::Layer) -> Channel {
-        let mut layers = self.layers.0.to_vec();
-        layers.push(Arc::new(layer));
-        self.layers = layer::Layers(layers.into());
+        self.layers = self.layers.with(Arc::new(layer), false);
+        self
+    }
+
+    /// This channel's connections with `layer` wrapping every *attempt* on a provider the
+    /// balancer chose (see [`layer`]): it runs inside the outer layers and the deadline,
+    /// once per provider tried, and [`ClientCall::provider`](layer::ClientCall::provider)
+    /// names the provider.
+    pub fn layer_inner(mut self, layer: impl layer::Layer) -> Channel {
+        self.layers = self.layers.with(Arc::new(layer), true);
         self
     }
 
@@ -150,7 +179,18 @@ impl Channel {
         method: &str,
         request: Request<Bytes>,
     ) -> Result<Bytes, Status> {
-        if self.layers.0.is_empty() {
+        let reply = self.unary_raw_with_metadata(service, method, request).await?;
+        Ok(reply.into_inner())
+    }
+
+    /// [`unary_raw`](Channel::unary_raw), returning the response metadata too.
+    pub async fn unary_raw_with_metadata(
+        &self,
+        service: &str,
+        method: &str,
+        request: Request<Bytes>,
+    ) -> Result<Response<Bytes>, Status> {
+        if self.layers.outer.is_empty() {
             return self.unary_unlayered(service, method, request).await;
         }
         layer::Next::new(self)
@@ -164,7 +204,7 @@ impl Channel {
         service: &str,
         method: &str,
         mut request: Request<Bytes>,
-    ) -> Result<Bytes, Status> {
+    ) -> Result<Response<Bytes>, Status> {
         // Continue the trace of the handler we run in, if any; else start one.
         let trace = trace::current().map_or_else(TraceContext::new_root, |p| p.child());
         trace.inject(request.metadata_mut());
@@ -200,95 +240,6 @@ impl Channel {
         };
         record.finish(outcome.as_ref().map_or_else(Status::code, |_| Code::Ok));
         outcome
-    }
-
-    async fn call(
-        &self,
-        service: &str,
-        method: &str,
-        mut request: Request<Bytes>,
-        deadline: tokio::time::Instant,
-    ) -> Result<Bytes, Status> {
-        // Finding the providers the first time may outlast the deadline (a registry that
-        // cannot be reached): say so, rather than only that no reply came.
-        let known = read(&self.inner.services).get(service).cloned();
-        let state = match known {
-            // The usual case: no timer for a lookup that cannot wait.
-            Some(state) => state,
-            None => match tokio::time::timeout_at(deadline, self.service(service)).await {
-                Ok(state) => state?,
-                Err(_) => {
-                    return Err(Status::deadline_exceeded(format!(
-                        "{service}/{method}: the deadline passed while finding providers: {}",
-                        self.inner.registry.discovery_stalled(service)
-                    )))
-                }
-            },
-        };
-        let (instances, endpoints) = self.endpoints_of(&state);
-        if instances.is_empty() {
-            return Err(Status::unavailable(format!(
-                "no providers of `{service}` are known"
-            )));
-        }
-        let hash_key = request.hash_key().map(str::to_owned);
-        let mut metadata: Vec<MetadataEntry> = std::mem::take(request.metadata_mut())
-            .into_entries()
-            .into_iter()
-            .map(|(key, value)| MetadataEntry { key, value })
-            .collect();
-        let body = request.into_inner();
-        let policy = self.inner.config.load_balance;
-        let call = |endpoint: Arc<Endpoint>, metadata: Vec<MetadataEntry>| {
-            let body = body.clone();
-            async move {
-                let conn = endpoint
-                    .connection(&self.inner.config, &self.inner.metrics)
-                    .await
-                    .map_err(CallError::NotSent)?;
-                let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-                let _in_flight = endpoint.start_call();
-                conn.call(service, method, metadata, Some(remaining), body)
-                    .await
-            }
-        };
-
-        // The balancer's choice first; the full order only if that provider cannot be used.
-        let first = state
-            .balancer
-            .first(policy, &instances, &endpoints, hash_key.as_deref());
-        let mut last_error = None;
-        if !endpoints[first].in_backoff() {
-            // With a single provider there is nobody to retry on: no copy of the metadata.
-            let first_metadata = if endpoints.len() == 1 {
-                std::mem::take(&mut metadata)
-            } else {
-                metadata.clone()
-            };
-            match call(endpoints[first].clone(), first_metadata).await {
-                Ok(reply) => return Ok(reply),
-                Err(CallError::NotSent(status)) => last_error = Some(status),
-                Err(CallError::Failed(status)) => return Err(status),
-            }
-        }
-        let order = state
-            .balancer
-            .order(policy, first, &instances, hash_key.as_deref());
-        // Providers waiting out a reconnect backoff go last.
-        let (ready, backing_off): (Vec<usize>, Vec<usize>) = order
-            .into_iter()
-            .filter(|i| *i != first || last_error.is_none())
-            .partition(|i| !endpoints[*i].in_backoff());
-        for i in ready.into_iter().chain(backing_off) {
-            match call(endpoints[i].clone(), metadata.clone()).await {
-                Ok(reply) => return Ok(reply),
-                Err(CallError::NotSent(status)) => last_error = Some(status),
-                Err(CallError::Failed(status)) => return Err(status),
-            }
-        }
-        Err(last_error.unwrap_or_else(|| {
-            Status::unavailable(format!("no provider of `{service}` could be reached"))
-        }))
     }
 
     /// The service's current instances and their endpoints, rebuilt only when the list
@@ -405,83 +356,4 @@ async fn prune_on_change(inner: Weak<Inner>, service: String, mut instances: Ins
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     lock.read().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// A channel for synchronous callers, with a runtime of its own. Cheap to clone; usable from
-/// many threads at once. Not for use inside an async runtime (calls there fail with
-/// `Internal` rather than dead-locking); async code uses [`Channel`].
-#[derive(Clone)]
-pub struct BlockingChannel {
-    runtime: Arc<tokio::runtime::Runtime>,
-    channel: Channel,
-}
-
-impl std::fmt::Debug for BlockingChannel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BlockingChannel").finish_non_exhaustive()
-    }
-}
-
-impl BlockingChannel {
-    /// Starts a runtime with `config.threads` workers and a channel on it.
-    pub fn new(
-        config: ClientConfig,
-        registry: Arc<dyn Registry>,
-    ) -> std::io::Result<BlockingChannel> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(config.threads.max(1))
-            .thread_name("mprpc-client")
-            .enable_all()
-            .build()?;
-        Ok(BlockingChannel {
-            runtime: Arc::new(runtime),
-            channel: Channel::new(config, registry),
-        })
-    }
-
-    /// A blocking channel with the client settings and registry of a config file.
-    pub fn from_config(config: &Config) -> Result<BlockingChannel, RegistryError> {
-        let registry = registry::from_config(&config.registry)?;
-        BlockingChannel::new(config.client.clone(), registry)
-            .map_err(|e| RegistryError::Config(format!("cannot start the client runtime: {e}")))
-    }
-
-    /// A blocking channel to one provider address, with default settings.
-    pub fn to_address(address: impl Into<String>) -> std::io::Result<BlockingChannel> {
-        BlockingChannel::new(
-            ClientConfig::default(),
-            Arc::new(StaticRegistry::any(vec![address.into()])),
-        )
-    }
-
-    /// The same with `layer` wrapping every call; see [`Channel::layer`].
-    pub fn layer(mut self, layer: impl layer::Layer) -> BlockingChannel {
-        self.channel = self.channel.layer(layer);
-        self
-    }
-
-    /// The async channel underneath.
-    pub fn channel(&self) -> &Channel {
-        &self.channel
-    }
-
-    /// Calls `service`/`method` and waits for the reply.
-    pub fn unary<Req, Resp>(
-        &self,
-        service: &str,
-        method: &str,
-        request: Request<Req>,
-    ) -> Result<Resp, Status>
-    where
-        Req: Message,
-        Resp: Message + Default,
-    {
-        if tokio::runtime::Handle::try_current().is_ok() {
-            return Err(Status::internal(
-                "a blocking client was called inside an async runtime; use the async client there",
-            ));
-        }
-        self.runtime
-            .block_on(self.channel.unary(service, method, request))
-    }
 }

@@ -10,11 +10,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use futures_util::future::Either;
 use futures_util::FutureExt;
 
 use super::layer::{Layer, Next, ServerCall};
 use super::service::Service;
-use crate::{Request, Status};
+use super::reply::run_handler;
+use crate::{Request, Response, Status};
 
 /// The services a provider hosts, by fully qualified name.
 #[derive(Default, Clone)]
@@ -102,14 +104,14 @@ pub(crate) async fn run_call(
     method: &'static str,
     request: Request<Bytes>,
     deadline: Option<Instant>,
-) -> Result<Bytes, Status> {
+) -> Result<Response<Bytes>, Status> {
     let call = if layers.is_empty() {
-        service.call(method, request)
+        Either::Left(run_handler(service.call(method, request)))
     } else {
         // Inside a future, so that a layer that panics before returning one is caught too.
         let next = Next::new(layers, service.clone());
         let call = ServerCall::new(service.name(), method, request);
-        Box::pin(async move { next.run(call).await })
+        Either::Right(async move { next.run(call).await })
     };
     let call = AssertUnwindSafe(call).catch_unwind();
     let outcome = match deadline {

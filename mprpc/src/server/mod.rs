@@ -23,6 +23,7 @@ mod connection;
 mod dispatch;
 pub mod layer;
 mod reflection;
+mod reply;
 mod service;
 pub mod shutdown;
 
@@ -39,6 +40,7 @@ use tokio_util::task::TaskTracker;
 
 pub use dispatch::Router;
 use layer::Layer;
+pub use reply::reply_metadata;
 pub use service::{BoxFuture, Service};
 
 use self::reflection::Reflection;

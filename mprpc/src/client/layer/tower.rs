@@ -14,13 +14,14 @@ use bytes::Bytes;
 use super::{ClientCall, Layer, LayerFuture, Next, OwnedNext};
 use crate::future::BoxFuture;
 use crate::tower_stack::TowerStack;
-use crate::{Request, Status};
+use crate::{Request, Response, Status};
 
 /// A call on its way through a tower stack.
 #[derive(Debug)]
 pub struct TowerRequest {
     service: String,
     method: String,
+    provider: Option<String>,
     request: Request<Bytes>,
     next: OwnedNext,
 }
@@ -36,6 +37,11 @@ impl TowerRequest {
         &self.method
     }
 
+    /// The provider's address, in an inner layer (see [`ClientCall::provider`]).
+    pub fn provider(&self) -> Option<&str> {
+        self.provider.as_deref()
+    }
+
     /// The request, to read or change.
     pub fn request_mut(&mut self) -> &mut Request<Bytes> {
         &mut self.request
@@ -48,9 +54,9 @@ impl TowerRequest {
 pub struct RestOfStack;
 
 impl tower::Service<TowerRequest> for RestOfStack {
-    type Response = Bytes;
+    type Response = Response<Bytes>;
     type Error = Status;
-    type Future = BoxFuture<Result<Bytes, Status>>;
+    type Future = BoxFuture<Result<Response<Bytes>, Status>>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Status>> {
         Poll::Ready(Ok(()))
@@ -58,12 +64,9 @@ impl tower::Service<TowerRequest> for RestOfStack {
 
     fn call(&mut self, r: TowerRequest) -> Self::Future {
         Box::pin(async move {
-            let next = Next {
-                channel: &r.next.channel,
-                index: r.next.index,
-            };
-            next.run(ClientCall::new(&r.service, &r.method, r.request))
-                .await
+            let mut call = ClientCall::new(&r.service, &r.method, r.request);
+            call.provider = r.provider.as_deref();
+            r.next.borrow().run(call).await
         })
     }
 }
@@ -73,7 +76,7 @@ impl tower::Service<TowerRequest> for RestOfStack {
 pub fn from_tower<L>(layer: L) -> FromTower<L::Service>
 where
     L: tower::Layer<RestOfStack>,
-    L::Service: tower::Service<TowerRequest, Response = Bytes> + Send + 'static,
+    L::Service: tower::Service<TowerRequest, Response = Response<Bytes>> + Send + 'static,
     <L::Service as tower::Service<TowerRequest>>::Error: Into<tower::BoxError>,
     <L::Service as tower::Service<TowerRequest>>::Future: Send + 'static,
 {
@@ -86,7 +89,7 @@ pub struct FromTower<S>(TowerStack<S>);
 
 impl<S> Layer for FromTower<S>
 where
-    S: tower::Service<TowerRequest, Response = Bytes> + Send + 'static,
+    S: tower::Service<TowerRequest, Response = Response<Bytes>> + Send + 'static,
     S::Error: Into<tower::BoxError>,
     S::Future: Send + 'static,
 {
@@ -94,6 +97,7 @@ where
         let request = TowerRequest {
             service: call.service.to_owned(),
             method: call.method.to_owned(),
+            provider: call.provider.map(str::to_owned),
             request: call.request,
             next: next.to_owned(),
         };

@@ -21,7 +21,7 @@ use super::{broken, Connection, Ending, Turn};
 use crate::protocol::codec::decode_header;
 use crate::protocol::limits::MetadataTooLarge;
 use crate::protocol::writer::BusyHint;
-use crate::protocol::{Frame, OutFrame, RequestHeader, ResponseHeader};
+use crate::protocol::{Frame, MetadataEntry, OutFrame, RequestHeader, ResponseHeader};
 use crate::server::dispatch::{quote, run_call};
 use crate::sync::lock;
 use crate::trace::TraceContext;
@@ -160,14 +160,17 @@ impl Connection {
             // so a client that reads slowly holds only its own connection's slots.
             drop(permit);
             let reply = match outcome {
-                Ok(body) if body.len() + 64 > max_frame_size => {
+                Ok(reply) if reply.get_ref().len() + 64 > max_frame_size => {
                     let status = Status::resource_exhausted(format!(
                         "the reply of {} bytes exceeds the maximum frame size of {max_frame_size} bytes",
-                        body.len()
+                        reply.get_ref().len()
                     ));
                     OutFrame::Response(error_header(id, &status), Bytes::new())
                 }
-                Ok(body) => OutFrame::Response(ok_header(id), body),
+                Ok(reply) => {
+                    let (metadata, body) = reply.into_parts();
+                    OutFrame::Response(ok_header(id, metadata), body)
+                }
                 Err(status) => OutFrame::Response(error_header(id, &status), Bytes::new()),
             };
             let _ = tx.send(reply).await;
@@ -235,12 +238,12 @@ impl Drop for BusyGuard {
     }
 }
 
-fn ok_header(request_id: u64) -> ResponseHeader {
+fn ok_header(request_id: u64, metadata: Metadata) -> ResponseHeader {
     ResponseHeader {
         request_id,
         code: 0,
         message: String::new(),
-        metadata: Vec::new(),
+        metadata: wire_metadata(metadata),
         details: Default::default(),
     }
 }
@@ -259,9 +262,21 @@ fn error_header(request_id: u64, status: &Status) -> ResponseHeader {
         request_id,
         code: code.as_i32(),
         message,
-        metadata: Vec::new(),
+        metadata: wire_metadata(status.metadata().clone()),
         details: status.details().clone(),
     }
+}
+
+/// Metadata as the protocol's header carries it.
+fn wire_metadata(metadata: Metadata) -> Vec<MetadataEntry> {
+    if metadata.is_empty() {
+        return Vec::new();
+    }
+    metadata
+        .into_entries()
+        .into_iter()
+        .map(|(key, value)| MetadataEntry { key, value })
+        .collect()
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use super::{Layer, Next, ServerCall};
 use crate::future::BoxFuture;
-use crate::Status;
+use crate::{Response, Status};
 
 /// A layer made of an async closure over the call and the rest of the stack.
 ///
@@ -26,7 +26,7 @@ use crate::Status;
 pub fn from_fn<F, Fut>(f: F) -> FromFn<F>
 where
     F: Fn(ServerCall, Next) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<Bytes, Status>> + Send + 'static,
+    Fut: Future<Output = Result<Response<Bytes>, Status>> + Send + 'static,
 {
     FromFn(f)
 }
@@ -38,9 +38,9 @@ pub struct FromFn<F>(F);
 impl<F, Fut> Layer for FromFn<F>
 where
     F: Fn(ServerCall, Next) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<Bytes, Status>> + Send + 'static,
+    Fut: Future<Output = Result<Response<Bytes>, Status>> + Send + 'static,
 {
-    fn call(&self, call: ServerCall, next: Next) -> BoxFuture<Result<Bytes, Status>> {
+    fn call(&self, call: ServerCall, next: Next) -> BoxFuture<Result<Response<Bytes>, Status>> {
         Box::pin((self.0)(call, next))
     }
 }
@@ -81,7 +81,7 @@ where
     F: Fn(&mut ServerCall) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), Status>> + Send + 'static,
 {
-    fn call(&self, mut call: ServerCall, next: Next) -> BoxFuture<Result<Bytes, Status>> {
+    fn call(&self, mut call: ServerCall, next: Next) -> BoxFuture<Result<Response<Bytes>, Status>> {
         let check = (self.0)(&mut call);
         Box::pin(async move {
             check.await?;

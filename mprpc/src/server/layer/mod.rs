@@ -38,7 +38,7 @@ pub use from_fn::{from_fn, interceptor, FromFn, Interceptor};
 
 use super::service::Service;
 use crate::future::BoxFuture;
-use crate::{Metadata, Request, Status};
+use crate::{Metadata, Request, Response, Status};
 
 /// One call as a layer sees it.
 #[derive(Debug)]
@@ -100,8 +100,10 @@ impl ServerCall {
 /// What wraps the calls of a provider. See the [module documentation](self).
 pub trait Layer: Send + Sync + 'static {
     /// Handles `call`: usually some work, then `next.run(call).await`, then some more.
-    /// Returning without running `next` refuses the call.
-    fn call(&self, call: ServerCall, next: Next) -> BoxFuture<Result<Bytes, Status>>;
+    /// Returning without running `next` refuses the call. The reply's metadata (or a
+    /// failure's, [`Status::metadata_mut`]) goes to the caller as response metadata; it
+    /// holds what the handler set with [`reply_metadata`](crate::server::reply_metadata).
+    fn call(&self, call: ServerCall, next: Next) -> BoxFuture<Result<Response<Bytes>, Status>>;
 }
 
 /// A provider's layers while it is being built, outermost first.
@@ -141,7 +143,7 @@ impl Next {
     }
 
     /// Runs the rest of the stack on `call`.
-    pub fn run(self, call: ServerCall) -> BoxFuture<Result<Bytes, Status>> {
+    pub fn run(self, call: ServerCall) -> BoxFuture<Result<Response<Bytes>, Status>> {
         match self.layers.get(self.index).cloned() {
             Some(layer) => layer.call(
                 call,
@@ -150,7 +152,9 @@ impl Next {
                     ..self
                 },
             ),
-            None => self.service.call(call.method, call.request),
+            None => Box::pin(super::reply::run_handler(
+                self.service.call(call.method, call.request),
+            )),
         }
     }
 }

@@ -4,7 +4,7 @@
 //! mprpc stack, so middleware that keeps state between calls (`ConcurrencyLimitLayer`'s
 //! semaphore, `RateLimitLayer`'s window) works as it does anywhere in tower. Its request is a
 //! [`TowerRequest`] (the [`ServerCall`], and the rest of the stack to run), its response the
-//! encoded reply. tower's readiness is honoured: a call waits for `poll_ready` (calls take
+//! encoded reply with its metadata. tower's readiness is honoured: a call waits for `poll_ready` (calls take
 //! their turn for it one at a time), then runs. Errors come back as a [`Status`]: a
 //! `Status` as it is, tower's `Elapsed` (timeout) as `DeadlineExceeded`, `Overloaded`
 //! (load shedding) as `ResourceExhausted`, anything else as `Internal`.
@@ -16,7 +16,7 @@ use bytes::Bytes;
 use super::{Layer, Next, ServerCall};
 use crate::future::BoxFuture;
 use crate::tower_stack::TowerStack;
-use crate::Status;
+use crate::{Response, Status};
 
 /// A call on its way through a tower stack.
 #[derive(Debug)]
@@ -43,9 +43,9 @@ impl TowerRequest {
 pub struct RestOfStack;
 
 impl tower::Service<TowerRequest> for RestOfStack {
-    type Response = Bytes;
+    type Response = Response<Bytes>;
     type Error = Status;
-    type Future = BoxFuture<Result<Bytes, Status>>;
+    type Future = BoxFuture<Result<Response<Bytes>, Status>>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Status>> {
         Poll::Ready(Ok(()))
@@ -61,7 +61,7 @@ impl tower::Service<TowerRequest> for RestOfStack {
 pub fn from_tower<L>(layer: L) -> FromTower<L::Service>
 where
     L: tower::Layer<RestOfStack>,
-    L::Service: tower::Service<TowerRequest, Response = Bytes> + Send + 'static,
+    L::Service: tower::Service<TowerRequest, Response = Response<Bytes>> + Send + 'static,
     <L::Service as tower::Service<TowerRequest>>::Error: Into<tower::BoxError>,
     <L::Service as tower::Service<TowerRequest>>::Future: Send + 'static,
 {
@@ -74,11 +74,11 @@ pub struct FromTower<S>(TowerStack<S>);
 
 impl<S> Layer for FromTower<S>
 where
-    S: tower::Service<TowerRequest, Response = Bytes> + Send + 'static,
+    S: tower::Service<TowerRequest, Response = Response<Bytes>> + Send + 'static,
     S::Error: Into<tower::BoxError>,
     S::Future: Send + 'static,
 {
-    fn call(&self, call: ServerCall, next: Next) -> BoxFuture<Result<Bytes, Status>> {
+    fn call(&self, call: ServerCall, next: Next) -> BoxFuture<Result<Response<Bytes>, Status>> {
         Box::pin(self.0.call(TowerRequest { call, next }))
     }
 }

@@ -1,0 +1,150 @@
+//! One logical call's attempts: the provider the balancer chooses first, then the others in
+//! order while a provider cannot be reached, each attempt wrapped by the inner layers.
+//!
+//! Only a call that provably never reached a provider ([`CallError::NotSent`]: no
+//! connection, a connection that closed before the request was written, a `GoAway`, an inner
+//! layer's refusal) is tried on another provider; once a request may have run, its outcome
+//! is the call's.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::connection::CallError;
+use super::endpoint::Endpoint;
+use super::layer::{Attempt, ClientCall};
+use super::{read, Channel};
+use crate::protocol::MetadataEntry;
+use crate::{Metadata, Request, Response, Status};
+
+impl Channel {
+    /// Sends the call to a provider of `service`, trying the others while it could not be
+    /// sent, until `deadline`.
+    pub(super) async fn call(
+        &self,
+        service: &str,
+        method: &str,
+        mut request: Request<Bytes>,
+        deadline: tokio::time::Instant,
+    ) -> Result<Response<Bytes>, Status> {
+        // Finding the providers the first time may outlast the deadline (a registry that
+        // cannot be reached): say so, rather than only that no reply came.
+        let known = read(&self.inner.services).get(service).cloned();
+        let state = match known {
+            // The usual case: no timer for a lookup that cannot wait.
+            Some(state) => state,
+            None => match tokio::time::timeout_at(deadline, self.service(service)).await {
+                Ok(state) => state?,
+                Err(_) => {
+                    return Err(Status::deadline_exceeded(format!(
+                        "{service}/{method}: the deadline passed while finding providers: {}",
+                        self.inner.registry.discovery_stalled(service)
+                    )))
+                }
+            },
+        };
+        let (instances, endpoints) = self.endpoints_of(&state);
+        if instances.is_empty() {
+            return Err(Status::unavailable(format!(
+                "no providers of `{service}` are known"
+            )));
+        }
+        let hash_key = request.hash_key().map(str::to_owned);
+        let mut metadata = std::mem::take(request.metadata_mut());
+        let body = request.into_inner();
+        let policy = self.inner.config.load_balance;
+        let attempt = |endpoint: Arc<Endpoint>, metadata: Metadata| {
+            let body = body.clone();
+            async move {
+                self.attempt(&endpoint, service, method, metadata, body, deadline)
+                    .await
+            }
+        };
+
+        // The balancer's choice first; the full order only if that provider cannot be used.
+        let first = state
+            .balancer
+            .first(policy, &instances, &endpoints, hash_key.as_deref());
+        let mut last_error = None;
+        if !endpoints[first].in_backoff() {
+            // With a single provider there is nobody to retry on: no copy of the metadata.
+            let first_metadata = if endpoints.len() == 1 {
+                std::mem::take(&mut metadata)
+            } else {
+                metadata.clone()
+            };
+            match attempt(endpoints[first].clone(), first_metadata).await {
+                Ok(reply) => return Ok(reply),
+                Err(CallError::NotSent(status)) => last_error = Some(status),
+                Err(CallError::Failed(status)) => return Err(status),
+            }
+        }
+        let order = state
+            .balancer
+            .order(policy, first, &instances, hash_key.as_deref());
+        // Providers waiting out a reconnect backoff go last.
+        let (ready, backing_off): (Vec<usize>, Vec<usize>) = order
+            .into_iter()
+            .filter(|i| *i != first || last_error.is_none())
+            .partition(|i| !endpoints[*i].in_backoff());
+        for i in ready.into_iter().chain(backing_off) {
+            match attempt(endpoints[i].clone(), metadata.clone()).await {
+                Ok(reply) => return Ok(reply),
+                Err(CallError::NotSent(status)) => last_error = Some(status),
+                Err(CallError::Failed(status)) => return Err(status),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| {
+            Status::unavailable(format!("no provider of `{service}` could be reached"))
+        }))
+    }
+
+    /// One attempt on `endpoint`, through the inner layers if the channel has any.
+    async fn attempt(
+        &self,
+        endpoint: &Arc<Endpoint>,
+        service: &str,
+        method: &str,
+        metadata: Metadata,
+        body: Bytes,
+        deadline: tokio::time::Instant,
+    ) -> Result<Response<Bytes>, CallError> {
+        if self.layers.inner.is_empty() {
+            return self
+                .send(endpoint, service, method, metadata, body, deadline)
+                .await;
+        }
+        let mut request = Request::new(body);
+        *request.metadata_mut() = metadata;
+        let attempt = Attempt::new(self.clone(), endpoint.clone(), deadline);
+        attempt
+            .run(ClientCall::new(service, method, request))
+            .await
+    }
+
+    /// Writes the call on `endpoint`'s connection (opening it if needed) and waits for the
+    /// reply.
+    pub(crate) async fn send(
+        &self,
+        endpoint: &Endpoint,
+        service: &str,
+        method: &str,
+        metadata: Metadata,
+        body: Bytes,
+        deadline: tokio::time::Instant,
+    ) -> Result<Response<Bytes>, CallError> {
+        let conn = endpoint
+            .connection(&self.inner.config, &self.inner.metrics)
+            .await
+            .map_err(CallError::NotSent)?;
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let _in_flight = endpoint.start_call();
+        let metadata = metadata
+            .into_entries()
+            .into_iter()
+            .map(|(key, value)| MetadataEntry { key, value })
+            .collect();
+        conn.call(service, method, metadata, Some(remaining), body)
+            .await
+    }
+}
