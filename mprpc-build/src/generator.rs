@@ -254,6 +254,21 @@ fn write_server(service: &Service, names: &Names, descriptors: bool, buf: &mut S
         buf,
         "pub fn from_arc(inner: {RT}::Arc<T>) -> Self {{ Self {{ inner }} }}"
     );
+    emit!(
+        buf,
+        "/// Wraps an implementation, with `interceptor` checking each call to this service"
+    );
+    emit!(
+        buf,
+        "/// before its handler runs: an async closure over the call; an `Err` refuses it."
+    );
+    emit!(
+        buf,
+        "pub fn with_interceptor<F, Fut>(inner: T, interceptor: F) -> {RT}::Intercepted<Self, F> \
+         where F: ::core::ops::Fn(&mut {RT}::ServerCall) -> Fut + ::core::marker::Send + ::core::marker::Sync + 'static, \
+         Fut: {RT}::Future<Output = ::core::result::Result<(), {RT}::Status>> + ::core::marker::Send + 'static \
+         {{ {RT}::Intercepted::new(Self::new(inner), interceptor) }}"
+    );
     emit!(buf, "}}");
     emit!(buf, "impl<T> ::core::clone::Clone for {server}<T> {{");
     emit!(
@@ -391,6 +406,21 @@ fn write_client(service: &Service, names: &Names, buf: &mut String) {
             buf,
             "pub fn new(channel: {RT}::{channel}) -> Self {{ Self {{ channel }} }}"
         );
+        emit!(
+            buf,
+            "/// A client over `channel` whose calls first pass `interceptor`: an async closure"
+        );
+        emit!(
+            buf,
+            "/// over the call (add a token to its metadata); an `Err` refuses it, nothing is sent."
+        );
+        emit!(
+            buf,
+            "pub fn with_interceptor<F, Fut>(channel: {RT}::{channel}, interceptor: F) -> Self \
+             where F: ::core::ops::Fn(&mut {RT}::ClientCall<'_>) -> Fut + ::core::marker::Send + ::core::marker::Sync + 'static, \
+             Fut: {RT}::Future<Output = ::core::result::Result<(), {RT}::Status>> + ::core::marker::Send + 'static \
+             {{ Self::new(channel.layer({RT}::client_interceptor(interceptor))) }}"
+        );
         for method in &service.methods {
             write_docs(
                 buf,
@@ -407,6 +437,24 @@ fn write_client(service: &Service, names: &Names, buf: &mut String) {
             emit!(
                 buf,
                 "self.channel.unary(SERVICE_NAME, {:?}, {RT}::IntoRequest::into_request(request)){await_}",
+                method.proto_name,
+            );
+            emit!(buf, "}}");
+            emit!(
+                buf,
+                "/// [`{name}`](Self::{name}), with the response metadata.",
+                name = method.name,
+            );
+            emit!(
+                buf,
+                "pub {asyncness}fn {name}_with_metadata(&self, request: impl {RT}::IntoRequest<{input}>) -> ::core::result::Result<{RT}::Response<{output}>, {RT}::Status> {{",
+                name = method.name,
+                input = rust_type(&method.input_type),
+                output = rust_type(&method.output_type),
+            );
+            emit!(
+                buf,
+                "self.channel.unary_with_metadata(SERVICE_NAME, {:?}, {RT}::IntoRequest::into_request(request)){await_}",
                 method.proto_name,
             );
             emit!(buf, "}}");

@@ -7,9 +7,11 @@ pub use std::sync::Arc;
 pub use bytes::Bytes;
 pub use prost;
 
+pub use crate::client::layer::{interceptor as client_interceptor, ClientCall};
 pub use crate::client::{BlockingChannel, Channel};
-pub use crate::server::{BoxFuture, Service};
-pub use crate::{Code, IntoRequest, Request, Status};
+pub use crate::server::layer::ServerCall;
+pub use crate::server::{BoxFuture, Intercepted, Service};
+pub use crate::{Code, IntoRequest, Request, Response, Status};
 
 /// Decodes a request body into the method's message type; a bad body is `InvalidArgument`.
 pub fn decode_request<M: prost::Message + Default>(

@@ -70,6 +70,16 @@ impl Drop for Abandoned<'_> {
     }
 }
 
+/// A value a server layer puts in a request's extensions; the echo handler returns it in
+/// `metadata_value` when asked for the key [`LayerNote::KEY`].
+#[derive(Clone, Debug)]
+pub struct LayerNote(pub String);
+
+impl LayerNote {
+    /// The `metadata_key` that asks for the note.
+    pub const KEY: &'static str = "@layer-note";
+}
+
 impl Echo for EchoService {
     async fn echo(&self, request: Request<EchoRequest>) -> Result<EchoResponse, Status> {
         self.counters.started.fetch_add(1, Ordering::SeqCst);
@@ -87,11 +97,16 @@ impl Echo for EchoService {
             .remote_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
-        let metadata_value = request
-            .metadata()
-            .get(&request.get_ref().metadata_key)
-            .unwrap_or_default()
-            .to_owned();
+        let metadata_value = match request.extensions().get::<LayerNote>() {
+            Some(note) if request.get_ref().metadata_key == LayerNote::KEY => note.0.clone(),
+            _ => request
+                .metadata()
+                .get(&request.get_ref().metadata_key)
+                .unwrap_or_default()
+                .to_owned(),
+        };
+        // Response metadata from the handler: who answered.
+        mprpc::server::reply_metadata(|m| m.insert("served-by", self.name.clone()));
         let mut req = request.into_inner();
         if !req.forward_to.is_empty() {
             let next = EchoClient::new(mprpc::client::Channel::to_address(std::mem::take(

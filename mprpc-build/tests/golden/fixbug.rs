@@ -82,6 +82,21 @@ pub mod user_service_rpc_server {
         pub fn from_arc(inner: ::mprpc::codegen::Arc<T>) -> Self {
             Self { inner }
         }
+        /// Wraps an implementation, with `interceptor` checking each call to this service
+        /// before its handler runs: an async closure over the call; an `Err` refuses it.
+        pub fn with_interceptor<F, Fut>(
+            inner: T,
+            interceptor: F,
+        ) -> ::mprpc::codegen::Intercepted<Self, F>
+        where
+            F: ::core::ops::Fn(&mut ::mprpc::codegen::ServerCall) -> Fut
+                + ::core::marker::Send + ::core::marker::Sync + 'static,
+            Fut: ::mprpc::codegen::Future<
+                    Output = ::core::result::Result<(), ::mprpc::codegen::Status>,
+                > + ::core::marker::Send + 'static,
+        {
+            ::mprpc::codegen::Intercepted::new(Self::new(inner), interceptor)
+        }
     }
     impl<T> ::core::clone::Clone for UserServiceRpcServer<T> {
         fn clone(&self) -> Self {
@@ -158,6 +173,21 @@ pub mod user_service_rpc_client {
         pub fn new(channel: ::mprpc::codegen::Channel) -> Self {
             Self { channel }
         }
+        /// A client over `channel` whose calls first pass `interceptor`: an async closure
+        /// over the call (add a token to its metadata); an `Err` refuses it, nothing is sent.
+        pub fn with_interceptor<F, Fut>(
+            channel: ::mprpc::codegen::Channel,
+            interceptor: F,
+        ) -> Self
+        where
+            F: ::core::ops::Fn(&mut ::mprpc::codegen::ClientCall<'_>) -> Fut
+                + ::core::marker::Send + ::core::marker::Sync + 'static,
+            Fut: ::mprpc::codegen::Future<
+                    Output = ::core::result::Result<(), ::mprpc::codegen::Status>,
+                > + ::core::marker::Send + 'static,
+        {
+            Self::new(channel.layer(::mprpc::codegen::client_interceptor(interceptor)))
+        }
         /// Checks a user's name and password.
         pub async fn login(
             &self,
@@ -165,6 +195,22 @@ pub mod user_service_rpc_client {
         ) -> ::core::result::Result<super::LoginResponse, ::mprpc::codegen::Status> {
             self.channel
                 .unary(
+                    SERVICE_NAME,
+                    "Login",
+                    ::mprpc::codegen::IntoRequest::into_request(request),
+                )
+                .await
+        }
+        /// [`login`](Self::login), with the response metadata.
+        pub async fn login_with_metadata(
+            &self,
+            request: impl ::mprpc::codegen::IntoRequest<super::LoginRequest>,
+        ) -> ::core::result::Result<
+            ::mprpc::codegen::Response<super::LoginResponse>,
+            ::mprpc::codegen::Status,
+        > {
+            self.channel
+                .unary_with_metadata(
                     SERVICE_NAME,
                     "Login",
                     ::mprpc::codegen::IntoRequest::into_request(request),
@@ -184,6 +230,22 @@ pub mod user_service_rpc_client {
                 )
                 .await
         }
+        /// [`register`](Self::register), with the response metadata.
+        pub async fn register_with_metadata(
+            &self,
+            request: impl ::mprpc::codegen::IntoRequest<super::RegisterRequest>,
+        ) -> ::core::result::Result<
+            ::mprpc::codegen::Response<super::RegisterResponse>,
+            ::mprpc::codegen::Status,
+        > {
+            self.channel
+                .unary_with_metadata(
+                    SERVICE_NAME,
+                    "Register",
+                    ::mprpc::codegen::IntoRequest::into_request(request),
+                )
+                .await
+        }
     }
     /// Blocking client of `fixbug.UserServiceRpc`: each call blocks until its reply.
     ///
@@ -197,6 +259,21 @@ pub mod user_service_rpc_client {
         pub fn new(channel: ::mprpc::codegen::BlockingChannel) -> Self {
             Self { channel }
         }
+        /// A client over `channel` whose calls first pass `interceptor`: an async closure
+        /// over the call (add a token to its metadata); an `Err` refuses it, nothing is sent.
+        pub fn with_interceptor<F, Fut>(
+            channel: ::mprpc::codegen::BlockingChannel,
+            interceptor: F,
+        ) -> Self
+        where
+            F: ::core::ops::Fn(&mut ::mprpc::codegen::ClientCall<'_>) -> Fut
+                + ::core::marker::Send + ::core::marker::Sync + 'static,
+            Fut: ::mprpc::codegen::Future<
+                    Output = ::core::result::Result<(), ::mprpc::codegen::Status>,
+                > + ::core::marker::Send + 'static,
+        {
+            Self::new(channel.layer(::mprpc::codegen::client_interceptor(interceptor)))
+        }
         /// Checks a user's name and password.
         pub fn login(
             &self,
@@ -209,6 +286,21 @@ pub mod user_service_rpc_client {
                     ::mprpc::codegen::IntoRequest::into_request(request),
                 )
         }
+        /// [`login`](Self::login), with the response metadata.
+        pub fn login_with_metadata(
+            &self,
+            request: impl ::mprpc::codegen::IntoRequest<super::LoginRequest>,
+        ) -> ::core::result::Result<
+            ::mprpc::codegen::Response<super::LoginResponse>,
+            ::mprpc::codegen::Status,
+        > {
+            self.channel
+                .unary_with_metadata(
+                    SERVICE_NAME,
+                    "Login",
+                    ::mprpc::codegen::IntoRequest::into_request(request),
+                )
+        }
         /// Creates a user.
         pub fn register(
             &self,
@@ -216,6 +308,21 @@ pub mod user_service_rpc_client {
         ) -> ::core::result::Result<super::RegisterResponse, ::mprpc::codegen::Status> {
             self.channel
                 .unary(
+                    SERVICE_NAME,
+                    "Register",
+                    ::mprpc::codegen::IntoRequest::into_request(request),
+                )
+        }
+        /// [`register`](Self::register), with the response metadata.
+        pub fn register_with_metadata(
+            &self,
+            request: impl ::mprpc::codegen::IntoRequest<super::RegisterRequest>,
+        ) -> ::core::result::Result<
+            ::mprpc::codegen::Response<super::RegisterResponse>,
+            ::mprpc::codegen::Status,
+        > {
+            self.channel
+                .unary_with_metadata(
                     SERVICE_NAME,
                     "Register",
                     ::mprpc::codegen::IntoRequest::into_request(request),
@@ -269,6 +376,21 @@ pub mod friend_service_rpc_server {
         /// Wraps an implementation that is already shared.
         pub fn from_arc(inner: ::mprpc::codegen::Arc<T>) -> Self {
             Self { inner }
+        }
+        /// Wraps an implementation, with `interceptor` checking each call to this service
+        /// before its handler runs: an async closure over the call; an `Err` refuses it.
+        pub fn with_interceptor<F, Fut>(
+            inner: T,
+            interceptor: F,
+        ) -> ::mprpc::codegen::Intercepted<Self, F>
+        where
+            F: ::core::ops::Fn(&mut ::mprpc::codegen::ServerCall) -> Fut
+                + ::core::marker::Send + ::core::marker::Sync + 'static,
+            Fut: ::mprpc::codegen::Future<
+                    Output = ::core::result::Result<(), ::mprpc::codegen::Status>,
+                > + ::core::marker::Send + 'static,
+        {
+            ::mprpc::codegen::Intercepted::new(Self::new(inner), interceptor)
         }
     }
     impl<T> ::core::clone::Clone for FriendServiceRpcServer<T> {
@@ -334,6 +456,21 @@ pub mod friend_service_rpc_client {
         pub fn new(channel: ::mprpc::codegen::Channel) -> Self {
             Self { channel }
         }
+        /// A client over `channel` whose calls first pass `interceptor`: an async closure
+        /// over the call (add a token to its metadata); an `Err` refuses it, nothing is sent.
+        pub fn with_interceptor<F, Fut>(
+            channel: ::mprpc::codegen::Channel,
+            interceptor: F,
+        ) -> Self
+        where
+            F: ::core::ops::Fn(&mut ::mprpc::codegen::ClientCall<'_>) -> Fut
+                + ::core::marker::Send + ::core::marker::Sync + 'static,
+            Fut: ::mprpc::codegen::Future<
+                    Output = ::core::result::Result<(), ::mprpc::codegen::Status>,
+                > + ::core::marker::Send + 'static,
+        {
+            Self::new(channel.layer(::mprpc::codegen::client_interceptor(interceptor)))
+        }
         /// Lists the friends of a user.
         pub async fn get_friends_list(
             &self,
@@ -344,6 +481,22 @@ pub mod friend_service_rpc_client {
         > {
             self.channel
                 .unary(
+                    SERVICE_NAME,
+                    "GetFriendsList",
+                    ::mprpc::codegen::IntoRequest::into_request(request),
+                )
+                .await
+        }
+        /// [`get_friends_list`](Self::get_friends_list), with the response metadata.
+        pub async fn get_friends_list_with_metadata(
+            &self,
+            request: impl ::mprpc::codegen::IntoRequest<super::GetFriendsListRequest>,
+        ) -> ::core::result::Result<
+            ::mprpc::codegen::Response<super::GetFriendsListResponse>,
+            ::mprpc::codegen::Status,
+        > {
+            self.channel
+                .unary_with_metadata(
                     SERVICE_NAME,
                     "GetFriendsList",
                     ::mprpc::codegen::IntoRequest::into_request(request),
@@ -363,6 +516,21 @@ pub mod friend_service_rpc_client {
         pub fn new(channel: ::mprpc::codegen::BlockingChannel) -> Self {
             Self { channel }
         }
+        /// A client over `channel` whose calls first pass `interceptor`: an async closure
+        /// over the call (add a token to its metadata); an `Err` refuses it, nothing is sent.
+        pub fn with_interceptor<F, Fut>(
+            channel: ::mprpc::codegen::BlockingChannel,
+            interceptor: F,
+        ) -> Self
+        where
+            F: ::core::ops::Fn(&mut ::mprpc::codegen::ClientCall<'_>) -> Fut
+                + ::core::marker::Send + ::core::marker::Sync + 'static,
+            Fut: ::mprpc::codegen::Future<
+                    Output = ::core::result::Result<(), ::mprpc::codegen::Status>,
+                > + ::core::marker::Send + 'static,
+        {
+            Self::new(channel.layer(::mprpc::codegen::client_interceptor(interceptor)))
+        }
         /// Lists the friends of a user.
         pub fn get_friends_list(
             &self,
@@ -373,6 +541,21 @@ pub mod friend_service_rpc_client {
         > {
             self.channel
                 .unary(
+                    SERVICE_NAME,
+                    "GetFriendsList",
+                    ::mprpc::codegen::IntoRequest::into_request(request),
+                )
+        }
+        /// [`get_friends_list`](Self::get_friends_list), with the response metadata.
+        pub fn get_friends_list_with_metadata(
+            &self,
+            request: impl ::mprpc::codegen::IntoRequest<super::GetFriendsListRequest>,
+        ) -> ::core::result::Result<
+            ::mprpc::codegen::Response<super::GetFriendsListResponse>,
+            ::mprpc::codegen::Status,
+        > {
+            self.channel
+                .unary_with_metadata(
                     SERVICE_NAME,
                     "GetFriendsList",
                     ::mprpc::codegen::IntoRequest::into_request(request),

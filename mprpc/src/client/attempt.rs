@@ -117,9 +117,7 @@ impl Channel {
         let mut request = Request::new(body);
         *request.metadata_mut() = metadata;
         let attempt = Attempt::new(self.clone(), endpoint.clone(), deadline);
-        attempt
-            .run(ClientCall::new(service, method, request))
-            .await
+        attempt.run(ClientCall::new(service, method, request)).await
     }
 
     /// Writes the call on `endpoint`'s connection (opening it if needed) and waits for the

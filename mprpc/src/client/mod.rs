@@ -28,12 +28,12 @@ use bytes::Bytes;
 use prost::Message;
 
 use self::balance::Balancer;
+pub use self::blocking::BlockingChannel;
 use self::endpoint::Endpoint;
 use crate::config::{ClientConfig, Config};
 use crate::metrics::{Metrics, Side};
 use crate::registry::{self, Instances, Registry, RegistryError, ServiceInstance, StaticRegistry};
 use crate::trace::{self, TraceContext};
-pub use self::blocking::BlockingChannel;
 use crate::{Code, Request, Response, Status};
 use tracing::Instrument;
 
@@ -179,7 +179,9 @@ impl Channel {
         method: &str,
         request: Request<Bytes>,
     ) -> Result<Bytes, Status> {
-        let reply = self.unary_raw_with_metadata(service, method, request).await?;
+        let reply = self
+            .unary_raw_with_metadata(service, method, request)
+            .await?;
         Ok(reply.into_inner())
     }
 

@@ -14,8 +14,8 @@ use futures_util::future::Either;
 use futures_util::FutureExt;
 
 use super::layer::{Layer, Next, ServerCall};
-use super::service::Service;
 use super::reply::run_handler;
+use super::service::Service;
 use crate::{Request, Response, Status};
 
 /// The services a provider hosts, by fully qualified name.

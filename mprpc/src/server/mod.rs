@@ -21,6 +21,7 @@
 mod complaints;
 mod connection;
 mod dispatch;
+mod intercepted;
 pub mod layer;
 mod reflection;
 mod reply;
@@ -39,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use dispatch::Router;
+pub use intercepted::Intercepted;
 use layer::Layer;
 pub use reply::reply_metadata;
 pub use service::{BoxFuture, Service};

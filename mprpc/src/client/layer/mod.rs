@@ -125,10 +125,7 @@ impl Clone for ClientCall<'_> {
         if let Some(key) = self.request.hash_key() {
             request = request.with_hash_key(key.to_owned());
         }
-        ClientCall {
-            request,
-            ..*self
-        }
+        ClientCall { request, ..*self }
     }
 }
 

@@ -95,6 +95,11 @@ impl ServerCall {
     pub fn remote_addr(&self) -> Option<SocketAddr> {
         self.request.remote_addr()
     }
+
+    /// The method and the request, to hand on.
+    pub(crate) fn into_parts(self) -> (&'static str, Request<Bytes>) {
+        (self.method, self.request)
+    }
 }
 
 /// What wraps the calls of a provider. See the [module documentation](self).
