@@ -1,22 +1,13 @@
-//! The service table, and running one call: its deadline, and a handler's panic.
-//!
-//! Size limits are not here: the frame size is enforced by the decoder
-//! ([`crate::protocol::codec`]), metadata by [`crate::protocol::limits`], and the size of a
-//! reply by the connection before it is queued (`connection/call.rs`).
+//! The service table: which hosted service a call names, and the refusal of one that is not
+//! here. What happens to a call once its service is found is the stack's
+//! ([`super::layer::stack`]).
 
 use std::collections::HashMap;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Instant;
 
-use bytes::Bytes;
-use futures_util::future::Either;
-use futures_util::FutureExt;
 
-use super::layer::{Layer, Next, ServerCall};
-use super::reply::run_handler;
 use super::service::Service;
-use crate::{Request, Response, Status};
+use crate::Status;
 
 /// The services a provider hosts, by fully qualified name.
 #[derive(Default, Clone)]
@@ -92,52 +83,6 @@ pub(crate) fn quote(input: &str) -> String {
         }
     }
     out
-}
-
-/// Runs one call through the provider's layers to its handler and to completion: the result,
-/// `DeadlineExceeded` if the caller's budget runs out first (the layers and the handler are
-/// dropped, which stops their work), or `Internal` if a layer or the handler panics (the
-/// provider and the other calls carry on).
-pub(crate) async fn run_call(
-    layers: Arc<[Arc<dyn Layer>]>,
-    service: Arc<dyn Service>,
-    method: &'static str,
-    request: Request<Bytes>,
-    deadline: Option<Instant>,
-) -> Result<Response<Bytes>, Status> {
-    let call = if layers.is_empty() {
-        Either::Left(run_handler(service.call(method, request)))
-    } else {
-        // Inside a future, so that a layer that panics before returning one is caught too.
-        let next = Next::new(layers, service.clone());
-        let call = ServerCall::new(service.name(), method, request);
-        Either::Right(async move { next.run(call).await })
-    };
-    let call = AssertUnwindSafe(call).catch_unwind();
-    let outcome = match deadline {
-        Some(deadline) => match tokio::time::timeout_at(deadline.into(), call).await {
-            Ok(outcome) => outcome,
-            Err(_) => {
-                return Err(Status::deadline_exceeded(format!(
-                    "{}/{method}: the caller's time budget ran out; the call was abandoned",
-                    service.name()
-                )))
-            }
-        },
-        None => call.await,
-    };
-    outcome.unwrap_or_else(|panic| {
-        let what = panic
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a non-string panic payload".to_owned());
-        tracing::error!(service = service.name(), %method, "a layer or the handler panicked: {what}");
-        Err(Status::internal(format!(
-            "the handler of {}/{method} panicked",
-            service.name()
-        )))
-    })
 }
 
 #[cfg(test)]

@@ -41,7 +41,8 @@ use tokio_util::task::TaskTracker;
 
 pub use dispatch::Router;
 pub use intercepted::Intercepted;
-use layer::Layer;
+use layer::stack::Stack;
+use layer::{Admission, Layer};
 pub use reply::reply_metadata;
 pub use service::{BoxFuture, Service};
 
@@ -200,10 +201,16 @@ impl Server {
         }
         let _stop_admin = admin_stop.drop_guard();
         let shared = Arc::new(Shared {
-            calls: Arc::new(Semaphore::new(self.config.max_concurrent_calls)),
+            stack: Arc::new(Stack {
+                admission: Admission::new(
+                    self.config.max_concurrent_calls,
+                    self.config.max_calls_per_connection,
+                ),
+                metrics: self.metrics.clone(),
+                layers: self.layers.0.into(),
+            }),
             config: self.config,
             router,
-            layers: self.layers.0.into(),
             metrics: self.metrics,
             complaints: complaints::Complaints::default(),
         });
@@ -218,7 +225,7 @@ impl Server {
             () = shutdown => {}
         }
         drop(listener);
-        let in_flight = shared.config.max_concurrent_calls - shared.calls.available_permits();
+        let in_flight = shared.stack.admission.in_flight();
         tracing::info!(
             connections = connections.len(),
             in_flight,
@@ -297,10 +304,8 @@ fn advertised(local: SocketAddr) -> String {
 pub(crate) struct Shared {
     pub(crate) config: ServerConfig,
     pub(crate) router: Router,
-    /// What wraps every call, outermost first.
-    pub(crate) layers: Arc<[Arc<dyn Layer>]>,
-    /// One permit per call allowed to run at once.
-    pub(crate) calls: Arc<Semaphore>,
+    /// What every call runs through: the built-in layers, the user's, the handler.
+    pub(crate) stack: Arc<Stack>,
     pub(crate) metrics: Metrics,
     pub(crate) complaints: complaints::Complaints,
 }

@@ -1,13 +1,14 @@
-//! Admitting one request and starting its call.
+//! Reading one request off the wire and handing it to the provider's stack.
 //!
 //! A request is refused with a status, without running anything, when the provider is
-//! shutting down, the service or method is unknown, its metadata is over the limits, or a
-//! limit on calls in flight is reached. It is dropped without a reply when its caller is no
-//! longer waiting: it cancelled the call or closed the connection in the same read, or its
-//! deadline passed while the request waited in buffers (as far as the caller's clock can be
-//! trusted to tell, see `docs/PROTOCOL.md`). Everything else starts: its first poll runs
-//! right here, on the connection's reader, and a call that has to wait moves to a task of its
-//! own.
+//! shutting down, the service or method is unknown, or its metadata is over the limits. It is
+//! dropped without a reply when its caller is no longer waiting: it cancelled the call or
+//! closed the connection in the same read, or its deadline passed while the request waited in
+//! buffers (as far as the caller's clock can be trusted to tell, see `docs/PROTOCOL.md`).
+//! Everything else goes to the stack ([`crate::server::layer::stack`]: limits, metrics,
+//! tracing, deadline, panics, the user's layers, the handler), whose outcome is written back
+//! as the reply. Its first poll runs right here, on the connection's reader, and a call that
+//! has to wait moves to a task of its own.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -15,20 +16,30 @@ use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use tracing::Instrument;
 
 use super::{broken, Connection, Ending, Turn};
 use crate::protocol::codec::decode_header;
 use crate::protocol::limits::MetadataTooLarge;
 use crate::protocol::writer::BusyHint;
 use crate::protocol::{Frame, MetadataEntry, OutFrame, RequestHeader, ResponseHeader};
-use crate::server::dispatch::{quote, run_call};
+use crate::server::dispatch::quote;
+use crate::server::layer::stack::{Call, Outcome};
+use crate::server::service::Service;
 use crate::sync::lock;
-use crate::trace::TraceContext;
 use crate::{Code, Metadata, Request, Status};
 
+/// What becomes of a request read off the wire.
+enum Admitted {
+    /// It goes to the stack.
+    Call(Call, u64),
+    /// It is refused at once with this reply.
+    Refused(u64, Status),
+    /// Nobody waits for it: no reply.
+    Dropped,
+}
+
 impl Connection {
-    /// Admits the request in `frame` and starts its call, or refuses or drops it.
+    /// Hands the request in `frame` to the stack, or refuses or drops it.
     pub(super) async fn on_request(
         &self,
         frame: Frame,
@@ -36,151 +47,33 @@ impl Connection {
         cancelled: &[u64],
         turn: &Turn<'_>,
     ) -> Result<(), Ending> {
-        let metrics = &self.shared.metrics;
-        if caller_gone {
-            metrics.rejected(Code::Cancelled);
-            return Ok(());
-        }
-        let refuse = |id: u64, status: Status| async move {
-            metrics.rejected(status.code());
-            let reply = OutFrame::Response(error_header(id, &status), Bytes::new());
-            let _ = turn.tx.send(reply).await;
+        let (call, id) = match self.admit(frame, caller_gone, cancelled, turn.draining)? {
+            Admitted::Call(call, id) => (call, id),
+            Admitted::Refused(id, status) => {
+                self.shared.metrics.rejected(status.code());
+                let reply = OutFrame::Response(error_header(id, &status), Bytes::new());
+                let _ = turn.tx.send(reply).await;
+                return Ok(());
+            }
+            Admitted::Dropped => return Ok(()),
         };
-        // A large header is counted before it is decoded: one of a million entries is never
-        // built. A small one is counted once decoded.
-        let limits = self.shared.config.metadata_limits();
-        if let Err(e) = limits.check_encoded(&frame.header, 5) {
-            refuse(e.id, metadata_refusal(&e)).await;
-            return Ok(());
-        }
-        let header: RequestHeader = decode_header(&frame).map_err(broken)?;
-        if let Err(e) = limits.check_decoded(header.request_id, &header.metadata) {
-            refuse(e.id, metadata_refusal(&e)).await;
-            return Ok(());
-        }
-        let id = header.request_id;
-        if cancelled.contains(&id) {
-            metrics.rejected(Code::Cancelled);
-            return Ok(());
-        }
-        if turn.draining {
-            let status = Status::unavailable("provider is shutting down; the call was not run");
-            refuse(id, status).await;
-            return Ok(());
-        }
-        let Some(service) = self.shared.router.get(&header.service).cloned() else {
-            let status = self.shared.router.unknown_service(&header.service);
-            refuse(id, status).await;
-            return Ok(());
-        };
-        let Some(method) = service
-            .methods()
-            .iter()
-            .copied()
-            .find(|m| *m == header.method)
-        else {
-            let status = Status::unimplemented(format!(
-                "service `{}` has no method `{}`",
-                service.name(),
-                quote(&header.method)
-            ));
-            refuse(id, status).await;
-            return Ok(());
-        };
-        let arrived = Instant::now();
-        let deadline = self.deadline(&header, arrived);
-        if deadline.is_some_and(|d| d <= arrived) {
-            // The caller stopped waiting before the request was read: nobody wants a reply.
-            tracing::debug!(peer = %self.peer, service = service.name(), method, "dropped a call whose deadline passed before it was read");
-            metrics.rejected(Code::DeadlineExceeded);
-            return Ok(());
-        }
-        let per_connection = self.shared.config.max_calls_per_connection;
-        if self.busy.count() >= per_connection {
-            let status = Status::resource_exhausted(format!(
-                "the connection is at its limit of {per_connection} calls in flight"
-            ));
-            refuse(id, status).await;
-            return Ok(());
-        }
-        let Ok(permit) = self.shared.calls.clone().try_acquire_owned() else {
-            let status = Status::resource_exhausted(format!(
-                "provider is at its limit of {} calls in flight",
-                self.shared.config.max_concurrent_calls
-            ));
-            refuse(id, status).await;
-            return Ok(());
-        };
-        let record = metrics
-            .method(crate::metrics::Side::Server, service.name(), method)
-            .start();
-        let metadata = Metadata::from_entries(
-            header
-                .metadata
-                .into_iter()
-                .map(|e| (e.key, e.value))
-                .collect(),
-        );
-        let parent = TraceContext::from_metadata(&metadata);
-        let trace = parent.map_or_else(TraceContext::new_root, |p| p.child());
-        let span = tracing::info_span!(
-            "rpc.server",
-            service = %service.name(),
-            method = %method,
-            trace_id = %trace.trace_hex(),
-            span_id = %trace.span_hex(),
-            parent_span_id = %parent.map(|p| p.span_hex()).unwrap_or_default(),
-            queue_us = tracing::field::Empty,
-        );
-        let request = Request::from_parts(frame.body, metadata, deadline, Some(self.peer));
+        let stack = self.shared.stack.clone();
         let max_frame_size = self.shared.config.max_frame_size;
         let tx = turn.tx.clone();
         let task_in_flight = turn.in_flight.clone();
-
-        let call_span = span.clone();
-        let layers = self.shared.layers.clone();
         let busy = BusyGuard::enter(self.busy.clone());
         let work = async move {
             let _busy = busy;
-            call_span.record("queue_us", arrived.elapsed().as_micros() as u64);
-            let handler = tracing::info_span!(parent: &call_span, "handler");
-            let outcome = trace
-                .scope(run_call(layers, service, method, request, deadline).instrument(handler))
-                .await;
+            let outcome = stack.serve(call).await;
             lock(&task_in_flight).remove(&id);
-            let code = outcome.as_ref().map_or_else(Status::code, |_| Code::Ok);
-            tracing::debug!(
-                parent: &call_span,
-                code = %code,
-                elapsed_us = arrived.elapsed().as_micros() as u64,
-                "reply"
-            );
-            record.finish(code);
-            // The handler is done: its permit goes back now, not once the reply is written,
-            // so a client that reads slowly holds only its own connection's slots.
-            drop(permit);
-            let reply = match outcome {
-                Ok(reply) if reply.get_ref().len() + 64 > max_frame_size => {
-                    let status = Status::resource_exhausted(format!(
-                        "the reply of {} bytes exceeds the maximum frame size of {max_frame_size} bytes",
-                        reply.get_ref().len()
-                    ));
-                    OutFrame::Response(error_header(id, &status), Bytes::new())
-                }
-                Ok(reply) => {
-                    let (metadata, body) = reply.into_parts();
-                    OutFrame::Response(ok_header(id, metadata), body)
-                }
-                Err(status) => OutFrame::Response(error_header(id, &status), Bytes::new()),
-            };
-            let _ = tx.send(reply).await;
+            let _ = tx.send(reply_frame(id, outcome, max_frame_size)).await;
         };
         // A deliberate choice: the call's first poll runs right here, on the connection's
         // reader. A handler that answers without waiting (most do) then costs no task spawn
         // and no extra wake-up; one that waits is moved to a task of its own and runs in
         // parallel with the rest. (A handler that computes for long without awaiting
         // should use `spawn_blocking`, as anywhere in tokio.)
-        let mut work = Box::pin(work.instrument(span));
+        let mut work = Box::pin(work);
         let first = std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await;
         if first.is_ready() {
             return Ok(());
@@ -190,6 +83,89 @@ impl Connection {
         let handle = turn.calls.spawn(work);
         guard.insert(id, handle.abort_handle());
         Ok(())
+    }
+
+    /// Decodes the request and decides what becomes of it: the wire's own checks.
+    fn admit(
+        &self,
+        frame: Frame,
+        caller_gone: bool,
+        cancelled: &[u64],
+        draining: bool,
+    ) -> Result<Admitted, Ending> {
+        let metrics = &self.shared.metrics;
+        if caller_gone {
+            metrics.rejected(Code::Cancelled);
+            return Ok(Admitted::Dropped);
+        }
+        // A large header is counted before it is decoded: one of a million entries is never
+        // built. A small one is counted once decoded.
+        let limits = self.shared.config.metadata_limits();
+        if let Err(e) = limits.check_encoded(&frame.header, 5) {
+            return Ok(Admitted::Refused(e.id, metadata_refusal(&e)));
+        }
+        let header: RequestHeader = decode_header(&frame).map_err(broken)?;
+        if let Err(e) = limits.check_decoded(header.request_id, &header.metadata) {
+            return Ok(Admitted::Refused(e.id, metadata_refusal(&e)));
+        }
+        let id = header.request_id;
+        if cancelled.contains(&id) {
+            metrics.rejected(Code::Cancelled);
+            return Ok(Admitted::Dropped);
+        }
+        if draining {
+            let status = Status::unavailable("provider is shutting down; the call was not run");
+            return Ok(Admitted::Refused(id, status));
+        }
+        let (service, method) = match self.route(&header) {
+            Ok(found) => found,
+            Err(status) => return Ok(Admitted::Refused(id, status)),
+        };
+        let arrived = Instant::now();
+        let deadline = self.deadline(&header, arrived);
+        if deadline.is_some_and(|d| d <= arrived) {
+            // The caller stopped waiting before the request was read: nobody wants a reply.
+            tracing::debug!(peer = %self.peer, service = service.name(), method, "dropped a call whose deadline passed before it was read");
+            metrics.rejected(Code::DeadlineExceeded);
+            return Ok(Admitted::Dropped);
+        }
+        let metadata = Metadata::from_entries(
+            header
+                .metadata
+                .into_iter()
+                .map(|e| (e.key, e.value))
+                .collect(),
+        );
+        let request = Request::from_parts(frame.body, metadata, deadline, Some(self.peer));
+        let call = Call {
+            service,
+            method,
+            request,
+            arrived,
+            connection_calls: self.busy.count(),
+        };
+        Ok(Admitted::Call(call, id))
+    }
+
+    /// The hosted service and method the request names.
+    fn route(&self, header: &RequestHeader) -> Result<(Arc<dyn Service>, &'static str), Status> {
+        let router = &self.shared.router;
+        let Some(service) = router.get(&header.service).cloned() else {
+            return Err(router.unknown_service(&header.service));
+        };
+        let Some(method) = service
+            .methods()
+            .iter()
+            .copied()
+            .find(|m| *m == header.method)
+        else {
+            return Err(Status::unimplemented(format!(
+                "service `{}` has no method `{}`",
+                service.name(),
+                quote(&header.method)
+            )));
+        };
+        Ok((service, method))
     }
 
     /// When the caller will give up on the call, on this process's clock: `timeout_us`
@@ -235,6 +211,25 @@ impl BusyGuard {
 impl Drop for BusyGuard {
     fn drop(&mut self) {
         self.0.leave();
+    }
+}
+
+/// The reply frame for a call's outcome. A reply too large for a frame is replaced by a
+/// `ResourceExhausted` failure.
+fn reply_frame(id: u64, outcome: Outcome, max_frame_size: usize) -> OutFrame {
+    match outcome {
+        Ok(reply) if reply.get_ref().len() + 64 > max_frame_size => {
+            let status = Status::resource_exhausted(format!(
+                "the reply of {} bytes exceeds the maximum frame size of {max_frame_size} bytes",
+                reply.get_ref().len()
+            ));
+            OutFrame::Response(error_header(id, &status), Bytes::new())
+        }
+        Ok(reply) => {
+            let (metadata, body) = reply.into_parts();
+            OutFrame::Response(ok_header(id, metadata), body)
+        }
+        Err(status) => OutFrame::Response(error_header(id, &status), Bytes::new()),
     }
 }
 

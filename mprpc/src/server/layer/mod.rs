@@ -9,10 +9,9 @@
 //!
 //! **Order.** Layers run outermost first, in the order they were added: with
 //! `.layer(a).layer(b)`, a call goes `a` → `b` → the service, and its result comes back
-//! through `b`, then `a`. The provider's own checks come before any layer: the connection's
-//! admission (unknown service or method, metadata limits, the per-connection and provider
-//! limits, a caller that cancelled or left) refuses a call before a layer sees it; the
-//! deadline and the panic guard enclose the layers, so a layer that overruns the caller's
+//! through `b`, then `a`. The provider's built-in layers (admission, metrics, tracing,
+//! deadline, panic catching) enclose them all; `layer/stack.rs` lists the whole order. So a call
+//! over a limit is refused before a user layer sees it, a layer that overruns the caller's
 //! budget is abandoned like a slow handler, and a layer that panics is answered `Internal`
 //! like a handler that panics.
 //!
@@ -23,16 +22,25 @@
 //! closure, and [`interceptor`] is the short form for a check before the call.
 //!
 //! - [`from_fn`]: layers and interceptors from closures;
-//! - [`tower`](from_tower): tower middleware as a layer.
+//! - [`tower`](from_tower): tower middleware as a layer;
+//! - the built-ins, one file each: `admission`, `metrics`, `trace`, `deadline`,
+//!   `catch_panic`, composed in `stack.rs`.
 
+mod admission;
+mod catch_panic;
+mod deadline;
 mod from_fn;
+mod metrics;
+pub(crate) mod stack;
 mod tower;
+mod trace;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
+pub(crate) use admission::Admission;
 pub use self::tower::{from_tower, FromTower, RestOfStack, TowerRequest};
 pub use from_fn::{from_fn, interceptor, FromFn, Interceptor};
 
