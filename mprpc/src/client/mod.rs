@@ -5,9 +5,13 @@
 //! ([`connection`]), and spreads calls over the providers of a service by the configured
 //! [`LoadBalance`](crate::config::LoadBalance) policy (`balance`): round robin, weighted
 //! random, consistent hash or least loaded. A call that could not be written to its
-//! provider's connection is tried on the next provider.
+//! provider's connection is tried on the next provider (`attempt`).
 //! Every call has a time budget (the config's `timeout`, or the request's own), which is also
 //! sent to the provider so that it abandons work nobody waits for any more.
+//!
+//! A call goes through the channel's [`layer`]s: the user's outer layers, the built-ins
+//! (tracing, metrics, deadline), the balancer, and the user's inner layers around each
+//! attempt; `layer/stack.rs` lists the order.
 //!
 //! [`BlockingChannel`] wraps a channel and its own runtime for synchronous callers, and
 //! [`reflection`] asks a provider what it hosts.
@@ -31,11 +35,9 @@ use self::balance::Balancer;
 pub use self::blocking::BlockingChannel;
 use self::endpoint::Endpoint;
 use crate::config::{ClientConfig, Config};
-use crate::metrics::{Metrics, Side};
+use crate::metrics::Metrics;
 use crate::registry::{self, Instances, Registry, RegistryError, ServiceInstance, StaticRegistry};
-use crate::trace::{self, TraceContext};
-use crate::{Code, Request, Response, Status};
-use tracing::Instrument;
+use crate::{Request, Response, Status};
 
 /// A consumer's handle for calling services. Cheap to clone; clones share connections.
 #[derive(Clone)]
@@ -198,50 +200,6 @@ impl Channel {
         layer::Next::new(self)
             .run(layer::ClientCall::new(service, method, request))
             .await
-    }
-
-    /// A call past the layers: traced, counted, bounded by its deadline, balanced.
-    async fn unary_unlayered(
-        &self,
-        service: &str,
-        method: &str,
-        mut request: Request<Bytes>,
-    ) -> Result<Response<Bytes>, Status> {
-        // Continue the trace of the handler we run in, if any; else start one.
-        let trace = trace::current().map_or_else(TraceContext::new_root, |p| p.child());
-        trace.inject(request.metadata_mut());
-        let span = tracing::debug_span!(
-            "rpc.client",
-            %service,
-            %method,
-            trace_id = %trace.trace_hex(),
-            span_id = %trace.span_hex(),
-        );
-        let timeout = request.timeout().unwrap_or(self.inner.config.timeout);
-        let max = self.inner.config.max_frame_size;
-        if request.get_ref().len() > max {
-            return Err(Status::resource_exhausted(format!(
-                "the request of {} bytes exceeds the maximum frame size of {max} bytes",
-                request.get_ref().len()
-            )));
-        }
-        let record = self
-            .inner
-            .metrics
-            .method(Side::Client, service, method)
-            .start();
-        let deadline = tokio::time::Instant::now() + timeout;
-        let call = self
-            .call(service, method, request, deadline)
-            .instrument(span);
-        let outcome = match tokio::time::timeout_at(deadline, call).await {
-            Ok(outcome) => outcome,
-            Err(_) => Err(Status::deadline_exceeded(format!(
-                "{service}/{method}: no reply within {timeout:?}"
-            ))),
-        };
-        record.finish(outcome.as_ref().map_or_else(Status::code, |_| Code::Ok));
-        outcome
     }
 
     /// The service's current instances and their endpoints, rebuilt only when the list

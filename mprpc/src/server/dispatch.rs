@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-
 use super::service::Service;
 use crate::Status;
 

@@ -27,8 +27,12 @@
 //! - [`from_fn`]: layers and interceptors from closures;
 //! - [`tower`](from_tower): tower middleware as a layer.
 
+mod deadline;
 mod from_fn;
+mod metrics;
+mod stack;
 mod tower;
+mod trace;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -40,8 +40,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-pub(crate) use admission::Admission;
 pub use self::tower::{from_tower, FromTower, RestOfStack, TowerRequest};
+pub(crate) use admission::Admission;
 pub use from_fn::{from_fn, interceptor, FromFn, Interceptor};
 
 use super::service::Service;
