@@ -7,6 +7,7 @@
 //! | tail vs gRPC | mprpc p99 ÷ tonic's, 16 and 128 in flight, 1 connection | ≤ 1 |
 //! | bulk vs the wire | mprpc calls/s ÷ raw-pipelined's, 1 MiB | ≥ 0.70 |
 //! | memory vs gRPC | mprpc server peak RSS ÷ tonic's, 128 in flight, 1 connection | ≤ 1 |
+//! | cost of layers | mprpc-layers calls/s ÷ mprpc's, 64 B, 128 in flight, 1 connection | ≥ 0.90 |
 //!
 //! A goal is checked at every point of its kind that the run measured for both sides.
 
@@ -55,15 +56,18 @@ impl Figure {
 
 struct Goal {
     name: &'static str,
+    /// The target measured against the reference.
+    subject: TargetKind,
     figure: Figure,
     reference: TargetKind,
     needed: Needed,
     applies: fn(&Point) -> bool,
 }
 
-const GOALS: [Goal; 5] = [
+const GOALS: [Goal; 6] = [
     Goal {
         name: "calls/s ≥ 2× tonic",
+        subject: TargetKind::Mprpc,
         figure: Figure::CallsPerSecond,
         reference: TargetKind::Tonic,
         needed: Needed::AtLeast(2.0),
@@ -75,6 +79,7 @@ const GOALS: [Goal; 5] = [
     },
     Goal {
         name: "p50 ≤ 1.15× raw round trip",
+        subject: TargetKind::Mprpc,
         figure: Figure::P50,
         reference: TargetKind::RawPipelined,
         needed: Needed::AtMost(1.15),
@@ -82,6 +87,7 @@ const GOALS: [Goal; 5] = [
     },
     Goal {
         name: "p99 ≤ tonic's",
+        subject: TargetKind::Mprpc,
         figure: Figure::P99,
         reference: TargetKind::Tonic,
         needed: Needed::AtMost(1.0),
@@ -89,6 +95,7 @@ const GOALS: [Goal; 5] = [
     },
     Goal {
         name: "1 MiB calls/s ≥ 70% of raw",
+        subject: TargetKind::Mprpc,
         figure: Figure::CallsPerSecond,
         reference: TargetKind::RawPipelined,
         needed: Needed::AtLeast(0.7),
@@ -96,10 +103,19 @@ const GOALS: [Goal; 5] = [
     },
     Goal {
         name: "server peak RSS ≤ tonic's",
+        subject: TargetKind::Mprpc,
         figure: Figure::PeakMemory,
         reference: TargetKind::Tonic,
         needed: Needed::AtMost(1.0),
         applies: |p| p.concurrency == 128 && p.connections == 1,
+    },
+    Goal {
+        name: "3 layers a side: calls/s ≥ 0.90× plain",
+        subject: TargetKind::MprpcLayers,
+        figure: Figure::CallsPerSecond,
+        reference: TargetKind::Mprpc,
+        needed: Needed::AtLeast(0.9),
+        applies: |p| p.payload == 64 && p.concurrency == 128 && p.connections == 1,
     },
 ];
 
@@ -130,7 +146,7 @@ pub fn check(results: &[PointResult]) -> Vec<Check> {
     for goal in &GOALS {
         for mine in results
             .iter()
-            .filter(|r| r.point.target == TargetKind::Mprpc && (goal.applies)(&r.point))
+            .filter(|r| r.point.target == goal.subject && (goal.applies)(&r.point))
         {
             let p = mine.point;
             let Some(theirs) = results.iter().find(|r| {

@@ -394,9 +394,9 @@ mod tests {
     #[test]
     fn the_plan_skips_what_makes_no_sense() {
         let (points, notes) = plan(&profile());
-        // 64 B: 4 levels x 1 connection + 2 levels x 64 connections for the three
+        // 64 B: 4 levels x 1 connection + 2 levels x 64 connections for the four
         // multiplexed targets, 4 for raw-per-call; 1 MiB: 3 + 1 each, and 3.
-        assert_eq!(points.len(), 3 * 6 + 4 + 3 * 4 + 3);
+        assert_eq!(points.len(), 4 * 6 + 4 + 4 * 4 + 3);
         assert!(!points
             .iter()
             .any(|p| p.payload == 1 << 20 && p.concurrency == 1024));

@@ -66,7 +66,7 @@ struct EchoArgs {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "mprpc,tonic,raw-pipelined,raw-per-call"
+        default_value = "mprpc,mprpc-layers,tonic,raw-pipelined,raw-per-call"
     )]
     targets: Vec<TargetKind>,
     /// Payload sizes, comma-separated: bytes, or with a unit (4KiB, 1MiB).

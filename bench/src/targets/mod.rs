@@ -3,6 +3,7 @@
 //! | target | server | client |
 //! | --- | --- | --- |
 //! | [`mprpc`] | mprpc's `Server` hosting the generated `BenchServer` | the generated `BenchClient` over a `Channel` (one connection) |
+//! | [`mprpc`] with layers | the same, with three no-op user layers | the same, with three no-op outer layers: the cost of layers |
 //! | [`tonic`] | a tonic server of the same `.proto` (gRPC over HTTP/2) | a tonic client over a tonic `Channel` (one HTTP/2 connection) |
 //! | [`raw`] pipelined | a hand-written echo of `u32` length-prefixed frames | many frames in flight on one connection, replies in order |
 //! | [`raw`] per call | the same echo server | a new TCP connection for every call (the original C++ mprpc's way) |
@@ -55,6 +56,8 @@ pub(crate) fn check_len(got: usize, sent: usize) -> Result<(), String> {
 pub enum TargetKind {
     /// mprpc's provider and channel.
     Mprpc,
+    /// The same with three no-op user layers on each side.
+    MprpcLayers,
     /// gRPC: tonic's server and client, with prost messages.
     Tonic,
     /// Raw length-prefixed TCP echo, many calls pipelined on each connection.
@@ -65,8 +68,9 @@ pub enum TargetKind {
 
 impl TargetKind {
     /// Every target, in report order.
-    pub const ALL: [TargetKind; 4] = [
+    pub const ALL: [TargetKind; 5] = [
         TargetKind::Mprpc,
+        TargetKind::MprpcLayers,
         TargetKind::Tonic,
         TargetKind::RawPipelined,
         TargetKind::RawPerCall,
@@ -76,6 +80,7 @@ impl TargetKind {
     pub fn name(self) -> &'static str {
         match self {
             TargetKind::Mprpc => "mprpc",
+            TargetKind::MprpcLayers => "mprpc-layers",
             TargetKind::Tonic => "tonic",
             TargetKind::RawPipelined => "raw-pipelined",
             TargetKind::RawPerCall => "raw-per-call",
@@ -106,6 +111,10 @@ macro_rules! with_target {
         match $kind {
             $crate::targets::TargetKind::Mprpc => {
                 type $t = $crate::targets::mprpc::Mprpc;
+                $body
+            }
+            $crate::targets::TargetKind::MprpcLayers => {
+                type $t = $crate::targets::mprpc::MprpcLayers;
                 $body
             }
             $crate::targets::TargetKind::Tonic => {

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use ::mprpc::client::Channel;
 use ::mprpc::config::{ClientConfig, ServerConfig};
+use ::mprpc::client::layer::{self as client_layer, ClientCall};
+use ::mprpc::server::layer::{self as server_layer, Next, ServerCall};
 use ::mprpc::server::Server;
 use ::mprpc::{Request, Status};
 
@@ -17,6 +19,13 @@ use crate::proto::{EchoRequest, EchoResponse};
 /// The mprpc target.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Mprpc;
+
+/// The mprpc target with [`LAYERS`] no-op user layers on each side: what layers cost.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MprpcLayers;
+
+/// How many no-op layers [`MprpcLayers`] puts on each side.
+pub const LAYERS: usize = 3;
 
 /// The echo handler: answers with the request's payload and does nothing else.
 #[derive(Debug, Default, Clone, Copy)]
@@ -61,11 +70,33 @@ impl MprpcCaller {
     /// A client of one channel that spreads calls round robin over `addresses` (one
     /// connection to each), through the static registry. Connects on the first call.
     pub fn over(addresses: &[SocketAddr]) -> MprpcCaller {
+        MprpcCaller::with_layers(addresses, 0)
+    }
+
+    /// The same, with `layers` no-op outer layers on the channel.
+    pub fn with_layers(addresses: &[SocketAddr], layers: usize) -> MprpcCaller {
         let addresses = addresses.iter().map(ToString::to_string).collect();
+        let mut channel = Channel::to_addresses(addresses, client_config());
+        for _ in 0..layers {
+            channel = channel.layer(client_layer::from_fn(
+                |call: ClientCall<'_>, next: client_layer::Next<'_>| next.run(call),
+            ));
+        }
         MprpcCaller {
-            client: BenchClient::new(Channel::to_addresses(addresses, client_config())),
+            client: BenchClient::new(channel),
         }
     }
+}
+
+/// A provider of the echo service with `layers` no-op user layers.
+fn provider(layers: usize) -> Server {
+    let mut server = Server::new(server_config());
+    for _ in 0..layers {
+        server = server.layer(server_layer::from_fn(|call: ServerCall, next: Next| {
+            next.run(call)
+        }));
+    }
+    server.add_service(BenchServer::new(EchoHandler))
 }
 
 impl Caller for MprpcCaller {
@@ -84,8 +115,7 @@ impl Target for Mprpc {
     type Caller = MprpcCaller;
 
     async fn serve(listener: tokio::net::TcpListener) -> anyhow::Result<()> {
-        Server::new(server_config())
-            .add_service(BenchServer::new(EchoHandler))
+        provider(0)
             .serve(listener, std::future::pending())
             .await?;
         Ok(())
@@ -97,6 +127,25 @@ impl Target for Mprpc {
             .call(b"hello")
             .await
             .map_err(|e| anyhow::anyhow!("the first call to the mprpc provider failed: {e}"))?;
+        Ok(caller)
+    }
+}
+
+impl Target for MprpcLayers {
+    type Caller = MprpcCaller;
+
+    async fn serve(listener: tokio::net::TcpListener) -> anyhow::Result<()> {
+        provider(LAYERS)
+            .serve(listener, std::future::pending())
+            .await?;
+        Ok(())
+    }
+
+    async fn connect(address: SocketAddr) -> anyhow::Result<MprpcCaller> {
+        let caller = MprpcCaller::with_layers(&[address], LAYERS);
+        caller.call(b"hello").await.map_err(|e| {
+            anyhow::anyhow!("the first call to the layered mprpc provider failed: {e}")
+        })?;
         Ok(caller)
     }
 }
