@@ -4,9 +4,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use ::mprpc::client::layer::{self as client_layer, ClientCall};
 use ::mprpc::client::Channel;
 use ::mprpc::config::{ClientConfig, ServerConfig};
-use ::mprpc::client::layer::{self as client_layer, ClientCall};
 use ::mprpc::server::layer::{self as server_layer, Next, ServerCall};
 use ::mprpc::server::Server;
 use ::mprpc::{Request, Status};
@@ -115,9 +115,7 @@ impl Target for Mprpc {
     type Caller = MprpcCaller;
 
     async fn serve(listener: tokio::net::TcpListener) -> anyhow::Result<()> {
-        provider(0)
-            .serve(listener, std::future::pending())
-            .await?;
+        provider(0).serve(listener, std::future::pending()).await?;
         Ok(())
     }
 

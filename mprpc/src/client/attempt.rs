@@ -14,7 +14,7 @@ use super::connection::CallError;
 use super::endpoint::Endpoint;
 use super::layer::{Attempt, ClientCall};
 use super::{read, Channel};
-use crate::protocol::MetadataEntry;
+use crate::protocol::metadata_to_wire;
 use crate::{Metadata, Request, Response, Status};
 
 impl Channel {
@@ -137,12 +137,13 @@ impl Channel {
             .map_err(CallError::NotSent)?;
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
         let _in_flight = endpoint.start_call();
-        let metadata = metadata
-            .into_entries()
-            .into_iter()
-            .map(|(key, value)| MetadataEntry { key, value })
-            .collect();
-        conn.call(service, method, metadata, Some(remaining), body)
-            .await
+        conn.call(
+            service,
+            method,
+            metadata_to_wire(metadata),
+            Some(remaining),
+            body,
+        )
+        .await
     }
 }

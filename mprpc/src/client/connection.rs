@@ -28,12 +28,12 @@ use crate::protocol::codec::decode_header;
 use crate::protocol::limits::{MetadataLimits, MetadataTooLarge};
 use crate::protocol::writer::{write_loop, BusyHint};
 use crate::protocol::{
-    CancelHeader, Frame, FrameDecoder, FrameKind, GoAwayHeader, MetadataEntry, OutFrame, Outbox,
-    ProtocolError, RequestHeader, ResponseHeader,
+    metadata_from_wire, CancelHeader, Frame, FrameDecoder, FrameKind, GoAwayHeader, MetadataEntry,
+    OutFrame, Outbox, ProtocolError, RequestHeader, ResponseHeader,
 };
 use crate::status::{printable, MAX_PEER_MESSAGE};
 use crate::sync::lock;
-use crate::{Code, Metadata, Response, Status};
+use crate::{Code, Response, Status};
 
 type Waiter = oneshot::Sender<Result<Response<Bytes>, CallError>>;
 
@@ -296,41 +296,8 @@ async fn read_loop(
         shared.last_read_ms.store(ms, Ordering::Relaxed);
         match frame.kind {
             FrameKind::Response => {
-                // Counted like the provider counts requests' (before decoding a large header).
-                let limits = MetadataLimits::default();
-                let header = match limits.check_encoded(&frame.header, 4) {
-                    Ok(()) => match decode_header::<ResponseHeader>(&frame) {
-                        Ok(h) => h,
-                        Err(e) => break Status::internal(format!("from {}: {e}", shared.address)),
-                    },
-                    Err(e) => {
-                        fail_call(&shared, &e);
-                        continue;
-                    }
-                };
-                if let Err(e) = limits.check_decoded(header.request_id, &header.metadata) {
-                    fail_call(&shared, &e);
-                    continue;
-                }
-                let waiter = lock(&shared.pending).waiters.remove(&header.request_id);
-                if let Some(waiter) = waiter {
-                    let metadata = Metadata::from_entries(
-                        header
-                            .metadata
-                            .into_iter()
-                            .map(|e| (e.key, e.value))
-                            .collect(),
-                    );
-                    let result = if header.code == 0 {
-                        Ok(Response::from_parts(metadata, frame.body))
-                    } else {
-                        Err(CallError::Failed(
-                            Status::from_wire(header.code, &header.message)
-                                .with_details(header.details)
-                                .with_metadata(metadata),
-                        ))
-                    };
-                    let _ = waiter.send(result);
+                if let Err(reason) = on_response(&shared, frame) {
+                    break reason;
                 }
             }
             FrameKind::GoAway => {
@@ -361,6 +328,38 @@ async fn read_loop(
     };
     fail_all(&shared, reason);
     close.cancel();
+}
+
+/// Hands a reply to the call waiting for it. An `Err` is a reply that cannot be decoded:
+/// the connection is unusable.
+fn on_response(shared: &ConnShared, frame: Frame) -> Result<(), Status> {
+    // Counted like the provider counts requests' (before decoding a large header).
+    let limits = MetadataLimits::default();
+    if let Err(e) = limits.check_encoded(&frame.header, 4) {
+        fail_call(shared, &e);
+        return Ok(());
+    }
+    let header = decode_header::<ResponseHeader>(&frame)
+        .map_err(|e| Status::internal(format!("from {}: {e}", shared.address)))?;
+    if let Err(e) = limits.check_decoded(header.request_id, &header.metadata) {
+        fail_call(shared, &e);
+        return Ok(());
+    }
+    let Some(waiter) = lock(&shared.pending).waiters.remove(&header.request_id) else {
+        return Ok(());
+    };
+    let metadata = metadata_from_wire(header.metadata);
+    let result = if header.code == 0 {
+        Ok(Response::from_parts(metadata, frame.body))
+    } else {
+        Err(CallError::Failed(
+            Status::from_wire(header.code, &header.message)
+                .with_details(header.details)
+                .with_metadata(metadata),
+        ))
+    };
+    let _ = waiter.send(result);
+    Ok(())
 }
 
 /// What a consumer reports when the provider's byte stream cannot be read. A frame over this

@@ -3,6 +3,8 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use prost::Message;
 
+use crate::Metadata;
+
 /// The first two bytes of every frame: `"mp"`.
 pub const MAGIC: [u8; 2] = *b"mp";
 /// The protocol version this build speaks.
@@ -65,6 +67,20 @@ pub struct MetadataEntry {
     /// The value.
     #[prost(string, tag = "2")]
     pub value: String,
+}
+
+/// Metadata as a header carries it (the pairs move; no copy of the strings).
+pub fn metadata_to_wire(metadata: Metadata) -> Vec<MetadataEntry> {
+    metadata
+        .into_entries()
+        .into_iter()
+        .map(|(key, value)| MetadataEntry { key, value })
+        .collect()
+}
+
+/// Metadata out of a header's pairs.
+pub fn metadata_from_wire(entries: Vec<MetadataEntry>) -> Metadata {
+    Metadata::from_entries(entries.into_iter().map(|e| (e.key, e.value)).collect())
 }
 
 /// Header of a [`FrameKind::Request`] frame.

@@ -27,7 +27,7 @@ pub mod writer;
 
 pub use codec::{FrameDecoder, ProtocolError};
 pub use frame::{
-    CancelHeader, Frame, FrameKind, GoAwayHeader, MetadataEntry, OutFrame, RequestHeader,
-    ResponseHeader, FIXED_HEADER_LEN, MAGIC, VERSION,
+    metadata_from_wire, metadata_to_wire, CancelHeader, Frame, FrameKind, GoAwayHeader,
+    MetadataEntry, OutFrame, RequestHeader, ResponseHeader, FIXED_HEADER_LEN, MAGIC, VERSION,
 };
 pub use outbox::Outbox;

@@ -159,46 +159,17 @@ impl Server {
     }
 
     async fn serve_inner(
-        self,
+        mut self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
         registry: Option<Arc<dyn Registry>>,
     ) -> io::Result<()> {
         let local = listener.local_addr()?;
-        let mut router = self.router;
+        let mut router = std::mem::take(&mut self.router);
         router.add(Arc::new(Reflection::new(&router)));
-        let admin_listener = match (self.admin, &self.config.admin_address) {
-            (Some(listener), _) => Some(listener),
-            (None, Some(address)) => Some(TcpListener::bind(address).await.map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("cannot serve the admin pages on {address}: {e}"),
-                )
-            })?),
-            (None, None) => None,
-        };
         let admin_stop = CancellationToken::new();
-        if let Some(admin_listener) = admin_listener {
-            let state = Arc::new(AdminState {
-                metrics: self.metrics.clone(),
-                services: router
-                    .services()
-                    .map(|s| ServiceInfo {
-                        name: s.name().to_owned(),
-                        methods: s.methods().iter().map(|m| (*m).to_owned()).collect(),
-                    })
-                    .collect(),
-                registry,
-                rpc_address: local.to_string(),
-            });
-            tracing::info!(address = %admin_listener.local_addr()?, "admin pages listening");
-            let stop = admin_stop.clone().cancelled_owned();
-            tokio::spawn(async move {
-                if let Err(e) = admin::serve(admin_listener, state, stop).await {
-                    tracing::warn!("admin pages stopped: {e}");
-                }
-            });
-        }
+        self.start_admin(&router, registry, local, admin_stop.clone())
+            .await?;
         let _stop_admin = admin_stop.drop_guard();
         let shared = Arc::new(Shared {
             stack: Arc::new(Stack {
@@ -225,26 +196,49 @@ impl Server {
             () = shutdown => {}
         }
         drop(listener);
-        let in_flight = shared.stack.admission.in_flight();
-        tracing::info!(
-            connections = connections.len(),
-            in_flight,
-            "provider shutting down"
-        );
-        let _ = notify_shutdown.send(true);
-        connections.close();
-        if tokio::time::timeout(shared.config.shutdown_grace, connections.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                grace = ?shared.config.shutdown_grace,
-                "calls still in flight after the shutdown grace period; closing anyway"
-            );
-            force_close.cancel();
-            let _ = tokio::time::timeout(Duration::from_secs(1), connections.wait()).await;
-        }
+        drain(&shared, &notify_shutdown, &force_close, &connections).await;
         tracing::info!("provider stopped");
+        Ok(())
+    }
+
+    /// Starts the admin pages, on the listener given or at `admin_address`, if either is
+    /// set; they stop when `stop` is cancelled.
+    async fn start_admin(
+        &mut self,
+        router: &Router,
+        registry: Option<Arc<dyn Registry>>,
+        local: SocketAddr,
+        stop: CancellationToken,
+    ) -> io::Result<()> {
+        let admin_listener = match (self.admin.take(), &self.config.admin_address) {
+            (Some(listener), _) => listener,
+            (None, Some(address)) => TcpListener::bind(address).await.map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot serve the admin pages on {address}: {e}"),
+                )
+            })?,
+            (None, None) => return Ok(()),
+        };
+        let state = Arc::new(AdminState {
+            metrics: self.metrics.clone(),
+            services: router
+                .services()
+                .map(|s| ServiceInfo {
+                    name: s.name().to_owned(),
+                    methods: s.methods().iter().map(|m| (*m).to_owned()).collect(),
+                })
+                .collect(),
+            registry,
+            rpc_address: local.to_string(),
+        });
+        tracing::info!(address = %admin_listener.local_addr()?, "admin pages listening");
+        let stop = stop.cancelled_owned();
+        tokio::spawn(async move {
+            if let Err(e) = admin::serve(admin_listener, state, stop).await {
+                tracing::warn!("admin pages stopped: {e}");
+            }
+        });
         Ok(())
     }
 
@@ -308,6 +302,35 @@ pub(crate) struct Shared {
     pub(crate) stack: Arc<Stack>,
     pub(crate) metrics: Metrics,
     pub(crate) complaints: complaints::Complaints,
+}
+
+/// Graceful shutdown once the listener is closed: tells every connection to drain, waits
+/// up to `shutdown_grace` for their calls, then closes what is left.
+async fn drain(
+    shared: &Shared,
+    notify_shutdown: &watch::Sender<bool>,
+    force_close: &CancellationToken,
+    connections: &TaskTracker,
+) {
+    let in_flight = shared.stack.admission.in_flight();
+    tracing::info!(
+        connections = connections.len(),
+        in_flight,
+        "provider shutting down"
+    );
+    let _ = notify_shutdown.send(true);
+    connections.close();
+    if tokio::time::timeout(shared.config.shutdown_grace, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace = ?shared.config.shutdown_grace,
+            "calls still in flight after the shutdown grace period; closing anyway"
+        );
+        force_close.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(1), connections.wait()).await;
+    }
 }
 
 async fn accept_loop(

@@ -21,7 +21,9 @@ use super::{broken, Connection, Ending, Turn};
 use crate::protocol::codec::decode_header;
 use crate::protocol::limits::MetadataTooLarge;
 use crate::protocol::writer::BusyHint;
-use crate::protocol::{Frame, MetadataEntry, OutFrame, RequestHeader, ResponseHeader};
+use crate::protocol::{
+    metadata_from_wire, metadata_to_wire, Frame, OutFrame, RequestHeader, ResponseHeader,
+};
 use crate::server::dispatch::quote;
 use crate::server::layer::stack::{Call, Outcome};
 use crate::server::service::Service;
@@ -129,13 +131,7 @@ impl Connection {
             metrics.rejected(Code::DeadlineExceeded);
             return Ok(Admitted::Dropped);
         }
-        let metadata = Metadata::from_entries(
-            header
-                .metadata
-                .into_iter()
-                .map(|e| (e.key, e.value))
-                .collect(),
-        );
+        let metadata = metadata_from_wire(header.metadata);
         let request = Request::from_parts(frame.body, metadata, deadline, Some(self.peer));
         let call = Call {
             service,
@@ -238,7 +234,7 @@ fn ok_header(request_id: u64, metadata: Metadata) -> ResponseHeader {
         request_id,
         code: 0,
         message: String::new(),
-        metadata: wire_metadata(metadata),
+        metadata: metadata_to_wire(metadata),
         details: Default::default(),
     }
 }
@@ -257,21 +253,9 @@ fn error_header(request_id: u64, status: &Status) -> ResponseHeader {
         request_id,
         code: code.as_i32(),
         message,
-        metadata: wire_metadata(status.metadata().clone()),
+        metadata: metadata_to_wire(status.metadata().clone()),
         details: status.details().clone(),
     }
-}
-
-/// Metadata as the protocol's header carries it.
-fn wire_metadata(metadata: Metadata) -> Vec<MetadataEntry> {
-    if metadata.is_empty() {
-        return Vec::new();
-    }
-    metadata
-        .into_entries()
-        .into_iter()
-        .map(|(key, value)| MetadataEntry { key, value })
-        .collect()
 }
 
 #[cfg(test)]

@@ -22,9 +22,10 @@ use std::time::{Duration, Instant};
 
 use futures_util::{FutureExt, StreamExt};
 use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
-use tokio::task::AbortHandle;
+use tokio::sync::{mpsc, watch};
+use tokio::task::{AbortHandle, JoinHandle};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -49,6 +50,9 @@ const BATCH_BYTES: usize = 1024 * 1024;
 
 /// Calls running on this connection, by request id, so a `Cancel` can stop one.
 type InFlight = Arc<Mutex<HashMap<u64, AbortHandle>>>;
+
+/// The connection's frames as they are read.
+type Frames = FramedRead<OwnedReadHalf, FrameDecoder>;
 
 pub(crate) struct Connection {
     peer: SocketAddr,
@@ -122,24 +126,58 @@ impl Connection {
         let _queue = metrics.track_server_queue(self.busy.clone());
         let (rd, wr) = stream.into_split();
         let (tx, rx) = Outbox::new(self.busy.clone());
-        let writer_busy = self.busy.clone();
-        let write_timeout = self.shared.config.write_timeout;
         // Cancelled when the writer fails (the peer stopped reading, or the socket broke): the
         // reader then stops too, and the calls are dropped.
         let writer_failed = CancellationToken::new();
-        let on_failure = writer_failed.clone();
-        let writer = tokio::spawn(async move {
-            let written = write_loop(wr, rx, &writer_busy, write_timeout).await;
-            if written.is_err() {
-                on_failure.cancel();
-            }
-            written
-        });
+        let writer = self.spawn_writer(wr, rx, writer_failed.clone());
         let decoder = FrameDecoder::new(self.shared.config.max_frame_size);
         let mut frames = FramedRead::with_capacity(rd, decoder, READ_CAPACITY);
         let calls = TaskTracker::new();
         let in_flight: InFlight = Arc::default();
-        let mut draining = false;
+        let turn = Turn {
+            tx: &tx,
+            calls: &calls,
+            in_flight: &in_flight,
+            draining: false,
+        };
+        let ending = self.read_loop(&mut frames, turn, &writer_failed).await;
+        self.end(ending, &tx, &calls, &in_flight).await;
+        // The writer ends once the last sender (ours and the call tasks') is gone.
+        drop(tx);
+        calls.close();
+        calls.wait().await;
+        self.join_writer(writer).await;
+        metrics.connection(Side::Server, -1);
+        tracing::debug!(%peer, "connection closed");
+    }
+
+    /// Starts the connection's writer task; `failed` is cancelled if writing fails.
+    fn spawn_writer(
+        &self,
+        wr: OwnedWriteHalf,
+        rx: mpsc::Receiver<OutFrame>,
+        failed: CancellationToken,
+    ) -> JoinHandle<std::io::Result<()>> {
+        let busy = self.busy.clone();
+        let write_timeout = self.shared.config.write_timeout;
+        tokio::spawn(async move {
+            let written = write_loop(wr, rx, &busy, write_timeout).await;
+            if written.is_err() {
+                failed.cancel();
+            }
+            written
+        })
+    }
+
+    /// Reads frames and acts on them until the connection has to end, and says why.
+    async fn read_loop(
+        &mut self,
+        frames: &mut Frames,
+        mut turn: Turn<'_>,
+        writer_failed: &CancellationToken,
+    ) -> Ending {
+        let peer = self.peer;
+        let metrics = self.shared.metrics.clone();
         let config = &self.shared.config;
         let (idle_timeout, frame_timeout) = (config.idle_timeout, config.frame_timeout);
         let min_frame_rate = config.min_frame_rate;
@@ -148,12 +186,11 @@ impl Connection {
         let unwritten_limit = config.max_unwritten_bytes;
         let mut paused = false;
         let mut batch = Vec::new();
-
         let force_close = self.force_close.clone().cancelled_owned();
         tokio::pin!(force_close);
         let write_failed = writer_failed.clone().cancelled_owned();
         tokio::pin!(write_failed);
-        let ending = 'read: loop {
+        loop {
             // Backpressure: once the client has more than `max_unwritten_bytes` queued and
             // unread, read nothing more from it (TCP then slows it down) until it is back
             // under half of that (watermarks, so that reading resumes in bursts, not one
@@ -174,43 +211,45 @@ impl Connection {
             paused = congested;
             tokio::select! {
                 biased;
-                () = &mut force_close => break Ending::Abort,
-                () = &mut write_failed => break Ending::Abort,
-                _ = self.shutdown.changed(), if !draining => {
-                    draining = true;
-                    calls.close();
-                    let _ = tx.send(go_away(Code::Unavailable, "provider is shutting down")).await;
+                () = &mut force_close => return Ending::Abort,
+                () = &mut write_failed => return Ending::Abort,
+                _ = self.shutdown.changed(), if !turn.draining => {
+                    turn.draining = true;
+                    turn.calls.close();
+                    let _ = turn.tx.send(go_away(Code::Unavailable, "provider is shutting down")).await;
                 }
-                () = calls.wait(), if draining => break Ending::Drained,
+                () = turn.calls.wait(), if turn.draining => return Ending::Drained,
                 () = self.busy.drained_to(unwritten_limit / 2), if congested => {
                     last_activity = Instant::now();
                 }
                 _ = idle_check.tick() => {
                     if let Some(status) = too_slow(frames.decoder(), frame_timeout, min_frame_rate, paused) {
-                        break Ending::Broken("slow_frame", status);
+                        return Ending::Broken("slow_frame", status);
                     }
-                    if calls.is_empty() && last_activity.elapsed() >= idle_timeout {
-                        break Ending::Idle;
+                    if turn.calls.is_empty() && last_activity.elapsed() >= idle_timeout {
+                        return Ending::Idle;
                     }
                 }
                 next = frames.next(), if !congested => {
                     last_activity = Instant::now();
-                    let end = gather(&mut frames, next, &mut batch, peer);
+                    let end = gather(frames, next, &mut batch, peer);
                     // A caller that closed the connection has given up on every call.
                     let caller_gone = matches!(end, Some(Ending::PeerClosed | Ending::Abort));
-                    let turn = Turn { tx: &tx, calls: &calls, in_flight: &in_flight, draining };
                     if let Err(ending) = self.on_batch(&mut batch, caller_gone, &turn).await {
-                        break 'read ending;
+                        return ending;
                     }
                     if let Some(end) = end {
-                        break 'read end;
+                        return end;
                     }
                 }
             }
-        };
+        }
+    }
 
+    /// Acts on why the read loop ended: aborts the calls, or tells the peer why it closes.
+    async fn end(&self, ending: Ending, tx: &Outbox, calls: &TaskTracker, in_flight: &InFlight) {
         match ending {
-            Ending::Abort | Ending::PeerClosed => abort_all(&in_flight),
+            Ending::Abort | Ending::PeerClosed => abort_all(in_flight),
             Ending::Drained => {}
             Ending::Idle => {
                 let _ = tx
@@ -218,31 +257,30 @@ impl Connection {
                     .await;
             }
             Ending::Broken(kind, status) => {
-                metrics.protocol_error(kind);
-                self.shared.complaints.warn(kind, peer, &status);
+                self.shared.metrics.protocol_error(kind);
+                self.shared.complaints.warn(kind, self.peer, &status);
                 let _ = tx.send(go_away(status.code(), status.message())).await;
                 calls.close();
                 tokio::select! {
                     () = calls.wait() => {}
-                    () = self.force_close.cancelled() => abort_all(&in_flight),
+                    () = self.force_close.cancelled() => abort_all(in_flight),
                 }
             }
         }
-        // The writer ends once the last sender (ours and the call tasks') is gone.
-        drop(tx);
-        calls.close();
-        calls.wait().await;
+    }
+
+    /// Waits for the writer to finish and reports how it ended.
+    async fn join_writer(&self, writer: JoinHandle<std::io::Result<()>>) {
+        let peer = self.peer;
         match writer.await {
             Ok(Ok(())) => {}
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
-                metrics.write_timed_out(Side::Server);
+                self.shared.metrics.write_timed_out(Side::Server);
                 self.shared.complaints.warn("write_timeout", peer, &e);
             }
             Ok(Err(e)) => tracing::debug!(%peer, "write failed: {e}"),
             Err(e) => tracing::error!(%peer, "writer task failed: {e}"),
         }
-        metrics.connection(Side::Server, -1);
-        tracing::debug!(%peer, "connection closed");
     }
 
     /// Acts on a batch of frames, emptying it. Cancels come first, so that a call cancelled
