@@ -27,12 +27,18 @@ fn the_layers_example_logs_every_call_and_refuses_the_caller_without_a_token() {
     );
     for line in [
         "register success:true",
-        "login success:true",
         "login refused: Unauthenticated: a valid token is needed",
         "layers example finished",
     ] {
         assert!(lines.contains(&line), "missing {line:?} in:\n{stdout}");
     }
+    // The time the provider took reached the consumer as response metadata.
+    let login = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("login success:true (the provider says it took "))
+        .unwrap_or_else(|| panic!("no login line in:\n{stdout}"));
+    let took = login.strip_suffix(" us)").unwrap();
+    assert!(took.parse::<u64>().is_ok(), "{login}");
     assert!(
         !stdout.contains("s3cret") && !stderr.contains("s3cret"),
         "the token was printed"

@@ -1,6 +1,7 @@
 //! Layers on both sides: a provider of `fixbug.UserServiceRpc` that logs every call (a
-//! layer) and refuses callers without the right token (an interceptor), and two consumers,
-//! one that adds the token to every call (a client interceptor) and one that does not.
+//! layer, which also tells the caller the time taken, as response metadata) and refuses
+//! callers without the right token (an interceptor), and two consumers, one that adds the
+//! token to every call (the generated client's `with_interceptor`) and one that does not.
 //!
 //! `layers [--token TOKEN]` (default `let-me-in`); both sides run in this one process, over
 //! TCP on a free loopback port.
@@ -10,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Parser;
-use mprpc::client::{layer as client_layer, Channel};
+use mprpc::client::Channel;
 use mprpc::config::ServerConfig;
 use mprpc::server::layer::{from_fn, interceptor, Next, ServerCall};
 use mprpc::server::{spawn_local, Server};
@@ -49,14 +50,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .layer(from_fn(|call: ServerCall, next: Next| async move {
             let (service, method) = (call.service(), call.method());
             let started = Instant::now();
-            let outcome = next.run(call).await;
+            let mut outcome = next.run(call).await;
             let code = outcome
                 .as_ref()
                 .map_or_else(Status::code, |_| mprpc::Code::Ok);
-            println!(
-                "provider: {service}/{method} -> {code} in {} us",
-                started.elapsed().as_micros()
-            );
+            let took = started.elapsed().as_micros().to_string();
+            println!("provider: {service}/{method} -> {code} in {took} us");
+            // The caller learns it too, as response metadata.
+            if let Ok(reply) = &mut outcome {
+                reply.metadata_mut().insert("served-in-us", took);
+            }
             outcome
         }))
         // Then: no token, no call. The token itself is never printed.
@@ -76,12 +79,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let channel = Channel::to_address(address.to_string());
     let token = Arc::new(format!("Bearer {}", args.token));
-    let trusted = UserServiceRpcClient::new(channel.clone().layer(client_layer::interceptor(
-        move |call| {
-            call.metadata_mut().insert("authorization", token.as_str());
-            async { Ok(()) }
-        },
-    )));
+    let trusted = UserServiceRpcClient::with_interceptor(channel.clone(), move |call| {
+        call.metadata_mut().insert("authorization", token.as_str());
+        async { Ok(()) }
+    });
     let stranger = UserServiceRpcClient::new(channel);
 
     println!("== a consumer that sends the token ==");
@@ -94,12 +95,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .await?;
     println!("register success:{}", registered.success);
     let login = trusted
-        .login(LoginRequest {
+        .login_with_metadata(LoginRequest {
             name: b"mprpc".to_vec(),
             pwd: b"123".to_vec(),
         })
         .await?;
-    println!("login success:{}", login.success);
+    let took = login.metadata().get("served-in-us").unwrap_or("?");
+    println!(
+        "login success:{} (the provider says it took {took} us)",
+        login.get_ref().success
+    );
 
     println!("== a consumer without it ==");
     match stranger
