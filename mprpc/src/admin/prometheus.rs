@@ -33,185 +33,221 @@ const REGISTRY_STATES: [&str; 5] = ["connected", "connecting", "disconnected", "
 /// ([`logging::dropped_lines`](crate::logging::dropped_lines)), in the text format.
 pub fn render(snapshot: &MetricsSnapshot, registry_state: &str) -> String {
     let mut out = Exposition(String::with_capacity(4096));
+    out.calls_total(snapshot);
+    out.call_durations(snapshot);
+    out.calls_in_flight(snapshot);
+    out.rejected_calls(snapshot);
+    out.connection_families(snapshot);
+    out.registry_up(registry_state);
+    out.process_families(snapshot);
+    out.known_providers(snapshot);
+    out.0
+}
 
-    out.family(
-        "mprpc_calls_total",
-        "counter",
-        "Calls finished, by side, service, method and status code.",
-    );
-    for m in &snapshot.methods {
-        for (code, n) in &m.by_code {
-            out.sample(
-                "mprpc_calls_total",
+/// One writer per family, or per few families, in the order [`render`] writes them.
+impl Exposition {
+    /// `mprpc_calls_total`: one series per method, side and status code seen.
+    fn calls_total(&mut self, snapshot: &MetricsSnapshot) {
+        self.family(
+            "mprpc_calls_total",
+            "counter",
+            "Calls finished, by side, service, method and status code.",
+        );
+        for m in &snapshot.methods {
+            for (code, n) in &m.by_code {
+                self.sample(
+                    "mprpc_calls_total",
+                    &[
+                        ("side", m.side.as_str()),
+                        ("service", &m.service),
+                        ("method", &m.method),
+                        ("code", code.as_str()),
+                    ],
+                    n,
+                );
+            }
+        }
+    }
+
+    /// `mprpc_call_duration_seconds`: the cumulative buckets, sum and count of each method.
+    fn call_durations(&mut self, snapshot: &MetricsSnapshot) {
+        self.family(
+            "mprpc_call_duration_seconds",
+            "histogram",
+            "Latency of finished calls, in seconds.",
+        );
+        for m in &snapshot.methods {
+            let labels = [
+                ("side", m.side.as_str()),
+                ("service", m.service.as_str()),
+                ("method", m.method.as_str()),
+            ];
+            let mut cumulative = 0u64;
+            for (bound, n) in BUCKETS_US.iter().zip(&m.latency.counts) {
+                cumulative += n;
+                let le = (*bound as f64 / 1e6).to_string();
+                self.sample(
+                    "mprpc_call_duration_seconds_bucket",
+                    &with(&labels, ("le", &le)),
+                    cumulative,
+                );
+            }
+            // `+Inf` is every observation, whatever the per-bucket counts add up to.
+            self.sample(
+                "mprpc_call_duration_seconds_bucket",
+                &with(&labels, ("le", "+Inf")),
+                m.latency.count,
+            );
+            self.sample(
+                "mprpc_call_duration_seconds_sum",
+                &labels,
+                m.latency.sum.as_secs_f64(),
+            );
+            self.sample(
+                "mprpc_call_duration_seconds_count",
+                &labels,
+                m.latency.count,
+            );
+        }
+    }
+
+    /// `mprpc_calls_in_flight`: calls started and not finished, per method and side.
+    fn calls_in_flight(&mut self, snapshot: &MetricsSnapshot) {
+        self.family(
+            "mprpc_calls_in_flight",
+            "gauge",
+            "Calls started and not finished yet.",
+        );
+        for m in &snapshot.methods {
+            self.sample(
+                "mprpc_calls_in_flight",
                 &[
                     ("side", m.side.as_str()),
                     ("service", &m.service),
                     ("method", &m.method),
-                    ("code", code.as_str()),
                 ],
-                n,
+                m.in_flight,
             );
         }
     }
 
-    out.family(
-        "mprpc_call_duration_seconds",
-        "histogram",
-        "Latency of finished calls, in seconds.",
-    );
-    for m in &snapshot.methods {
-        let labels = [
-            ("side", m.side.as_str()),
-            ("service", m.service.as_str()),
-            ("method", m.method.as_str()),
-        ];
-        let mut cumulative = 0u64;
-        for (bound, n) in BUCKETS_US.iter().zip(&m.latency.counts) {
-            cumulative += n;
-            let le = (*bound as f64 / 1e6).to_string();
-            out.sample(
-                "mprpc_call_duration_seconds_bucket",
-                &with(&labels, ("le", &le)),
-                cumulative,
-            );
+    /// `mprpc_rejected_calls_total`: calls refused before reaching a method, by code.
+    fn rejected_calls(&mut self, snapshot: &MetricsSnapshot) {
+        self.family(
+            "mprpc_rejected_calls_total",
+            "counter",
+            "Calls refused before reaching a method (unknown service or method, a limit, a caller that gave up or left), by status code.",
+        );
+        for (code, n) in &snapshot.rejected {
+            self.sample("mprpc_rejected_calls_total", &[("code", code.as_str())], n);
         }
-        // `+Inf` is every observation, whatever the per-bucket counts add up to.
-        out.sample(
-            "mprpc_call_duration_seconds_bucket",
-            &with(&labels, ("le", "+Inf")),
-            m.latency.count,
+    }
+
+    /// The connection families: `mprpc_connections`, `mprpc_read_pauses_total`,
+    /// `mprpc_queued_bytes`, `mprpc_protocol_errors_total` and `mprpc_write_timeouts_total`.
+    fn connection_families(&mut self, snapshot: &MetricsSnapshot) {
+        self.family(
+            "mprpc_connections",
+            "gauge",
+            "Open connections: to this provider (server) and from this process's channels (client).",
         );
-        out.sample(
-            "mprpc_call_duration_seconds_sum",
-            &labels,
-            m.latency.sum.as_secs_f64(),
+        for (side, n) in [
+            (Side::Server, snapshot.server_connections),
+            (Side::Client, snapshot.client_connections),
+        ] {
+            self.sample("mprpc_connections", &[("side", side.as_str())], n);
+        }
+
+        self.family(
+            "mprpc_read_pauses_total",
+            "counter",
+            "Times the provider stopped reading a connection whose client had not read max_unwritten_bytes of replies.",
         );
-        out.sample(
-            "mprpc_call_duration_seconds_count",
-            &labels,
-            m.latency.count,
+        self.sample("mprpc_read_pauses_total", &[], snapshot.read_pauses);
+
+        self.family(
+            "mprpc_queued_bytes",
+            "gauge",
+            "Bytes the provider's connections have queued for their clients and not yet written.",
         );
-    }
+        self.sample("mprpc_queued_bytes", &[], snapshot.server_queued_bytes);
 
-    out.family(
-        "mprpc_calls_in_flight",
-        "gauge",
-        "Calls started and not finished yet.",
-    );
-    for m in &snapshot.methods {
-        out.sample(
-            "mprpc_calls_in_flight",
-            &[
-                ("side", m.side.as_str()),
-                ("service", &m.service),
-                ("method", &m.method),
-            ],
-            m.in_flight,
+        self.family(
+            "mprpc_protocol_errors_total",
+            "counter",
+            "Connections the provider closed for a protocol error, by kind.",
         );
+        for (kind, n) in &snapshot.protocol_errors {
+            self.sample("mprpc_protocol_errors_total", &[("kind", kind)], n);
+        }
+
+        self.family(
+            "mprpc_write_timeouts_total",
+            "counter",
+            "Connections closed because the peer accepted no bytes for write_timeout.",
+        );
+        for (side, n) in [
+            (Side::Server, snapshot.server_write_timeouts),
+            (Side::Client, snapshot.client_write_timeouts),
+        ] {
+            self.sample("mprpc_write_timeouts_total", &[("side", side.as_str())], n);
+        }
     }
 
-    out.family(
-        "mprpc_rejected_calls_total",
-        "counter",
-        "Calls refused before reaching a method (unknown service or method, a limit, a caller that gave up or left), by status code.",
-    );
-    for (code, n) in &snapshot.rejected {
-        out.sample("mprpc_rejected_calls_total", &[("code", code.as_str())], n);
+    /// `mprpc_registry_up`: 1 for `registry_state`, 0 for each other state of
+    /// [`REGISTRY_STATES`].
+    fn registry_up(&mut self, registry_state: &str) {
+        self.family(
+            "mprpc_registry_up",
+            "gauge",
+            "1 for the registry's current connection state, 0 for the others (none: no registry).",
+        );
+        let mut states = REGISTRY_STATES.to_vec();
+        if !states.contains(&registry_state) {
+            states.push(registry_state);
+        }
+        for state in states {
+            let up = u8::from(state == registry_state);
+            self.sample("mprpc_registry_up", &[("state", state)], up);
+        }
     }
 
-    out.family(
-        "mprpc_connections",
-        "gauge",
-        "Open connections: to this provider (server) and from this process's channels (client).",
-    );
-    for (side, n) in [
-        (Side::Server, snapshot.server_connections),
-        (Side::Client, snapshot.client_connections),
-    ] {
-        out.sample("mprpc_connections", &[("side", side.as_str())], n);
+    /// The process families: `mprpc_log_dropped_lines_total` and `mprpc_uptime_seconds`.
+    fn process_families(&mut self, snapshot: &MetricsSnapshot) {
+        self.family(
+            "mprpc_log_dropped_lines_total",
+            "counter",
+            "Log lines dropped because the log writer could not keep up.",
+        );
+        self.sample(
+            "mprpc_log_dropped_lines_total",
+            &[],
+            crate::logging::dropped_lines(),
+        );
+
+        self.family(
+            "mprpc_uptime_seconds",
+            "gauge",
+            "Seconds since the counters were created.",
+        );
+        self.sample("mprpc_uptime_seconds", &[], snapshot.uptime.as_secs_f64());
     }
 
-    out.family(
-        "mprpc_read_pauses_total",
-        "counter",
-        "Times the provider stopped reading a connection whose client had not read max_unwritten_bytes of replies.",
-    );
-    out.sample("mprpc_read_pauses_total", &[], snapshot.read_pauses);
-
-    out.family(
-        "mprpc_queued_bytes",
-        "gauge",
-        "Bytes the provider's connections have queued for their clients and not yet written.",
-    );
-    out.sample("mprpc_queued_bytes", &[], snapshot.server_queued_bytes);
-
-    out.family(
-        "mprpc_protocol_errors_total",
-        "counter",
-        "Connections the provider closed for a protocol error, by kind.",
-    );
-    for (kind, n) in &snapshot.protocol_errors {
-        out.sample("mprpc_protocol_errors_total", &[("kind", kind)], n);
-    }
-
-    out.family(
-        "mprpc_write_timeouts_total",
-        "counter",
-        "Connections closed because the peer accepted no bytes for write_timeout.",
-    );
-    for (side, n) in [
-        (Side::Server, snapshot.server_write_timeouts),
-        (Side::Client, snapshot.client_write_timeouts),
-    ] {
-        out.sample("mprpc_write_timeouts_total", &[("side", side.as_str())], n);
-    }
-
-    out.family(
-        "mprpc_registry_up",
-        "gauge",
-        "1 for the registry's current connection state, 0 for the others (none: no registry).",
-    );
-    let mut states = REGISTRY_STATES.to_vec();
-    if !states.contains(&registry_state) {
-        states.push(registry_state);
-    }
-    for state in states {
-        let up = u8::from(state == registry_state);
-        out.sample("mprpc_registry_up", &[("state", state)], up);
-    }
-
-    out.family(
-        "mprpc_log_dropped_lines_total",
-        "counter",
-        "Log lines dropped because the log writer could not keep up.",
-    );
-    out.sample(
-        "mprpc_log_dropped_lines_total",
-        &[],
-        crate::logging::dropped_lines(),
-    );
-
-    out.family(
-        "mprpc_uptime_seconds",
-        "gauge",
-        "Seconds since the counters were created.",
-    );
-    out.sample("mprpc_uptime_seconds", &[], snapshot.uptime.as_secs_f64());
-
-    out.family(
-        "mprpc_known_providers",
-        "gauge",
-        "Providers this process's channels currently know, by service.",
-    );
-    for (service, instances) in &snapshot.providers {
-        out.sample(
+    /// `mprpc_known_providers`: how many providers the channels know, per service.
+    fn known_providers(&mut self, snapshot: &MetricsSnapshot) {
+        self.family(
             "mprpc_known_providers",
-            &[("service", service)],
-            instances.len(),
+            "gauge",
+            "Providers this process's channels currently know, by service.",
         );
+        for (service, instances) in &snapshot.providers {
+            self.sample(
+                "mprpc_known_providers",
+                &[("service", service)],
+                instances.len(),
+            );
+        }
     }
-
-    out.0
 }
 
 /// `labels` and one more.

@@ -50,103 +50,12 @@ impl Config {
     /// brackets); `zookeeperip:zookeeperport` becomes a ZooKeeper `registry` with the default
     /// root and session timeout. Without ZooKeeper keys the registry is an empty static list.
     pub fn from_legacy_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        let parse_error =
-            |line: Option<usize>, key: Option<&str>, message: String| ConfigError::Parse {
-                origin: origin.to_owned(),
-                line,
-                key: key.map(str::to_owned),
-                message,
-            };
-        // key -> (value, 1-based line)
-        let mut entries: BTreeMap<&'static str, (&str, usize)> = BTreeMap::new();
-        for (index, raw) in text.trim_start_matches('\u{feff}').split('\n').enumerate() {
-            let number = index + 1;
-            let line = trim_legacy(strip_legacy_comment(raw));
-            if line.is_empty() {
-                continue;
-            }
-            let Some((key, value)) = line.split_once('=') else {
-                return Err(parse_error(
-                    Some(number),
-                    None,
-                    format!("expected `key=value`, found `{line}`"),
-                ));
-            };
-            let (key, value) = (trim_legacy(key), trim_legacy(value));
-            let Some(known) = LEGACY_KEYS.iter().find(|k| **k == key) else {
-                return Err(parse_error(
-                    Some(number),
-                    Some(key),
-                    format!("unknown key, expected one of {}", LEGACY_KEYS.join(", ")),
-                ));
-            };
-            if let Some((_, first)) = entries.get(known) {
-                return Err(parse_error(
-                    Some(number),
-                    Some(key),
-                    format!("repeated key (first given on line {first})"),
-                ));
-            }
-            if value.is_empty() {
-                return Err(parse_error(
-                    Some(number),
-                    Some(key),
-                    "empty value".to_owned(),
-                ));
-            }
-            entries.insert(known, (value, number));
-        }
-
-        // One `host:port` from a pair of keys; `None` when neither is present.
-        let pair = |ip_key: &str, port_key: &str, port_zero: bool| {
-            let address = match (entries.get(ip_key), entries.get(port_key)) {
-                (None, None) => return Ok(None),
-                (Some((_, line)), None) | (None, Some((_, line))) => {
-                    let (missing, present) = if entries.contains_key(ip_key) {
-                        (port_key, ip_key)
-                    } else {
-                        (ip_key, port_key)
-                    };
-                    return Err(parse_error(
-                        None,
-                        Some(missing),
-                        format!("missing, but `{present}` is given on line {line}"),
-                    ));
-                }
-                (Some(&(ip, ip_line)), Some(&(port, port_line))) => {
-                    let port_ok = !port.is_empty()
-                        && port.bytes().all(|b| b.is_ascii_digit())
-                        && port.parse::<u16>().is_ok_and(|p| p != 0 || port_zero);
-                    if !port_ok {
-                        let range = if port_zero { "0..=65535" } else { "1..=65535" };
-                        return Err(parse_error(
-                            Some(port_line),
-                            Some(port_key),
-                            format!("`{port}` is not a port number in {range}"),
-                        ));
-                    }
-                    let host = if ip.contains(':') && !ip.starts_with('[') {
-                        format!("[{ip}]")
-                    } else {
-                        ip.to_owned()
-                    };
-                    let address = format!("{host}:{port}");
-                    if let Err(why) = check_host_port(&address, true) {
-                        return Err(parse_error(
-                            Some(ip_line),
-                            Some(ip_key),
-                            format!("`{ip}` is not an IP address or host name ({why})"),
-                        ));
-                    }
-                    address
-                }
-            };
-            Ok(Some(address))
-        };
-        let server = pair("rpcserverip", "rpcserverport", true)?;
-        let zookeeper = pair("zookeeperip", "zookeeperport", false)?;
+        let entries = legacy_entries(text, origin)?;
+        let server = legacy_pair(&entries, origin, "rpcserverip", "rpcserverport", true)?;
+        let zookeeper = legacy_pair(&entries, origin, "zookeeperip", "zookeeperport", false)?;
         if server.is_none() && zookeeper.is_none() {
             return Err(parse_error(
+                origin,
                 None,
                 None,
                 "no settings: expected `rpcserverip` and `rpcserverport`, or `zookeeperip` and \
@@ -169,6 +78,139 @@ impl Config {
         config.validate(origin)?;
         Ok(config)
     }
+}
+
+/// The keys of a legacy file, each with its value and the 1-based line it is given on.
+type LegacyEntries<'a> = BTreeMap<&'static str, (&'a str, usize)>;
+
+/// A [`ConfigError::Parse`] about `origin`, at `line` and `key` when they are known.
+fn parse_error(
+    origin: &str,
+    line: Option<usize>,
+    key: Option<&str>,
+    message: String,
+) -> ConfigError {
+    ConfigError::Parse {
+        origin: origin.to_owned(),
+        line,
+        key: key.map(str::to_owned),
+        message,
+    }
+}
+
+/// Reads the lines of a legacy file into its entries: every line that is not blank or a
+/// comment must be a known key, given once, with a value.
+fn legacy_entries<'a>(text: &'a str, origin: &str) -> Result<LegacyEntries<'a>, ConfigError> {
+    let mut entries = LegacyEntries::new();
+    for (index, raw) in text.trim_start_matches('\u{feff}').split('\n').enumerate() {
+        let number = index + 1;
+        let line = trim_legacy(strip_legacy_comment(raw));
+        if line.is_empty() {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(parse_error(
+                origin,
+                Some(number),
+                None,
+                format!("expected `key=value`, found `{line}`"),
+            ));
+        };
+        let (key, value) = (trim_legacy(key), trim_legacy(value));
+        let Some(known) = LEGACY_KEYS.iter().find(|k| **k == key) else {
+            return Err(parse_error(
+                origin,
+                Some(number),
+                Some(key),
+                format!("unknown key, expected one of {}", LEGACY_KEYS.join(", ")),
+            ));
+        };
+        if let Some((_, first)) = entries.get(known) {
+            return Err(parse_error(
+                origin,
+                Some(number),
+                Some(key),
+                format!("repeated key (first given on line {first})"),
+            ));
+        }
+        if value.is_empty() {
+            return Err(parse_error(
+                origin,
+                Some(number),
+                Some(key),
+                "empty value".to_owned(),
+            ));
+        }
+        entries.insert(known, (value, number));
+    }
+    Ok(entries)
+}
+
+/// One `host:port` from a pair of keys; `None` when neither is present, an error when only
+/// one is. `port_zero` allows port 0.
+fn legacy_pair(
+    entries: &LegacyEntries<'_>,
+    origin: &str,
+    ip_key: &str,
+    port_key: &str,
+    port_zero: bool,
+) -> Result<Option<String>, ConfigError> {
+    match (entries.get(ip_key), entries.get(port_key)) {
+        (None, None) => Ok(None),
+        (Some((_, line)), None) | (None, Some((_, line))) => {
+            let (missing, present) = if entries.contains_key(ip_key) {
+                (port_key, ip_key)
+            } else {
+                (ip_key, port_key)
+            };
+            Err(parse_error(
+                origin,
+                None,
+                Some(missing),
+                format!("missing, but `{present}` is given on line {line}"),
+            ))
+        }
+        (Some(&ip), Some(&port)) => {
+            legacy_address(origin, (ip_key, ip), (port_key, port), port_zero).map(Some)
+        }
+    }
+}
+
+/// Checks an IP (or host name) and a port, each given as `(key, (value, line))`, and joins
+/// them into `host:port`, an IPv6 address in brackets. `port_zero` allows port 0.
+fn legacy_address(
+    origin: &str,
+    (ip_key, (ip, ip_line)): (&str, (&str, usize)),
+    (port_key, (port, port_line)): (&str, (&str, usize)),
+    port_zero: bool,
+) -> Result<String, ConfigError> {
+    let port_ok = !port.is_empty()
+        && port.bytes().all(|b| b.is_ascii_digit())
+        && port.parse::<u16>().is_ok_and(|p| p != 0 || port_zero);
+    if !port_ok {
+        let range = if port_zero { "0..=65535" } else { "1..=65535" };
+        return Err(parse_error(
+            origin,
+            Some(port_line),
+            Some(port_key),
+            format!("`{port}` is not a port number in {range}"),
+        ));
+    }
+    let host = if ip.contains(':') && !ip.starts_with('[') {
+        format!("[{ip}]")
+    } else {
+        ip.to_owned()
+    };
+    let address = format!("{host}:{port}");
+    if let Err(why) = check_host_port(&address, true) {
+        return Err(parse_error(
+            origin,
+            Some(ip_line),
+            Some(ip_key),
+            format!("`{ip}` is not an IP address or host name ({why})"),
+        ));
+    }
+    Ok(address)
 }
 
 /// Spaces, tabs and carriage returns: what surrounds keys and values in a legacy file.

@@ -117,133 +117,241 @@ pub(super) fn run(
 async fn supervise(
     connect: &str,
     session_timeout: Duration,
-    mut commands: mpsc::UnboundedReceiver<Command>,
+    commands: mpsc::UnboundedReceiver<Command>,
     session: &watch::Sender<Session>,
     stop: &CancellationToken,
 ) -> Option<StateWatcher> {
-    let mut registrations: HashMap<String, Vec<u8>> = HashMap::new();
-    let follow = |path, instances, listed| {
-        tokio::spawn(follow::follow(
-            session.subscribe(),
-            path,
-            instances,
-            listed,
-            stop.clone(),
-        ));
+    let mut supervisor = Supervisor {
+        connect,
+        session_timeout,
+        commands,
+        session,
+        stop,
+        registrations: HashMap::new(),
     };
     loop {
         // Connect, taking commands meanwhile: registrations wait for the session.
         let mut waiting: Vec<(String, Ack)> = Vec::new();
-        let client = {
-            let mut attempt = Box::pin(connect_with_retry(connect, session_timeout, session));
-            loop {
-                tokio::select! {
-                    client = &mut attempt => break client,
-                    command = commands.recv() => match command {
-                        None => return None,
-                        Some(Command::Register { path, data, ack }) => {
-                            registrations.insert(path.clone(), data);
-                            waiting.push((path, ack));
-                        }
-                        Some(Command::Deregister { path, ack }) => {
-                            registrations.remove(&path);
-                            let _ = ack.send(Ok(()));
-                        }
-                        Some(Command::Follow { path, instances, listed }) => {
-                            follow(path, instances, listed);
-                        }
-                    },
-                }
+        let client = supervisor.connect(&mut waiting).await?;
+        if let Ended::HandlesGone(state) = supervisor.serve(client, waiting).await {
+            return Some(state);
+        }
+    }
+}
+
+/// How [`Supervisor::serve`] ended.
+enum Ended {
+    /// The session ended (expired, closed, or failed authentication): a new one is needed.
+    SessionLost,
+    /// Every handle on the registry is gone; the state of the session being closed.
+    HandlesGone(StateWatcher),
+}
+
+/// What [`supervise`] keeps across sessions.
+struct Supervisor<'a> {
+    connect: &'a str,
+    session_timeout: Duration,
+    commands: mpsc::UnboundedReceiver<Command>,
+    session: &'a watch::Sender<Session>,
+    stop: &'a CancellationToken,
+    /// The nodes to keep: path -> data.
+    registrations: HashMap<String, Vec<u8>>,
+}
+
+impl Supervisor<'_> {
+    /// Starts following the providers under `path` (see [`follow`]), on a task of its own.
+    fn follow(
+        &self,
+        path: String,
+        instances: watch::Sender<Arc<Vec<ServiceInstance>>>,
+        listed: watch::Sender<bool>,
+    ) {
+        tokio::spawn(follow::follow(
+            self.session.subscribe(),
+            path,
+            instances,
+            listed,
+            self.stop.clone(),
+        ));
+    }
+
+    /// Connects (see [`connect_with_retry`]), taking commands meanwhile: registrations are
+    /// recorded and wait in `waiting` for the session. `None` once every handle is gone.
+    async fn connect(&mut self, waiting: &mut Vec<(String, Ack)>) -> Option<Client> {
+        let mut attempt = Box::pin(connect_with_retry(
+            self.connect,
+            self.session_timeout,
+            self.session,
+        ));
+        loop {
+            tokio::select! {
+                client = &mut attempt => return Some(client),
+                command = self.commands.recv() => match command {
+                    None => return None,
+                    Some(Command::Register { path, data, ack }) => {
+                        self.registrations.insert(path.clone(), data);
+                        waiting.push((path, ack));
+                    }
+                    Some(Command::Deregister { path, ack }) => {
+                        self.registrations.remove(&path);
+                        let _ = ack.send(Ok(()));
+                    }
+                    Some(Command::Follow { path, instances, listed }) => {
+                        self.follow(path, instances, listed);
+                    }
+                },
             }
-        };
+        }
+    }
+
+    /// Logs and publishes a newly established session.
+    fn publish_connected(&self, client: &Client) {
         tracing::info!(
             session = %client.session_id(),
             timeout = ?client.session_timeout(),
             "ZooKeeper session established"
         );
-        session.send_replace(Session {
+        self.session.send_replace(Session {
             status: SessionStatus::Connected,
             client: Some(client.clone()),
             unreachable: None,
         });
+    }
+
+    /// Keeps the registrations true on an established session, and serves commands, until
+    /// the session ends or every handle on the registry is gone (then it closes the session).
+    async fn serve(&mut self, client: Client, mut waiting: Vec<(String, Ack)>) -> Ended {
+        self.publish_connected(&client);
 
         let (fired_tx, mut fired) = mpsc::unbounded_channel::<String>();
-        for path in registrations.keys() {
+        for path in self.registrations.keys() {
             arm_watch(&client, path, &fired_tx);
         }
-        ensure_all(&client, &registrations, &mut waiting).await;
+        ensure_all(&client, &self.registrations, &mut waiting).await;
 
         let mut state = client.state_watcher();
         let mut recheck =
-            tokio::time::interval((session_timeout / 4).max(Duration::from_millis(500)));
+            tokio::time::interval((self.session_timeout / 4).max(Duration::from_millis(500)));
         recheck.tick().await;
         let mut connected = true;
         loop {
             tokio::select! {
-                new_state = state.changed() => match new_state {
-                    SessionState::SyncConnected | SessionState::ConnectedReadOnly => {
-                        tracing::info!("ZooKeeper connection recovered");
-                        connected = true;
-                        session.send_modify(|s| s.status = SessionStatus::Connected);
-                        ensure_all(&client, &registrations, &mut waiting).await;
-                    }
-                    SessionState::Disconnected => {
-                        tracing::warn!("ZooKeeper connection lost; the session may still recover");
-                        connected = false;
-                        session.send_modify(|s| s.status = SessionStatus::Disconnected);
-                    }
-                    other => {
-                        tracing::warn!("ZooKeeper session ended ({other}); starting a new one");
+                new_state = state.changed() => {
+                    let alive = self
+                        .on_state(new_state, &client, &mut waiting, &mut connected)
+                        .await;
+                    if !alive {
                         break;
                     }
-                },
-                Some(path) = fired.recv() => {
-                    if let Some(data) = registrations.get(&path) {
-                        if connected {
-                            if let Err(e) = ensure_node(&client, &path, data).await {
-                                tracing::warn!(%path, "cannot restore: {e}");
-                            }
-                        }
-                        arm_watch(&client, &path, &fired_tx);
-                    }
                 }
-                command = commands.recv() => match command {
+                Some(path) = fired.recv() => {
+                    self.on_fired(&client, path, connected, &fired_tx).await;
+                }
+                command = self.commands.recv() => match command {
                     None => {
                         // Every handle is gone: close the session, which removes our nodes
                         // (once the followers' clients are gone too).
                         let state = client.state_watcher();
                         drop(client);
-                        session.send_replace(Session::connecting());
-                        return Some(state);
+                        self.session.send_replace(Session::connecting());
+                        return Ended::HandlesGone(state);
                     }
-                    Some(Command::Register { path, data, ack }) => {
-                        arm_watch(&client, &path, &fired_tx);
-                        match ensure_node(&client, &path, &data).await {
-                            Ok(()) => {
-                                let _ = ack.send(Ok(()));
-                            }
-                            // Acknowledged once the node exists: a connection hiccup only
-                            // delays it (the caller bounds the wait).
-                            Err(e) => {
-                                tracing::debug!(%path, "cannot register yet: {e}");
-                                waiting.push((path.clone(), ack));
-                            }
-                        }
-                        registrations.insert(path, data);
-                    }
-                    Some(Command::Deregister { path, ack }) => {
-                        registrations.remove(&path);
-                        waiting.retain(|(p, _)| *p != path);
-                        let _ = ack.send(delete_own(&client, &path).await);
-                    }
-                    Some(Command::Follow { path, instances, listed }) => {
-                        follow(path, instances, listed);
+                    Some(command) => {
+                        self.on_command(command, &client, &mut waiting, &fired_tx).await;
                     }
                 },
-                _ = recheck.tick(), if connected => ensure_all(&client, &registrations, &mut waiting).await,
+                _ = recheck.tick(), if connected => ensure_all(&client, &self.registrations, &mut waiting).await,
             }
         }
-        session.send_replace(Session::connecting());
+        self.session.send_replace(Session::connecting());
+        Ended::SessionLost
+    }
+
+    /// Follows a change of the session's state (`connected` tells whether it is connected
+    /// now); `false` once the session has ended.
+    async fn on_state(
+        &self,
+        new_state: SessionState,
+        client: &Client,
+        waiting: &mut Vec<(String, Ack)>,
+        connected: &mut bool,
+    ) -> bool {
+        match new_state {
+            SessionState::SyncConnected | SessionState::ConnectedReadOnly => {
+                tracing::info!("ZooKeeper connection recovered");
+                *connected = true;
+                self.session
+                    .send_modify(|s| s.status = SessionStatus::Connected);
+                ensure_all(client, &self.registrations, waiting).await;
+            }
+            SessionState::Disconnected => {
+                tracing::warn!("ZooKeeper connection lost; the session may still recover");
+                *connected = false;
+                self.session
+                    .send_modify(|s| s.status = SessionStatus::Disconnected);
+            }
+            other => {
+                tracing::warn!("ZooKeeper session ended ({other}); starting a new one");
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The watch on the node at `path` fired: if the node is still registered, puts it back
+    /// (while `connected`) and watches it again.
+    async fn on_fired(
+        &self,
+        client: &Client,
+        path: String,
+        connected: bool,
+        fired_tx: &mpsc::UnboundedSender<String>,
+    ) {
+        if let Some(data) = self.registrations.get(&path) {
+            if connected {
+                if let Err(e) = ensure_node(client, &path, data).await {
+                    tracing::warn!(%path, "cannot restore: {e}");
+                }
+            }
+            arm_watch(client, &path, fired_tx);
+        }
+    }
+
+    /// Carries out a command on an established session.
+    async fn on_command(
+        &mut self,
+        command: Command,
+        client: &Client,
+        waiting: &mut Vec<(String, Ack)>,
+        fired_tx: &mpsc::UnboundedSender<String>,
+    ) {
+        match command {
+            Command::Register { path, data, ack } => {
+                arm_watch(client, &path, fired_tx);
+                match ensure_node(client, &path, &data).await {
+                    Ok(()) => {
+                        let _ = ack.send(Ok(()));
+                    }
+                    // Acknowledged once the node exists: a connection hiccup only
+                    // delays it (the caller bounds the wait).
+                    Err(e) => {
+                        tracing::debug!(%path, "cannot register yet: {e}");
+                        waiting.push((path.clone(), ack));
+                    }
+                }
+                self.registrations.insert(path, data);
+            }
+            Command::Deregister { path, ack } => {
+                self.registrations.remove(&path);
+                waiting.retain(|(p, _)| *p != path);
+                let _ = ack.send(delete_own(client, &path).await);
+            }
+            Command::Follow {
+                path,
+                instances,
+                listed,
+            } => self.follow(path, instances, listed),
+        }
     }
 }
 
