@@ -17,8 +17,10 @@ pub struct Metadata {
 
 impl Metadata {
     /// Empty metadata.
-    pub fn new() -> Metadata {
-        Metadata::default()
+    pub const fn new() -> Metadata {
+        Metadata {
+            entries: Vec::new(),
+        }
     }
 
     /// Adds a pair, keeping any earlier value of the same key.

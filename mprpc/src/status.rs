@@ -118,13 +118,37 @@ impl fmt::Display for Code {
 /// The failure of a call: a code, a human-readable message, optional machine-readable
 /// details (opaque bytes, for example an encoded `google.rpc.Status` of gRPC's rich error
 /// model) and response metadata, all of which travel to the caller with it.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Status {
     code: Code,
     message: String,
+    /// Details and metadata, boxed: most failures have neither, and a small `Status` keeps
+    /// every call's `Result` small.
+    extra: Option<Box<Extra>>,
+}
+
+#[derive(Clone, Default)]
+struct Extra {
     details: bytes::Bytes,
     metadata: Metadata,
 }
+
+/// What [`Status::details`] and [`Status::metadata`] show when there are none.
+static NO_EXTRA: Extra = Extra {
+    details: bytes::Bytes::new(),
+    metadata: Metadata::new(),
+};
+
+impl PartialEq for Status {
+    fn eq(&self, other: &Status) -> bool {
+        self.code == other.code
+            && self.message == other.message
+            && self.details() == other.details()
+            && self.metadata() == other.metadata()
+    }
+}
+
+impl Eq for Status {}
 
 /// The most bytes of a peer's message that [`Status::from_wire`] keeps (after escaping).
 pub const MAX_PEER_MESSAGE: usize = 1024;
@@ -158,36 +182,39 @@ impl Status {
         Status {
             code,
             message: message.into(),
-            details: bytes::Bytes::new(),
-            metadata: Metadata::new(),
+            extra: None,
         }
     }
 
     /// The same status carrying `metadata` to the caller (like gRPC's trailers on a failure).
     pub fn with_metadata(mut self, metadata: Metadata) -> Status {
-        self.metadata = metadata;
+        self.extra_mut().metadata = metadata;
         self
     }
 
     /// The response metadata the failure carries (what the provider's handler and layers set).
     pub fn metadata(&self) -> &Metadata {
-        &self.metadata
+        &self.extra.as_deref().unwrap_or(&NO_EXTRA).metadata
     }
 
     /// The response metadata, to change.
     pub fn metadata_mut(&mut self) -> &mut Metadata {
-        &mut self.metadata
+        &mut self.extra_mut().metadata
     }
 
     /// The same status carrying `details` to the caller.
     pub fn with_details(mut self, details: impl Into<bytes::Bytes>) -> Status {
-        self.details = details.into();
+        self.extra_mut().details = details.into();
         self
     }
 
     /// The machine-readable details; empty when there are none.
     pub fn details(&self) -> &bytes::Bytes {
-        &self.details
+        &self.extra.as_deref().unwrap_or(&NO_EXTRA).details
+    }
+
+    fn extra_mut(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Box::default)
     }
 
     /// The status code.
@@ -269,11 +296,11 @@ impl Status {
 impl fmt::Debug for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Status({}: {:?}", self.code, self.message)?;
-        if !self.details.is_empty() {
-            write!(f, ", {} bytes of details", self.details.len())?;
+        if !self.details().is_empty() {
+            write!(f, ", {} bytes of details", self.details().len())?;
         }
-        if !self.metadata.is_empty() {
-            write!(f, ", {} metadata entries", self.metadata.len())?;
+        if !self.metadata().is_empty() {
+            write!(f, ", {} metadata entries", self.metadata().len())?;
         }
         f.write_str(")")
     }

@@ -28,7 +28,10 @@ use std::collections::HashMap;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 
+use std::future::Future;
+
 use bytes::Bytes;
+use futures_util::future::Either;
 use prost::Message;
 
 use self::balance::Balancer;
@@ -127,8 +130,9 @@ impl Channel {
         Req: Message,
         Resp: Message + Default,
     {
-        let reply = self.unary_with_metadata(service, method, request).await?;
-        Ok(reply.into_inner())
+        let request = request.map(|m| Bytes::from(m.encode_to_vec()));
+        let reply = self.unary_raw_with_metadata(service, method, request).await?;
+        decode_reply(service, method, reply.into_inner())
     }
 
     /// [`unary`](Channel::unary), returning the reply with the response metadata the
@@ -148,12 +152,10 @@ impl Channel {
             .unary_raw_with_metadata(service, method, request)
             .await?
             .into_parts();
-        let reply = Resp::decode(body).map_err(|e| {
-            Status::internal(format!(
-                "cannot decode the reply of {service}/{method}: {e}"
-            ))
-        })?;
-        Ok(Response::from_parts(metadata, reply))
+        Ok(Response::from_parts(
+            metadata,
+            decode_reply(service, method, body)?,
+        ))
     }
 
     /// This channel's connections with `layer` wrapping every call made through the returned
@@ -181,25 +183,22 @@ impl Channel {
         method: &str,
         request: Request<Bytes>,
     ) -> Result<Bytes, Status> {
-        let reply = self
-            .unary_raw_with_metadata(service, method, request)
-            .await?;
+        let reply = self.unary_raw_with_metadata(service, method, request).await?;
         Ok(reply.into_inner())
     }
 
     /// [`unary_raw`](Channel::unary_raw), returning the response metadata too.
-    pub async fn unary_raw_with_metadata(
-        &self,
-        service: &str,
-        method: &str,
+    pub fn unary_raw_with_metadata<'a>(
+        &'a self,
+        service: &'a str,
+        method: &'a str,
         request: Request<Bytes>,
-    ) -> Result<Response<Bytes>, Status> {
+    ) -> impl Future<Output = Result<Response<Bytes>, Status>> + Send + 'a {
+        // No async function of its own: one level fewer in every call's future.
         if self.layers.outer.is_empty() {
-            return self.unary_unlayered(service, method, request).await;
+            return Either::Left(self.unary_unlayered(service, method, request));
         }
-        layer::Next::new(self)
-            .run(layer::ClientCall::new(service, method, request))
-            .await
+        Either::Right(layer::Next::new(self).run(layer::ClientCall::new(service, method, request)))
     }
 
     /// The service's current instances and their endpoints, rebuilt only when the list
@@ -280,6 +279,19 @@ impl Channel {
         endpoints.insert(address.to_owned(), e.clone());
         e
     }
+}
+
+/// Decodes a reply message.
+fn decode_reply<Resp: Message + Default>(
+    service: &str,
+    method: &str,
+    body: Bytes,
+) -> Result<Resp, Status> {
+    Resp::decode(body).map_err(|e| {
+        Status::internal(format!(
+            "cannot decode the reply of {service}/{method}: {e}"
+        ))
+    })
 }
 
 /// Closes connections to providers that left every followed service's list.

@@ -7,24 +7,28 @@
 use std::future::Future;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use tokio::time::Instant;
 
-use super::stack::{Call, Outcome};
+use super::stack::Outcome;
 use crate::Status;
 
-/// Bounds the rest of the stack by the call's deadline, which `next` is given too.
-pub(super) async fn run<'a, F, Fut>(default: Duration, call: Call<'a>, next: F) -> Outcome
+/// `rest`, bounded by `deadline`, `timeout` from the call's start.
+pub(super) fn bound<'a, F>(
+    deadline: Instant,
+    timeout: Duration,
+    service: &'a str,
+    method: &'a str,
+    rest: F,
+) -> impl Future<Output = Outcome> + 'a
 where
-    F: FnOnce(Call<'a>, Instant) -> Fut,
-    Fut: Future<Output = Outcome>,
+    F: Future<Output = Outcome> + 'a,
 {
-    let timeout = call.request.timeout().unwrap_or(default);
-    let (service, method) = (call.service, call.method);
-    let deadline = Instant::now() + timeout;
-    match tokio::time::timeout_at(deadline, next(call, deadline)).await {
-        Ok(outcome) => outcome,
-        Err(_) => Err(Status::deadline_exceeded(format!(
-            "{service}/{method}: no reply within {timeout:?}"
-        ))),
-    }
+    tokio::time::timeout_at(deadline, rest).map(move |outcome| {
+        outcome.unwrap_or_else(|_| {
+            Err(Status::deadline_exceeded(format!(
+                "{service}/{method}: no reply within {timeout:?}"
+            )))
+        })
+    })
 }

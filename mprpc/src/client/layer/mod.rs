@@ -251,7 +251,7 @@ impl<'a> Next<'a> {
             Stack::Inner(attempt) => Box::pin(async move {
                 let (metadata, body) = (call.request.metadata().clone(), call.request.into_inner());
                 let sent = attempt.channel.send(
-                    &attempt.endpoint,
+                    attempt.endpoint.clone(),
                     call.service,
                     call.method,
                     metadata,

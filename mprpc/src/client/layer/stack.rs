@@ -12,10 +12,11 @@
 //!    could not be sent.
 //! 7. Around each attempt, the inner layers ([`Channel::layer_inner`]), then the send.
 //!
-//! As on the provider, the built-ins are async functions of the call and the rest of the
-//! stack composed here at compile time, with no allocation per built-in.
+//! As on the provider, each built-in is a module with what it does before the call, around
+//! the rest and after, composed here at compile time, with no allocation per built-in.
 
 use bytes::Bytes;
+use tracing::Instrument;
 
 use super::{deadline, metrics, trace};
 use crate::client::Channel;
@@ -24,22 +25,15 @@ use crate::{Request, Response, Status};
 /// What a step of the stack answers.
 pub(crate) type Outcome = Result<Response<Bytes>, Status>;
 
-/// One call on its way down the channel's stack.
-#[derive(Debug)]
-pub(crate) struct Call<'a> {
-    pub(crate) service: &'a str,
-    pub(crate) method: &'a str,
-    pub(crate) request: Request<Bytes>,
-}
-
 impl Channel {
     /// A call past the outer layers: sized, traced, counted, bounded by its deadline, and
-    /// sent to a provider.
+    /// sent to a provider. One async function with the built-ins' steps in it, not one async
+    /// function each: nested async functions each keep a copy of the call.
     pub(crate) async fn unary_unlayered(
         &self,
         service: &str,
         method: &str,
-        request: Request<Bytes>,
+        mut request: Request<Bytes>,
     ) -> Outcome {
         let max = self.inner.config.max_frame_size;
         if request.get_ref().len() > max {
@@ -48,19 +42,16 @@ impl Channel {
                 request.get_ref().len()
             )));
         }
-        let call = Call {
-            service,
-            method,
-            request,
-        };
-        let timeout = self.inner.config.timeout;
-        trace::run(call, |call| {
-            metrics::run(&self.inner.metrics, call, |call| {
-                deadline::run(timeout, call, |call, deadline| {
-                    self.call(call.service, call.method, call.request, deadline)
-                })
-            })
-        })
-        .await
+        let span = trace::start(service, method, &mut request);
+        let record = metrics::start(&self.inner.metrics, service, method);
+        let timeout = request.timeout().unwrap_or(self.inner.config.timeout);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let rest = self.call(service, method, request, deadline);
+        let outcome = deadline::bound(deadline, timeout, service, method, rest)
+            .instrument(span)
+            .await;
+        metrics::finish(record, &outcome);
+        outcome
     }
 }
+

@@ -3,27 +3,22 @@
 //! the metadata, and the `rpc.client` span (debug level) covers the call. See
 //! [`crate::trace`].
 
-use std::future::Future;
+use bytes::Bytes;
+use tracing::Span;
 
-use tracing::Instrument;
-
-use super::stack::{Call, Outcome};
 use crate::trace::{self, TraceContext};
+use crate::Request;
 
-/// Traces `call` around the rest of the stack.
-pub(super) async fn run<'a, F, Fut>(mut call: Call<'a>, next: F) -> Outcome
-where
-    F: FnOnce(Call<'a>) -> Fut,
-    Fut: Future<Output = Outcome>,
-{
+/// Puts the call in the current trace (or a new one), writes its ids into the request's
+/// metadata, and returns the call's span.
+pub(super) fn start(service: &str, method: &str, request: &mut Request<Bytes>) -> Span {
     let trace = trace::current().map_or_else(TraceContext::new_root, |p| p.child());
-    trace.inject(call.request.metadata_mut());
-    let span = tracing::debug_span!(
+    trace.inject(request.metadata_mut());
+    tracing::debug_span!(
         "rpc.client",
-        service = %call.service,
-        method = %call.method,
+        %service,
+        %method,
         trace_id = %trace.trace_hex(),
         span_id = %trace.span_hex(),
-    );
-    next(call).instrument(span).await
+    )
 }

@@ -5,12 +5,11 @@
 //! not the reply's write, so a client that reads slowly holds only its own connection's
 //! slots).
 
-use std::future::Future;
 use std::sync::Arc;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
-use super::stack::{Call, Outcome};
+use super::stack::Call;
 use crate::metrics::Metrics;
 use crate::Status;
 
@@ -38,34 +37,25 @@ impl Admission {
     }
 }
 
-/// Admits `call` and runs the rest of the stack, or refuses it.
-pub(super) async fn run<F, Fut>(
-    admission: &Admission,
+/// Admits `call`, or refuses it. The permit is held until the rest of the stack is done.
+pub(super) fn admit<'a>(
+    admission: &'a Admission,
     metrics: &Metrics,
-    call: Call,
-    next: F,
-) -> Outcome
-where
-    F: FnOnce(Call) -> Fut,
-    Fut: Future<Output = Outcome>,
-{
+    call: &Call,
+) -> Result<SemaphorePermit<'a>, Status> {
     let per_connection = admission.max_calls_per_connection;
-    if call.connection_calls >= per_connection {
-        let status = Status::resource_exhausted(format!(
-            "the connection is at its limit of {per_connection} calls in flight"
-        ));
-        metrics.rejected(status.code());
-        return Err(status);
-    }
-    let Ok(permit) = admission.permits.try_acquire() else {
-        let status = Status::resource_exhausted(format!(
-            "provider is at its limit of {} calls in flight",
-            admission.max_concurrent_calls
-        ));
-        metrics.rejected(status.code());
-        return Err(status);
+    let refusal = if call.connection_calls >= per_connection {
+        format!("the connection is at its limit of {per_connection} calls in flight")
+    } else {
+        match admission.permits.try_acquire() {
+            Ok(permit) => return Ok(permit),
+            Err(_) => format!(
+                "provider is at its limit of {} calls in flight",
+                admission.max_concurrent_calls
+            ),
+        }
     };
-    let outcome = next(call).await;
-    drop(permit);
-    outcome
+    let status = Status::resource_exhausted(refusal);
+    metrics.rejected(status.code());
+    Err(status)
 }

@@ -7,27 +7,29 @@ use std::panic::AssertUnwindSafe;
 
 use futures_util::FutureExt;
 
-use super::stack::{Call, Outcome};
+use super::stack::Outcome;
 use crate::Status;
 
-/// Runs the rest of the stack, turning a panic into `Internal`.
-pub(super) async fn run<F, Fut>(call: Call, next: F) -> Outcome
+/// `rest`, with a panic while it runs turned into `Internal`.
+pub(super) fn guard<F>(
+    service: &'static str,
+    method: &'static str,
+    rest: F,
+) -> impl Future<Output = Outcome>
 where
-    F: FnOnce(Call) -> Fut,
-    Fut: Future<Output = Outcome>,
+    F: Future<Output = Outcome>,
 {
-    let (service, method) = (call.service.name(), call.method);
-    // `next` is called inside the future, so that a panic while building it is caught too.
-    let rest = AssertUnwindSafe(async move { next(call).await });
-    rest.catch_unwind().await.unwrap_or_else(|panic| {
-        let what = panic
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a non-string panic payload".to_owned());
-        tracing::error!(service, %method, "a layer or the handler panicked: {what}");
-        Err(Status::internal(format!(
-            "the handler of {service}/{method} panicked"
-        )))
+    AssertUnwindSafe(rest).catch_unwind().map(move |outcome| {
+        outcome.unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a non-string panic payload".to_owned());
+            tracing::error!(service, %method, "a layer or the handler panicked: {what}");
+            Err(Status::internal(format!(
+                "the handler of {service}/{method} panicked"
+            )))
+        })
     })
 }

@@ -5,24 +5,33 @@
 //! `DeadlineExceeded`.
 
 use std::future::Future;
+use std::time::Instant;
 
-use super::stack::{Call, Outcome};
+use futures_util::future::Either;
+use futures_util::FutureExt;
+
+use super::stack::Outcome;
 use crate::Status;
 
-/// Bounds the rest of the stack by `call`'s deadline.
-pub(super) async fn run<F, Fut>(call: Call, next: F) -> Outcome
+/// `rest`, bounded by the caller's deadline, if it sent one.
+pub(super) fn bound<F>(
+    deadline: Option<Instant>,
+    service: &'static str,
+    method: &'static str,
+    rest: F,
+) -> impl Future<Output = Outcome>
 where
-    F: FnOnce(Call) -> Fut,
-    Fut: Future<Output = Outcome>,
+    F: Future<Output = Outcome>,
 {
-    let Some(deadline) = call.request.deadline() else {
-        return next(call).await;
+    let Some(deadline) = deadline else {
+        return Either::Left(rest);
     };
-    let (service, method) = (call.service.name(), call.method);
-    match tokio::time::timeout_at(deadline.into(), next(call)).await {
-        Ok(outcome) => outcome,
-        Err(_) => Err(Status::deadline_exceeded(format!(
-            "{service}/{method}: the caller's time budget ran out; the call was abandoned"
-        ))),
-    }
+    let bounded = tokio::time::timeout_at(deadline.into(), rest).map(move |outcome| {
+        outcome.unwrap_or_else(|_| {
+            Err(Status::deadline_exceeded(format!(
+                "{service}/{method}: the caller's time budget ran out; the call was abandoned"
+            )))
+        })
+    });
+    Either::Right(bounded)
 }

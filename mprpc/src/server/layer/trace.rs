@@ -4,22 +4,25 @@
 //! level with the code and the elapsed time. See [`crate::trace`].
 
 use std::future::Future;
+use std::time::Instant;
 
-use tracing::Instrument;
+use tracing::{Instrument, Span};
 
 use super::stack::{Call, Outcome};
 use crate::trace::TraceContext;
 use crate::{Code, Status};
 
-/// Traces `call` around the rest of the stack.
-pub(super) async fn run<F, Fut>(call: Call, next: F) -> Outcome
-where
-    F: FnOnce(Call) -> Fut,
-    Fut: Future<Output = Outcome>,
-{
+/// A call's spans and trace, from its start to its reply.
+pub(super) struct Traced {
+    span: Span,
+    trace: TraceContext,
+    arrived: Instant,
+}
+
+/// Opens `call`'s span, in the trace its caller sent (or a new one).
+pub(super) fn start(call: &Call) -> Traced {
     let parent = TraceContext::from_metadata(call.request.metadata());
     let trace = parent.map_or_else(TraceContext::new_root, |p| p.child());
-    let arrived = call.arrived;
     let span = tracing::info_span!(
         "rpc.server",
         service = %call.service.name(),
@@ -27,19 +30,33 @@ where
         trace_id = %trace.trace_hex(),
         span_id = %trace.span_hex(),
         parent_span_id = %parent.map(|p| p.span_hex()).unwrap_or_default(),
-        queue_us = arrived.elapsed().as_micros() as u64,
+        queue_us = call.arrived.elapsed().as_micros() as u64,
     );
-    let handler = tracing::info_span!(parent: &span, "handler");
-    let outcome = trace
-        .scope(next(call).instrument(handler))
-        .instrument(span.clone())
-        .await;
-    let code = outcome.as_ref().map_or_else(Status::code, |_| Code::Ok);
-    tracing::debug!(
-        parent: &span,
-        code = %code,
-        elapsed_us = arrived.elapsed().as_micros() as u64,
-        "reply"
-    );
-    outcome
+    Traced {
+        span,
+        trace,
+        arrived: call.arrived,
+    }
+}
+
+impl Traced {
+    /// The rest of the stack in the call's span, with a `handler` span inside, and the trace
+    /// current for the handler.
+    pub(super) fn wrap<F: Future>(&self, rest: F) -> impl Future<Output = F::Output> {
+        let handler = tracing::info_span!(parent: &self.span, "handler");
+        self.trace
+            .scope(rest.instrument(handler))
+            .instrument(self.span.clone())
+    }
+
+    /// The `reply` event.
+    pub(super) fn finish(self, outcome: &Outcome) {
+        let code = outcome.as_ref().map_or_else(Status::code, |_| Code::Ok);
+        tracing::debug!(
+            parent: &self.span,
+            code = %code,
+            elapsed_us = self.arrived.elapsed().as_micros() as u64,
+            "reply"
+        );
+    }
 }
