@@ -382,18 +382,25 @@ fn write_client(service: &Service, names: &Names, buf: &mut String) {
             format!("{camel}Client"),
             "Channel",
             format!("Async client of `{full_name}`."),
-            "async ",
-            ".await",
+            true,
         ),
         (
             format!("{camel}BlockingClient"),
             "BlockingChannel",
             format!("Blocking client of `{full_name}`: each call blocks until its reply."),
-            "",
-            "",
+            false,
         ),
     ];
-    for (client, channel, summary, asyncness, await_) in flavours {
+    for (client, channel, summary, is_async) in flavours {
+        // An async method returns the channel's future itself, with no async function of its
+        // own: one level less in every call's future.
+        let returns = |result: String| {
+            if is_async {
+                format!("impl {RT}::Future<Output = {result}> + ::core::marker::Send + '_")
+            } else {
+                result
+            }
+        };
         write_summary_and_docs(buf, &summary, &service.comments);
         emit!(buf, "#[derive(::core::clone::Clone, ::core::fmt::Debug)]");
         emit!(
@@ -429,14 +436,14 @@ fn write_client(service: &Service, names: &Names, buf: &mut String) {
             );
             emit!(
                 buf,
-                "pub {asyncness}fn {name}(&self, request: impl {RT}::IntoRequest<{input}>) -> {result} {{",
+                "pub fn {name}(&self, request: impl {RT}::IntoRequest<{input}>) -> {result} {{",
                 name = method.name,
                 input = rust_type(&method.input_type),
-                result = result_of(&rust_type(&method.output_type)),
+                result = returns(result_of(&rust_type(&method.output_type))),
             );
             emit!(
                 buf,
-                "self.channel.unary(SERVICE_NAME, {:?}, {RT}::IntoRequest::into_request(request)){await_}",
+                "self.channel.unary(SERVICE_NAME, {:?}, {RT}::IntoRequest::into_request(request))",
                 method.proto_name,
             );
             emit!(buf, "}}");
@@ -447,14 +454,17 @@ fn write_client(service: &Service, names: &Names, buf: &mut String) {
             );
             emit!(
                 buf,
-                "pub {asyncness}fn {name}_with_metadata(&self, request: impl {RT}::IntoRequest<{input}>) -> ::core::result::Result<{RT}::Response<{output}>, {RT}::Status> {{",
+                "pub fn {name}_with_metadata(&self, request: impl {RT}::IntoRequest<{input}>) -> {result} {{",
                 name = method.name,
                 input = rust_type(&method.input_type),
-                output = rust_type(&method.output_type),
+                result = returns(format!(
+                    "::core::result::Result<{RT}::Response<{}>, {RT}::Status>",
+                    rust_type(&method.output_type)
+                )),
             );
             emit!(
                 buf,
-                "self.channel.unary_with_metadata(SERVICE_NAME, {:?}, {RT}::IntoRequest::into_request(request)){await_}",
+                "self.channel.unary_with_metadata(SERVICE_NAME, {:?}, {RT}::IntoRequest::into_request(request))",
                 method.proto_name,
             );
             emit!(buf, "}}");

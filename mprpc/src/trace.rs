@@ -76,6 +76,11 @@ impl TraceContext {
         format!("{:016x}", self.span_id)
     }
 
+    /// Runs `f` with this context as [`current`] (one poll of a future, say).
+    pub(crate) fn sync_scope<R>(self, f: impl FnOnce() -> R) -> R {
+        CURRENT.sync_scope(self, f)
+    }
+
     /// Runs `work` with this context as [`current`].
     pub fn scope<F: Future>(self, work: F) -> impl Future<Output = F::Output> {
         CURRENT.scope(self, work)

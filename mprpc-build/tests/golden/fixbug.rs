@@ -189,62 +189,72 @@ pub mod user_service_rpc_client {
             Self::new(channel.layer(::mprpc::codegen::client_interceptor(interceptor)))
         }
         /// Checks a user's name and password.
-        pub async fn login(
+        pub fn login(
             &self,
             request: impl ::mprpc::codegen::IntoRequest<super::LoginRequest>,
-        ) -> ::core::result::Result<super::LoginResponse, ::mprpc::codegen::Status> {
+        ) -> impl ::mprpc::codegen::Future<
+            Output = ::core::result::Result<
+                super::LoginResponse,
+                ::mprpc::codegen::Status,
+            >,
+        > + ::core::marker::Send + '_ {
             self.channel
                 .unary(
                     SERVICE_NAME,
                     "Login",
                     ::mprpc::codegen::IntoRequest::into_request(request),
                 )
-                .await
         }
         /// [`login`](Self::login), with the response metadata.
-        pub async fn login_with_metadata(
+        pub fn login_with_metadata(
             &self,
             request: impl ::mprpc::codegen::IntoRequest<super::LoginRequest>,
-        ) -> ::core::result::Result<
-            ::mprpc::codegen::Response<super::LoginResponse>,
-            ::mprpc::codegen::Status,
-        > {
+        ) -> impl ::mprpc::codegen::Future<
+            Output = ::core::result::Result<
+                ::mprpc::codegen::Response<super::LoginResponse>,
+                ::mprpc::codegen::Status,
+            >,
+        > + ::core::marker::Send + '_ {
             self.channel
                 .unary_with_metadata(
                     SERVICE_NAME,
                     "Login",
                     ::mprpc::codegen::IntoRequest::into_request(request),
                 )
-                .await
         }
         /// Creates a user.
-        pub async fn register(
+        pub fn register(
             &self,
             request: impl ::mprpc::codegen::IntoRequest<super::RegisterRequest>,
-        ) -> ::core::result::Result<super::RegisterResponse, ::mprpc::codegen::Status> {
+        ) -> impl ::mprpc::codegen::Future<
+            Output = ::core::result::Result<
+                super::RegisterResponse,
+                ::mprpc::codegen::Status,
+            >,
+        > + ::core::marker::Send + '_ {
             self.channel
                 .unary(
                     SERVICE_NAME,
                     "Register",
                     ::mprpc::codegen::IntoRequest::into_request(request),
                 )
-                .await
         }
         /// [`register`](Self::register), with the response metadata.
-        pub async fn register_with_metadata(
+        pub fn register_with_metadata(
             &self,
             request: impl ::mprpc::codegen::IntoRequest<super::RegisterRequest>,
-        ) -> ::core::result::Result<
-            ::mprpc::codegen::Response<super::RegisterResponse>,
-            ::mprpc::codegen::Status,
-        > {
+        ) -> impl ::mprpc::codegen::Future<
+            Output = ::core::result::Result<
+                ::mprpc::codegen::Response<super::RegisterResponse>,
+                ::mprpc::codegen::Status,
+            >,
+        > + ::core::marker::Send + '_ {
             self.channel
                 .unary_with_metadata(
                     SERVICE_NAME,
                     "Register",
                     ::mprpc::codegen::IntoRequest::into_request(request),
                 )
-                .await
         }
     }
     /// Blocking client of `fixbug.UserServiceRpc`: each call blocks until its reply.
@@ -472,36 +482,38 @@ pub mod friend_service_rpc_client {
             Self::new(channel.layer(::mprpc::codegen::client_interceptor(interceptor)))
         }
         /// Lists the friends of a user.
-        pub async fn get_friends_list(
+        pub fn get_friends_list(
             &self,
             request: impl ::mprpc::codegen::IntoRequest<super::GetFriendsListRequest>,
-        ) -> ::core::result::Result<
-            super::GetFriendsListResponse,
-            ::mprpc::codegen::Status,
-        > {
+        ) -> impl ::mprpc::codegen::Future<
+            Output = ::core::result::Result<
+                super::GetFriendsListResponse,
+                ::mprpc::codegen::Status,
+            >,
+        > + ::core::marker::Send + '_ {
             self.channel
                 .unary(
                     SERVICE_NAME,
                     "GetFriendsList",
                     ::mprpc::codegen::IntoRequest::into_request(request),
                 )
-                .await
         }
         /// [`get_friends_list`](Self::get_friends_list), with the response metadata.
-        pub async fn get_friends_list_with_metadata(
+        pub fn get_friends_list_with_metadata(
             &self,
             request: impl ::mprpc::codegen::IntoRequest<super::GetFriendsListRequest>,
-        ) -> ::core::result::Result<
-            ::mprpc::codegen::Response<super::GetFriendsListResponse>,
-            ::mprpc::codegen::Status,
-        > {
+        ) -> impl ::mprpc::codegen::Future<
+            Output = ::core::result::Result<
+                ::mprpc::codegen::Response<super::GetFriendsListResponse>,
+                ::mprpc::codegen::Status,
+            >,
+        > + ::core::marker::Send + '_ {
             self.channel
                 .unary_with_metadata(
                     SERVICE_NAME,
                     "GetFriendsList",
                     ::mprpc::codegen::IntoRequest::into_request(request),
                 )
-                .await
         }
     }
     /// Blocking client of `fixbug.FriendServiceRpc`: each call blocks until its reply.

@@ -22,79 +22,84 @@ use crate::{Metadata, Request, Response, Status};
 impl Channel {
     /// Sends the call to a provider of `service`, trying the others while it could not be
     /// sent, until `deadline`.
-    pub(super) async fn call(
-        &self,
-        service: &str,
-        method: &str,
+    // Not an `async fn`, whose arguments the future would hold twice (rust-lang/rust#62958):
+    // on the call path, every byte of a call's future is copied each time it moves.
+    #[allow(clippy::manual_async_fn)]
+    pub(super) fn call<'a>(
+        &'a self,
+        service: &'a str,
+        method: &'a str,
         mut request: Request<Bytes>,
         deadline: tokio::time::Instant,
-    ) -> Result<Response<Bytes>, Status> {
-        // Finding the providers the first time may outlast the deadline (a registry that
-        // cannot be reached): say so, rather than only that no reply came.
-        let known = read(&self.inner.services).get(service).cloned();
-        let state = match known {
-            // The usual case: no timer for a lookup that cannot wait.
-            Some(state) => state,
-            None => match tokio::time::timeout_at(deadline, self.service(service)).await {
-                Ok(state) => state?,
-                Err(_) => {
-                    return Err(Status::deadline_exceeded(format!(
-                        "{service}/{method}: the deadline passed while finding providers: {}",
-                        self.inner.registry.discovery_stalled(service)
-                    )))
-                }
-            },
-        };
-        let (instances, endpoints) = self.endpoints_of(&state);
-        if instances.is_empty() {
-            return Err(Status::unavailable(format!(
-                "no providers of `{service}` are known"
-            )));
-        }
-        let hash_key = request.hash_key().map(str::to_owned);
-        let mut metadata = std::mem::take(request.metadata_mut());
-        let body = request.into_inner();
-        let policy = self.inner.config.load_balance;
-        let attempt = |endpoint: Arc<Endpoint>, metadata: Metadata| {
-            self.attempt(endpoint, service, method, metadata, body.clone(), deadline)
-        };
-
-        // The balancer's choice first; the full order only if that provider cannot be used.
-        let first = state
-            .balancer
-            .first(policy, &instances, &endpoints, hash_key.as_deref());
-        let mut last_error = None;
-        if !endpoints[first].in_backoff() {
-            // With a single provider there is nobody to retry on: no copy of the metadata.
-            let first_metadata = if endpoints.len() == 1 {
-                std::mem::take(&mut metadata)
-            } else {
-                metadata.clone()
+    ) -> impl Future<Output = Result<Response<Bytes>, Status>> + Send + 'a {
+        async move {
+            // Finding the providers the first time may outlast the deadline (a registry that
+            // cannot be reached): say so, rather than only that no reply came.
+            let known = read(&self.inner.services).get(service).cloned();
+            let state = match known {
+                // The usual case: no timer for a lookup that cannot wait.
+                Some(state) => state,
+                None => match tokio::time::timeout_at(deadline, self.service(service)).await {
+                    Ok(state) => state?,
+                    Err(_) => {
+                        return Err(Status::deadline_exceeded(format!(
+                            "{service}/{method}: the deadline passed while finding providers: {}",
+                            self.inner.registry.discovery_stalled(service)
+                        )))
+                    }
+                },
             };
-            match attempt(endpoints[first].clone(), first_metadata).await {
-                Ok(reply) => return Ok(reply),
-                Err(CallError::NotSent(status)) => last_error = Some(status),
-                Err(CallError::Failed(status)) => return Err(status),
+            let (instances, endpoints) = self.endpoints_of(&state);
+            if instances.is_empty() {
+                return Err(Status::unavailable(format!(
+                    "no providers of `{service}` are known"
+                )));
             }
-        }
-        let order = state
-            .balancer
-            .order(policy, first, &instances, hash_key.as_deref());
-        // Providers waiting out a reconnect backoff go last.
-        let (ready, backing_off): (Vec<usize>, Vec<usize>) = order
-            .into_iter()
-            .filter(|i| *i != first || last_error.is_none())
-            .partition(|i| !endpoints[*i].in_backoff());
-        for i in ready.into_iter().chain(backing_off) {
-            match attempt(endpoints[i].clone(), metadata.clone()).await {
-                Ok(reply) => return Ok(reply),
-                Err(CallError::NotSent(status)) => last_error = Some(status),
-                Err(CallError::Failed(status)) => return Err(status),
+            let hash_key = request.hash_key().map(str::to_owned);
+            let mut metadata = std::mem::take(request.metadata_mut());
+            let body = request.into_inner();
+            let policy = self.inner.config.load_balance;
+            let attempt = |endpoint: Arc<Endpoint>, metadata: Metadata| {
+                self.attempt(endpoint, service, method, metadata, body.clone(), deadline)
+            };
+
+            // The balancer's choice first; the full order only if that provider cannot be used.
+            let first = state
+                .balancer
+                .first(policy, &instances, &endpoints, hash_key.as_deref());
+            let mut last_error = None;
+            if !endpoints[first].in_backoff() {
+                // With a single provider there is nobody to retry on: no copy of the metadata.
+                let first_metadata = if endpoints.len() == 1 {
+                    std::mem::take(&mut metadata)
+                } else {
+                    metadata.clone()
+                };
+                match attempt(endpoints[first].clone(), first_metadata).await {
+                    Ok(reply) => return Ok(reply),
+                    Err(CallError::NotSent(status)) => last_error = Some(status),
+                    Err(CallError::Failed(status)) => return Err(status),
+                }
             }
+            let order = state
+                .balancer
+                .order(policy, first, &instances, hash_key.as_deref());
+            // Providers waiting out a reconnect backoff go last.
+            let (ready, backing_off): (Vec<usize>, Vec<usize>) = order
+                .into_iter()
+                .filter(|i| *i != first || last_error.is_none())
+                .partition(|i| !endpoints[*i].in_backoff());
+            for i in ready.into_iter().chain(backing_off) {
+                match attempt(endpoints[i].clone(), metadata.clone()).await {
+                    Ok(reply) => return Ok(reply),
+                    Err(CallError::NotSent(status)) => last_error = Some(status),
+                    Err(CallError::Failed(status)) => return Err(status),
+                }
+            }
+            Err(last_error.unwrap_or_else(|| {
+                Status::unavailable(format!("no provider of `{service}` could be reached"))
+            }))
         }
-        Err(last_error.unwrap_or_else(|| {
-            Status::unavailable(format!("no provider of `{service}` could be reached"))
-        }))
     }
 
     /// One attempt on `endpoint`, through the inner layers if the channel has any. (No async
@@ -116,36 +121,39 @@ impl Channel {
         let attempt = Attempt::new(self.clone(), endpoint, deadline);
         // Boxed: the plain path's future stays as small as it was without inner layers.
         Either::Right(Box::pin(async move {
-            attempt
-                .run(ClientCall::new(service, method, request))
-                .await
+            attempt.run(ClientCall::new(service, method, request)).await
         }))
     }
 
     /// Writes the call on `endpoint`'s connection (opening it if needed) and waits for the
     /// reply.
-    pub(crate) async fn send(
-        &self,
+    // Not an `async fn`, whose arguments the future would hold twice (rust-lang/rust#62958):
+    // on the call path, every byte of a call's future is copied each time it moves.
+    #[allow(clippy::manual_async_fn)]
+    pub(crate) fn send<'a>(
+        &'a self,
         endpoint: Arc<Endpoint>,
-        service: &str,
-        method: &str,
+        service: &'a str,
+        method: &'a str,
         metadata: Metadata,
         body: Bytes,
         deadline: tokio::time::Instant,
-    ) -> Result<Response<Bytes>, CallError> {
-        let conn = endpoint
-            .connection(&self.inner.config, &self.inner.metrics)
+    ) -> impl Future<Output = Result<Response<Bytes>, CallError>> + Send + 'a {
+        async move {
+            let conn = endpoint
+                .connection(&self.inner.config, &self.inner.metrics)
+                .await
+                .map_err(CallError::NotSent)?;
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let _in_flight = endpoint.start_call();
+            conn.call(
+                service,
+                method,
+                metadata_to_wire(metadata),
+                Some(remaining),
+                body,
+            )
             .await
-            .map_err(CallError::NotSent)?;
-        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let _in_flight = endpoint.start_call();
-        conn.call(
-            service,
-            method,
-            metadata_to_wire(metadata),
-            Some(remaining),
-            body,
-        )
-        .await
+        }
     }
 }

@@ -10,6 +10,7 @@
 //! provider reaches the caller escaped and cut ([`Status::from_wire`]).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -176,59 +177,64 @@ impl Connection {
 
     /// Sends one call and waits for its reply. The caller bounds the wait; if it gives up
     /// (drops this future), the waiter is removed and the provider is told to cancel.
-    pub(crate) async fn call(
-        &self,
-        service: &str,
-        method: &str,
+    // Not an `async fn`, whose arguments the future would hold twice (rust-lang/rust#62958):
+    // on the call path, every byte of a call's future is copied each time it moves.
+    #[allow(clippy::manual_async_fn)]
+    pub(crate) fn call<'a>(
+        &'a self,
+        service: &'a str,
+        method: &'a str,
         metadata: Vec<MetadataEntry>,
         timeout: Option<Duration>,
         body: Bytes,
-    ) -> Result<Response<Bytes>, CallError> {
-        let shared = &self.shared;
-        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let (reply_tx, reply_rx) = oneshot::channel();
-        {
-            let mut pending = lock(&shared.pending);
-            if let Some(reason) = &pending.closed {
-                return Err(CallError::NotSent(reason.clone()));
+    ) -> impl Future<Output = Result<Response<Bytes>, CallError>> + Send + 'a {
+        async move {
+            let shared = &self.shared;
+            let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+            let (reply_tx, reply_rx) = oneshot::channel();
+            {
+                let mut pending = lock(&shared.pending);
+                if let Some(reason) = &pending.closed {
+                    return Err(CallError::NotSent(reason.clone()));
+                }
+                pending.waiters.insert(id, reply_tx);
             }
-            pending.waiters.insert(id, reply_tx);
-        }
-        shared.busy.enter();
-        let mut guard = CallGuard {
-            shared,
-            id,
-            armed: true,
-        };
-        let header = RequestHeader {
-            request_id: id,
-            service: service.to_owned(),
-            method: method.to_owned(),
-            timeout_us: timeout.map_or(0, |t| t.as_micros().max(1) as u64),
-            metadata,
-            sent_unix_us: unix_now_us(),
-        };
-        if shared
-            .tx
-            .send(OutFrame::Request(header, body))
-            .await
-            .is_err()
-        {
+            shared.busy.enter();
+            let mut guard = CallGuard {
+                shared,
+                id,
+                armed: true,
+            };
+            let header = RequestHeader {
+                request_id: id,
+                service: service.to_owned(),
+                method: method.to_owned(),
+                timeout_us: timeout.map_or(0, |t| t.as_micros().max(1) as u64),
+                metadata,
+                sent_unix_us: unix_now_us(),
+            };
+            if shared
+                .tx
+                .send(OutFrame::Request(header, body))
+                .await
+                .is_err()
+            {
+                guard.armed = false;
+                lock(&shared.pending).waiters.remove(&id);
+                let reason = self.closed_reason().unwrap_or_else(|| {
+                    Status::unavailable(format!("connection to {} closed", shared.address))
+                });
+                return Err(CallError::NotSent(reason));
+            }
+            let outcome = reply_rx.await;
             guard.armed = false;
-            lock(&shared.pending).waiters.remove(&id);
-            let reason = self.closed_reason().unwrap_or_else(|| {
-                Status::unavailable(format!("connection to {} closed", shared.address))
-            });
-            return Err(CallError::NotSent(reason));
-        }
-        let outcome = reply_rx.await;
-        guard.armed = false;
-        match outcome {
-            Ok(result) => result,
-            // The reader dropped the waiter without answering: only when closing.
-            Err(_) => Err(CallError::Failed(self.closed_reason().unwrap_or_else(
-                || Status::unavailable(format!("connection to {} closed", shared.address)),
-            ))),
+            match outcome {
+                Ok(result) => result,
+                // The reader dropped the waiter without answering: only when closing.
+                Err(_) => Err(CallError::Failed(self.closed_reason().unwrap_or_else(
+                    || Status::unavailable(format!("connection to {} closed", shared.address)),
+                ))),
+            }
         }
     }
 }

@@ -120,42 +120,50 @@ impl Channel {
     }
 
     /// Calls `service`/`method` with a typed request and decodes the typed reply.
-    pub async fn unary<Req, Resp>(
-        &self,
-        service: &str,
-        method: &str,
+    pub fn unary<'a, Req, Resp>(
+        &'a self,
+        service: &'a str,
+        method: &'a str,
         request: Request<Req>,
-    ) -> Result<Resp, Status>
+    ) -> impl Future<Output = Result<Resp, Status>> + Send + 'a
     where
         Req: Message,
         Resp: Message + Default,
     {
+        // Encoded before the future: it holds bytes, whatever the message type.
         let request = request.map(|m| Bytes::from(m.encode_to_vec()));
-        let reply = self.unary_raw_with_metadata(service, method, request).await?;
-        decode_reply(service, method, reply.into_inner())
+        async move {
+            let reply = self
+                .unary_raw_with_metadata(service, method, request)
+                .await?;
+            decode_reply(service, method, reply.into_inner())
+        }
     }
 
     /// [`unary`](Channel::unary), returning the reply with the response metadata the
     /// provider sent (a failure's metadata is in its [`Status::metadata`]).
-    pub async fn unary_with_metadata<Req, Resp>(
-        &self,
-        service: &str,
-        method: &str,
+    pub fn unary_with_metadata<'a, Req, Resp>(
+        &'a self,
+        service: &'a str,
+        method: &'a str,
         request: Request<Req>,
-    ) -> Result<Response<Resp>, Status>
+    ) -> impl Future<Output = Result<Response<Resp>, Status>> + Send + 'a
     where
         Req: Message,
         Resp: Message + Default,
     {
+        // Encoded before the future: it holds bytes, whatever the message type.
         let request = request.map(|m| Bytes::from(m.encode_to_vec()));
-        let (metadata, body) = self
-            .unary_raw_with_metadata(service, method, request)
-            .await?
-            .into_parts();
-        Ok(Response::from_parts(
-            metadata,
-            decode_reply(service, method, body)?,
-        ))
+        async move {
+            let (metadata, body) = self
+                .unary_raw_with_metadata(service, method, request)
+                .await?
+                .into_parts();
+            Ok(Response::from_parts(
+                metadata,
+                decode_reply(service, method, body)?,
+            ))
+        }
     }
 
     /// This channel's connections with `layer` wrapping every call made through the returned
@@ -177,14 +185,21 @@ impl Channel {
     }
 
     /// Calls `service`/`method` with an encoded request and returns the encoded reply.
-    pub async fn unary_raw(
-        &self,
-        service: &str,
-        method: &str,
+    // Not an `async fn`, whose arguments the future would hold twice (rust-lang/rust#62958):
+    // on the call path, every byte of a call's future is copied each time it moves.
+    #[allow(clippy::manual_async_fn)]
+    pub fn unary_raw<'a>(
+        &'a self,
+        service: &'a str,
+        method: &'a str,
         request: Request<Bytes>,
-    ) -> Result<Bytes, Status> {
-        let reply = self.unary_raw_with_metadata(service, method, request).await?;
-        Ok(reply.into_inner())
+    ) -> impl Future<Output = Result<Bytes, Status>> + Send + 'a {
+        async move {
+            let reply = self
+                .unary_raw_with_metadata(service, method, request)
+                .await?;
+            Ok(reply.into_inner())
+        }
     }
 
     /// [`unary_raw`](Channel::unary_raw), returning the response metadata too.

@@ -16,6 +16,7 @@
 //! the rest and after, composed here at compile time, with no allocation per built-in.
 
 use bytes::Bytes;
+use std::future::Future;
 use tracing::Instrument;
 
 use super::{deadline, metrics, trace};
@@ -29,29 +30,33 @@ impl Channel {
     /// A call past the outer layers: sized, traced, counted, bounded by its deadline, and
     /// sent to a provider. One async function with the built-ins' steps in it, not one async
     /// function each: nested async functions each keep a copy of the call.
-    pub(crate) async fn unary_unlayered(
-        &self,
-        service: &str,
-        method: &str,
+    // Not an `async fn`, whose arguments the future would hold twice (rust-lang/rust#62958):
+    // on the call path, every byte of a call's future is copied each time it moves.
+    #[allow(clippy::manual_async_fn)]
+    pub(crate) fn unary_unlayered<'a>(
+        &'a self,
+        service: &'a str,
+        method: &'a str,
         mut request: Request<Bytes>,
-    ) -> Outcome {
-        let max = self.inner.config.max_frame_size;
-        if request.get_ref().len() > max {
-            return Err(Status::resource_exhausted(format!(
-                "the request of {} bytes exceeds the maximum frame size of {max} bytes",
-                request.get_ref().len()
-            )));
+    ) -> impl Future<Output = Outcome> + Send + 'a {
+        async move {
+            let max = self.inner.config.max_frame_size;
+            if request.get_ref().len() > max {
+                return Err(Status::resource_exhausted(format!(
+                    "the request of {} bytes exceeds the maximum frame size of {max} bytes",
+                    request.get_ref().len()
+                )));
+            }
+            let span = trace::start(service, method, &mut request);
+            let record = metrics::start(&self.inner.metrics, service, method);
+            let timeout = request.timeout().unwrap_or(self.inner.config.timeout);
+            let deadline = tokio::time::Instant::now() + timeout;
+            let rest = self.call(service, method, request, deadline);
+            let outcome = deadline::bound(deadline, timeout, service, method, rest)
+                .instrument(span)
+                .await;
+            metrics::finish(record, &outcome);
+            outcome
         }
-        let span = trace::start(service, method, &mut request);
-        let record = metrics::start(&self.inner.metrics, service, method);
-        let timeout = request.timeout().unwrap_or(self.inner.config.timeout);
-        let deadline = tokio::time::Instant::now() + timeout;
-        let rest = self.call(service, method, request, deadline);
-        let outcome = deadline::bound(deadline, timeout, service, method, rest)
-            .instrument(span)
-            .await;
-        metrics::finish(record, &outcome);
-        outcome
     }
 }
-

@@ -2,34 +2,19 @@
 //! while it runs, answers the call `Internal` and is logged at error level; the provider and
 //! its other calls carry on.
 
-use std::future::Future;
 use std::panic::AssertUnwindSafe;
 
-use futures_util::FutureExt;
-
-use super::stack::Outcome;
 use crate::Status;
 
-/// `rest`, with a panic while it runs turned into `Internal`.
-pub(super) fn guard<F>(
-    service: &'static str,
-    method: &'static str,
-    rest: F,
-) -> impl Future<Output = Outcome>
-where
-    F: Future<Output = Outcome>,
-{
-    AssertUnwindSafe(rest).catch_unwind().map(move |outcome| {
-        outcome.unwrap_or_else(|panic| {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a non-string panic payload".to_owned());
-            tracing::error!(service, %method, "a layer or the handler panicked: {what}");
-            Err(Status::internal(format!(
-                "the handler of {service}/{method} panicked"
-            )))
-        })
+/// Runs `poll` (one poll of the rest of the stack), turning a panic into `Internal`.
+pub(super) fn catch<T>(service: &str, method: &str, poll: impl FnOnce() -> T) -> Result<T, Status> {
+    std::panic::catch_unwind(AssertUnwindSafe(poll)).map_err(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a non-string panic payload".to_owned());
+        tracing::error!(service, %method, "a layer or the handler panicked: {what}");
+        Status::internal(format!("the handler of {service}/{method} panicked"))
     })
 }

@@ -5,33 +5,44 @@
 //! `DeadlineExceeded`.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::task::Context;
 use std::time::Instant;
 
-use futures_util::future::Either;
-use futures_util::FutureExt;
+use tokio::time::Sleep;
 
-use super::stack::Outcome;
 use crate::Status;
 
-/// `rest`, bounded by the caller's deadline, if it sent one.
-pub(super) fn bound<F>(
-    deadline: Option<Instant>,
-    service: &'static str,
-    method: &'static str,
-    rest: F,
-) -> impl Future<Output = Outcome>
-where
-    F: Future<Output = Outcome>,
-{
-    let Some(deadline) = deadline else {
-        return Either::Left(rest);
-    };
-    let bounded = tokio::time::timeout_at(deadline.into(), rest).map(move |outcome| {
-        outcome.unwrap_or_else(|_| {
-            Err(Status::deadline_exceeded(format!(
-                "{service}/{method}: the caller's time budget ran out; the call was abandoned"
-            )))
-        })
-    });
-    Either::Right(bounded)
+pin_project_lite::pin_project! {
+    /// The caller's deadline, as the stack's [`Guarded`](super::stack::Guarded) future polls
+    /// it.
+    #[derive(Debug)]
+    pub(super) struct Deadline {
+        #[pin]
+        sleep: Option<Sleep>,
+    }
+}
+
+impl Deadline {
+    /// A timer for `deadline`, if the caller sent one.
+    pub(super) fn new(deadline: Option<Instant>) -> Deadline {
+        Deadline {
+            sleep: deadline.map(|d| tokio::time::sleep_until(d.into())),
+        }
+    }
+
+    /// Whether the deadline has passed (and if not, wakes the task when it does).
+    pub(super) fn poll_expired(self: Pin<&mut Self>, cx: &mut Context<'_>) -> bool {
+        self.project()
+            .sleep
+            .as_pin_mut()
+            .is_some_and(|sleep| sleep.poll(cx).is_ready())
+    }
+}
+
+/// The answer to a call whose deadline passed.
+pub(super) fn exceeded(service: &str, method: &str) -> Status {
+    Status::deadline_exceeded(format!(
+        "{service}/{method}: the caller's time budget ran out; the call was abandoned"
+    ))
 }

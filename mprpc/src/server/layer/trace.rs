@@ -3,10 +3,9 @@
 //! handler's own calls continue ([`crate::trace::current`]), and a `reply` event at debug
 //! level with the code and the elapsed time. See [`crate::trace`].
 
-use std::future::Future;
 use std::time::Instant;
 
-use tracing::{Instrument, Span};
+use tracing::Span;
 
 use super::stack::{Call, Outcome};
 use crate::trace::TraceContext;
@@ -15,6 +14,7 @@ use crate::{Code, Status};
 /// A call's spans and trace, from its start to its reply.
 pub(super) struct Traced {
     span: Span,
+    handler: Span,
     trace: TraceContext,
     arrived: Instant,
 }
@@ -32,21 +32,22 @@ pub(super) fn start(call: &Call) -> Traced {
         parent_span_id = %parent.map(|p| p.span_hex()).unwrap_or_default(),
         queue_us = call.arrived.elapsed().as_micros() as u64,
     );
+    let handler = tracing::info_span!(parent: &span, "handler");
     Traced {
         span,
+        handler,
         trace,
         arrived: call.arrived,
     }
 }
 
 impl Traced {
-    /// The rest of the stack in the call's span, with a `handler` span inside, and the trace
-    /// current for the handler.
-    pub(super) fn wrap<F: Future>(&self, rest: F) -> impl Future<Output = F::Output> {
-        let handler = tracing::info_span!(parent: &self.span, "handler");
-        self.trace
-            .scope(rest.instrument(handler))
-            .instrument(self.span.clone())
+    /// Runs `poll` (one poll of the rest of the stack) in the call's span, with a `handler`
+    /// span inside, and the call's trace current for the handler.
+    pub(super) fn enter<T>(&self, poll: impl FnOnce() -> T) -> T {
+        let _call = self.span.enter();
+        let _handler = self.handler.enter();
+        self.trace.sync_scope(poll)
     }
 
     /// The `reply` event.
