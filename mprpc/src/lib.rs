@@ -19,6 +19,7 @@
 //! | [`admin`] | the optional HTTP admin port: `/metrics`, `/status`, `/health` |
 //! | [`config`] | the TOML (or legacy `key=value`) configuration file |
 //! | [`trace`] | trace and span ids carried in call metadata, and the spans around calls |
+//! | [`tls`] | TLS on the RPC port: certificates from files, reloaded; the peer's identity |
 //! | [`logging`] | `tracing` to a non-blocking daily file writer |
 //! | [`metrics`] | per-method call counts, errors by code, latency histograms |
 //! | [`report`] | an error and its causes as one line, for programs to print |
@@ -55,6 +56,7 @@ pub mod response;
 pub mod server;
 pub mod status;
 mod sync;
+pub mod tls;
 mod tower_stack;
 pub mod trace;
 

@@ -1,6 +1,7 @@
 //! Shared pieces of the integration tests: the test service, process helpers and a fake
 //! provider that misbehaves on purpose.
 
+pub mod certs;
 pub mod fake;
 pub mod http;
 pub mod process;
@@ -70,6 +71,10 @@ impl Drop for Abandoned<'_> {
     }
 }
 
+/// The `metadata_key` that asks the echo handler for the subject of the client's TLS
+/// certificate (mutual TLS), in `metadata_value`.
+pub const PEER_IDENTITY_KEY: &str = "@peer-identity";
+
 /// A value a server layer puts in a request's extensions; the echo handler returns it in
 /// `metadata_value` when asked for the key [`LayerNote::KEY`].
 #[derive(Clone, Debug)]
@@ -97,7 +102,11 @@ impl Echo for EchoService {
             .remote_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
+        let identity = request.extensions().get::<mprpc::tls::PeerIdentity>();
         let metadata_value = match request.extensions().get::<LayerNote>() {
+            _ if request.get_ref().metadata_key == PEER_IDENTITY_KEY => {
+                identity.map(|i| i.subject().to_owned()).unwrap_or_default()
+            }
             Some(note) if request.get_ref().metadata_key == LayerNote::KEY => note.0.clone(),
             _ => request
                 .metadata()

@@ -141,7 +141,7 @@ impl Channel {
     ) -> impl Future<Output = Result<Response<Bytes>, CallError>> + Send + 'a {
         async move {
             let conn = endpoint
-                .connection(&self.inner.config, &self.inner.metrics)
+                .connection(&self.inner.config, &self.inner.metrics, self.tls()?)
                 .await
                 .map_err(CallError::NotSent)?;
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());

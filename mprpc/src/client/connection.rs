@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{FutureExt, StreamExt};
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio_util::codec::FramedRead;
@@ -34,6 +34,7 @@ use crate::protocol::{
 };
 use crate::status::{printable, MAX_PEER_MESSAGE};
 use crate::sync::lock;
+use crate::tls::Connector;
 use crate::{Code, Response, Status};
 
 type Waiter = oneshot::Sender<Result<Response<Bytes>, CallError>>;
@@ -83,6 +84,7 @@ impl Connection {
         address: &str,
         config: &ClientConfig,
         metrics: &Metrics,
+        tls: Option<&Connector>,
     ) -> Result<Connection, Status> {
         let stream = tokio::time::timeout(config.connect_timeout, TcpStream::connect(address))
             .await
@@ -94,21 +96,32 @@ impl Connection {
             })?
             .map_err(|e| Status::unavailable(format!("cannot connect to {address}: {e}")))?;
         let _ = stream.set_nodelay(true);
-        Ok(Connection::start(
-            stream,
-            address.to_owned(),
-            config,
-            metrics.clone(),
-        ))
+        let Some(tls) = tls else {
+            let (rd, wr) = stream.into_split();
+            return Ok(Connection::start(rd, wr, address, config, metrics.clone()));
+        };
+        let stream = tls.connect(stream, address).await.map_err(|e| {
+            Status::unavailable(format!(
+                "TLS handshake with {address} failed: {e} (does the provider serve TLS, with a \
+                 certificate from the CA in [client.tls] ca?)"
+            ))
+        })?;
+        let (rd, wr) = tokio::io::split(stream);
+        Ok(Connection::start(rd, wr, address, config, metrics.clone()))
     }
 
-    fn start(
-        stream: TcpStream,
-        address: String,
+    fn start<R, W>(
+        rd: R,
+        wr: W,
+        address: &str,
         config: &ClientConfig,
         metrics: Metrics,
-    ) -> Connection {
-        let (rd, wr) = stream.into_split();
+    ) -> Connection
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        let address = address.to_owned();
         let busy = Arc::<BusyHint>::default();
         let (tx, rx) = Outbox::new(busy.clone());
         let shared = Arc::new(ConnShared {
@@ -270,8 +283,8 @@ impl Drop for CallGuard<'_> {
     }
 }
 
-async fn read_loop(
-    rd: OwnedReadHalf,
+async fn read_loop<R: AsyncRead + Unpin>(
+    rd: R,
     shared: Arc<ConnShared>,
     close: CancellationToken,
     max_frame_size: usize,

@@ -12,6 +12,7 @@ use std::time::Instant;
 use super::connection::Connection;
 use crate::config::ClientConfig;
 use crate::metrics::Metrics;
+use crate::tls::Connector;
 use crate::Status;
 
 pub(crate) struct Endpoint {
@@ -111,6 +112,7 @@ impl Endpoint {
         &self,
         config: &ClientConfig,
         metrics: &Metrics,
+        tls: Option<&Connector>,
     ) -> Result<Arc<Connection>, Status> {
         if let Some(conn) = self.usable() {
             return Ok(conn);
@@ -132,7 +134,7 @@ impl Endpoint {
                 }
             }
         }
-        match Connection::connect(&self.address, config, metrics).await {
+        match Connection::connect(&self.address, config, metrics, tls).await {
             Ok(conn) => {
                 let conn = Arc::new(conn);
                 let mut state = self.lock();

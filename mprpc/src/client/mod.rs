@@ -36,10 +36,12 @@ use prost::Message;
 
 use self::balance::Balancer;
 pub use self::blocking::BlockingChannel;
+use self::connection::CallError;
 use self::endpoint::Endpoint;
 use crate::config::{ClientConfig, Config};
 use crate::metrics::Metrics;
 use crate::registry::{self, Instances, Registry, RegistryError, ServiceInstance, StaticRegistry};
+use crate::tls::Connector;
 use crate::{Request, Response, Status};
 
 /// A consumer's handle for calling services. Cheap to clone; clones share connections.
@@ -53,6 +55,9 @@ pub struct Channel {
 
 struct Inner {
     config: ClientConfig,
+    /// TLS to the providers, made from `config.tls` when the channel is made; a failure is
+    /// every call's answer.
+    tls: Result<Option<Connector>, Status>,
     metrics: Metrics,
     registry: Arc<dyn Registry>,
     services: RwLock<HashMap<String, Arc<ServiceState>>>,
@@ -89,6 +94,12 @@ impl Channel {
         Channel {
             layers: layer::Layers::default(),
             inner: Arc::new(Inner {
+                tls: match &config.tls {
+                    Some(settings) => Connector::new(settings)
+                        .map(Some)
+                        .map_err(|e| Status::failed_precondition(e.to_string())),
+                    None => Ok(None),
+                },
                 config,
                 metrics,
                 registry,
@@ -117,6 +128,14 @@ impl Channel {
     /// The client settings.
     pub fn config(&self) -> &ClientConfig {
         &self.inner.config
+    }
+
+    /// The TLS connector, if the channel uses TLS, or why its settings could not be used.
+    fn tls(&self) -> Result<Option<&Connector>, CallError> {
+        match &self.inner.tls {
+            Ok(tls) => Ok(tls.as_ref()),
+            Err(status) => Err(CallError::NotSent(status.clone())),
+        }
     }
 
     /// Calls `service`/`method` with a typed request and decodes the typed reply.

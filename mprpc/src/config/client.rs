@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::check::Check;
+use super::tls::ClientTls;
 use super::{ConfigError, DEFAULT_MAX_FRAME_SIZE};
 
 /// The consumer's settings.
@@ -44,6 +45,8 @@ pub struct ClientConfig {
     pub threads: usize,
     /// How calls are spread over a service's providers. Default `round_robin`.
     pub load_balance: LoadBalance,
+    /// TLS to the providers (`[client.tls]`). Default: none, plaintext.
+    pub tls: Option<ClientTls>,
 }
 
 /// How a consumer spreads calls over the providers of a service.
@@ -77,6 +80,7 @@ impl Default for ClientConfig {
             reconnect_backoff_max: Duration::from_secs(5),
             threads: 2,
             load_balance: LoadBalance::RoundRobin,
+            tls: None,
         }
     }
 }
@@ -96,6 +100,10 @@ impl ClientConfig {
             "client.reconnect_backoff_max",
             "must be at least `client.reconnect_backoff`",
         )?;
-        check.that(self.threads >= 1, "client.threads", "must be at least 1")
+        check.that(self.threads >= 1, "client.threads", "must be at least 1")?;
+        match &self.tls {
+            Some(tls) => tls.validate(check),
+            None => Ok(()),
+        }
     }
 }

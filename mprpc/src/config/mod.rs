@@ -85,12 +85,14 @@ mod legacy;
 mod logging;
 mod registry;
 mod server;
+mod tls;
 mod toml_error;
 
 pub use client::{ClientConfig, LoadBalance};
 pub use logging::LoggingConfig;
 pub use registry::RegistryConfig;
 pub use server::{CallerClock, ServerConfig};
+pub use tls::{ClientTls, ServerTls, TlsMode};
 
 use check::Check;
 use toml_error::toml_error;

@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::check::Check;
+use super::tls::ServerTls;
 use super::{ConfigError, DEFAULT_MAX_FRAME_SIZE};
 use crate::protocol::limits::{
     MetadataLimits, DEFAULT_MAX_METADATA_BYTES, DEFAULT_MAX_METADATA_ENTRIES,
@@ -75,6 +76,8 @@ pub struct ServerConfig {
     /// closed, and its calls are dropped. More than zero. Default 30 s.
     #[serde(with = "humantime_serde")]
     pub write_timeout: Duration,
+    /// TLS on the RPC port (`[server.tls]`). Default: none, plaintext.
+    pub tls: Option<ServerTls>,
 }
 
 impl Default for ServerConfig {
@@ -98,6 +101,7 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
             write_timeout: Duration::from_secs(30),
+            tls: None,
         }
     }
 }
@@ -167,6 +171,10 @@ impl ServerConfig {
         )?;
         check.limit(self.max_connections, "server.max_connections")?;
         check.positive(self.idle_timeout, "server.idle_timeout")?;
-        check.positive(self.write_timeout, "server.write_timeout")
+        check.positive(self.write_timeout, "server.write_timeout")?;
+        match &self.tls {
+            Some(tls) => tls.validate(check),
+            None => Ok(()),
+        }
     }
 }

@@ -27,6 +27,7 @@ mod reflection;
 mod reply;
 mod service;
 pub mod shutdown;
+mod transport;
 
 use std::future::Future;
 use std::io;
@@ -52,6 +53,8 @@ use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use crate::reflection::ServiceInfo;
 use crate::registry::{Registration, Registry, RegistryError, ServiceInstance};
+use crate::tls::Acceptor;
+use transport::Opened;
 
 /// A provider: a set of services and the settings to serve them with.
 #[derive(Debug)]
@@ -171,6 +174,18 @@ impl Server {
         self.start_admin(&router, registry, local, admin_stop.clone())
             .await?;
         let _stop_admin = admin_stop.drop_guard();
+        // The TLS files are read now (a bad one stops the start) and watched until we stop.
+        let tls_stop = CancellationToken::new();
+        let tls = match &self.config.tls {
+            Some(settings) => Some(transport::ServerTls {
+                acceptor: Acceptor::start(settings, tls_stop.clone())
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?,
+                mode: settings.mode,
+                handshake_timeout: settings.handshake_timeout,
+            }),
+            None => None,
+        };
+        let _stop_tls = tls_stop.drop_guard();
         let shared = Arc::new(Shared {
             stack: Arc::new(Stack {
                 admission: Admission::new(
@@ -184,6 +199,7 @@ impl Server {
             router,
             metrics: self.metrics,
             complaints: complaints::Complaints::default(),
+            tls,
         });
         let (notify_shutdown, _) = watch::channel(false);
         let force_close = CancellationToken::new();
@@ -302,6 +318,8 @@ pub(crate) struct Shared {
     pub(crate) stack: Arc<Stack>,
     pub(crate) metrics: Metrics,
     pub(crate) complaints: complaints::Complaints,
+    /// TLS on the port, if configured.
+    pub(crate) tls: Option<transport::ServerTls>,
 }
 
 /// Graceful shutdown once the listener is closed: tells every connection to drain, waits
@@ -370,7 +388,10 @@ async fn accept_loop(
             shared
                 .complaints
                 .warn("max_connections", peer, &"max_connections reached");
-            connections.spawn(connection::refuse(stream, shared.config.max_connections));
+            connections.spawn(transport::refuse_over_limit(
+                stream,
+                shared.config.max_connections,
+            ));
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -381,8 +402,16 @@ async fn accept_loop(
             notify_shutdown.subscribe(),
             force_close.clone(),
         );
+        let shared = shared.clone();
         connections.spawn(async move {
-            conn.run(stream).await;
+            match transport::open(stream, shared.tls.as_ref()).await {
+                Ok(Opened::Plain(stream)) => conn.run_tcp(stream).await,
+                Ok(Opened::Tls(stream, identity)) => conn.run_tls(*stream, identity).await,
+                Err(refused) => {
+                    shared.metrics.protocol_error(refused.kind);
+                    shared.complaints.warn(refused.kind, peer, &refused.status);
+                }
+            }
             drop(permit);
         });
     }

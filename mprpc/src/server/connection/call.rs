@@ -132,7 +132,10 @@ impl Connection {
             return Ok(Admitted::Dropped);
         }
         let metadata = metadata_from_wire(header.metadata);
-        let request = Request::from_parts(frame.body, metadata, deadline, Some(self.peer));
+        let mut request = Request::from_parts(frame.body, metadata, deadline, Some(self.peer));
+        if let Some(identity) = &self.identity {
+            request.extensions_mut().insert(identity.clone());
+        }
         let call = Call {
             service,
             method,

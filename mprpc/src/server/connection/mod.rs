@@ -21,11 +21,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{FutureExt, StreamExt};
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::task::{AbortHandle, JoinHandle};
+use tokio_rustls::server::TlsStream;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -39,6 +39,7 @@ use crate::protocol::{
     CancelHeader, Frame, FrameDecoder, FrameKind, GoAwayHeader, OutFrame, Outbox, ProtocolError,
 };
 use crate::sync::lock;
+use crate::tls::PeerIdentity;
 use crate::{Code, Status};
 
 /// Read buffer size to start with; it grows for larger frames.
@@ -51,9 +52,6 @@ const BATCH_BYTES: usize = 1024 * 1024;
 /// Calls running on this connection, by request id, so a `Cancel` can stop one.
 type InFlight = Arc<Mutex<HashMap<u64, AbortHandle>>>;
 
-/// The connection's frames as they are read.
-type Frames = FramedRead<OwnedReadHalf, FrameDecoder>;
-
 pub(crate) struct Connection {
     peer: SocketAddr,
     /// Calls in flight and bytes queued on this connection.
@@ -63,6 +61,8 @@ pub(crate) struct Connection {
     force_close: CancellationToken,
     /// Whether the caller's clock may tell how long a request waited before it was read.
     trust_caller_clock: bool,
+    /// The client's identity, under mutual TLS.
+    identity: Option<PeerIdentity>,
 }
 
 /// What a batch of frames works with.
@@ -115,16 +115,38 @@ impl Connection {
             shutdown,
             force_close,
             trust_caller_clock,
+            identity: None,
         }
     }
 
-    pub(crate) async fn run(mut self, stream: TcpStream) {
+    /// Serves a plaintext connection until it ends.
+    pub(crate) async fn run_tcp(self, stream: TcpStream) {
+        let (rd, wr) = stream.into_split();
+        self.run(rd, wr).await;
+    }
+
+    /// Serves a TLS connection until it ends; under mutual TLS, every request carries the
+    /// client's identity in its extensions.
+    pub(crate) async fn run_tls(
+        mut self,
+        stream: TlsStream<TcpStream>,
+        identity: Option<PeerIdentity>,
+    ) {
+        self.identity = identity;
+        let (rd, wr) = tokio::io::split(stream);
+        self.run(rd, wr).await;
+    }
+
+    async fn run<R, W>(mut self, rd: R, wr: W)
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let peer = self.peer;
         tracing::debug!(%peer, "connection opened");
         let metrics = self.shared.metrics.clone();
         metrics.connection(Side::Server, 1);
         let _queue = metrics.track_server_queue(self.busy.clone());
-        let (rd, wr) = stream.into_split();
         let (tx, rx) = Outbox::new(self.busy.clone());
         // Cancelled when the writer fails (the peer stopped reading, or the socket broke): the
         // reader then stops too, and the calls are dropped.
@@ -152,9 +174,9 @@ impl Connection {
     }
 
     /// Starts the connection's writer task; `failed` is cancelled if writing fails.
-    fn spawn_writer(
+    fn spawn_writer<W: AsyncWrite + Unpin + Send + 'static>(
         &self,
-        wr: OwnedWriteHalf,
+        wr: W,
         rx: mpsc::Receiver<OutFrame>,
         failed: CancellationToken,
     ) -> JoinHandle<std::io::Result<()>> {
@@ -170,9 +192,9 @@ impl Connection {
     }
 
     /// Reads frames and acts on them until the connection has to end, and says why.
-    async fn read_loop(
+    async fn read_loop<R: AsyncRead + Unpin>(
         &mut self,
-        frames: &mut Frames,
+        frames: &mut FramedRead<R, FrameDecoder>,
         mut turn: Turn<'_>,
         writer_failed: &CancellationToken,
     ) -> Ending {
@@ -377,21 +399,6 @@ fn too_slow(
 
 fn broken(e: ProtocolError) -> Ending {
     Ending::Broken(e.kind(), e.to_status())
-}
-
-/// Accepts and closes a connection over the `max_connections` limit, saying why.
-pub(crate) async fn refuse(mut stream: TcpStream, limit: usize) {
-    let mut buf = bytes::BytesMut::new();
-    go_away(
-        Code::ResourceExhausted,
-        &format!("provider is at its limit of {limit} connections"),
-    )
-    .encode(&mut buf);
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        let _ = stream.write_all(&buf).await;
-        let _ = stream.shutdown().await;
-    })
-    .await;
 }
 
 fn go_away(code: Code, message: &str) -> OutFrame {
