@@ -1,120 +1,28 @@
-//! The ZooKeeper session and the provider nodes that depend on it.
+//! The supervisor: the state machine that owns the session (see [`super`]).
 //!
-//! The session lives on a thread of its own with a single-threaded runtime ([`run`]), never
-//! on the caller's runtime: `zookeeper-client` runs its session as a task on whichever runtime
-//! connects, and when that runtime shuts down (a blocking client dropped, a `main` returning)
-//! the task is dropped without telling the watchers, and a watcher polled after that panics
-//! inside the crate (`src/session/watch.rs:147`, an `unwrap()` on `None`). On our own
-//! single-threaded runtime nothing is polled once it shuts down, and the session is closed in
-//! order first: the followers drop their watches and clients, then the session says goodbye
-//! to ZooKeeper (which removes our nodes at once) and reports `Closed` to what is left.
-//!
-//! One supervisor task owns the session. It connects (retrying with backoff), publishes the
-//! live client for the consumers' watchers, and keeps every registered provider node true:
-//!
-//! - after connecting, and again after every reconnect, it makes sure each node exists and
-//!   belongs to the current session;
-//! - a node that exists but belongs to another session (ours before an expiry, or a dead
-//!   process that used the same address) is deleted and created again, never skipped;
-//! - a one-shot watch on each node (these survive reconnects) brings it back at once if
-//!   someone deletes it, and a periodic check catches anything else;
-//! - when the session expires, it builds a new one and starts over.
-//!
-//! Commands (register, deregister, follow) reach it through a channel, so registry work never
-//! blocks the client's event delivery.
+//! It alternates between two phases until every handle on the registry is gone:
+//! [`Supervisor::connect`] (connecting, with backoff, while registrations queue up) and
+//! [`Supervisor::serve`] (keeping the registered nodes true on an established session, and
+//! carrying out commands, until the session ends). What it keeps across sessions is the set of
+//! registrations; the operations on one node are in [`super::nodes`].
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError, SessionState, StateWatcher};
+use zookeeper_client::{Client, Error as ZkError, SessionState, StateWatcher};
 
-use super::{follow, SessionStatus};
-use crate::registry::{RegistryError, ServiceInstance};
-
-/// How long closing the session may take when the registry is dropped.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// What the supervisor publishes about the session.
-#[derive(Clone)]
-pub(super) struct Session {
-    pub(super) status: SessionStatus,
-    /// The live client, while there is one.
-    pub(super) client: Option<Client>,
-    /// Why the last attempt to establish a session failed; `None` once one is established.
-    pub(super) unreachable: Option<String>,
-}
-
-impl Session {
-    pub(super) fn connecting() -> Session {
-        Session {
-            status: SessionStatus::Connecting,
-            client: None,
-            unreachable: None,
-        }
-    }
-}
-
-type Ack = oneshot::Sender<Result<(), RegistryError>>;
-
-/// Work for the supervisor.
-pub(super) enum Command {
-    /// Keep an ephemeral node at `path` with `data`.
-    Register {
-        path: String,
-        data: Vec<u8>,
-        ack: Ack,
-    },
-    /// Stop keeping it, and delete it if it is ours.
-    Deregister { path: String, ack: Ack },
-    /// Follow the providers under `path` (see [`follow`]).
-    Follow {
-        path: String,
-        instances: watch::Sender<Arc<Vec<ServiceInstance>>>,
-        listed: watch::Sender<bool>,
-    },
-}
-
-/// The body of the registry's thread: supervises the session until every handle on the
-/// registry is gone, then closes it in order.
-pub(super) fn run(
-    connect: String,
-    session_timeout: Duration,
-    commands: mpsc::UnboundedReceiver<Command>,
-    session: watch::Sender<Session>,
-) {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            tracing::error!("cannot start the ZooKeeper registry's runtime: {e}");
-            return;
-        }
-    };
-    runtime.block_on(async move {
-        let stop = CancellationToken::new();
-        let closing = supervise(&connect, session_timeout, commands, &session, &stop).await;
-        // The followers drop their watches and clients; the last client gone, the session
-        // closes and delivers `Closed` to any watch still armed.
-        stop.cancel();
-        if let Some(mut state) = closing {
-            let closed = async { while !state.changed().await.is_terminated() {} };
-            if tokio::time::timeout(CLOSE_TIMEOUT, closed).await.is_err() {
-                tracing::debug!("the ZooKeeper session did not close within {CLOSE_TIMEOUT:?}");
-            }
-        }
-    });
-    // Dropping the runtime drops whatever is left without polling it again.
-}
+use super::nodes::{arm_watch, delete_own, ensure_node};
+use super::{Ack, Command, Session};
+use crate::registry::zookeeper::{follow, SessionStatus};
+use crate::registry::ServiceInstance;
 
 /// Keeps the session and the registrations until every handle on the registry is gone;
 /// returns the state of the session it was closing, if there was one.
-async fn supervise(
+pub(super) async fn supervise(
     connect: &str,
     session_timeout: Duration,
     commands: mpsc::UnboundedReceiver<Command>,
@@ -433,96 +341,5 @@ async fn ensure_all(
     *waiting = still;
     for (_, ack) in done {
         let _ = ack.send(Ok(()));
-    }
-}
-
-/// Watches a node once; when it changes or goes, its path comes back through `fired`.
-///
-/// The task keeps no client while it waits, so that it does not hold the session open; the
-/// session's end reaches it as an event.
-fn arm_watch(client: &Client, path: &str, fired: &mpsc::UnboundedSender<String>) {
-    let client = client.clone();
-    let path = path.to_owned();
-    let fired = fired.clone();
-    tokio::spawn(async move {
-        let watched = client.check_and_watch_stat(&path).await;
-        drop(client);
-        match watched {
-            Ok((_, watcher)) => {
-                let event = watcher.changed().await;
-                tracing::debug!(%path, ?event.event_type, "provider node changed");
-                let _ = fired.send(path);
-            }
-            Err(e) => tracing::debug!(%path, "cannot watch: {e}"),
-        }
-    });
-}
-
-fn unavailable(what: &str, path: &str, e: ZkError) -> RegistryError {
-    RegistryError::Unavailable(format!("{what} {path}: {e}"))
-}
-
-/// Makes sure `path` is an ephemeral node of this session holding `data`.
-pub(super) async fn ensure_node(
-    client: &Client,
-    path: &str,
-    data: &[u8],
-) -> Result<(), RegistryError> {
-    let ephemeral = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
-    let persistent = CreateMode::Persistent.with_acls(Acls::anyone_all());
-    let ours = client.session_id().0;
-    for _ in 0..5 {
-        match client.create(path, data, &ephemeral).await {
-            Ok(_) => return Ok(()),
-            Err(ZkError::NoNode) => {
-                let parent = &path[..path.rfind('/').unwrap_or(0)];
-                client
-                    .mkdir(parent, &persistent)
-                    .await
-                    .map_err(|e| unavailable("cannot create", parent, e))?;
-            }
-            Err(ZkError::NodeExists) => match client.get_data(path).await {
-                Ok((old, stat)) if stat.ephemeral_owner == ours => {
-                    if old != data {
-                        client
-                            .set_data(path, data, None)
-                            .await
-                            .map_err(|e| unavailable("cannot update", path, e))?;
-                    }
-                    return Ok(());
-                }
-                Ok((_, stat)) => {
-                    tracing::info!(
-                        %path,
-                        owner = format_args!("{:#x}", stat.ephemeral_owner),
-                        "replacing a provider node left by another session"
-                    );
-                    match client.delete(path, Some(stat.version)).await {
-                        Ok(()) | Err(ZkError::NoNode) | Err(ZkError::BadVersion) => {}
-                        Err(e) => return Err(unavailable("cannot replace", path, e)),
-                    }
-                }
-                Err(ZkError::NoNode) => {}
-                Err(e) => return Err(unavailable("cannot read", path, e)),
-            },
-            Err(e) => return Err(unavailable("cannot create", path, e)),
-        }
-    }
-    Err(RegistryError::Unavailable(format!(
-        "cannot create {path}: it keeps changing under us"
-    )))
-}
-
-/// Deletes `path` if this session owns it.
-async fn delete_own(client: &Client, path: &str) -> Result<(), RegistryError> {
-    match client.check_stat(path).await {
-        Ok(Some(stat)) if stat.ephemeral_owner == client.session_id().0 => {
-            match client.delete(path, Some(stat.version)).await {
-                Ok(()) | Err(ZkError::NoNode) => Ok(()),
-                Err(e) => Err(unavailable("cannot delete", path, e)),
-            }
-        }
-        Ok(_) => Ok(()),
-        Err(e) => Err(unavailable("cannot check", path, e)),
     }
 }
