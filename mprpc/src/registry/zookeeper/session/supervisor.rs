@@ -18,7 +18,7 @@ use zookeeper_client::{Client, Error as ZkError, SessionState, StateWatcher};
 use super::nodes::{arm_watch, delete_own, ensure_node};
 use super::{Ack, Command, Session};
 use crate::registry::zookeeper::{follow, SessionStatus};
-use crate::registry::ServiceInstance;
+use crate::registry::{RegistryError, ServiceInstance};
 
 /// Keeps the session and the registrations until every handle on the registry is gone;
 /// returns the state of the session it was closing, if there was one.
@@ -84,7 +84,8 @@ impl Supervisor<'_> {
     }
 
     /// Connects (see [`connect_with_retry`]), taking commands meanwhile: registrations are
-    /// recorded and wait in `waiting` for the session. `None` once every handle is gone.
+    /// recorded and wait in `waiting` for the session (or until they are deregistered, see
+    /// [`Supervisor::withdraw`]). `None` once every handle is gone.
     async fn connect(&mut self, waiting: &mut Vec<(String, Ack)>) -> Option<Client> {
         let mut attempt = Box::pin(connect_with_retry(
             self.connect,
@@ -101,7 +102,7 @@ impl Supervisor<'_> {
                         waiting.push((path, ack));
                     }
                     Some(Command::Deregister { path, ack }) => {
-                        self.registrations.remove(&path);
+                        self.withdraw(&path, waiting);
                         let _ = ack.send(Ok(()));
                     }
                     Some(Command::Follow { path, instances, listed }) => {
@@ -109,6 +110,23 @@ impl Supervisor<'_> {
                     }
                 },
             }
+        }
+    }
+
+    /// Stops keeping the node at `path`. Registrations of it still waiting in `waiting` are
+    /// answered with an error, never left to be acknowledged later: no node will be made for
+    /// them. Being the only place a registration is removed, it keeps every path in `waiting`
+    /// registered, which [`ensure_all`] relies on: it acknowledges what did not fail.
+    fn withdraw(&mut self, path: &str, waiting: &mut Vec<(String, Ack)>) {
+        self.registrations.remove(path);
+        let (withdrawn, still): (Vec<_>, Vec<_>) = std::mem::take(waiting)
+            .into_iter()
+            .partition(|(p, _)| p == path);
+        *waiting = still;
+        for (_, ack) in withdrawn {
+            let _ = ack.send(Err(RegistryError::Unavailable(format!(
+                "the registration of {path} was withdrawn (deregistered) before its node was created"
+            ))));
         }
     }
 
@@ -250,8 +268,7 @@ impl Supervisor<'_> {
                 self.registrations.insert(path, data);
             }
             Command::Deregister { path, ack } => {
-                self.registrations.remove(&path);
-                waiting.retain(|(p, _)| *p != path);
+                self.withdraw(&path, waiting);
                 let _ = ack.send(delete_own(client, &path).await);
             }
             Command::Follow {
@@ -341,5 +358,112 @@ async fn ensure_all(
     *waiting = still;
     for (_, ack) in done {
         let _ = ack.send(Ok(()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::oneshot;
+    use tokio::sync::oneshot::error::TryRecvError;
+
+    /// A bound on every wait: the tests wait for conditions, never for a fixed time.
+    const BOUND: Duration = Duration::from_secs(10);
+
+    fn register(path: &str) -> (Command, oneshot::Receiver<Result<(), RegistryError>>) {
+        let (ack, done) = oneshot::channel();
+        let data = b"instance".to_vec();
+        let path = path.to_owned();
+        (Command::Register { path, data, ack }, done)
+    }
+
+    fn is_withdrawn(answer: &Result<Result<(), RegistryError>, TryRecvError>) -> bool {
+        matches!(answer, Ok(Err(RegistryError::Unavailable(m))) if m.contains("withdrawn"))
+    }
+
+    fn is_waiting(answer: &Result<Result<(), RegistryError>, TryRecvError>) -> bool {
+        matches!(answer, Err(TryRecvError::Empty))
+    }
+
+    /// A register that is still waiting for the session when its path is deregistered gets an
+    /// error then, and is not acknowledged later as if its node had been made.
+    #[tokio::test]
+    async fn deregistering_while_connecting_answers_the_waiting_register() {
+        // Accepts connections and never answers: the supervisor stays in its connect phase.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let connect = silent.local_addr().unwrap().to_string();
+        let (commands, rx) = mpsc::unbounded_channel();
+        let (session, _) = watch::channel(Session::connecting());
+        let supervisor = tokio::spawn(async move {
+            let stop = CancellationToken::new();
+            supervise(&connect, Duration::from_secs(10), rx, &session, &stop)
+                .await
+                .is_none()
+        });
+
+        let path = "/mprpc/svc/providers/127.0.0.1:1";
+        let (command, mut registered) = register(path);
+        commands.send(command).unwrap();
+        let (other, mut other_registered) = register("/mprpc/svc/providers/127.0.0.1:2");
+        commands.send(other).unwrap();
+        let (ack, deregistered) = oneshot::channel();
+        let deregister = Command::Deregister {
+            path: path.to_owned(),
+            ack,
+        };
+        commands.send(deregister).unwrap();
+        let answer = tokio::time::timeout(BOUND, deregistered).await;
+        assert!(matches!(answer, Ok(Ok(Ok(())))), "{answer:?}");
+
+        // Commands are carried out in order: the register was answered before the deregister.
+        let answer = registered.try_recv();
+        assert!(is_withdrawn(&answer), "{answer:?}");
+        // The other registration still waits for the session.
+        let answer = other_registered.try_recv();
+        assert!(is_waiting(&answer), "{answer:?}");
+
+        drop(commands);
+        let ended = tokio::time::timeout(BOUND, supervisor).await;
+        assert!(
+            matches!(ended, Ok(Ok(true))),
+            "no session to close: {ended:?}"
+        );
+        drop(silent);
+    }
+
+    /// The same on an established session: `withdraw` answers every waiting register of the
+    /// path (there may be several) and leaves the others waiting.
+    #[tokio::test]
+    async fn withdraw_answers_only_the_registrations_of_its_path() {
+        let (_commands, rx) = mpsc::unbounded_channel();
+        let (session, _) = watch::channel(Session::connecting());
+        let stop = CancellationToken::new();
+        let mut supervisor = Supervisor {
+            connect: "127.0.0.1:1",
+            session_timeout: Duration::from_secs(10),
+            commands: rx,
+            session: &session,
+            stop: &stop,
+            registrations: HashMap::new(),
+        };
+        let mut waiting = Vec::new();
+        let mut answers = Vec::new();
+        for path in ["/a", "/b", "/a"] {
+            let (ack, done) = oneshot::channel();
+            supervisor.registrations.insert(path.to_owned(), Vec::new());
+            waiting.push((path.to_owned(), ack));
+            answers.push(done);
+        }
+
+        supervisor.withdraw("/a", &mut waiting);
+
+        assert!(!supervisor.registrations.contains_key("/a"));
+        assert!(supervisor.registrations.contains_key("/b"));
+        let left: Vec<&str> = waiting.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(left, ["/b"]);
+        let answers: Vec<_> = answers.iter_mut().map(|a| a.try_recv()).collect();
+        assert!(is_withdrawn(&answers[0]), "{:?}", answers[0]);
+        assert!(is_waiting(&answers[1]), "{:?}", answers[1]);
+        assert!(is_withdrawn(&answers[2]), "{:?}", answers[2]);
     }
 }
