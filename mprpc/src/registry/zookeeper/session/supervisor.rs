@@ -1,120 +1,28 @@
-//! The ZooKeeper session and the provider nodes that depend on it.
+//! The supervisor: the state machine that owns the session (see [`super`]).
 //!
-//! The session lives on a thread of its own with a single-threaded runtime ([`run`]), never
-//! on the caller's runtime: `zookeeper-client` runs its session as a task on whichever runtime
-//! connects, and when that runtime shuts down (a blocking client dropped, a `main` returning)
-//! the task is dropped without telling the watchers, and a watcher polled after that panics
-//! inside the crate (`src/session/watch.rs:147`, an `unwrap()` on `None`). On our own
-//! single-threaded runtime nothing is polled once it shuts down, and the session is closed in
-//! order first: the followers drop their watches and clients, then the session says goodbye
-//! to ZooKeeper (which removes our nodes at once) and reports `Closed` to what is left.
-//!
-//! One supervisor task owns the session. It connects (retrying with backoff), publishes the
-//! live client for the consumers' watchers, and keeps every registered provider node true:
-//!
-//! - after connecting, and again after every reconnect, it makes sure each node exists and
-//!   belongs to the current session;
-//! - a node that exists but belongs to another session (ours before an expiry, or a dead
-//!   process that used the same address) is deleted and created again, never skipped;
-//! - a one-shot watch on each node (these survive reconnects) brings it back at once if
-//!   someone deletes it, and a periodic check catches anything else;
-//! - when the session expires, it builds a new one and starts over.
-//!
-//! Commands (register, deregister, follow) reach it through a channel, so registry work never
-//! blocks the client's event delivery.
+//! It alternates between two phases until every handle on the registry is gone:
+//! [`Supervisor::connect`] (connecting, with backoff, while registrations queue up) and
+//! [`Supervisor::serve`] (keeping the registered nodes true on an established session, and
+//! carrying out commands, until the session ends). What it keeps across sessions is the set of
+//! registrations; the operations on one node are in [`super::nodes`].
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError, SessionState, StateWatcher};
+use zookeeper_client::{Client, Error as ZkError, SessionState, StateWatcher};
 
-use super::{follow, SessionStatus};
+use super::nodes::{arm_watch, delete_own, ensure_node};
+use super::{Ack, Command, Session};
+use crate::registry::zookeeper::{follow, SessionStatus};
 use crate::registry::{RegistryError, ServiceInstance};
-
-/// How long closing the session may take when the registry is dropped.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// What the supervisor publishes about the session.
-#[derive(Clone)]
-pub(super) struct Session {
-    pub(super) status: SessionStatus,
-    /// The live client, while there is one.
-    pub(super) client: Option<Client>,
-    /// Why the last attempt to establish a session failed; `None` once one is established.
-    pub(super) unreachable: Option<String>,
-}
-
-impl Session {
-    pub(super) fn connecting() -> Session {
-        Session {
-            status: SessionStatus::Connecting,
-            client: None,
-            unreachable: None,
-        }
-    }
-}
-
-type Ack = oneshot::Sender<Result<(), RegistryError>>;
-
-/// Work for the supervisor.
-pub(super) enum Command {
-    /// Keep an ephemeral node at `path` with `data`.
-    Register {
-        path: String,
-        data: Vec<u8>,
-        ack: Ack,
-    },
-    /// Stop keeping it, and delete it if it is ours.
-    Deregister { path: String, ack: Ack },
-    /// Follow the providers under `path` (see [`follow`]).
-    Follow {
-        path: String,
-        instances: watch::Sender<Arc<Vec<ServiceInstance>>>,
-        listed: watch::Sender<bool>,
-    },
-}
-
-/// The body of the registry's thread: supervises the session until every handle on the
-/// registry is gone, then closes it in order.
-pub(super) fn run(
-    connect: String,
-    session_timeout: Duration,
-    commands: mpsc::UnboundedReceiver<Command>,
-    session: watch::Sender<Session>,
-) {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            tracing::error!("cannot start the ZooKeeper registry's runtime: {e}");
-            return;
-        }
-    };
-    runtime.block_on(async move {
-        let stop = CancellationToken::new();
-        let closing = supervise(&connect, session_timeout, commands, &session, &stop).await;
-        // The followers drop their watches and clients; the last client gone, the session
-        // closes and delivers `Closed` to any watch still armed.
-        stop.cancel();
-        if let Some(mut state) = closing {
-            let closed = async { while !state.changed().await.is_terminated() {} };
-            if tokio::time::timeout(CLOSE_TIMEOUT, closed).await.is_err() {
-                tracing::debug!("the ZooKeeper session did not close within {CLOSE_TIMEOUT:?}");
-            }
-        }
-    });
-    // Dropping the runtime drops whatever is left without polling it again.
-}
 
 /// Keeps the session and the registrations until every handle on the registry is gone;
 /// returns the state of the session it was closing, if there was one.
-async fn supervise(
+pub(super) async fn supervise(
     connect: &str,
     session_timeout: Duration,
     commands: mpsc::UnboundedReceiver<Command>,
@@ -176,7 +84,8 @@ impl Supervisor<'_> {
     }
 
     /// Connects (see [`connect_with_retry`]), taking commands meanwhile: registrations are
-    /// recorded and wait in `waiting` for the session. `None` once every handle is gone.
+    /// recorded and wait in `waiting` for the session (or until they are deregistered, see
+    /// [`Supervisor::withdraw`]). `None` once every handle is gone.
     async fn connect(&mut self, waiting: &mut Vec<(String, Ack)>) -> Option<Client> {
         let mut attempt = Box::pin(connect_with_retry(
             self.connect,
@@ -193,7 +102,7 @@ impl Supervisor<'_> {
                         waiting.push((path, ack));
                     }
                     Some(Command::Deregister { path, ack }) => {
-                        self.registrations.remove(&path);
+                        self.withdraw(&path, waiting);
                         let _ = ack.send(Ok(()));
                     }
                     Some(Command::Follow { path, instances, listed }) => {
@@ -201,6 +110,23 @@ impl Supervisor<'_> {
                     }
                 },
             }
+        }
+    }
+
+    /// Stops keeping the node at `path`. Registrations of it still waiting in `waiting` are
+    /// answered with an error, never left to be acknowledged later: no node will be made for
+    /// them. Being the only place a registration is removed, it keeps every path in `waiting`
+    /// registered, which [`ensure_all`] relies on: it acknowledges what did not fail.
+    fn withdraw(&mut self, path: &str, waiting: &mut Vec<(String, Ack)>) {
+        self.registrations.remove(path);
+        let (withdrawn, still): (Vec<_>, Vec<_>) = std::mem::take(waiting)
+            .into_iter()
+            .partition(|(p, _)| p == path);
+        *waiting = still;
+        for (_, ack) in withdrawn {
+            let _ = ack.send(Err(RegistryError::Unavailable(format!(
+                "the registration of {path} was withdrawn (deregistered) before its node was created"
+            ))));
         }
     }
 
@@ -342,8 +268,7 @@ impl Supervisor<'_> {
                 self.registrations.insert(path, data);
             }
             Command::Deregister { path, ack } => {
-                self.registrations.remove(&path);
-                waiting.retain(|(p, _)| *p != path);
+                self.withdraw(&path, waiting);
                 let _ = ack.send(delete_own(client, &path).await);
             }
             Command::Follow {
@@ -436,93 +361,109 @@ async fn ensure_all(
     }
 }
 
-/// Watches a node once; when it changes or goes, its path comes back through `fired`.
-///
-/// The task keeps no client while it waits, so that it does not hold the session open; the
-/// session's end reaches it as an event.
-fn arm_watch(client: &Client, path: &str, fired: &mpsc::UnboundedSender<String>) {
-    let client = client.clone();
-    let path = path.to_owned();
-    let fired = fired.clone();
-    tokio::spawn(async move {
-        let watched = client.check_and_watch_stat(&path).await;
-        drop(client);
-        match watched {
-            Ok((_, watcher)) => {
-                let event = watcher.changed().await;
-                tracing::debug!(%path, ?event.event_type, "provider node changed");
-                let _ = fired.send(path);
-            }
-            Err(e) => tracing::debug!(%path, "cannot watch: {e}"),
-        }
-    });
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::oneshot;
+    use tokio::sync::oneshot::error::TryRecvError;
 
-fn unavailable(what: &str, path: &str, e: ZkError) -> RegistryError {
-    RegistryError::Unavailable(format!("{what} {path}: {e}"))
-}
+    /// A bound on every wait: the tests wait for conditions, never for a fixed time.
+    const BOUND: Duration = Duration::from_secs(10);
 
-/// Makes sure `path` is an ephemeral node of this session holding `data`.
-pub(super) async fn ensure_node(
-    client: &Client,
-    path: &str,
-    data: &[u8],
-) -> Result<(), RegistryError> {
-    let ephemeral = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
-    let persistent = CreateMode::Persistent.with_acls(Acls::anyone_all());
-    let ours = client.session_id().0;
-    for _ in 0..5 {
-        match client.create(path, data, &ephemeral).await {
-            Ok(_) => return Ok(()),
-            Err(ZkError::NoNode) => {
-                let parent = &path[..path.rfind('/').unwrap_or(0)];
-                client
-                    .mkdir(parent, &persistent)
-                    .await
-                    .map_err(|e| unavailable("cannot create", parent, e))?;
-            }
-            Err(ZkError::NodeExists) => match client.get_data(path).await {
-                Ok((old, stat)) if stat.ephemeral_owner == ours => {
-                    if old != data {
-                        client
-                            .set_data(path, data, None)
-                            .await
-                            .map_err(|e| unavailable("cannot update", path, e))?;
-                    }
-                    return Ok(());
-                }
-                Ok((_, stat)) => {
-                    tracing::info!(
-                        %path,
-                        owner = format_args!("{:#x}", stat.ephemeral_owner),
-                        "replacing a provider node left by another session"
-                    );
-                    match client.delete(path, Some(stat.version)).await {
-                        Ok(()) | Err(ZkError::NoNode) | Err(ZkError::BadVersion) => {}
-                        Err(e) => return Err(unavailable("cannot replace", path, e)),
-                    }
-                }
-                Err(ZkError::NoNode) => {}
-                Err(e) => return Err(unavailable("cannot read", path, e)),
-            },
-            Err(e) => return Err(unavailable("cannot create", path, e)),
-        }
+    fn register(path: &str) -> (Command, oneshot::Receiver<Result<(), RegistryError>>) {
+        let (ack, done) = oneshot::channel();
+        let data = b"instance".to_vec();
+        let path = path.to_owned();
+        (Command::Register { path, data, ack }, done)
     }
-    Err(RegistryError::Unavailable(format!(
-        "cannot create {path}: it keeps changing under us"
-    )))
-}
 
-/// Deletes `path` if this session owns it.
-async fn delete_own(client: &Client, path: &str) -> Result<(), RegistryError> {
-    match client.check_stat(path).await {
-        Ok(Some(stat)) if stat.ephemeral_owner == client.session_id().0 => {
-            match client.delete(path, Some(stat.version)).await {
-                Ok(()) | Err(ZkError::NoNode) => Ok(()),
-                Err(e) => Err(unavailable("cannot delete", path, e)),
-            }
+    fn is_withdrawn(answer: &Result<Result<(), RegistryError>, TryRecvError>) -> bool {
+        matches!(answer, Ok(Err(RegistryError::Unavailable(m))) if m.contains("withdrawn"))
+    }
+
+    fn is_waiting(answer: &Result<Result<(), RegistryError>, TryRecvError>) -> bool {
+        matches!(answer, Err(TryRecvError::Empty))
+    }
+
+    /// A register that is still waiting for the session when its path is deregistered gets an
+    /// error then, and is not acknowledged later as if its node had been made.
+    #[tokio::test]
+    async fn deregistering_while_connecting_answers_the_waiting_register() {
+        // Accepts connections and never answers: the supervisor stays in its connect phase.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let connect = silent.local_addr().unwrap().to_string();
+        let (commands, rx) = mpsc::unbounded_channel();
+        let (session, _) = watch::channel(Session::connecting());
+        let supervisor = tokio::spawn(async move {
+            let stop = CancellationToken::new();
+            supervise(&connect, Duration::from_secs(10), rx, &session, &stop)
+                .await
+                .is_none()
+        });
+
+        let path = "/mprpc/svc/providers/127.0.0.1:1";
+        let (command, mut registered) = register(path);
+        commands.send(command).unwrap();
+        let (other, mut other_registered) = register("/mprpc/svc/providers/127.0.0.1:2");
+        commands.send(other).unwrap();
+        let (ack, deregistered) = oneshot::channel();
+        let deregister = Command::Deregister {
+            path: path.to_owned(),
+            ack,
+        };
+        commands.send(deregister).unwrap();
+        let answer = tokio::time::timeout(BOUND, deregistered).await;
+        assert!(matches!(answer, Ok(Ok(Ok(())))), "{answer:?}");
+
+        // Commands are carried out in order: the register was answered before the deregister.
+        let answer = registered.try_recv();
+        assert!(is_withdrawn(&answer), "{answer:?}");
+        // The other registration still waits for the session.
+        let answer = other_registered.try_recv();
+        assert!(is_waiting(&answer), "{answer:?}");
+
+        drop(commands);
+        let ended = tokio::time::timeout(BOUND, supervisor).await;
+        assert!(
+            matches!(ended, Ok(Ok(true))),
+            "no session to close: {ended:?}"
+        );
+        drop(silent);
+    }
+
+    /// The same on an established session: `withdraw` answers every waiting register of the
+    /// path (there may be several) and leaves the others waiting.
+    #[tokio::test]
+    async fn withdraw_answers_only_the_registrations_of_its_path() {
+        let (_commands, rx) = mpsc::unbounded_channel();
+        let (session, _) = watch::channel(Session::connecting());
+        let stop = CancellationToken::new();
+        let mut supervisor = Supervisor {
+            connect: "127.0.0.1:1",
+            session_timeout: Duration::from_secs(10),
+            commands: rx,
+            session: &session,
+            stop: &stop,
+            registrations: HashMap::new(),
+        };
+        let mut waiting = Vec::new();
+        let mut answers = Vec::new();
+        for path in ["/a", "/b", "/a"] {
+            let (ack, done) = oneshot::channel();
+            supervisor.registrations.insert(path.to_owned(), Vec::new());
+            waiting.push((path.to_owned(), ack));
+            answers.push(done);
         }
-        Ok(_) => Ok(()),
-        Err(e) => Err(unavailable("cannot check", path, e)),
+
+        supervisor.withdraw("/a", &mut waiting);
+
+        assert!(!supervisor.registrations.contains_key("/a"));
+        assert!(supervisor.registrations.contains_key("/b"));
+        let left: Vec<&str> = waiting.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(left, ["/b"]);
+        let answers: Vec<_> = answers.iter_mut().map(|a| a.try_recv()).collect();
+        assert!(is_withdrawn(&answers[0]), "{:?}", answers[0]);
+        assert!(is_waiting(&answers[1]), "{:?}", answers[1]);
+        assert!(is_withdrawn(&answers[2]), "{:?}", answers[2]);
     }
 }

@@ -1,0 +1,120 @@
+//! The ZooKeeper session and the provider nodes that depend on it.
+//!
+//! The session lives on a thread of its own with a single-threaded runtime ([`run`]), never
+//! on the caller's runtime: `zookeeper-client` runs its session as a task on whichever runtime
+//! connects, and when that runtime shuts down (a blocking client dropped, a `main` returning)
+//! the task is dropped without telling the watchers, and a watcher polled after that panics
+//! inside the crate (`src/session/watch.rs:147`, an `unwrap()` on `None`). On our own
+//! single-threaded runtime nothing is polled once it shuts down, and the session is closed in
+//! order first: the followers drop their watches and clients, then the session says goodbye
+//! to ZooKeeper (which removes our nodes at once) and reports `Closed` to what is left.
+//!
+//! One supervisor task owns the session. It connects (retrying with backoff), publishes the
+//! live client for the consumers' watchers, and keeps every registered provider node true:
+//!
+//! - after connecting, and again after every reconnect, it makes sure each node exists and
+//!   belongs to the current session;
+//! - a node that exists but belongs to another session (ours before an expiry, or a dead
+//!   process that used the same address) is deleted and created again, never skipped;
+//! - a one-shot watch on each node (these survive reconnects) brings it back at once if
+//!   someone deletes it, and a periodic check catches anything else;
+//! - when the session expires, it builds a new one and starts over.
+//!
+//! Commands (register, deregister, follow) reach it through a channel, so registry work never
+//! blocks the client's event delivery.
+//!
+//! This file holds what the rest of the registry sees: the published [`Session`], the
+//! [`Command`]s, and the thread's body ([`run`]). The supervisor's state machine is in
+//! [`supervisor`]; the operations on one provider node (create or replace, delete, watch)
+//! are in [`nodes`].
+
+mod nodes;
+mod supervisor;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use zookeeper_client::Client;
+
+use super::SessionStatus;
+use crate::registry::{RegistryError, ServiceInstance};
+use supervisor::supervise;
+
+/// How long closing the session may take when the registry is dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What the supervisor publishes about the session.
+#[derive(Clone)]
+pub(super) struct Session {
+    pub(super) status: SessionStatus,
+    /// The live client, while there is one.
+    pub(super) client: Option<Client>,
+    /// Why the last attempt to establish a session failed; `None` once one is established.
+    pub(super) unreachable: Option<String>,
+}
+
+impl Session {
+    pub(super) fn connecting() -> Session {
+        Session {
+            status: SessionStatus::Connecting,
+            client: None,
+            unreachable: None,
+        }
+    }
+}
+
+type Ack = oneshot::Sender<Result<(), RegistryError>>;
+
+/// Work for the supervisor.
+pub(super) enum Command {
+    /// Keep an ephemeral node at `path` with `data`.
+    Register {
+        path: String,
+        data: Vec<u8>,
+        ack: Ack,
+    },
+    /// Stop keeping it, and delete it if it is ours.
+    Deregister { path: String, ack: Ack },
+    /// Follow the providers under `path` (see [`follow`](super::follow)).
+    Follow {
+        path: String,
+        instances: watch::Sender<Arc<Vec<ServiceInstance>>>,
+        listed: watch::Sender<bool>,
+    },
+}
+
+/// The body of the registry's thread: supervises the session until every handle on the
+/// registry is gone, then closes it in order.
+pub(super) fn run(
+    connect: String,
+    session_timeout: Duration,
+    commands: mpsc::UnboundedReceiver<Command>,
+    session: watch::Sender<Session>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!("cannot start the ZooKeeper registry's runtime: {e}");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let stop = CancellationToken::new();
+        let closing = supervise(&connect, session_timeout, commands, &session, &stop).await;
+        // The followers drop their watches and clients; the last client gone, the session
+        // closes and delivers `Closed` to any watch still armed.
+        stop.cancel();
+        if let Some(mut state) = closing {
+            let closed = async { while !state.changed().await.is_terminated() {} };
+            if tokio::time::timeout(CLOSE_TIMEOUT, closed).await.is_err() {
+                tracing::debug!("the ZooKeeper session did not close within {CLOSE_TIMEOUT:?}");
+            }
+        }
+    });
+    // Dropping the runtime drops whatever is left without polling it again.
+}
