@@ -72,13 +72,7 @@ impl TestCa {
     }
 
     /// A provider certificate valid only between the two dates (`(year, month, day)`).
-    pub fn provider_dated(
-        &self,
-        dir: &Path,
-        file: &str,
-        from: Date,
-        to: Date,
-    ) -> CertFiles {
+    pub fn provider_dated(&self, dir: &Path, file: &str, from: Date, to: Date) -> CertFiles {
         let dates = Some((from, to));
         self.issue(
             dir,

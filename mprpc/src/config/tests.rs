@@ -151,6 +151,7 @@ stderr = true
             shutdown_grace: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             write_timeout: Duration::from_secs(20),
+            tls: None,
         }
     );
     assert_eq!(
@@ -166,6 +167,7 @@ stderr = true
             reconnect_backoff_max: Duration::from_secs(10),
             threads: 1,
             load_balance: LoadBalance::LeastLoaded,
+            tls: None,
         }
     );
     assert_eq!(
@@ -311,4 +313,41 @@ fn a_file_that_is_not_utf8_names_the_line_and_column() {
         err.to_string(),
         "t.toml: line 1: byte 0xff at column 5 is not UTF-8; save the file as UTF-8"
     );
+}
+
+#[test]
+fn tls_sections_parse_and_check() {
+    let text = r#"
+[server.tls]
+cert = "provider.pem"
+key = "provider.key"
+client_ca = "ca.pem"
+mode = "optional"
+handshake_timeout = "2s"
+
+[client.tls]
+ca = "ca.pem"
+cert = "client.pem"
+key = "client.key"
+server_name = "provider.internal"
+"#;
+    let c = Config::from_toml_str(text, "tls.toml").unwrap();
+    let server = c.server.tls.unwrap();
+    assert_eq!(
+        server.client_ca.as_deref(),
+        Some(std::path::Path::new("ca.pem"))
+    );
+    assert_eq!(server.mode, crate::config::TlsMode::Optional);
+    assert_eq!(server.handshake_timeout, Duration::from_secs(2));
+    assert_eq!(server.reload_interval, Duration::from_secs(10));
+    let client = c.client.tls.unwrap();
+    assert_eq!(client.server_name.as_deref(), Some("provider.internal"));
+
+    let half = "[client.tls]\nca = \"ca.pem\"\ncert = \"client.pem\"\n";
+    let e = Config::from_toml_str(half, "half.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`cert` and `key` go together"), "{e}");
+    let typo = "[server.tls]\ncert = \"a\"\nkey = \"b\"\nclient_cert = \"c\"\n";
+    assert!(Config::from_toml_str(typo, "typo.toml").is_err());
 }
