@@ -9,6 +9,7 @@
 //! | module | what it holds |
 //! | --- | --- |
 //! | [`status`] | [`Status`] and [`Code`]: every failure a caller can see |
+//! | [`auth`] | bearer tokens, principals and allow lists |
 //! | [`request`] | [`Request`] and [`Metadata`]: a message with its call context |
 //! | [`response`] | [`Response`]: a reply message with its response metadata |
 //! | [`protocol`] | the frame format and its codec (see `docs/PROTOCOL.md`) |
@@ -40,6 +41,7 @@
 //! ```
 
 pub mod admin;
+pub mod auth;
 pub mod client;
 #[doc(hidden)]
 pub mod codegen;

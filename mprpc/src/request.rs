@@ -35,6 +35,14 @@ impl Metadata {
         self.entries.push((key, value.into()));
     }
 
+    /// Removes every value of a key, returning the first.
+    pub fn remove(&mut self, key: &str) -> Option<String> {
+        let first = self.entries.iter().position(|(k, _)| k == key)?;
+        let value = self.entries.remove(first).1;
+        self.entries.retain(|(k, _)| k != key);
+        Some(value)
+    }
+
     /// The first value of a key.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.entries

@@ -75,6 +75,10 @@ impl Drop for Abandoned<'_> {
 /// certificate (mutual TLS), in `metadata_value`.
 pub const PEER_IDENTITY_KEY: &str = "@peer-identity";
 
+/// The `metadata_key` that asks the echo handler for the name of the authenticated caller
+/// (`[server.auth]`), in `metadata_value`.
+pub const PRINCIPAL_KEY: &str = "@principal";
+
 /// A value a server layer puts in a request's extensions; the echo handler returns it in
 /// `metadata_value` when asked for the key [`LayerNote::KEY`].
 #[derive(Clone, Debug)]
@@ -107,6 +111,11 @@ impl Echo for EchoService {
             _ if request.get_ref().metadata_key == PEER_IDENTITY_KEY => {
                 identity.map(|i| i.subject().to_owned()).unwrap_or_default()
             }
+            _ if request.get_ref().metadata_key == PRINCIPAL_KEY => request
+                .extensions()
+                .get::<mprpc::auth::Principal>()
+                .map(|p| p.name().to_owned())
+                .unwrap_or_default(),
             Some(note) if request.get_ref().metadata_key == LayerNote::KEY => note.0.clone(),
             _ => request
                 .metadata()

@@ -38,6 +38,7 @@ use self::balance::Balancer;
 pub use self::blocking::BlockingChannel;
 use self::connection::CallError;
 use self::endpoint::Endpoint;
+use crate::auth::BearerToken;
 use crate::config::{ClientConfig, Config};
 use crate::metrics::Metrics;
 use crate::registry::{self, Instances, Registry, RegistryError, ServiceInstance, StaticRegistry};
@@ -58,6 +59,9 @@ struct Inner {
     /// TLS to the providers, made from `config.tls` when the channel is made; a failure is
     /// every call's answer.
     tls: Result<Option<Connector>, Status>,
+    /// The bearer token sent with every call, read from `config.auth` when the channel is
+    /// made; a failure is every call's answer.
+    token: Result<Option<BearerToken>, Status>,
     metrics: Metrics,
     registry: Arc<dyn Registry>,
     services: RwLock<HashMap<String, Arc<ServiceState>>>,
@@ -96,6 +100,12 @@ impl Channel {
             inner: Arc::new(Inner {
                 tls: match &config.tls {
                     Some(settings) => Connector::new(settings)
+                        .map(Some)
+                        .map_err(|e| Status::failed_precondition(e.to_string())),
+                    None => Ok(None),
+                },
+                token: match &config.auth {
+                    Some(auth) => BearerToken::new(auth)
                         .map(Some)
                         .map_err(|e| Status::failed_precondition(e.to_string())),
                     None => Ok(None),

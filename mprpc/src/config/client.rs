@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::auth::ClientAuth;
 use super::check::Check;
 use super::tls::ClientTls;
 use super::{ConfigError, DEFAULT_MAX_FRAME_SIZE};
@@ -47,6 +48,8 @@ pub struct ClientConfig {
     pub load_balance: LoadBalance,
     /// TLS to the providers (`[client.tls]`). Default: none, plaintext.
     pub tls: Option<ClientTls>,
+    /// The bearer token sent with every call (`[client.auth]`). Default: none.
+    pub auth: Option<ClientAuth>,
 }
 
 /// How a consumer spreads calls over the providers of a service.
@@ -81,6 +84,7 @@ impl Default for ClientConfig {
             threads: 2,
             load_balance: LoadBalance::RoundRobin,
             tls: None,
+            auth: None,
         }
     }
 }
@@ -101,8 +105,11 @@ impl ClientConfig {
             "must be at least `client.reconnect_backoff`",
         )?;
         check.that(self.threads >= 1, "client.threads", "must be at least 1")?;
-        match &self.tls {
-            Some(tls) => tls.validate(check),
+        if let Some(tls) = &self.tls {
+            tls.validate(check)?;
+        }
+        match &self.auth {
+            Some(auth) => auth.validate(check),
             None => Ok(()),
         }
     }

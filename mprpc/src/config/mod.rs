@@ -79,6 +79,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::de::DeTable;
 
+mod auth;
 mod check;
 mod client;
 mod legacy;
@@ -88,6 +89,8 @@ mod server;
 mod tls;
 mod toml_error;
 
+pub(crate) use auth::parse_hash;
+pub use auth::{AllowRule, ClientAuth, ServerAuth};
 pub use client::{ClientConfig, LoadBalance};
 pub use logging::LoggingConfig;
 pub use registry::RegistryConfig;

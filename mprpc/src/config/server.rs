@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::auth::ServerAuth;
 use super::check::Check;
 use super::tls::ServerTls;
 use super::{ConfigError, DEFAULT_MAX_FRAME_SIZE};
@@ -78,6 +79,9 @@ pub struct ServerConfig {
     pub write_timeout: Duration,
     /// TLS on the RPC port (`[server.tls]`). Default: none, plaintext.
     pub tls: Option<ServerTls>,
+    /// Bearer tokens and allow lists (`[server.auth]`). Default: none, every caller may call
+    /// everything.
+    pub auth: Option<ServerAuth>,
 }
 
 impl Default for ServerConfig {
@@ -102,6 +106,7 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(300),
             write_timeout: Duration::from_secs(30),
             tls: None,
+            auth: None,
         }
     }
 }
@@ -172,8 +177,11 @@ impl ServerConfig {
         check.limit(self.max_connections, "server.max_connections")?;
         check.positive(self.idle_timeout, "server.idle_timeout")?;
         check.positive(self.write_timeout, "server.write_timeout")?;
-        match &self.tls {
-            Some(tls) => tls.validate(check),
+        if let Some(tls) = &self.tls {
+            tls.validate(check)?;
+        }
+        match &self.auth {
+            Some(auth) => auth.validate(check),
             None => Ok(()),
         }
     }

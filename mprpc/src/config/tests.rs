@@ -152,6 +152,7 @@ stderr = true
             idle_timeout: Duration::from_secs(60),
             write_timeout: Duration::from_secs(20),
             tls: None,
+            auth: None,
         }
     );
     assert_eq!(
@@ -168,6 +169,7 @@ stderr = true
             threads: 1,
             load_balance: LoadBalance::LeastLoaded,
             tls: None,
+            auth: None,
         }
     );
     assert_eq!(

@@ -49,6 +49,7 @@ pub use service::{BoxFuture, Service};
 
 use self::reflection::Reflection;
 use crate::admin::{self, AdminState};
+use crate::auth::Auth;
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use crate::reflection::ServiceInfo;
@@ -192,6 +193,13 @@ impl Server {
                     self.config.max_concurrent_calls,
                     self.config.max_calls_per_connection,
                 ),
+                auth: match &self.config.auth {
+                    Some(auth) => Some(
+                        Auth::new(auth)
+                            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
+                    ),
+                    None => None,
+                },
                 metrics: self.metrics.clone(),
                 layers: self.layers.0.into(),
             }),

@@ -27,6 +27,7 @@
 //! - [`from_fn`]: layers and interceptors from closures;
 //! - [`tower`](from_tower): tower middleware as a layer.
 
+mod auth;
 mod deadline;
 mod from_fn;
 mod metrics;

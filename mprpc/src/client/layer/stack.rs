@@ -4,7 +4,8 @@
 //!
 //! 1. The outer layers ([`Channel::layer`]), in the order they were added.
 //! 2. The request's size: one larger than `max_frame_size` is refused `ResourceExhausted`,
-//!    nothing sent, nothing counted.
+//!    nothing sent, nothing counted; then the bearer token of `[client.auth]`, if any, goes
+//!    into its metadata.
 //! 3. [`trace`](super::trace): the `rpc.client` span and the trace ids sent to the provider.
 //! 4. [`metrics`](super::metrics): the call's count, latency and code per method.
 //! 5. [`deadline`](super::deadline): the call's budget, its own or the channel's `timeout`.
@@ -19,7 +20,7 @@ use bytes::Bytes;
 use std::future::Future;
 use tracing::Instrument;
 
-use super::{deadline, metrics, trace};
+use super::{auth, deadline, metrics, trace};
 use crate::client::Channel;
 use crate::{Request, Response, Status};
 
@@ -47,6 +48,7 @@ impl Channel {
                     request.get_ref().len()
                 )));
             }
+            auth::add_token(&self.inner.token, &mut request)?;
             let span = trace::start(service, method, &mut request);
             let record = metrics::start(&self.inner.metrics, service, method);
             let timeout = request.timeout().unwrap_or(self.inner.config.timeout);

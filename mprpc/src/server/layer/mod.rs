@@ -27,6 +27,7 @@
 //!   `catch_panic`, composed in `stack.rs`.
 
 mod admission;
+mod auth;
 mod catch_panic;
 mod deadline;
 mod from_fn;

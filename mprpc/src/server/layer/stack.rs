@@ -2,6 +2,8 @@
 //!
 //! **Order, outermost first** (the one place it is written down):
 //!
+//! 0. [`auth`](super::auth), with `[server.auth]`: who is calling, and may they call this
+//!    method; a refusal is `Unauthenticated` or `PermissionDenied`.
 //! 1. [`admission`](super::admission): the per-connection and provider-wide limits on calls
 //!    in flight; a call over either is refused `ResourceExhausted` and counted as rejected.
 //! 2. [`metrics`](super::metrics): the call's count, latency and code per method.
@@ -39,7 +41,8 @@ use futures_util::future::Either;
 use super::admission::Admission;
 use super::deadline::Deadline;
 use super::trace::Traced;
-use super::{admission, catch_panic, deadline, metrics, trace, Layer, Next, ServerCall};
+use super::{admission, auth, catch_panic, deadline, metrics, trace, Layer, Next, ServerCall};
+use crate::auth::Auth;
 use crate::metrics::Metrics;
 use crate::server::reply::run_handler;
 use crate::server::service::Service;
@@ -63,6 +66,8 @@ pub(crate) struct Call {
 /// The stack of a provider, built once.
 pub(crate) struct Stack {
     pub(crate) admission: Admission,
+    /// Tokens and allow lists, with `[server.auth]`.
+    pub(crate) auth: Option<Auth>,
     pub(crate) metrics: Metrics,
     /// The user's layers, outermost first.
     pub(crate) layers: Arc<[Arc<dyn Layer>]>,
@@ -89,9 +94,12 @@ impl Stack {
     #[allow(clippy::manual_async_fn)]
     pub(crate) fn serve(
         self: Arc<Self>,
-        call: Call,
+        mut call: Call,
     ) -> impl Future<Output = Outcome> + Send + 'static {
         async move {
+            if let Some(auth) = &self.auth {
+                auth::check(auth, &self.metrics, &mut call)?;
+            }
             let permit = admission::admit(&self.admission, &self.metrics, &call)?;
             let record = metrics::start(&self.metrics, &call);
             let guarded = Guarded {
