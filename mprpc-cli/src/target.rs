@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use mprpc::client::Channel;
-use mprpc::config::{ClientConfig, Config, RegistryConfig};
+use mprpc::config::{ClientAuth, ClientConfig, ClientTls, Config, RegistryConfig};
 use mprpc::registry::{self, Instances, Registry, RegistryError};
 use mprpc::Status;
 
@@ -31,6 +31,24 @@ pub(crate) struct TargetArgs {
     /// Registry look-ups get at least 5s.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, global = true)]
     pub timeout: Option<Duration>,
+    /// Use TLS, trusting the CAs in FILE (PEM) [default: the config's client.tls].
+    #[arg(long, value_name = "FILE", global = true)]
+    pub tls_ca: Option<PathBuf>,
+    /// This client's certificate (PEM), for providers that require one (mutual TLS).
+    #[arg(long, value_name = "FILE", global = true, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", global = true, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// The name the provider's certificate must carry [default: the host of its address].
+    #[arg(long, value_name = "NAME", global = true)]
+    pub tls_server_name: Option<String>,
+    /// Read the bearer token from FILE [default: the config's client.auth].
+    #[arg(long, value_name = "FILE", global = true, conflicts_with = "token_env")]
+    pub token_file: Option<PathBuf>,
+    /// Read the bearer token from the environment variable VAR.
+    #[arg(long, value_name = "VAR", global = true)]
+    pub token_env: Option<String>,
 }
 
 /// Where a command sends its calls, built from the global options.
@@ -68,6 +86,7 @@ impl Target {
             }
             client.timeout = timeout;
         }
+        apply_security(args, &mut client)?;
         if let Some(addr) = &args.addr {
             if addr.trim().is_empty() {
                 bail!("--addr must be HOST:PORT");
@@ -220,4 +239,40 @@ mod tests {
         assert!(parse_metadata("tenant").is_err());
         assert!(parse_metadata("=x").is_err());
     }
+}
+
+/// Applies the TLS and token options over the config's `[client.tls]` and `[client.auth]`.
+/// A token is only ever read from a file or a variable: on the command line it would show
+/// in `ps` and in the shell's history.
+fn apply_security(args: &TargetArgs, client: &mut ClientConfig) -> anyhow::Result<()> {
+    if let Some(ca) = &args.tls_ca {
+        let mut tls = ClientTls::new(ca);
+        tls.cert.clone_from(&args.tls_cert);
+        tls.key.clone_from(&args.tls_key);
+        tls.server_name.clone_from(&args.tls_server_name);
+        client.tls = Some(tls);
+    } else if args.tls_cert.is_some() || args.tls_server_name.is_some() {
+        match &mut client.tls {
+            Some(tls) => {
+                if args.tls_cert.is_some() {
+                    tls.cert.clone_from(&args.tls_cert);
+                    tls.key.clone_from(&args.tls_key);
+                }
+                if args.tls_server_name.is_some() {
+                    tls.server_name.clone_from(&args.tls_server_name);
+                }
+            }
+            None => bail!(
+                "--tls-cert and --tls-server-name need --tls-ca (or [client.tls] in the config)"
+            ),
+        }
+    }
+    if args.token_file.is_some() || args.token_env.is_some() {
+        client.auth = Some(ClientAuth {
+            token: None,
+            token_file: args.token_file.clone(),
+            token_env: args.token_env.clone(),
+        });
+    }
+    Ok(())
 }
