@@ -215,32 +215,6 @@ pub(crate) fn read_data(data: &str) -> anyhow::Result<String> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn method_paths() {
-        assert_eq!(
-            parse_method_path("/fixbug.UserServiceRpc/Login").unwrap(),
-            ("fixbug.UserServiceRpc".to_owned(), "Login".to_owned())
-        );
-        assert!(parse_method_path("fixbug.UserServiceRpc").is_err());
-        assert!(parse_method_path("fixbug.UserServiceRpc/").is_err());
-        assert!(parse_method_path("/Login").is_err());
-    }
-
-    #[test]
-    fn metadata_pairs() {
-        assert_eq!(
-            parse_metadata("tenant=a=b").unwrap(),
-            ("tenant".to_owned(), "a=b".to_owned())
-        );
-        assert!(parse_metadata("tenant").is_err());
-        assert!(parse_metadata("=x").is_err());
-    }
-}
-
 /// Applies the TLS and token options over the config's `[client.tls]` and `[client.auth]`.
 /// A token is only ever read from a file or a variable: on the command line it would show
 /// in `ps` and in the shell's history.
@@ -275,4 +249,30 @@ fn apply_security(args: &TargetArgs, client: &mut ClientConfig) -> anyhow::Resul
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn method_paths() {
+        assert_eq!(
+            parse_method_path("/fixbug.UserServiceRpc/Login").unwrap(),
+            ("fixbug.UserServiceRpc".to_owned(), "Login".to_owned())
+        );
+        assert!(parse_method_path("fixbug.UserServiceRpc").is_err());
+        assert!(parse_method_path("fixbug.UserServiceRpc/").is_err());
+        assert!(parse_method_path("/Login").is_err());
+    }
+
+    #[test]
+    fn metadata_pairs() {
+        assert_eq!(
+            parse_metadata("tenant=a=b").unwrap(),
+            ("tenant".to_owned(), "a=b".to_owned())
+        );
+        assert!(parse_metadata("tenant").is_err());
+        assert!(parse_metadata("=x").is_err());
+    }
 }
