@@ -273,3 +273,35 @@ async fn garbage_on_a_tls_port_is_refused_and_harms_no_one() {
     good.echo(request).await.expect("unharmed");
     handle.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn certificates_from_the_make_certs_script_work_for_mutual_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/make-certs.sh");
+    let made = std::process::Command::new("bash")
+        .arg(script)
+        .arg(dir.path())
+        .output()
+        .expect("run scripts/make-certs.sh (it needs bash and openssl)");
+    assert!(
+        made.status.success(),
+        "make-certs.sh failed: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let file = |name: &str| dir.path().join(name);
+    let mut tls = ServerTls::new(file("provider.pem"), file("provider.key"));
+    tls.client_ca = Some(file("ca.pem"));
+    let (addr, handle) = start(tls_server(tls)).await;
+    let mut client_tls = ClientTls::new(file("ca.pem"));
+    client_tls.cert = Some(file("client.pem"));
+    client_tls.key = Some(file("client.key"));
+    let reply = client(addr, Some(client_tls))
+        .echo(EchoRequest {
+            metadata_key: PEER_IDENTITY_KEY.into(),
+            ..EchoRequest::default()
+        })
+        .await
+        .expect("a call with the script's certificates");
+    assert_eq!(reply.metadata_value, "CN=client");
+    handle.shutdown().await.unwrap();
+}
