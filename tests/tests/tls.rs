@@ -305,3 +305,71 @@ async fn certificates_from_the_make_certs_script_work_for_mutual_tls() {
     assert_eq!(reply.metadata_value, "CN=client");
     handle.shutdown().await.unwrap();
 }
+
+/// Runs `curl` on `url` with `args` and returns the HTTP status it printed and the body.
+async fn curl(url: &str, args: &[&str]) -> (String, String) {
+    let output = tokio::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10", "-w", "\n%{http_code}"])
+        .args(args)
+        .arg(url)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (code.to_owned(), body.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_port_over_tls_asks_curl_for_its_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("ca");
+    let ca_path = ca.write(dir.path());
+    let files = ca.provider(dir.path(), "provider");
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin_addr = admin.local_addr().unwrap();
+    let config = ServerConfig {
+        tls: Some(ServerTls::new(&files.cert, &files.key)),
+        admin_tls: true,
+        admin_token: Some(mprpc::auth::token_hash("admin-s3cret")),
+        ..ServerConfig::default()
+    };
+    let server = Server::new(config)
+        .with_admin_listener(admin)
+        .add_service(EchoServer::new(EchoService::named("a")));
+    let (_, handle) = start(server).await;
+    let base = format!("https://127.0.0.1:{}", admin_addr.port());
+    let ca_arg = ca_path.to_str().unwrap();
+
+    let health = curl(&format!("{base}/health"), &["--cacert", ca_arg]).await;
+    assert_eq!(health.0, "200", "/health stays open: {health:?}");
+    let (code, body) = curl(&format!("{base}/metrics"), &["--cacert", ca_arg]).await;
+    assert_eq!(code, "401", "{body}");
+    let (code, body) = curl(
+        &format!("{base}/metrics"),
+        &[
+            "--cacert",
+            ca_arg,
+            "-H",
+            "Authorization: Bearer admin-s3cret",
+        ],
+    )
+    .await;
+    assert_eq!(code, "200", "{body}");
+    assert!(body.contains("mprpc_"), "{body}");
+    let (code, _) = curl(
+        &format!("{base}/status.json"),
+        &["--cacert", ca_arg, "-H", "Authorization: Bearer wrong"],
+    )
+    .await;
+    assert_eq!(code, "401");
+    // Plain HTTP on the TLS admin port gets nowhere.
+    let (code, _) = curl(
+        &format!("http://127.0.0.1:{}/health", admin_addr.port()),
+        &[],
+    )
+    .await;
+    assert_ne!(code, "200");
+    handle.shutdown().await.unwrap();
+}

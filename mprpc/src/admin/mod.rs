@@ -12,11 +12,15 @@
 //! | `GET /health` | `200 ok registry=STATE` while the provider serves |
 //! | anything else | `404` with a short text body |
 //!
+//! With `admin_token` every page but `/health` needs `Authorization: Bearer <token>`, and
+//! with `admin_tls` the port speaks HTTPS with the provider's certificate ([`AdminGuard`]).
+//!
 //! `/health` answers 200 whatever the registry's state: a provider cut off from ZooKeeper
 //! still serves the consumers that know it, and a load balancer that took it out of rotation
 //! for that would turn a registry outage into a service outage. The state is in the body for
 //! people and scripts that want it.
 
+mod guard;
 pub mod prometheus;
 pub mod status;
 
@@ -65,7 +69,9 @@ impl AdminState {
     }
 }
 
-/// Serves the admin pages on `listener` until `shutdown` resolves.
+pub use guard::AdminGuard;
+
+/// Serves the admin pages on `listener` until `shutdown` resolves, unprotected.
 ///
 /// When it does, the listener is closed at once; requests already being answered finish,
 /// and idle keep-alive connections are closed.
@@ -74,9 +80,33 @@ pub async fn serve(
     state: Arc<AdminState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_guarded(listener, state, AdminGuard::default(), shutdown).await
+}
+
+/// The same, with a token and TLS as `guard` says.
+pub async fn serve_guarded(
+    listener: TcpListener,
+    state: Arc<AdminState>,
+    guard: AdminGuard,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let router = router(state).layer(axum::middleware::from_fn_with_state(
+        guard.token_hash,
+        guard::check_token,
+    ));
+    match guard.tls {
+        Some(acceptor) => {
+            let listener = guard::TlsListener::new(listener, acceptor)?;
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        None => {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
 }
 
 /// The routes, on `state`.

@@ -29,6 +29,12 @@ pub struct ServerConfig {
     /// Where to serve the admin pages (`/metrics`, `/status`, `/health`) over HTTP, e.g.
     /// `127.0.0.1:9100`. Default: none.
     pub admin_address: Option<String>,
+    /// The SHA-256 (`sha256:<hex>`) of a token every admin page but `/health` asks for
+    /// (`Authorization: Bearer <token>`). Default: none, the pages are open.
+    pub admin_token: Option<String>,
+    /// Whether the admin pages are served over TLS, with `[server.tls]`'s certificate.
+    /// Default false.
+    pub admin_tls: bool,
     /// Calls running at once across all connections; one more gets `ResourceExhausted`.
     /// At least 1. Default 10,000.
     pub max_concurrent_calls: usize,
@@ -92,6 +98,8 @@ impl Default for ServerConfig {
             threads: 4,
             weight: 100,
             admin_address: None,
+            admin_token: None,
+            admin_tls: false,
             max_concurrent_calls: 10_000,
             max_calls_per_connection: 4_096,
             max_unwritten_bytes: 64 * 1024 * 1024,
@@ -146,6 +154,18 @@ impl ServerConfig {
             check.host_port(admin, true, "server.admin_address")?;
         }
         check.that(self.threads >= 1, "server.threads", "must be at least 1")?;
+        if let Some(token) = &self.admin_token {
+            check.that(
+                super::parse_hash(token).is_some(),
+                "server.admin_token",
+                "must be `sha256:` and 64 hex digits (the token's SHA-256, not the token)",
+            )?;
+        }
+        check.that(
+            !self.admin_tls || self.tls.is_some(),
+            "server.admin_tls",
+            "needs [server.tls], whose certificate it uses",
+        )?;
         check.limit(self.max_concurrent_calls, "server.max_concurrent_calls")?;
         check.that(
             self.max_calls_per_connection >= 1,

@@ -138,6 +138,8 @@ stderr = true
             threads: 8,
             weight: 250,
             admin_address: Some("127.0.0.1:9100".into()),
+            admin_token: None,
+            admin_tls: false,
             max_concurrent_calls: 500,
             max_calls_per_connection: 100,
             max_unwritten_bytes: 1_000_000,

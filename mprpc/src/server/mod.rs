@@ -48,9 +48,9 @@ pub use reply::reply_metadata;
 pub use service::{BoxFuture, Service};
 
 use self::reflection::Reflection;
-use crate::admin::{self, AdminState};
+use crate::admin::{self, AdminGuard, AdminState};
 use crate::auth::Auth;
-use crate::config::ServerConfig;
+use crate::config::{parse_hash, ServerConfig};
 use crate::metrics::Metrics;
 use crate::reflection::ServiceInfo;
 use crate::registry::{Registration, Registry, RegistryError, ServiceInstance};
@@ -171,10 +171,6 @@ impl Server {
         let local = listener.local_addr()?;
         let mut router = std::mem::take(&mut self.router);
         router.add(Arc::new(Reflection::new(&router)));
-        let admin_stop = CancellationToken::new();
-        self.start_admin(&router, registry, local, admin_stop.clone())
-            .await?;
-        let _stop_admin = admin_stop.drop_guard();
         // The TLS files are read now (a bad one stops the start) and watched until we stop.
         let tls_stop = CancellationToken::new();
         let tls = match &self.config.tls {
@@ -187,6 +183,10 @@ impl Server {
             None => None,
         };
         let _stop_tls = tls_stop.drop_guard();
+        let admin_stop = CancellationToken::new();
+        self.start_admin(&router, registry, local, tls.as_ref(), admin_stop.clone())
+            .await?;
+        let _stop_admin = admin_stop.drop_guard();
         let shared = Arc::new(Shared {
             stack: Arc::new(Stack {
                 admission: Admission::new(
@@ -232,6 +232,7 @@ impl Server {
         router: &Router,
         registry: Option<Arc<dyn Registry>>,
         local: SocketAddr,
+        tls: Option<&transport::ServerTls>,
         stop: CancellationToken,
     ) -> io::Result<()> {
         let admin_listener = match (self.admin.take(), &self.config.admin_address) {
@@ -258,8 +259,14 @@ impl Server {
         });
         tracing::info!(address = %admin_listener.local_addr()?, "admin pages listening");
         let stop = stop.cancelled_owned();
+        let guard = AdminGuard {
+            token_hash: self.config.admin_token.as_deref().and_then(parse_hash),
+            tls: tls
+                .filter(|_| self.config.admin_tls)
+                .map(|tls| tls.acceptor.clone()),
+        };
         tokio::spawn(async move {
-            if let Err(e) = admin::serve(admin_listener, state, stop).await {
+            if let Err(e) = admin::serve_guarded(admin_listener, state, guard, stop).await {
                 tracing::warn!("admin pages stopped: {e}");
             }
         });
