@@ -113,3 +113,62 @@ async fn sigterm_drains_calls_in_flight_then_exits_cleanly() {
     let status = status.expect("provider exited after SIGTERM");
     assert!(status.success(), "{status}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_makes_a_tls_provider_read_its_certificate_again() {
+    use mprpc::config::ClientTls;
+    use mprpc_tests::certs::TestCa;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (old_ca, new_ca) = (TestCa::new("old"), TestCa::new("new"));
+    let (old_ca_path, new_ca_path) = (old_ca.write(dir.path()), new_ca.write(dir.path()));
+    let files = old_ca.provider(dir.path(), "provider");
+    let (cert, key) = (files.cert.to_str().unwrap(), files.key.to_str().unwrap());
+    let provider = ProviderProcess::start(PROVIDER, &["hup", "--tls-cert", cert, "--tls-key", key]);
+    let client_of = |ca: &std::path::Path| {
+        let config = ClientConfig {
+            tls: Some(ClientTls::new(ca)),
+            ..ClientConfig::default()
+        };
+        EchoClient::new(Channel::to_addresses(
+            vec![provider.address.clone()],
+            config,
+        ))
+    };
+    client_of(&old_ca_path)
+        .echo(EchoRequest::default())
+        .await
+        .expect("the old certificate is served");
+
+    // New files in place: nothing changes until the SIGHUP (the periodic check is an hour off).
+    let staged = dir.path().join("staged");
+    std::fs::create_dir(&staged).unwrap();
+    let fresh = new_ca.provider(&staged, "provider");
+    std::fs::rename(&fresh.key, &files.key).unwrap();
+    std::fs::rename(&fresh.cert, &files.cert).unwrap();
+    client_of(&old_ca_path)
+        .echo(EchoRequest::default())
+        .await
+        .expect("still the old certificate");
+
+    provider.signal(Signal::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client_of(&new_ca_path)
+        .echo(EchoRequest::default())
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the SIGHUP did not reload the certificate"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        client_of(&old_ca_path)
+            .echo(EchoRequest::default())
+            .await
+            .is_err(),
+        "new connections get the new certificate"
+    );
+}

@@ -50,7 +50,10 @@ impl Acceptor {
     pub fn start(settings: &ServerTls, stop: CancellationToken) -> Result<Acceptor, TlsError> {
         let acceptor = Acceptor::new(settings)?;
         let watcher = acceptor.clone();
-        tokio::spawn(async move { watcher.watch(stop).await });
+        // Listening for SIGHUP starts here, before the provider serves: a SIGHUP from then on
+        // reloads, and never ends the process.
+        let hangup = hangup_signals();
+        tokio::spawn(async move { watcher.watch(hangup, stop).await });
         Ok(acceptor)
     }
 
@@ -102,11 +105,10 @@ impl Acceptor {
         Ok(())
     }
 
-    async fn watch(self, stop: CancellationToken) {
+    async fn watch(self, mut hangup: Hangup, stop: CancellationToken) {
         let mut last = self.stamp();
         let mut tick = tokio::time::interval(self.settings.reload_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut hangup = hangup_signals();
         loop {
             let forced = tokio::select! {
                 () = stop.cancelled() => return,
@@ -169,6 +171,11 @@ fn build(settings: &ServerTls) -> Result<ServerConfig, TlsError> {
         ))
     })
 }
+
+#[cfg(unix)]
+type Hangup = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangup = Option<()>;
 
 #[cfg(unix)]
 fn hangup_signals() -> Option<tokio::signal::unix::Signal> {

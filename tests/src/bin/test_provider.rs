@@ -1,18 +1,19 @@
 //! A provider of the test service for process-level tests.
 //!
 //! `test_provider NAME [--listen ADDR] [--zk CONNECT] [--root PATH] [--session-timeout-ms N]
-//! [--weight N] [--admin ADDR] [--max-unwritten-bytes N]`
+//! [--weight N] [--admin ADDR] [--max-unwritten-bytes N] [--tls-cert PEM --tls-key PEM]`
 //!
 //! Listens on `--listen` (default `127.0.0.1:0`), registers in ZooKeeper when `--zk` is given,
 //! serves the admin pages on `--admin` (printing `admin on ADDR` first), prints
 //! `listening on ADDR`, prints `call started` as each call starts, and stops gracefully on
-//! SIGINT/SIGTERM.
+//! SIGINT/SIGTERM. With `--tls-cert`, it serves TLS only and re-reads the files on SIGHUP
+//! (and only then: the periodic check is an hour apart).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use mprpc::config::ServerConfig;
+use mprpc::config::{ServerConfig, ServerTls};
 use mprpc::registry::{Registry, StaticRegistry, ZkRegistry};
 use mprpc::server::{shutdown, Server};
 use mprpc_tests::{EchoServer, EchoService};
@@ -27,6 +28,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let (mut zk, mut root, mut session_ms) = (None, "/mprpc".to_owned(), 2000u64);
     let mut admin = None;
+    let (mut tls_cert, mut tls_key) = (None, None);
     while let Some(flag) = args.next() {
         let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
         match flag.as_str() {
@@ -37,8 +39,15 @@ async fn main() -> anyhow::Result<()> {
             "--weight" => config.weight = value()?.parse()?,
             "--admin" => admin = Some(value()?),
             "--max-unwritten-bytes" => config.max_unwritten_bytes = value()?.parse()?,
+            "--tls-cert" => tls_cert = Some(value()?),
+            "--tls-key" => tls_key = Some(value()?),
             other => bail!("unknown flag {other}"),
         }
+    }
+    if let (Some(cert), Some(key)) = (tls_cert, tls_key) {
+        let mut tls = ServerTls::new(cert, key);
+        tls.reload_interval = Duration::from_secs(3600);
+        config.tls = Some(tls);
     }
     let registry: Arc<dyn Registry> = match zk {
         Some(connect) => Arc::new(ZkRegistry::new(
