@@ -12,6 +12,7 @@
 //! | `mprpc_queued_bytes` | gauge | (bytes the provider's connections hold for clients) |
 //! | `mprpc_protocol_errors_total` | counter | `kind` (connections closed for a protocol error) |
 //! | `mprpc_registry_up` | gauge | `state`: 1 for the current state, 0 for the others |
+//! | `mprpc_registry_refused_nodes_total` | counter | `reason` (provider nodes a consumer would not use: `world_writable`, `open_parent`, `unreadable`) |
 //! | `mprpc_log_dropped_lines_total` | counter | |
 //! | `mprpc_uptime_seconds` | gauge | |
 //! | `mprpc_known_providers` | gauge | `service` (providers this process's channels know) |
@@ -39,6 +40,7 @@ pub fn render(snapshot: &MetricsSnapshot, registry_state: &str) -> String {
     out.rejected_calls(snapshot);
     out.connection_families(snapshot);
     out.registry_up(registry_state);
+    out.refused_nodes(snapshot);
     out.process_families(snapshot);
     out.known_providers(snapshot);
     out.0
@@ -209,6 +211,22 @@ impl Exposition {
         for state in states {
             let up = u8::from(state == registry_state);
             self.sample("mprpc_registry_up", &[("state", state)], up);
+        }
+    }
+
+    /// `mprpc_registry_refused_nodes_total`: registry nodes refused, by reason.
+    fn refused_nodes(&mut self, snapshot: &MetricsSnapshot) {
+        self.family(
+            "mprpc_registry_refused_nodes_total",
+            "counter",
+            "Provider nodes a consumer refused to use (each version of a node once), by reason.",
+        );
+        for (reason, n) in &snapshot.registry_refused_nodes {
+            self.sample(
+                "mprpc_registry_refused_nodes_total",
+                &[("reason", reason)],
+                n,
+            );
         }
     }
 
