@@ -346,6 +346,8 @@ mod tests {
         m.rejected(Code::Unimplemented);
         m.connection(Side::Server, 1);
         m.set_providers("x.Y", &[ServiceInstance::new("x.Y", "h:1")]);
+        m.registry_refused("world_writable");
+        m.registry_refused("world_writable");
         let text = render(&m.snapshot(), "connected");
 
         for family in [
@@ -355,6 +357,7 @@ mod tests {
             "mprpc_rejected_calls_total counter",
             "mprpc_connections gauge",
             "mprpc_registry_up gauge",
+            "mprpc_registry_refused_nodes_total counter",
             "mprpc_log_dropped_lines_total counter",
             "mprpc_uptime_seconds gauge",
             "mprpc_known_providers gauge",
@@ -389,6 +392,9 @@ mod tests {
         assert!(has(r#"mprpc_connections{side="client"} 0"#));
         assert!(has(r#"mprpc_registry_up{state="connected"} 1"#));
         assert!(has(r#"mprpc_registry_up{state="static"} 0"#));
+        assert!(has(
+            r#"mprpc_registry_refused_nodes_total{reason="world_writable"} 2"#
+        ));
         assert!(has("mprpc_log_dropped_lines_total 0"));
         assert!(has(r#"mprpc_known_providers{service="x.Y"} 1"#));
         assert!(text.lines().any(|l| l.starts_with("mprpc_uptime_seconds ")));

@@ -404,6 +404,51 @@ mod tests {
     }
 
     #[test]
+    fn the_identity_comes_from_a_file_or_a_variable_and_errors_never_quote_it() {
+        use std::io::Write;
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(file, "  prov:s3cret  ").unwrap();
+        let config = ZkAccessConfig {
+            auth_file: Some(file.path().to_owned()),
+            ..ZkAccessConfig::default()
+        };
+        let access = ZkAccess::from_config(&config).unwrap();
+        assert_eq!(access.digest_auth(), Some(&b"prov:s3cret"[..]));
+        assert!(access.is_protected());
+        let access = ZkAccess::from_config(&ZkAccessConfig {
+            protected: Some(false),
+            ..config.clone()
+        })
+        .unwrap();
+        assert!(!access.is_protected());
+
+        let mut bad = tempfile::NamedTempFile::new().unwrap();
+        writeln!(bad, "s3cret").unwrap();
+        let config = ZkAccessConfig {
+            auth_file: Some(bad.path().to_owned()),
+            ..ZkAccessConfig::default()
+        };
+        let err = ZkAccess::from_config(&config).unwrap_err().to_string();
+        assert!(
+            err.contains("user:password") && !err.contains("s3cret"),
+            "{err}"
+        );
+
+        let config = ZkAccessConfig {
+            auth_env: Some("MPRPC_TEST_NO_SUCH_VARIABLE".into()),
+            ..ZkAccessConfig::default()
+        };
+        let err = ZkAccess::from_config(&config).unwrap_err().to_string();
+        assert!(err.contains("$MPRPC_TEST_NO_SUCH_VARIABLE"), "{err}");
+        let config = ZkAccessConfig {
+            auth_file: Some("/nonexistent/zk-auth".into()),
+            ..ZkAccessConfig::default()
+        };
+        let err = ZkAccess::from_config(&config).unwrap_err().to_string();
+        assert!(err.contains("/nonexistent/zk-auth"), "{err}");
+    }
+
+    #[test]
     fn the_password_is_never_shown() {
         let access = ZkAccess::with_identity("prov:s3cret")
             .unwrap()

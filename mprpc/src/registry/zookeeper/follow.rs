@@ -14,6 +14,8 @@
 //! - **A hiccup does not wipe the list.** While ZooKeeper is unreachable the last list stays
 //!   in force. A new list that is empty, or that drops more than half of at least three
 //!   providers, is applied only if a second reading after [`CONFIRM_DELAY`] agrees.
+//! - **Nodes are vetted** as the list is read ([`Listing`]): one that cannot be read is
+//!   skipped, and a protected registry refuses nodes that anyone may change.
 //! - The task ends when every consumer of the list is gone, or when the registry stops.
 
 use std::sync::Arc;
