@@ -13,12 +13,16 @@
 #   scripts/zk.sh kill-node DIR N              SIGKILL node N and wait until it is gone
 #   scripts/zk.sh start-node DIR N             start node N again and wait until it serves
 #   scripts/zk.sh env DIR                      print ZK_DIR=... and ZK_CONNECT=... again
+#   scripts/zk.sh cli DIR COMMAND [ARG...]     run one command of ZooKeeper's own client, zkCli.sh,
+#                                              against DIR's servers (anonymously: a stranger to mprpc);
+#                                              exits with its status, 124 if it takes over ZK_CLI_TIMEOUT
 #
 # Everything a later call needs is kept in DIR: DIR/zk.nodes (node count), DIR/zk.connect,
 # and per node DIR/nodeN/{zoo.cfg,port,pid,server.log,data/}.
 #
 # Environment: ZK_START_TIMEOUT (s, default 30), ZK_STOP_TIMEOUT (s, default 10),
-# ZK_JAVA (default java), ZK_JVM_FLAGS (default below).
+# ZK_CLI_TIMEOUT (s, default 30), ZK_JAVA (default java), ZK_JVM_FLAGS (default below),
+# ZK_CLI (default /usr/share/zookeeper/bin/zkCli.sh, from the same Debian package).
 # Progress and errors go to stderr; stdout carries only the machine-readable lines.
 
 set -euo pipefail
@@ -27,6 +31,8 @@ readonly ZK_JAR=/usr/share/java/zookeeper.jar
 readonly SLF4J_JAR=/usr/share/java/slf4j-simple.jar
 readonly MAIN_STANDALONE=org.apache.zookeeper.server.ZooKeeperServerMain
 readonly MAIN_QUORUM=org.apache.zookeeper.server.quorum.QuorumPeerMain
+readonly ZK_CLI=${ZK_CLI:-/usr/share/zookeeper/bin/zkCli.sh}
+CLI_TIMEOUT=${ZK_CLI_TIMEOUT:-30}
 START_TIMEOUT=${ZK_START_TIMEOUT:-30}
 STOP_TIMEOUT=${ZK_STOP_TIMEOUT:-10}
 JAVA=${ZK_JAVA:-java}
@@ -36,7 +42,7 @@ log() { printf 'zk: %s\n' "$*" >&2; }
 die() { printf 'zk: error: %s\n' "$*" >&2; exit 1; }
 
 usage() {
-    sed -n '4,15s/^# \{0,1\}//p' "$0" >&2
+    sed -n '4,18s/^# \{0,1\}//p' "$0" >&2
     exit 2
 }
 
@@ -528,6 +534,19 @@ cmd_env() {
     print_env "$dir"
 }
 
+cmd_cli() {
+    local dir=${1:-}
+    check_dir_arg "$dir"
+    shift
+    (($#)) || usage
+    dir=$(abs_dir "$dir")
+    [[ -f $ZK_JAR ]] || cmd_install
+    [[ -x $ZK_CLI ]] || die "$ZK_CLI is missing (it comes with the Debian zookeeper package)"
+    # One command on the command line: zkCli.sh runs it, prints its output and exits with
+    # its status (1 for "Insufficient permission", for example).
+    timeout "$CLI_TIMEOUT" "$ZK_CLI" -server "$(<"$dir/zk.connect")" "$@" </dev/null
+}
+
 main() {
     local cmd=${1:-}
     shift || true
@@ -540,6 +559,7 @@ main() {
         kill-node) cmd_kill_node "$@" ;;
         start-node) cmd_start_node "$@" ;;
         env) cmd_env "$@" ;;
+        cli) cmd_cli "$@" ;;
         -h | --help | help) usage ;;
         *) usage ;;
     esac

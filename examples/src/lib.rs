@@ -31,16 +31,19 @@ pub fn override_zookeeper(config: &mut mprpc::config::Config, connect: Option<St
         RegistryConfig::Zookeeper {
             root,
             session_timeout,
+            access,
             ..
         } => RegistryConfig::Zookeeper {
             connect,
             root,
             session_timeout,
+            access,
         },
         RegistryConfig::Static { .. } => RegistryConfig::Zookeeper {
             connect,
             root: "/mprpc".to_owned(),
             session_timeout: std::time::Duration::from_secs(10),
+            access: Default::default(),
         },
     };
 }

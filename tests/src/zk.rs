@@ -68,6 +68,22 @@ impl ZkServer {
         run(&["start-node", &self.dir, &n.to_string()]);
     }
 
+    /// Runs one command of ZooKeeper's own command-line client, `zkCli.sh` (from Debian's
+    /// `zookeeper` package, through `scripts/zk.sh cli`), anonymously: a client that mprpc's
+    /// code did not write, with no identity. Returns whether it succeeded, and everything it
+    /// printed. Bounded by `ZK_CLI_TIMEOUT` (30 s).
+    pub fn cli(&self, command: &[&str]) -> (bool, String) {
+        let output = Command::new("bash")
+            .arg(script())
+            .args(["cli", &self.dir])
+            .args(command)
+            .output()
+            .expect("run scripts/zk.sh cli");
+        let mut printed = String::from_utf8_lossy(&output.stdout).into_owned();
+        printed.push_str(&String::from_utf8_lossy(&output.stderr));
+        (output.status.success(), printed)
+    }
+
     /// The index of the current leader of an ensemble.
     pub fn leader(&self) -> usize {
         run(&["leader", &self.dir, "--wait", "10"])

@@ -12,6 +12,7 @@
 //! | `mprpc_queued_bytes` | gauge | (bytes the provider's connections hold for clients) |
 //! | `mprpc_protocol_errors_total` | counter | `kind` (connections closed for a protocol error) |
 //! | `mprpc_registry_up` | gauge | `state`: 1 for the current state, 0 for the others |
+//! | `mprpc_registry_refused_nodes_total` | counter | `reason` (provider nodes a consumer would not use: `world_writable`, `open_parent`, `unreadable`) |
 //! | `mprpc_log_dropped_lines_total` | counter | |
 //! | `mprpc_uptime_seconds` | gauge | |
 //! | `mprpc_known_providers` | gauge | `service` (providers this process's channels know) |
@@ -39,6 +40,7 @@ pub fn render(snapshot: &MetricsSnapshot, registry_state: &str) -> String {
     out.rejected_calls(snapshot);
     out.connection_families(snapshot);
     out.registry_up(registry_state);
+    out.refused_nodes(snapshot);
     out.process_families(snapshot);
     out.known_providers(snapshot);
     out.0
@@ -212,6 +214,22 @@ impl Exposition {
         }
     }
 
+    /// `mprpc_registry_refused_nodes_total`: registry nodes refused, by reason.
+    fn refused_nodes(&mut self, snapshot: &MetricsSnapshot) {
+        self.family(
+            "mprpc_registry_refused_nodes_total",
+            "counter",
+            "Provider nodes a consumer refused to use (each version of a node once), by reason.",
+        );
+        for (reason, n) in &snapshot.registry_refused_nodes {
+            self.sample(
+                "mprpc_registry_refused_nodes_total",
+                &[("reason", reason)],
+                n,
+            );
+        }
+    }
+
     /// The process families: `mprpc_log_dropped_lines_total` and `mprpc_uptime_seconds`.
     fn process_families(&mut self, snapshot: &MetricsSnapshot) {
         self.family(
@@ -328,6 +346,8 @@ mod tests {
         m.rejected(Code::Unimplemented);
         m.connection(Side::Server, 1);
         m.set_providers("x.Y", &[ServiceInstance::new("x.Y", "h:1")]);
+        m.registry_refused("world_writable");
+        m.registry_refused("world_writable");
         let text = render(&m.snapshot(), "connected");
 
         for family in [
@@ -337,6 +357,7 @@ mod tests {
             "mprpc_rejected_calls_total counter",
             "mprpc_connections gauge",
             "mprpc_registry_up gauge",
+            "mprpc_registry_refused_nodes_total counter",
             "mprpc_log_dropped_lines_total counter",
             "mprpc_uptime_seconds gauge",
             "mprpc_known_providers gauge",
@@ -371,6 +392,9 @@ mod tests {
         assert!(has(r#"mprpc_connections{side="client"} 0"#));
         assert!(has(r#"mprpc_registry_up{state="connected"} 1"#));
         assert!(has(r#"mprpc_registry_up{state="static"} 0"#));
+        assert!(has(
+            r#"mprpc_registry_refused_nodes_total{reason="world_writable"} 2"#
+        ));
         assert!(has("mprpc_log_dropped_lines_total 0"));
         assert!(has(r#"mprpc_known_providers{service="x.Y"} 1"#));
         assert!(text.lines().any(|l| l.starts_with("mprpc_uptime_seconds ")));

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::check::check_host_port;
 use super::registry::{default_zk_root, default_zk_session_timeout};
-use super::{Config, ConfigError, RegistryConfig};
+use super::{Config, ConfigError, RegistryConfig, ZkAccessConfig};
 
 /// The keys of the legacy format.
 const LEGACY_KEYS: [&str; 4] = [
@@ -73,6 +73,7 @@ impl Config {
                 connect,
                 root: default_zk_root(),
                 session_timeout: default_zk_session_timeout(),
+                access: ZkAccessConfig::default(),
             };
         }
         config.validate(origin)?;
@@ -268,6 +269,7 @@ mod tests {
                 connect: "10.0.0.7:2181".into(),
                 root: "/mprpc".into(),
                 session_timeout: Duration::from_secs(10),
+                access: Default::default(),
             }
         );
         assert_eq!(c.client, ClientConfig::default());

@@ -88,6 +88,7 @@ mod registry;
 mod server;
 mod tls;
 mod toml_error;
+mod zk_access;
 
 pub(crate) use auth::parse_hash;
 pub use auth::{AllowRule, ClientAuth, ServerAuth};
@@ -96,6 +97,8 @@ pub use logging::LoggingConfig;
 pub use registry::RegistryConfig;
 pub use server::{CallerClock, ServerConfig};
 pub use tls::{ClientTls, ServerTls, TlsMode};
+pub use zk_access::ZkAccessConfig;
+pub(crate) use zk_access::{check_digest_id, check_user_password};
 
 use check::Check;
 use toml_error::toml_error;

@@ -1,20 +1,23 @@
 //! The `[registry]` section: where providers are registered and found.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::check::{check_host_port, Check};
 use super::toml_error::toml_key;
+use super::zk_access::ZkAccessConfig;
 use super::ConfigError;
 
 /// Where providers are registered and found.
 ///
 /// In TOML the variant is chosen by `kind`, which is required when `[registry]` is present:
 /// `kind = "static"` takes `services`; `kind = "zookeeper"` takes `connect` (required),
-/// `root` and `session_timeout`. Without a `[registry]` table the registry is an empty static
-/// list.
+/// `root`, `session_timeout`, and the keys of [`ZkAccessConfig`] (`auth`, `auth_file`,
+/// `auth_env`, `protected`, `read_identity`). Without a `[registry]` table the registry is an
+/// empty static list.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(try_from = "RawRegistry")]
 pub enum RegistryConfig {
@@ -33,6 +36,9 @@ pub enum RegistryConfig {
         root: String,
         /// Session timeout, more than zero. Default 10 s.
         session_timeout: Duration,
+        /// Digest authentication and node protection (flat keys of `[registry]`). Default:
+        /// anonymous, nodes open to all.
+        access: ZkAccessConfig,
     },
 }
 
@@ -65,6 +71,24 @@ struct RawRegistry {
     root: Option<String>,
     #[serde(default, with = "humantime_serde")]
     session_timeout: Option<Duration>,
+    auth: Option<String>,
+    auth_file: Option<PathBuf>,
+    auth_env: Option<String>,
+    protected: Option<bool>,
+    read_identity: Option<String>,
+}
+
+impl RawRegistry {
+    /// The keys of [`ZkAccessConfig`], taken out of the table.
+    fn take_access(&mut self) -> ZkAccessConfig {
+        ZkAccessConfig {
+            auth: self.auth.take(),
+            auth_file: self.auth_file.take(),
+            auth_env: self.auth_env.take(),
+            protected: self.protected.take(),
+            read_identity: self.read_identity.take(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -77,7 +101,8 @@ enum RegistryKind {
 impl TryFrom<RawRegistry> for RegistryConfig {
     type Error = String;
 
-    fn try_from(raw: RawRegistry) -> Result<Self, String> {
+    fn try_from(mut raw: RawRegistry) -> Result<Self, String> {
+        let access = raw.take_access();
         match raw.kind {
             RegistryKind::Static => {
                 let stray = [
@@ -85,7 +110,12 @@ impl TryFrom<RawRegistry> for RegistryConfig {
                     ("root", raw.root.is_some()),
                     ("session_timeout", raw.session_timeout.is_some()),
                 ];
-                if let Some((name, _)) = stray.iter().find(|(_, present)| *present) {
+                let stray = stray
+                    .iter()
+                    .filter_map(|(name, present)| present.then_some(*name))
+                    .chain(access.keys_set())
+                    .next();
+                if let Some(name) = stray {
                     return Err(format!(
                         "unknown field `{name}`, kind `static` takes only `services`"
                     ));
@@ -98,7 +128,8 @@ impl TryFrom<RawRegistry> for RegistryConfig {
                 if raw.services.is_some() {
                     return Err(
                         "unknown field `services`, kind `zookeeper` takes `connect`, \
-                                `root` and `session_timeout`"
+                                `root`, `session_timeout`, `auth`, `auth_file`, `auth_env`, \
+                                `protected` and `read_identity`"
                             .to_owned(),
                     );
                 }
@@ -109,6 +140,7 @@ impl TryFrom<RawRegistry> for RegistryConfig {
                     session_timeout: raw
                         .session_timeout
                         .unwrap_or_else(default_zk_session_timeout),
+                    access,
                 })
             }
         }
@@ -132,6 +164,7 @@ impl RegistryConfig {
                 connect,
                 root,
                 session_timeout,
+                access,
             } => {
                 check.that(
                     !connect.is_empty(),
@@ -145,6 +178,7 @@ impl RegistryConfig {
                 }
                 check_zk_root(root).map_err(|m| check.invalid("registry.root", m))?;
                 check.positive(*session_timeout, "registry.session_timeout")?;
+                access.validate(check)?;
             }
         }
         Ok(())
@@ -191,6 +225,7 @@ mod tests {
                 connect: "zk:2181".into(),
                 root: "/mprpc".into(),
                 session_timeout: Duration::from_secs(10),
+                access: ZkAccessConfig::default(),
             }
         );
         let c = Config::from_toml_str("[registry]\nkind = \"static\"\n", "t.toml").unwrap();

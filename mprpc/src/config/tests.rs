@@ -180,6 +180,7 @@ stderr = true
             connect: "zk1:2181,10.0.0.2:2181,[::1]:2181".into(),
             root: "/services/rpc".into(),
             session_timeout: Duration::from_secs(20),
+            access: Default::default(),
         }
     );
     assert_eq!(

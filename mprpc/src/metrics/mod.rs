@@ -123,6 +123,8 @@ struct Inner {
     write_timeouts: [AtomicU64; 2],
     /// Connections a provider closed for a protocol error, by kind of error.
     protocol_errors: Mutex<BTreeMap<&'static str, u64>>,
+    /// Registry nodes a consumer refused to use, by reason.
+    registry_refused_nodes: Mutex<BTreeMap<&'static str, u64>>,
     /// The write queues of the provider's connections.
     server_queues: Arc<queues::Queues>,
     /// The providers each consumer channel currently knows, by service.
@@ -201,6 +203,17 @@ impl Metrics {
             .or_default() += 1;
     }
 
+    /// Counts a registry node a consumer refused to use, for `reason` (e.g. `world_writable`).
+    pub fn registry_refused(&self, reason: &'static str) {
+        *self
+            .inner
+            .registry_refused_nodes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(reason)
+            .or_default() += 1;
+    }
+
     /// Adds a provider connection's write queue to the `queued_bytes` gauge until the
     /// returned registration is dropped (when the connection closes).
     pub fn track_server_queue(&self, queue: Arc<dyn QueuedBytes>) -> QueueRegistration {
@@ -258,6 +271,12 @@ impl Metrics {
             protocol_errors: self
                 .inner
                 .protocol_errors
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+            registry_refused_nodes: self
+                .inner
+                .registry_refused_nodes
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone(),
@@ -325,6 +344,9 @@ pub struct MetricsSnapshot {
     pub client_write_timeouts: u64,
     /// Connections this provider closed for a protocol error, by kind.
     pub protocol_errors: BTreeMap<&'static str, u64>,
+    /// Registry nodes this process's consumers refused to use, by reason (see
+    /// [`Metrics::registry_refused`]).
+    pub registry_refused_nodes: BTreeMap<&'static str, u64>,
     /// Bytes this provider's connections have queued for clients and not yet written.
     pub server_queued_bytes: u64,
     /// Providers known per service by this process's channels.

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 pub use static_list::StaticRegistry;
-pub use zookeeper::ZkRegistry;
+pub use zookeeper::{ZkAccess, ZkRegistry};
 
 use crate::config::RegistryConfig;
 use crate::future::BoxFuture;
@@ -80,6 +80,10 @@ pub enum RegistryError {
     /// The registry's configuration is wrong.
     #[error("registry misconfigured: {0}")]
     Config(String),
+    /// The registry refused: this process may not do it, or what it would rely on is open to
+    /// anyone (a protected ZooKeeper registry).
+    #[error("registry refused: {0}")]
+    Denied(String),
 }
 
 /// A registration held by a provider; dropping it without calling
@@ -126,10 +130,12 @@ pub fn from_config(config: &RegistryConfig) -> Result<Arc<dyn Registry>, Registr
             connect,
             root,
             session_timeout,
-        } => Ok(Arc::new(ZkRegistry::new(
+            access,
+        } => Ok(Arc::new(ZkRegistry::with_access(
             connect.clone(),
             root.clone(),
             *session_timeout,
+            ZkAccess::from_config(access)?,
         )?)),
     }
 }

@@ -14,18 +14,20 @@
 //! - **A hiccup does not wipe the list.** While ZooKeeper is unreachable the last list stays
 //!   in force. A new list that is empty, or that drops more than half of at least three
 //!   providers, is applied only if a second reading after [`CONFIRM_DELAY`] agrees.
+//! - **Nodes are vetted** as the list is read ([`Listing`]): one that cannot be read is
+//!   skipped, and a protected registry refuses nodes that anyone may change.
 //! - The task ends when every consumer of the list is gone, or when the registry stops.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::join_all;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use zookeeper_client::{
     AddWatchMode, Client, Error as ZkError, EventType, PersistentWatcher, SessionState,
 };
 
+use super::listing::Listing;
 use super::session::Session;
 use crate::registry::ServiceInstance;
 
@@ -35,19 +37,22 @@ pub(crate) const MERGE_WINDOW: Duration = Duration::from_millis(50);
 pub(crate) const CONFIRM_DELAY: Duration = Duration::from_millis(1000);
 
 /// Follows `path` into `tx` until every receiver of `tx` is gone or `stop` fires; `listed`
-/// turns true after the first successful reading. Runs on the registry's own runtime (see
-/// [`session`](super::session)).
+/// turns true after the first successful reading. In a `protected` registry, provider nodes
+/// that anyone may change are refused (see [`listing`](super::listing)). Runs on the
+/// registry's own runtime (see [`session`](super::session)).
 pub(super) async fn follow(
     session: watch::Receiver<Session>,
+    protected: bool,
     path: String,
     tx: watch::Sender<Arc<Vec<ServiceInstance>>>,
     listed: watch::Sender<bool>,
     stop: CancellationToken,
 ) {
     // Stopping drops the watch and the client wherever the follower is.
+    let mut listing = Listing::new(path, protected);
     tokio::select! {
         () = stop.cancelled() => {}
-        () = follow_sessions(session, &path, &tx, &listed) => {}
+        () = follow_sessions(session, &mut listing, &tx, &listed) => {}
     }
 }
 
@@ -59,7 +64,7 @@ enum Stop {
 
 async fn follow_sessions(
     mut session: watch::Receiver<Session>,
-    path: &str,
+    listing: &mut Listing,
     tx: &watch::Sender<Arc<Vec<ServiceInstance>>>,
     listed: &watch::Sender<bool>,
 ) {
@@ -72,7 +77,7 @@ async fn follow_sessions(
                 Err(_) => return,
             },
         };
-        match follow_session(&client, path, tx, listed).await {
+        match follow_session(&client, listing, tx, listed).await {
             Stop::NobodyListens => return,
             Stop::SessionEnded => {
                 // Wait until the supervisor has replaced this client.
@@ -88,15 +93,17 @@ async fn follow_sessions(
 
 async fn follow_session(
     client: &Client,
-    path: &str,
+    listing: &mut Listing,
     tx: &watch::Sender<Arc<Vec<ServiceInstance>>>,
     listed: &watch::Sender<bool>,
 ) -> Stop {
+    let path = listing.path().to_owned();
+    let path = path.as_str();
     let mut watcher = match arm(client, path, tx).await {
         Some(w) => w,
         None => return Stop::SessionEnded,
     };
-    refresh(client, path, tx, listed).await;
+    refresh(client, listing, tx, listed).await;
     loop {
         let event = tokio::select! {
             () = tx.closed() => return Stop::NobodyListens,
@@ -142,7 +149,7 @@ async fn follow_session(
                 None => return Stop::SessionEnded,
             };
         }
-        refresh(client, path, tx, listed).await;
+        refresh(client, listing, tx, listed).await;
     }
 }
 
@@ -173,13 +180,14 @@ async fn arm(
 /// does not confirm.
 async fn refresh(
     client: &Client,
-    path: &str,
+    listing: &mut Listing,
     tx: &watch::Sender<Arc<Vec<ServiceInstance>>>,
     listed: &watch::Sender<bool>,
 ) {
-    let Some(mut list) = read_list(client, path).await else {
+    let Some(mut list) = listing.read(client).await else {
         return;
     };
+    let path = listing.path().to_owned();
     let old = tx.borrow().clone();
     if suspicious(&old, &list) {
         tracing::warn!(
@@ -189,7 +197,7 @@ async fn refresh(
             "providers dropped sharply; confirming before applying"
         );
         tokio::time::sleep(CONFIRM_DELAY).await;
-        match read_list(client, path).await {
+        match listing.read(client).await {
             Some(again) => list = again,
             None => return,
         }
@@ -203,49 +211,6 @@ async fn refresh(
 
 fn suspicious(old: &[ServiceInstance], new: &[ServiceInstance]) -> bool {
     !old.is_empty() && (new.is_empty() || (old.len() >= 3 && new.len() * 2 < old.len()))
-}
-
-/// The providers under `path`, sorted by address; `None` if ZooKeeper could not be read.
-async fn read_list(client: &Client, path: &str) -> Option<Vec<ServiceInstance>> {
-    let children = match client.list_children(path).await {
-        Ok(children) => children,
-        Err(ZkError::NoNode) => return Some(Vec::new()),
-        Err(e) => {
-            tracing::debug!(%path, "cannot list providers: {e}");
-            return None;
-        }
-    };
-    let reads = children.iter().map(|child| {
-        let node = format!("{path}/{child}");
-        async move { (child, client.get_data(&node).await) }
-    });
-    let mut list = Vec::with_capacity(children.len());
-    for (child, read) in join_all(reads).await {
-        match read {
-            Ok((data, _)) => match serde_json::from_slice::<ServiceInstance>(&data) {
-                Ok(mut instance) => {
-                    if instance.address.is_empty() {
-                        instance.address = child.clone();
-                    }
-                    list.push(instance);
-                }
-                // A node written by someone else (the original mprpc writes a bare
-                // "ip:port"): use its name as the address.
-                Err(_) => list.push(ServiceInstance::new(
-                    path.rsplit('/').nth(1).unwrap_or_default(),
-                    child.clone(),
-                )),
-            },
-            // Gone between the listing and the read.
-            Err(ZkError::NoNode) => {}
-            Err(e) => {
-                tracing::debug!(%path, "cannot read a provider: {e}");
-                return None;
-            }
-        }
-    }
-    list.sort_by(|a, b| a.address.cmp(&b.address));
-    Some(list)
 }
 
 #[cfg(test)]

@@ -15,9 +15,16 @@
 //! session of ours), after a reconnect, and when someone deletes them ([`session`]).
 //! Consumers follow each service with a persistent recursive watch, re-armed after every
 //! reconnect to work around a defect of the client crate, merge bursts of changes, and refuse
-//! to apply a sudden empty or mostly-empty list until a second look confirms it ([`follow`]).
+//! to apply a sudden empty or mostly-empty list until a second look confirms it ([`follow`]);
+//! the list is read, and provider nodes vetted, by [`listing`].
+//!
+//! With an identity, the session authenticates (ZooKeeper's `digest` scheme) and the nodes it
+//! makes are writable by that identity only; a protected registry trusts no node that anyone
+//! may change ([`access`]).
 
+mod access;
 mod follow;
+mod listing;
 mod session;
 
 use std::collections::HashMap;
@@ -29,7 +36,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::{Instances, Registration, Registry, RegistryError, ServiceInstance};
 use crate::future::BoxFuture;
 use crate::sync::lock;
-use session::{Command, Session};
+pub use access::{digest_id, ZkAccess};
+use session::{Command, Session, Settings};
 
 /// How long registering may wait for ZooKeeper before failing.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(15);
@@ -44,6 +52,7 @@ struct Inner {
     connect: String,
     root: String,
     session_timeout: Duration,
+    access: ZkAccess,
     /// The session supervisor, started on first use.
     supervisor: OnceLock<Supervisor>,
     /// Followed services: one watcher task each, shared by every caller of `discover`.
@@ -61,6 +70,7 @@ impl std::fmt::Debug for ZkRegistry {
         f.debug_struct("ZkRegistry")
             .field("connect", &self.inner.connect)
             .field("root", &self.inner.root)
+            .field("access", &self.inner.access)
             .field("state", &self.state())
             .finish_non_exhaustive()
     }
@@ -87,11 +97,22 @@ pub enum SessionStatus {
 
 impl ZkRegistry {
     /// A registry on the ensemble `connect` (`host:port[,host:port...]`), keeping its nodes
-    /// under `root`, with the given session timeout. Connects on first use.
+    /// under `root`, with the given session timeout; anonymous, its nodes open to all.
+    /// Connects on first use.
     pub fn new(
         connect: String,
         root: String,
         session_timeout: Duration,
+    ) -> Result<ZkRegistry, RegistryError> {
+        ZkRegistry::with_access(connect, root, session_timeout, ZkAccess::open())
+    }
+
+    /// [`ZkRegistry::new`] with an identity and a protection (see [`ZkAccess`]).
+    pub fn with_access(
+        connect: String,
+        root: String,
+        session_timeout: Duration,
+        access: ZkAccess,
     ) -> Result<ZkRegistry, RegistryError> {
         if connect.trim().is_empty() {
             return Err(RegistryError::Config(
@@ -113,6 +134,7 @@ impl ZkRegistry {
                 connect,
                 root,
                 session_timeout,
+                access,
                 supervisor: OnceLock::new(),
                 followed: Mutex::default(),
             }),
@@ -138,11 +160,14 @@ impl ZkRegistry {
         self.inner.supervisor.get_or_init(|| {
             let (commands, rx) = mpsc::unbounded_channel();
             let (session_tx, session) = watch::channel(Session::connecting());
-            let connect = self.inner.connect.clone();
-            let session_timeout = self.inner.session_timeout;
+            let settings = Settings::new(
+                self.inner.connect.clone(),
+                self.inner.session_timeout,
+                access::Guard::new(self.inner.access.clone(), self.inner.root.clone()),
+            );
             let started = std::thread::Builder::new()
                 .name("mprpc-zookeeper".into())
-                .spawn(move || session::run(connect, session_timeout, rx, session_tx));
+                .spawn(move || session::run(settings, rx, session_tx));
             if let Err(e) = started {
                 // Every request then fails with "registry stopped".
                 tracing::error!("cannot start the ZooKeeper registry's thread: {e}");
@@ -241,6 +266,7 @@ impl Registry for ZkRegistry {
         let this = self.clone();
         Box::pin(async move {
             validate_service(&instance.service)?;
+            this.inner.access.may_register()?;
             if instance.address.is_empty() || instance.address.contains('/') {
                 return Err(RegistryError::Config(format!(
                     "`{}` cannot be a provider address",

@@ -23,11 +23,13 @@
 //! Commands (register, deregister, follow) reach it through a channel, so registry work never
 //! blocks the client's event delivery.
 //!
-//! This file holds what the rest of the registry sees: the published [`Session`], the
-//! [`Command`]s, and the thread's body ([`run`]). The supervisor's state machine is in
-//! [`supervisor`]; the operations on one provider node (create or replace, delete, watch)
-//! are in [`nodes`].
+//! This file holds what the rest of the registry sees: the [`Settings`], the published
+//! [`Session`], the [`Command`]s, and the thread's body ([`run`]). The supervisor's state
+//! machine is in [`supervisor`]; establishing a session (with backoff, authenticated) in
+//! [`connect`]; the operations on provider nodes (create or replace, delete, watch) in
+//! [`nodes`].
 
+mod connect;
 mod nodes;
 mod supervisor;
 
@@ -38,9 +40,29 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use zookeeper_client::Client;
 
+use super::access::Guard;
 use super::SessionStatus;
 use crate::registry::{RegistryError, ServiceInstance};
 use supervisor::supervise;
+
+/// What the session is made with.
+#[derive(Debug)]
+pub(super) struct Settings {
+    connect: String,
+    session_timeout: Duration,
+    /// The identity, and the ACLs and checks of the nodes.
+    guard: Guard,
+}
+
+impl Settings {
+    pub(super) fn new(connect: String, session_timeout: Duration, guard: Guard) -> Settings {
+        Settings {
+            connect,
+            session_timeout,
+            guard,
+        }
+    }
+}
 
 /// How long closing the session may take when the registry is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -88,8 +110,7 @@ pub(super) enum Command {
 /// The body of the registry's thread: supervises the session until every handle on the
 /// registry is gone, then closes it in order.
 pub(super) fn run(
-    connect: String,
-    session_timeout: Duration,
+    settings: Settings,
     commands: mpsc::UnboundedReceiver<Command>,
     session: watch::Sender<Session>,
 ) {
@@ -105,7 +126,7 @@ pub(super) fn run(
     };
     runtime.block_on(async move {
         let stop = CancellationToken::new();
-        let closing = supervise(&connect, session_timeout, commands, &session, &stop).await;
+        let closing = supervise(&settings, commands, &session, &stop).await;
         // The followers drop their watches and clients; the last client gone, the session
         // closes and delivers `Closed` to any watch still armed.
         stop.cancel();

@@ -1,10 +1,15 @@
-//! The operations on one provider node: make sure it is an ephemeral node of this session
-//! (replacing one left by another session), delete it if it is ours, and watch it once.
-//! They keep no state; the supervisor ([`super::supervisor`]) decides when to call them.
+//! The operations on provider nodes: make sure one is an ephemeral node of this session
+//! (replacing one left by another session), with the session's ACL and under nodes it may
+//! trust ([`Guard`]); make sure every registered one is; delete one if it is ours; watch one
+//! once. They keep no state; the supervisor ([`super::supervisor`]) decides when to call them.
 
+use std::collections::{HashMap, HashSet};
+
+use futures_util::future::join_all;
 use tokio::sync::mpsc;
-use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError};
+use zookeeper_client::{Client, CreateMode, Error as ZkError};
 
+use crate::registry::zookeeper::access::Guard;
 use crate::registry::RegistryError;
 
 /// Watches a node once; when it changes or goes, its path comes back through `fired`.
@@ -33,25 +38,31 @@ fn unavailable(what: &str, path: &str, e: ZkError) -> RegistryError {
     RegistryError::Unavailable(format!("{what} {path}: {e}"))
 }
 
-/// Makes sure `path` is an ephemeral node of this session holding `data`.
+/// Makes sure `path` is an ephemeral node of this session holding `data`, with the guard's
+/// ACL. Fails with [`RegistryError::Denied`] when ZooKeeper refuses this identity, or when a
+/// protected registry finds a node above it that anyone may change.
 pub(super) async fn ensure_node(
     client: &Client,
     path: &str,
     data: &[u8],
+    guard: &Guard,
 ) -> Result<(), RegistryError> {
-    let ephemeral = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
-    let persistent = CreateMode::Persistent.with_acls(Acls::anyone_all());
+    let ephemeral = guard.create_options(CreateMode::Ephemeral);
+    let persistent = guard.create_options(CreateMode::Persistent);
     let ours = client.session_id().0;
+    let parent = &path[..path.rfind('/').unwrap_or(0)];
     for _ in 0..5 {
+        guard.check_parents(client, path).await?;
         match client.create(path, data, &ephemeral).await {
             Ok(_) => return Ok(()),
-            Err(ZkError::NoNode) => {
-                let parent = &path[..path.rfind('/').unwrap_or(0)];
-                client
-                    .mkdir(parent, &persistent)
-                    .await
-                    .map_err(|e| unavailable("cannot create", parent, e))?;
-            }
+            Err(ZkError::NoNode) => match client.mkdir(parent, &persistent).await {
+                Ok(()) => {}
+                Err(ZkError::NoAuth) => {
+                    return Err(guard.denied("create", parent, "a node above it"))
+                }
+                Err(e) => return Err(unavailable("cannot create", parent, e)),
+            },
+            Err(ZkError::NoAuth) => return Err(guard.denied("create", path, parent)),
             Err(ZkError::NodeExists) => match client.get_data(path).await {
                 Ok((old, stat)) if stat.ephemeral_owner == ours => {
                     if old != data {
@@ -70,10 +81,12 @@ pub(super) async fn ensure_node(
                     );
                     match client.delete(path, Some(stat.version)).await {
                         Ok(()) | Err(ZkError::NoNode) | Err(ZkError::BadVersion) => {}
+                        Err(ZkError::NoAuth) => return Err(guard.denied("replace", path, parent)),
                         Err(e) => return Err(unavailable("cannot replace", path, e)),
                     }
                 }
                 Err(ZkError::NoNode) => {}
+                Err(ZkError::NoAuth) => return Err(guard.denied("read", path, path)),
                 Err(e) => return Err(unavailable("cannot read", path, e)),
             },
             Err(e) => return Err(unavailable("cannot create", path, e)),
@@ -96,4 +109,33 @@ pub(super) async fn delete_own(client: &Client, path: &str) -> Result<(), Regist
         Ok(_) => Ok(()),
         Err(e) => Err(unavailable("cannot check", path, e)),
     }
+}
+
+/// Makes sure every registered node exists; returns the ones that could not be made, with
+/// why (`None` if this session's nodes could not even be listed).
+///
+/// One round trip lists the nodes this session owns; only the missing ones are created, all
+/// at once. (Checking each node in turn would cost a round trip per registration, every time.)
+pub(super) async fn ensure_missing(
+    client: &Client,
+    registrations: &HashMap<String, Vec<u8>>,
+    guard: &Guard,
+) -> Option<Vec<(String, RegistryError)>> {
+    let owned: HashSet<String> = match client.list_ephemerals("/").await {
+        Ok(paths) => paths.into_iter().collect(),
+        Err(e) => {
+            tracing::debug!("cannot list our nodes: {e}");
+            return None;
+        }
+    };
+    let missing = registrations
+        .iter()
+        .filter(|(path, _)| !owned.contains(*path))
+        .map(|(path, data)| async move { (path, ensure_node(client, path, data, guard).await) });
+    let failed = join_all(missing)
+        .await
+        .into_iter()
+        .filter_map(|(path, outcome)| outcome.err().map(|e| (path.clone(), e)))
+        .collect();
+    Some(failed)
 }

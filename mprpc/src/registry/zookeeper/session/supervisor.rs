@@ -10,28 +10,26 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::join_all;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use zookeeper_client::{Client, Error as ZkError, SessionState, StateWatcher};
+use zookeeper_client::{Client, SessionState, StateWatcher};
 
-use super::nodes::{arm_watch, delete_own, ensure_node};
-use super::{Ack, Command, Session};
+use super::connect::connect_with_retry;
+use super::nodes::{arm_watch, delete_own, ensure_missing, ensure_node};
+use super::{Ack, Command, Session, Settings};
 use crate::registry::zookeeper::{follow, SessionStatus};
 use crate::registry::{RegistryError, ServiceInstance};
 
 /// Keeps the session and the registrations until every handle on the registry is gone;
 /// returns the state of the session it was closing, if there was one.
 pub(super) async fn supervise(
-    connect: &str,
-    session_timeout: Duration,
+    settings: &Settings,
     commands: mpsc::UnboundedReceiver<Command>,
     session: &watch::Sender<Session>,
     stop: &CancellationToken,
 ) -> Option<StateWatcher> {
     let mut supervisor = Supervisor {
-        connect,
-        session_timeout,
+        settings,
         commands,
         session,
         stop,
@@ -57,8 +55,7 @@ enum Ended {
 
 /// What [`supervise`] keeps across sessions.
 struct Supervisor<'a> {
-    connect: &'a str,
-    session_timeout: Duration,
+    settings: &'a Settings,
     commands: mpsc::UnboundedReceiver<Command>,
     session: &'a watch::Sender<Session>,
     stop: &'a CancellationToken,
@@ -76,6 +73,7 @@ impl Supervisor<'_> {
     ) {
         tokio::spawn(follow::follow(
             self.session.subscribe(),
+            self.settings.guard.access().is_protected(),
             path,
             instances,
             listed,
@@ -87,9 +85,11 @@ impl Supervisor<'_> {
     /// recorded and wait in `waiting` for the session (or until they are deregistered, see
     /// [`Supervisor::withdraw`]). `None` once every handle is gone.
     async fn connect(&mut self, waiting: &mut Vec<(String, Ack)>) -> Option<Client> {
+        let settings = self.settings;
         let mut attempt = Box::pin(connect_with_retry(
-            self.connect,
-            self.session_timeout,
+            &settings.connect,
+            settings.session_timeout,
+            settings.guard.access(),
             self.session,
         ));
         loop {
@@ -115,18 +115,63 @@ impl Supervisor<'_> {
 
     /// Stops keeping the node at `path`. Registrations of it still waiting in `waiting` are
     /// answered with an error, never left to be acknowledged later: no node will be made for
-    /// them. Being the only place a registration is removed, it keeps every path in `waiting`
-    /// registered, which [`ensure_all`] relies on: it acknowledges what did not fail.
+    /// them.
     fn withdraw(&mut self, path: &str, waiting: &mut Vec<(String, Ack)>) {
+        self.forget(path, waiting, || {
+            RegistryError::Unavailable(format!(
+                "the registration of {path} was withdrawn (deregistered) before its node was created"
+            ))
+        });
+    }
+
+    /// Stops keeping the node at `path`, and answers its registrations still waiting in
+    /// `waiting` with `error()`. Being the only place a registration is removed, it keeps
+    /// every path in `waiting` registered, which [`Supervisor::ensure_all`] relies on: it
+    /// acknowledges what did not fail.
+    fn forget(
+        &mut self,
+        path: &str,
+        waiting: &mut Vec<(String, Ack)>,
+        error: impl Fn() -> RegistryError,
+    ) {
         self.registrations.remove(path);
-        let (withdrawn, still): (Vec<_>, Vec<_>) = std::mem::take(waiting)
+        let (forgotten, still): (Vec<_>, Vec<_>) = std::mem::take(waiting)
             .into_iter()
             .partition(|(p, _)| p == path);
         *waiting = still;
-        for (_, ack) in withdrawn {
-            let _ = ack.send(Err(RegistryError::Unavailable(format!(
-                "the registration of {path} was withdrawn (deregistered) before its node was created"
-            ))));
+        for (_, ack) in forgotten {
+            let _ = ack.send(Err(error()));
+        }
+    }
+
+    /// Makes sure every registered node exists (see [`ensure_missing`]), and answers the
+    /// waiting registrations: acknowledged once their node exists, refused at once when
+    /// ZooKeeper or the guard refuses it ([`RegistryError::Denied`]: waiting would not help);
+    /// the others go on waiting.
+    async fn ensure_all(&mut self, client: &Client, waiting: &mut Vec<(String, Ack)>) {
+        let guard = &self.settings.guard;
+        let Some(failed) = ensure_missing(client, &self.registrations, guard).await else {
+            return;
+        };
+        let mut failing = HashSet::new();
+        for (path, e) in failed {
+            match e {
+                RegistryError::Denied(why) if waiting.iter().any(|(p, _)| *p == path) => {
+                    tracing::warn!(%path, "registration refused: {why}");
+                    self.forget(&path, waiting, || RegistryError::Denied(why.clone()));
+                }
+                e => {
+                    tracing::warn!(%path, "cannot register yet: {e}");
+                    failing.insert(path);
+                }
+            }
+        }
+        let (done, still): (Vec<_>, Vec<_>) = std::mem::take(waiting)
+            .into_iter()
+            .partition(|(path, _)| !failing.contains(path));
+        *waiting = still;
+        for (_, ack) in done {
+            let _ = ack.send(Ok(()));
         }
     }
 
@@ -153,11 +198,12 @@ impl Supervisor<'_> {
         for path in self.registrations.keys() {
             arm_watch(&client, path, &fired_tx);
         }
-        ensure_all(&client, &self.registrations, &mut waiting).await;
+        self.ensure_all(&client, &mut waiting).await;
 
         let mut state = client.state_watcher();
-        let mut recheck =
-            tokio::time::interval((self.session_timeout / 4).max(Duration::from_millis(500)));
+        let mut recheck = tokio::time::interval(
+            (self.settings.session_timeout / 4).max(Duration::from_millis(500)),
+        );
         recheck.tick().await;
         let mut connected = true;
         loop {
@@ -186,7 +232,7 @@ impl Supervisor<'_> {
                         self.on_command(command, &client, &mut waiting, &fired_tx).await;
                     }
                 },
-                _ = recheck.tick(), if connected => ensure_all(&client, &self.registrations, &mut waiting).await,
+                _ = recheck.tick(), if connected => self.ensure_all(&client, &mut waiting).await,
             }
         }
         self.session.send_replace(Session::connecting());
@@ -196,7 +242,7 @@ impl Supervisor<'_> {
     /// Follows a change of the session's state (`connected` tells whether it is connected
     /// now); `false` once the session has ended.
     async fn on_state(
-        &self,
+        &mut self,
         new_state: SessionState,
         client: &Client,
         waiting: &mut Vec<(String, Ack)>,
@@ -208,7 +254,7 @@ impl Supervisor<'_> {
                 *connected = true;
                 self.session
                     .send_modify(|s| s.status = SessionStatus::Connected);
-                ensure_all(client, &self.registrations, waiting).await;
+                self.ensure_all(client, waiting).await;
             }
             SessionState::Disconnected => {
                 tracing::warn!("ZooKeeper connection lost; the session may still recover");
@@ -235,7 +281,7 @@ impl Supervisor<'_> {
     ) {
         if let Some(data) = self.registrations.get(&path) {
             if connected {
-                if let Err(e) = ensure_node(client, &path, data).await {
+                if let Err(e) = ensure_node(client, &path, data, &self.settings.guard).await {
                     tracing::warn!(%path, "cannot restore: {e}");
                 }
             }
@@ -254,9 +300,14 @@ impl Supervisor<'_> {
         match command {
             Command::Register { path, data, ack } => {
                 arm_watch(client, &path, fired_tx);
-                match ensure_node(client, &path, &data).await {
+                match ensure_node(client, &path, &data, &self.settings.guard).await {
                     Ok(()) => {
                         let _ = ack.send(Ok(()));
+                    }
+                    // Refused: not kept (the watch just armed fires at most once, unheeded).
+                    Err(e @ RegistryError::Denied(_)) => {
+                        let _ = ack.send(Err(e));
+                        return;
                     }
                     // Acknowledged once the node exists: a connection hiccup only
                     // delays it (the caller bounds the wait).
@@ -280,90 +331,11 @@ impl Supervisor<'_> {
     }
 }
 
-/// Connects, retrying with backoff; publishes why each failed attempt failed (in
-/// `Session::unreachable`) and logs it once, not at every attempt.
-async fn connect_with_retry(
-    connect: &str,
-    session_timeout: Duration,
-    session: &watch::Sender<Session>,
-) -> Client {
-    let mut backoff = Duration::from_millis(100);
-    let limit = session_timeout.max(Duration::from_secs(2));
-    let mut failures = 0u32;
-    loop {
-        let attempt = Client::connector()
-            .with_session_timeout(session_timeout)
-            .with_fail_eagerly()
-            .connect(connect);
-        let reason = match tokio::time::timeout(limit, attempt).await {
-            Ok(Ok(client)) => {
-                if failures > 0 {
-                    tracing::info!(
-                        "reached ZooKeeper at {connect} after {failures} failed attempts"
-                    );
-                }
-                return client;
-            }
-            // With `fail_eagerly`, every server of the connect string was tried once.
-            Ok(Err(ZkError::NoHosts)) => {
-                "no server of the connect string accepted a connection".to_owned()
-            }
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("no session established within {limit:?}"),
-        };
-        failures += 1;
-        let repeated = session.borrow().unreachable.as_deref() == Some(reason.as_str());
-        if repeated {
-            tracing::debug!("still cannot reach ZooKeeper at {connect}: {reason}");
-        } else {
-            tracing::warn!("cannot reach ZooKeeper at {connect}: {reason}; retrying");
-            session.send_modify(|s| s.unreachable = Some(reason));
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
-    }
-}
-
-/// Makes sure every registered node exists, and acknowledges the waiting registrations whose
-/// node now does.
-///
-/// One round trip lists the nodes this session owns; only the missing ones are created, all
-/// at once. (Checking each node in turn would cost a round trip per registration, every time.)
-async fn ensure_all(
-    client: &Client,
-    registrations: &HashMap<String, Vec<u8>>,
-    waiting: &mut Vec<(String, Ack)>,
-) {
-    let owned: HashSet<String> = match client.list_ephemerals("/").await {
-        Ok(paths) => paths.into_iter().collect(),
-        Err(e) => {
-            tracing::debug!("cannot list our nodes: {e}");
-            return;
-        }
-    };
-    let missing = registrations
-        .iter()
-        .filter(|(path, _)| !owned.contains(*path))
-        .map(|(path, data)| async move { (path.as_str(), ensure_node(client, path, data).await) });
-    let mut failed = Vec::new();
-    for (path, outcome) in join_all(missing).await {
-        if let Err(e) = outcome {
-            tracing::warn!(%path, "cannot register yet: {e}");
-            failed.push(path);
-        }
-    }
-    let (done, still): (Vec<_>, Vec<_>) = std::mem::take(waiting)
-        .into_iter()
-        .partition(|(path, _)| !failed.contains(&path.as_str()));
-    *waiting = still;
-    for (_, ack) in done {
-        let _ = ack.send(Ok(()));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::zookeeper::access::Guard;
+    use crate::registry::zookeeper::ZkAccess;
     use tokio::sync::oneshot;
     use tokio::sync::oneshot::error::TryRecvError;
 
@@ -385,6 +357,14 @@ mod tests {
         matches!(answer, Err(TryRecvError::Empty))
     }
 
+    fn settings(connect: &str) -> Settings {
+        Settings::new(
+            connect.to_owned(),
+            Duration::from_secs(10),
+            Guard::new(ZkAccess::open(), "/mprpc".to_owned()),
+        )
+    }
+
     /// A register that is still waiting for the session when its path is deregistered gets an
     /// error then, and is not acknowledged later as if its node had been made.
     #[tokio::test]
@@ -396,7 +376,7 @@ mod tests {
         let (session, _) = watch::channel(Session::connecting());
         let supervisor = tokio::spawn(async move {
             let stop = CancellationToken::new();
-            supervise(&connect, Duration::from_secs(10), rx, &session, &stop)
+            supervise(&settings(&connect), rx, &session, &stop)
                 .await
                 .is_none()
         });
@@ -438,9 +418,9 @@ mod tests {
         let (_commands, rx) = mpsc::unbounded_channel();
         let (session, _) = watch::channel(Session::connecting());
         let stop = CancellationToken::new();
+        let settings = settings("127.0.0.1:1");
         let mut supervisor = Supervisor {
-            connect: "127.0.0.1:1",
-            session_timeout: Duration::from_secs(10),
+            settings: &settings,
             commands: rx,
             session: &session,
             stop: &stop,
