@@ -493,3 +493,46 @@ async fn with_a_read_identity_only_the_consumers_may_read() {
     a.shutdown().await.unwrap();
     assert_no_password(&logged());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_provider_found_through_zookeeper_is_called_over_tls() {
+    use mprpc::config::{ClientTls, ServerTls};
+    use mprpc_tests::certs::TestCa;
+
+    let zk = mprpc_tests::zk::ZkServer::standalone();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("ca");
+    let files = ca.provider(dir.path(), "provider");
+    let registry = || {
+        std::sync::Arc::new(
+            mprpc::registry::ZkRegistry::new(
+                zk.connect.clone(),
+                "/mprpc-tls".to_owned(),
+                std::time::Duration::from_secs(5),
+            )
+            .unwrap(),
+        )
+    };
+    let config = mprpc::config::ServerConfig {
+        tls: Some(ServerTls::new(&files.cert, &files.key)),
+        ..mprpc::config::ServerConfig::default()
+    };
+    let server = mprpc::server::Server::new(config).add_service(mprpc_tests::EchoServer::new(
+        mprpc_tests::EchoService::named("zk-tls"),
+    ));
+    let (_, handle) = mprpc::server::spawn_local_registered(server, registry())
+        .await
+        .expect("a TLS provider registers");
+    let client_config = mprpc::config::ClientConfig {
+        tls: Some(ClientTls::new(ca.write(dir.path()))),
+        ..mprpc::config::ClientConfig::default()
+    };
+    let client =
+        mprpc_tests::EchoClient::new(mprpc::client::Channel::new(client_config, registry()));
+    let reply = client
+        .echo(mprpc_tests::EchoRequest::default())
+        .await
+        .expect("a call over TLS to a provider found in ZooKeeper");
+    assert_eq!(reply.served_by, "zk-tls");
+    handle.shutdown().await.unwrap();
+}
