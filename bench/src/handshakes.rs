@@ -42,7 +42,7 @@ pub struct HandshakeOptions {
     )]
     pub targets: Vec<TargetKind>,
     /// New connections per repetition.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 1000)]
     pub connections: usize,
     /// Connections under way at once, comma-separated (1: one after the other).
     #[arg(long, value_delimiter = ',', default_value = "1,16")]

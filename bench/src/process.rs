@@ -165,6 +165,9 @@ pub fn serve_main(
     cpu: Option<usize>,
     certs: Option<Certs>,
 ) -> anyhow::Result<()> {
+    if target.tls() && certs.is_none() {
+        bail!("{target} needs the run's certificates: --tls-dir DIR");
+    }
     if let Some(cpu) = cpu {
         machine::pin_to_cpu(cpu).context("pinning the server")?;
     }
