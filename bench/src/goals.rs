@@ -8,6 +8,9 @@
 //! | bulk vs the wire | mprpc calls/s ÷ raw-pipelined's, 1 MiB | ≥ 0.70 |
 //! | memory vs gRPC | mprpc server peak RSS ÷ tonic's, 128 in flight, 1 connection | ≤ 1 |
 //! | cost of layers | mprpc-layers calls/s ÷ mprpc's, 64 B, 128 in flight, 1 connection | ≥ 0.90 |
+//! | TLS vs gRPC over TLS | mprpc-tls calls/s ÷ tonic-tls's, 64 B and 4 KiB, 128 in flight, 1 connection | ≥ 2 |
+//! | cost of TLS | mprpc-tls calls/s ÷ mprpc's, 4 KiB, 128 in flight, 1 connection | ≥ 0.70 |
+//! | bulk over TLS | mprpc-tls calls/s ÷ mprpc's, 1 MiB, 1 in flight, 1 connection | ≥ 0.60 |
 //!
 //! A goal is checked at every point of its kind that the run measured for both sides.
 
@@ -64,7 +67,7 @@ struct Goal {
     applies: fn(&Point) -> bool,
 }
 
-const GOALS: [Goal; 6] = [
+const GOALS: [Goal; 9] = [
     Goal {
         name: "calls/s ≥ 2× tonic",
         subject: TargetKind::Mprpc,
@@ -117,6 +120,30 @@ const GOALS: [Goal; 6] = [
         needed: Needed::AtLeast(0.9),
         applies: |p| p.payload == 64 && p.concurrency == 128 && p.connections == 1,
     },
+    Goal {
+        name: "TLS: calls/s ≥ 2× tonic over TLS",
+        subject: TargetKind::MprpcTls,
+        figure: Figure::CallsPerSecond,
+        reference: TargetKind::TonicTls,
+        needed: Needed::AtLeast(2.0),
+        applies: |p| matches!(p.payload, 64 | 4096) && p.concurrency == 128 && p.connections == 1,
+    },
+    Goal {
+        name: "TLS: calls/s ≥ 0.70× plain mprpc",
+        subject: TargetKind::MprpcTls,
+        figure: Figure::CallsPerSecond,
+        reference: TargetKind::Mprpc,
+        needed: Needed::AtLeast(0.7),
+        applies: |p| p.payload == 4096 && p.concurrency == 128 && p.connections == 1,
+    },
+    Goal {
+        name: "TLS: 1 MiB calls/s ≥ 0.60× plain mprpc",
+        subject: TargetKind::MprpcTls,
+        figure: Figure::CallsPerSecond,
+        reference: TargetKind::Mprpc,
+        needed: Needed::AtLeast(0.6),
+        applies: |p| p.payload == 1 << 20 && p.concurrency == 1 && p.connections == 1,
+    },
 ];
 
 /// One goal checked at one point.
@@ -126,7 +153,7 @@ pub struct Check {
     pub goal: &'static str,
     /// The point, in words.
     pub point: String,
-    /// mprpc's figure, shown.
+    /// The subject's figure, shown (named when the subject is not plain mprpc).
     pub mprpc: String,
     /// The reference's figure, shown.
     pub reference: String,
@@ -192,7 +219,11 @@ pub fn check(results: &[PointResult]) -> Vec<Check> {
                     thousands(p.concurrency as f64),
                     p.connections
                 ),
-                mprpc: goal.figure.show(a),
+                mprpc: if goal.subject == TargetKind::Mprpc {
+                    goal.figure.show(a)
+                } else {
+                    format!("{} {}", goal.subject, goal.figure.show(a))
+                },
                 reference: format!("{} {}", goal.reference, goal.figure.show(b)),
                 ratio,
                 needed,
@@ -241,12 +272,22 @@ mod tests {
     use std::time::Duration;
 
     fn result(target: TargetKind, concurrency: usize, calls: u64, p50_us: u64) -> PointResult {
+        sized(target, 64, concurrency, calls, p50_us)
+    }
+
+    fn sized(
+        target: TargetKind,
+        payload: usize,
+        concurrency: usize,
+        calls: u64,
+        p50_us: u64,
+    ) -> PointResult {
         let mut latency = new_histogram();
         latency.record(p50_us * 1000).unwrap();
         PointResult {
             point: Point {
                 target,
-                payload: 64,
+                payload,
                 concurrency,
                 connections: 1,
             },
@@ -292,5 +333,37 @@ mod tests {
             .unwrap();
         assert!(memory.pass, "equal memory passes");
         assert!(table(&checks).contains("2 of 4 checks met."));
+    }
+
+    #[test]
+    fn tls_goals_compare_with_tonic_over_tls_and_plain_mprpc() {
+        let results = [
+            sized(TargetKind::MprpcTls, 4096, 128, 150_000, 500),
+            sized(TargetKind::TonicTls, 4096, 128, 30_000, 3000),
+            sized(TargetKind::Mprpc, 4096, 128, 200_000, 400),
+            sized(TargetKind::MprpcTls, 1 << 20, 1, 500, 2000),
+            sized(TargetKind::Mprpc, 1 << 20, 1, 1000, 1000),
+            // Not a TLS goal's point: plain tonic is no reference for mprpc-tls.
+            sized(TargetKind::Tonic, 1 << 20, 1, 400, 2500),
+        ];
+        let checks = check(&results);
+        let tls: Vec<_> = checks
+            .iter()
+            .filter(|c| c.goal.starts_with("TLS"))
+            .collect();
+        assert_eq!(tls.len(), 3, "{tls:?}");
+        let vs_tonic = tls.iter().find(|c| c.goal.contains("tonic")).unwrap();
+        assert!(vs_tonic.pass);
+        assert!((vs_tonic.ratio - 5.0).abs() < 1e-9);
+        assert!(
+            vs_tonic.mprpc.starts_with("mprpc-tls "),
+            "{}",
+            vs_tonic.mprpc
+        );
+        assert!(vs_tonic.reference.starts_with("tonic-tls "));
+        let cost = tls.iter().find(|c| c.goal.contains("0.70")).unwrap();
+        assert!(cost.pass, "0.75 of plain");
+        let bulk = tls.iter().find(|c| c.goal.contains("1 MiB")).unwrap();
+        assert!(!bulk.pass, "0.5 of plain");
     }
 }

@@ -2,19 +2,23 @@
 //!
 //! | module | what it holds |
 //! | --- | --- |
-//! | [`targets`] | the systems under test: mprpc, tonic, raw pipelined and raw connection-per-call echo ([`targets::Target`]) |
+//! | [`targets`] | the systems under test: mprpc, tonic (each also over TLS), raw pipelined and raw connection-per-call echo ([`targets::Target`]) |
+//! | [`certs`] | the TLS targets' certificates, made once per run in a private temporary directory |
 //! | [`process`] | a server in a process of its own (`bench serve`), pinned with `taskset` |
 //! | [`runner`] | the closed-loop load that measures one setting |
 //! | [`matrix`] | which points to measure, and measuring each in a fresh server process |
 //! | [`report`] | the markdown table of the results |
 //! | [`goals`] | the goals as ratios, PASS or MISS |
+//! | [`handshakes`] | new connections per second, with and without TLS (`bench handshakes`) |
 //! | [`scale`] | idle connections, providers behind the registry, ZooKeeper registration |
 //! | [`machine`] | what machine the figures came from; CPU time and memory of a process |
 //!
 //! The binary `bench` ties them together; run it with
 //! `cargo run --release -p mprpc-bench -- --help`, and see `docs/BENCHMARKS.md`.
 
+pub mod certs;
 pub mod goals;
+pub mod handshakes;
 pub mod machine;
 pub mod matrix;
 pub mod process;

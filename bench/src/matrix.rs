@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::runtime::Runtime;
 
+use crate::certs::Certs;
 use crate::machine::{self, MachineCpu};
 use crate::process::{ServerProcess, ServerSpec};
 use crate::runner::{self, Measurement, Setting};
@@ -259,8 +260,14 @@ pub fn estimate(profile: &Profile, points: usize) -> Duration {
         * u32::try_from(points * profile.reps).unwrap_or(u32::MAX)
 }
 
-/// Measures every point `profile.reps` times, printing progress on stderr.
-pub fn run(profile: &Profile, points: &[Point], runtime: &Runtime) -> Vec<PointResult> {
+/// Measures every point `profile.reps` times, printing progress on stderr. The TLS targets'
+/// servers and clients use `certs`.
+pub fn run(
+    profile: &Profile,
+    points: &[Point],
+    runtime: &Runtime,
+    certs: Option<&Certs>,
+) -> Vec<PointResult> {
     let mut results: Vec<PointResult> = points
         .iter()
         .map(|&point| PointResult {
@@ -284,7 +291,7 @@ pub fn run(profile: &Profile, points: &[Point], runtime: &Runtime) -> Vec<PointR
                 p.connections,
                 rep + 1
             );
-            let run = run_once(profile, &p, runtime).unwrap_or_else(|e| {
+            let run = run_once(profile, &p, runtime, certs).unwrap_or_else(|e| {
                 eprintln!("  failed: {e:#}");
                 Run {
                     measurement: Measurement::failed(profile.duration, format!("{e:#}")),
@@ -313,11 +320,17 @@ struct Counters {
 }
 
 /// One repetition of one point, in a fresh server process.
-fn run_once(profile: &Profile, point: &Point, runtime: &Runtime) -> anyhow::Result<Run> {
+fn run_once(
+    profile: &Profile,
+    point: &Point,
+    runtime: &Runtime,
+    certs: Option<&Certs>,
+) -> anyhow::Result<Run> {
     let server = ServerProcess::spawn(ServerSpec {
         target: point.target,
         threads: profile.server_threads,
         cpu: profile.pin.then_some(0),
+        certs: certs.cloned(),
     })?;
     let setting = Setting {
         payload: point.payload,
@@ -338,7 +351,7 @@ fn run_once(profile: &Profile, point: &Point, runtime: &Runtime) -> anyhow::Resu
     };
     let address = server.address();
     let (measurement, (start, end)) = with_target!(point.target, T => {
-        let callers = runtime.block_on(connect_all::<T>(address, connections))?;
+        let callers = runtime.block_on(connect_all::<T>(address, connections, certs))?;
         let outcome = runner::measure(runtime, &callers, &setting, probe);
         drop(callers);
         outcome
@@ -362,10 +375,11 @@ fn run_once(profile: &Profile, point: &Point, runtime: &Runtime) -> anyhow::Resu
 pub async fn connect_all<T: Target>(
     address: std::net::SocketAddr,
     n: usize,
+    certs: Option<&Certs>,
 ) -> anyhow::Result<Vec<T::Caller>> {
     use futures_util::stream::{self, StreamExt, TryStreamExt};
     stream::iter(0..n)
-        .map(|_| T::connect(address))
+        .map(|_| T::connect(address, certs))
         .buffered(64)
         .try_collect()
         .await
@@ -394,9 +408,9 @@ mod tests {
     #[test]
     fn the_plan_skips_what_makes_no_sense() {
         let (points, notes) = plan(&profile());
-        // 64 B: 4 levels x 1 connection + 2 levels x 64 connections for the four
+        // 64 B: 4 levels x 1 connection + 2 levels x 64 connections for the six
         // multiplexed targets, 4 for raw-per-call; 1 MiB: 3 + 1 each, and 3.
-        assert_eq!(points.len(), 4 * 6 + 4 + 4 * 4 + 3);
+        assert_eq!(points.len(), 6 * 6 + 4 + 6 * 4 + 3);
         assert!(!points
             .iter()
             .any(|p| p.payload == 1 << 20 && p.concurrency == 1024));

@@ -3,7 +3,8 @@
 //!
 //! The server prints `listening ADDRESS` on its standard output once it listens, and exits as
 //! soon as its standard input closes (so it never outlives the driver). [`serve_main`] is that
-//! server's side; [`ServerProcess`] is the driver's.
+//! server's side; [`ServerProcess`] is the driver's. A TLS target's server is told where the
+//! run's certificates are with `--tls-dir DIR` (see [`crate::certs`]).
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
+use crate::certs::Certs;
 use crate::machine;
 use crate::targets::{Target, TargetKind};
 use crate::with_target;
@@ -20,7 +22,7 @@ use crate::with_target;
 const READY: &str = "listening ";
 
 /// How a server is to be started.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ServerSpec {
     /// Which server.
     pub target: TargetKind,
@@ -28,6 +30,8 @@ pub struct ServerSpec {
     pub threads: usize,
     /// The CPU to pin it to, if any.
     pub cpu: Option<usize>,
+    /// The run's certificates, passed as `--tls-dir` (needed by a TLS target only).
+    pub certs: Option<Certs>,
 }
 
 /// A server process started by the driver; killed when dropped.
@@ -69,6 +73,9 @@ impl ServerProcess {
             .arg(spec.threads.to_string());
         if let (Some(cpu), false) = (spec.cpu, have_taskset()) {
             command.arg("--cpu").arg(cpu.to_string());
+        }
+        if let Some(certs) = &spec.certs {
+            command.arg("--tls-dir").arg(certs.dir());
         }
         let mut child = command
             .stdin(Stdio::piped())
@@ -149,13 +156,18 @@ impl Drop for ServerProcess {
 }
 
 /// `bench serve`: serves `target` on `address` with `threads` workers (pinned to `cpu` if
-/// given), prints `listening ADDRESS`, and exits when standard input closes.
+/// given, with the certificates in `certs` if a TLS target), prints `listening ADDRESS`, and
+/// exits when standard input closes.
 pub fn serve_main(
     target: TargetKind,
     address: &str,
     threads: usize,
     cpu: Option<usize>,
+    certs: Option<Certs>,
 ) -> anyhow::Result<()> {
+    if target.tls() && certs.is_none() {
+        bail!("{target} needs the run's certificates: --tls-dir DIR");
+    }
     if let Some(cpu) = cpu {
         machine::pin_to_cpu(cpu).context("pinning the server")?;
     }
@@ -179,6 +191,6 @@ pub fn serve_main(
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
         println!("{READY}{local}");
-        with_target!(target, T => T::serve(listener).await)
+        with_target!(target, T => T::serve(listener, certs.as_ref()).await)
     })
 }

@@ -5,12 +5,15 @@
 //! cargo run --release -p mprpc-bench -- --quick      # one short repetition of each point
 //! cargo run --release -p mprpc-bench -- --targets mprpc,tonic --payloads 64 --concurrency 128
 //! cargo run --release -p mprpc-bench -- scale        # idle connections, providers, ZooKeeper
+//! cargo run --release -p mprpc-bench -- handshakes   # new connections/s, with and without TLS
 //! ```
 //!
 //! Every server runs in a process of its own (`bench serve`, started by the driver, pinned
 //! to CPU 0 with `taskset`); the load client runs in the driver, pinned to CPU 1. Prints
-//! markdown: the machine, the command, the table of results and the goal ratios. See
-//! `docs/BENCHMARKS.md`.
+//! markdown: the machine, the command, the table of results and the goal ratios. The TLS
+//! targets (`mprpc-tls`, `tonic-tls`) are not in the default run; when asked for, the driver
+//! makes certificates for the run in a private temporary directory, hands it to the servers
+//! (`bench serve --tls-dir`) and removes it at the end. See `docs/BENCHMARKS.md`.
 
 use std::time::Duration;
 
@@ -33,6 +36,8 @@ pub static malloc_conf: &[u8] =
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
+use mprpc_bench::certs::{Certs, RunCerts};
+use mprpc_bench::handshakes::{self, HandshakeOptions};
 use mprpc_bench::matrix::{self, Profile};
 use mprpc_bench::scale::{self, Part, ScaleOptions};
 use mprpc_bench::targets::TargetKind;
@@ -54,6 +59,8 @@ enum Cmd {
     Echo(EchoArgs),
     /// Scale figures: memory per idle connection, providers behind the registry, ZooKeeper.
     Scale(ScaleOptions),
+    /// New connections per second (connect, TLS handshake, one call), TLS targets and plain.
+    Handshakes(HandshakeOptions),
     /// Serve one target's echo server in this process (the driver starts these).
     Serve(ServeArgs),
 }
@@ -61,7 +68,8 @@ enum Cmd {
 /// The side-by-side run's settings.
 #[derive(Args, Debug, Clone)]
 struct EchoArgs {
-    /// Targets, comma-separated.
+    /// Targets, comma-separated (also: mprpc-tls, tonic-tls; not in the default list, to
+    /// keep the default run's length).
     #[arg(
         long,
         value_enum,
@@ -126,6 +134,9 @@ struct ServeArgs {
     /// Pin the process to this CPU (the driver uses `taskset` instead when it exists).
     #[arg(long)]
     cpu: Option<usize>,
+    /// The directory of the run's certificates (the TLS targets need it; the driver makes it).
+    #[arg(long)]
+    tls_dir: Option<std::path::PathBuf>,
 }
 
 /// `64`, `4096`, `4k`, `4KiB`, `1MiB`, `1m` as bytes.
@@ -149,8 +160,15 @@ fn parse_size(text: &str) -> Result<usize, String> {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Some(Cmd::Serve(a)) => process::serve_main(a.target, &a.addr, a.threads, a.cpu),
+        Some(Cmd::Serve(a)) => process::serve_main(
+            a.target,
+            &a.addr,
+            a.threads,
+            a.cpu,
+            a.tls_dir.map(Certs::in_dir),
+        ),
         Some(Cmd::Scale(options)) => run_scale(&options),
+        Some(Cmd::Handshakes(options)) => run_handshakes(&options),
         Some(Cmd::Echo(args)) => run_echo(&args),
         None => run_echo(&cli.echo),
     }
@@ -224,6 +242,7 @@ fn run_echo(args: &EchoArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    let certs = RunCerts::for_targets(profile.targets.iter().copied())?;
     let mut out = String::new();
     let pinning = if profile.pin {
         let how = if process::have_taskset() {
@@ -249,6 +268,9 @@ fn run_echo(args: &EchoArgs) -> anyhow::Result<()> {
             profile.reps
         ),
     );
+    if certs.is_some() {
+        tls_note(&mut out);
+    }
     if profile.pin {
         machine::pin_to_cpu(1).context("pinning the client to CPU 1")?;
     }
@@ -257,7 +279,15 @@ fn run_echo(args: &EchoArgs) -> anyhow::Result<()> {
     let cpu_before = machine::MachineCpu::take();
     let own_before = machine::cpu_ticks(None).unwrap_or(0);
     let started = std::time::Instant::now();
-    let results = matrix::run(&profile, &points, &runtime);
+    let results = matrix::run(
+        &profile,
+        &points,
+        &runtime,
+        certs.as_ref().map(RunCerts::certs),
+    );
+    if let Some(certs) = certs {
+        certs.close()?;
+    }
     let elapsed = started.elapsed();
     let cpu_after = machine::MachineCpu::take();
 
@@ -296,6 +326,58 @@ fn run_echo(args: &EchoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What the TLS targets ran with, for the preamble.
+fn tls_note(out: &mut String) {
+    use std::fmt::Write;
+    let _ = writeln!(
+        out,
+        "- TLS: rustls 0.23 with the ring provider on both ends of both TLS targets (TLS 1.3, \
+         rustls's default); a CA and a provider certificate for 127.0.0.1 and localhost (ECDSA P-256) \
+         made for this run; no client certificates"
+    );
+}
+
+fn run_handshakes(options: &HandshakeOptions) -> anyhow::Result<()> {
+    use std::fmt::Write;
+    if options.connections == 0 || options.parallel.contains(&0) {
+        bail!("--connections and --parallel must be at least 1");
+    }
+    let pin = !options.no_pin && machine::cpu_count() >= 2;
+    let mut out = String::new();
+    preamble(
+        &mut out,
+        "New connections per second",
+        if pin {
+            "a fresh server process (1 worker) per target and repetition, pinned to CPU 0; the \
+             clients in the driver, 1 worker, pinned to CPU 1"
+        } else {
+            "a fresh server process (1 worker) per target and repetition; not pinned"
+        },
+    );
+    let certs = RunCerts::for_targets(options.targets.iter().copied())?;
+    if certs.is_some() {
+        tls_note(&mut out);
+    }
+    if pin {
+        machine::pin_to_cpu(1).context("pinning the client to CPU 1")?;
+    }
+    machine::raise_open_files_limit().context("raising the open-files limit")?;
+    let runtime = runner::runtime("bench-client", 1)?;
+    let figures = handshakes::measure(
+        options,
+        &runtime,
+        pin.then_some(0),
+        certs.as_ref().map(RunCerts::certs),
+    );
+    if let Some(certs) = certs {
+        certs.close()?;
+    }
+    let _ = writeln!(out);
+    let _ = write!(out, "{}", handshakes::table(&figures, options.connections));
+    print!("{out}");
+    Ok(())
+}
+
 fn run_scale(options: &ScaleOptions) -> anyhow::Result<()> {
     use std::fmt::Write;
     let mut out = String::new();
@@ -314,6 +396,16 @@ fn run_scale(options: &ScaleOptions) -> anyhow::Result<()> {
     let limit = machine::raise_open_files_limit().context("raising the open-files limit")?;
     let runtime = runner::runtime("bench-client", 1)?;
     let server_cpu = options.pin.then_some(0);
+    let uses_targets = options
+        .parts
+        .iter()
+        .any(|p| matches!(p, Part::Idle | Part::Bursts));
+    let run_certs = if uses_targets {
+        RunCerts::for_targets(options.idle_targets.iter().copied())?
+    } else {
+        None
+    };
+    let certs = run_certs.as_ref().map(RunCerts::certs);
     for part in &options.parts {
         match part {
             Part::Zk => {
@@ -339,6 +431,7 @@ fn run_scale(options: &ScaleOptions) -> anyhow::Result<()> {
                         options.idle_connections,
                         &runtime,
                         server_cpu,
+                        certs,
                     )?);
                 }
                 let _ = writeln!(out, "\n## Memory per idle connection\n");
@@ -357,6 +450,7 @@ fn run_scale(options: &ScaleOptions) -> anyhow::Result<()> {
                         options.burst_settle,
                         &runtime,
                         server_cpu,
+                        certs,
                     )?);
                 }
                 let _ = writeln!(
@@ -389,6 +483,9 @@ fn run_scale(options: &ScaleOptions) -> anyhow::Result<()> {
             }
         }
     }
+    if let Some(certs) = run_certs {
+        certs.close()?;
+    }
     print!("{out}");
     Ok(())
 }
@@ -412,7 +509,10 @@ mod tests {
         let cli = Cli::parse_from(["bench"]);
         assert!(cli.command.is_none());
         let p = cli.echo.profile().unwrap();
-        assert_eq!(p.targets, TargetKind::ALL.to_vec());
+        // Every target but the two over TLS (they would add 32 points, about 5 minutes).
+        let plain: Vec<_> = TargetKind::ALL.into_iter().filter(|t| !t.tls()).collect();
+        assert_eq!(p.targets, plain);
+        assert_eq!(plain.len(), 5);
         assert_eq!(p.payloads, vec![64, 4096, 1 << 20]);
         assert_eq!(p.concurrency, vec![1, 16, 128, 1024]);
         assert_eq!(p.connections, vec![1, 64]);
@@ -427,5 +527,22 @@ mod tests {
         assert!(
             matches!(serve.command, Some(Cmd::Serve(ref s)) if s.target == TargetKind::RawPerCall)
         );
+        let serve = Cli::parse_from(["bench", "serve", "--target", "tonic-tls", "--tls-dir", "/d"]);
+        assert!(matches!(serve.command, Some(Cmd::Serve(ref s))
+            if s.target == TargetKind::TonicTls && s.tls_dir.as_deref() == Some("/d".as_ref())));
+        let h = Cli::parse_from(["bench", "handshakes"]);
+        let Some(Cmd::Handshakes(h)) = h.command else {
+            panic!("not the handshakes command");
+        };
+        assert_eq!(
+            h.targets,
+            [
+                TargetKind::Mprpc,
+                TargetKind::MprpcTls,
+                TargetKind::Tonic,
+                TargetKind::TonicTls
+            ]
+        );
+        assert_eq!((h.connections, h.parallel, h.reps), (1000, vec![1, 16], 3));
     }
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::runtime::Runtime;
 
+use crate::certs::Certs;
 use crate::matrix::connect_all;
 use crate::process::{ServerProcess, ServerSpec};
 use crate::targets::TargetKind;
@@ -48,11 +49,13 @@ pub fn measure(
     settle: Duration,
     runtime: &Runtime,
     server_cpu: Option<usize>,
+    certs: Option<&Certs>,
 ) -> anyhow::Result<BurstFigure> {
     let server = ServerProcess::spawn(ServerSpec {
         target,
         threads: 1,
         cpu: server_cpu,
+        certs: certs.cloned(),
     })?;
     std::thread::sleep(Duration::from_millis(300));
     let before_kib = server.rss_kib();
@@ -61,7 +64,7 @@ pub fn measure(
     for round in 1..=rounds {
         with_target!(target, T => {
             let callers = runtime
-                .block_on(connect_all::<T>(address, connections))
+                .block_on(connect_all::<T>(address, connections, certs))
                 .with_context(|| format!("round {round}: opening {connections} {target} connections"))?;
             drop(callers);
         });

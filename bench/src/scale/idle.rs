@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio::runtime::Runtime;
 
+use crate::certs::Certs;
 use crate::machine;
 use crate::matrix::connect_all;
 use crate::process::{ServerProcess, ServerSpec};
@@ -48,11 +49,13 @@ pub fn measure(
     connections: usize,
     runtime: &Runtime,
     server_cpu: Option<usize>,
+    certs: Option<&Certs>,
 ) -> anyhow::Result<IdleFigure> {
     let server = ServerProcess::spawn(ServerSpec {
         target,
         threads: 1,
         cpu: server_cpu,
+        certs: certs.cloned(),
     })?;
     std::thread::sleep(Duration::from_millis(300));
     let server_before_kib = server.rss_kib();
@@ -61,7 +64,7 @@ pub fn measure(
     let started = Instant::now();
     with_target!(target, T => {
         let callers = runtime
-            .block_on(connect_all::<T>(address, connections))
+            .block_on(connect_all::<T>(address, connections, certs))
             .with_context(|| format!("opening {connections} {target} connections"))?;
         let connect_time = started.elapsed();
         // Let both sides settle (buffers shrink, tasks park).

@@ -44,6 +44,7 @@ pub fn measure(
                     target: TargetKind::Mprpc,
                     threads: 1,
                     cpu: server_cpu,
+                    certs: None,
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;

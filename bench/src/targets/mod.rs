@@ -4,13 +4,16 @@
 //! | --- | --- | --- |
 //! | [`mprpc`] | mprpc's `Server` hosting the generated `BenchServer` | the generated `BenchClient` over a `Channel` (one connection) |
 //! | [`mprpc`] with layers | the same, with three no-op user layers | the same, with three no-op outer layers: the cost of layers |
+//! | [`mprpc`] over TLS | the same with `[server.tls]` (rustls, ring) | the same with `[client.tls]` trusting the run's CA |
 //! | [`tonic`] | a tonic server of the same `.proto` (gRPC over HTTP/2) | a tonic client over a tonic `Channel` (one HTTP/2 connection) |
+//! | [`tonic`] over TLS | the same with `ServerTlsConfig` (rustls, ring) | the same with `ClientTlsConfig` trusting the run's CA |
 //! | [`raw`] pipelined | a hand-written echo of `u32` length-prefixed frames | many frames in flight on one connection, replies in order |
 //! | [`raw`] per call | the same echo server | a new TCP connection for every call (the original C++ mprpc's way) |
 //!
 //! A [`Target`] is a type with two associated functions: serve echo on a listener, and connect
 //! one client ([`Caller`]) to an address. [`with_target!`](crate::with_target) turns a
-//! [`TargetKind`] picked at run time into the type, for generic code.
+//! [`TargetKind`] picked at run time into the type, for generic code. The TLS targets find
+//! their files through the [`Certs`] passed to both functions (the other targets ignore it).
 
 pub mod mprpc;
 pub mod raw;
@@ -19,17 +22,31 @@ pub mod tonic;
 use std::future::Future;
 use std::net::SocketAddr;
 
+use crate::certs::Certs;
+
 /// A system under test: how to serve the echo service, and how to call it.
 pub trait Target {
     /// One client connection (for [`TargetKind::RawPerCall`]: the address it dials per call).
     type Caller: Caller;
 
     /// Serves echo on `listener` until the process exits (the server process never stops it
-    /// otherwise). Returns only on a fatal error.
-    fn serve(listener: tokio::net::TcpListener) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// otherwise). Returns only on a fatal error. A TLS target needs `certs`.
+    fn serve(
+        listener: tokio::net::TcpListener,
+        certs: Option<&Certs>,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
 
-    /// Connects one client to `address` and checks it with one call.
-    fn connect(address: SocketAddr) -> impl Future<Output = anyhow::Result<Self::Caller>> + Send;
+    /// Connects one client to `address` and checks it with one call. A TLS target needs
+    /// `certs`.
+    fn connect(
+        address: SocketAddr,
+        certs: Option<&Certs>,
+    ) -> impl Future<Output = anyhow::Result<Self::Caller>> + Send;
+}
+
+/// The certificates a TLS target cannot do without.
+pub(crate) fn required(certs: Option<&Certs>, target: TargetKind) -> anyhow::Result<&Certs> {
+    certs.ok_or_else(|| anyhow::anyhow!("{target} needs certificates (bench serve --tls-dir)"))
 }
 
 /// Makes echo calls. Cheap to clone; clones share the connection.
@@ -58,8 +75,12 @@ pub enum TargetKind {
     Mprpc,
     /// The same with three no-op user layers on each side.
     MprpcLayers,
+    /// mprpc over TLS (`[server.tls]`, `[client.tls]`).
+    MprpcTls,
     /// gRPC: tonic's server and client, with prost messages.
     Tonic,
+    /// tonic over TLS (rustls with ring, like mprpc's).
+    TonicTls,
     /// Raw length-prefixed TCP echo, many calls pipelined on each connection.
     RawPipelined,
     /// Raw length-prefixed TCP echo, a new connection for each call.
@@ -68,10 +89,12 @@ pub enum TargetKind {
 
 impl TargetKind {
     /// Every target, in report order.
-    pub const ALL: [TargetKind; 5] = [
+    pub const ALL: [TargetKind; 7] = [
         TargetKind::Mprpc,
         TargetKind::MprpcLayers,
+        TargetKind::MprpcTls,
         TargetKind::Tonic,
+        TargetKind::TonicTls,
         TargetKind::RawPipelined,
         TargetKind::RawPerCall,
     ];
@@ -81,7 +104,9 @@ impl TargetKind {
         match self {
             TargetKind::Mprpc => "mprpc",
             TargetKind::MprpcLayers => "mprpc-layers",
+            TargetKind::MprpcTls => "mprpc-tls",
             TargetKind::Tonic => "tonic",
+            TargetKind::TonicTls => "tonic-tls",
             TargetKind::RawPipelined => "raw-pipelined",
             TargetKind::RawPerCall => "raw-per-call",
         }
@@ -91,6 +116,11 @@ impl TargetKind {
     /// number of connections is not a setting of its own).
     pub fn multiplexed(self) -> bool {
         self != TargetKind::RawPerCall
+    }
+
+    /// Whether it runs over TLS (and so needs [`Certs`]).
+    pub fn tls(self) -> bool {
+        matches!(self, TargetKind::MprpcTls | TargetKind::TonicTls)
     }
 }
 
@@ -103,7 +133,7 @@ impl std::fmt::Display for TargetKind {
 /// Runs `$body` with `$t` standing for the [`Target`] type of the [`TargetKind`] `$kind`:
 ///
 /// ```ignore
-/// with_target!(kind, T => runtime.block_on(T::serve(listener)))
+/// with_target!(kind, T => runtime.block_on(T::serve(listener, certs)))
 /// ```
 #[macro_export]
 macro_rules! with_target {
@@ -117,8 +147,16 @@ macro_rules! with_target {
                 type $t = $crate::targets::mprpc::MprpcLayers;
                 $body
             }
+            $crate::targets::TargetKind::MprpcTls => {
+                type $t = $crate::targets::mprpc::MprpcTls;
+                $body
+            }
             $crate::targets::TargetKind::Tonic => {
                 type $t = $crate::targets::tonic::Tonic;
+                $body
+            }
+            $crate::targets::TargetKind::TonicTls => {
+                type $t = $crate::targets::tonic::TonicTls;
                 $body
             }
             $crate::targets::TargetKind::RawPipelined => {
@@ -131,4 +169,60 @@ macro_rules! with_target {
             }
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::certs::RunCerts;
+
+    /// Serves `S` on a fresh port of this runtime, with `certs`.
+    async fn start<S: Target>(certs: &Certs) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let certs = certs.clone();
+        tokio::spawn(async move { S::serve(listener, Some(&certs)).await });
+        address
+    }
+
+    /// Whether a client of `C` gets an echo from `address` within 5 s.
+    async fn echoes<C: Target>(address: SocketAddr, certs: &Certs) -> bool {
+        let call = async {
+            let caller = C::connect(address, Some(certs)).await?;
+            caller
+                .call(&[7; 5000])
+                .await
+                .map_err(|e| anyhow::anyhow!(e))
+        };
+        matches!(
+            tokio::time::timeout(std::time::Duration::from_secs(5), call).await,
+            Ok(Ok(()))
+        )
+    }
+
+    #[test]
+    fn tls_targets_echo_over_tls_only() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let made = RunCerts::make().unwrap();
+        let certs = made.certs();
+        runtime.block_on(async {
+            let mprpc_tls = start::<mprpc::MprpcTls>(certs).await;
+            let tonic_tls = start::<tonic::TonicTls>(certs).await;
+            let mprpc_plain = start::<mprpc::Mprpc>(certs).await;
+            let tonic_plain = start::<tonic::Tonic>(certs).await;
+            assert!(echoes::<mprpc::MprpcTls>(mprpc_tls, certs).await);
+            assert!(echoes::<tonic::TonicTls>(tonic_tls, certs).await);
+            // Each side refuses the other kind: the TLS targets really run over TLS.
+            assert!(!echoes::<mprpc::Mprpc>(mprpc_tls, certs).await);
+            assert!(!echoes::<mprpc::MprpcTls>(mprpc_plain, certs).await);
+            assert!(!echoes::<tonic::Tonic>(tonic_tls, certs).await);
+            assert!(!echoes::<tonic::TonicTls>(tonic_plain, certs).await);
+            assert!(mprpc::MprpcTls::connect(mprpc_tls, None).await.is_err());
+        });
+        made.close().unwrap();
+    }
 }

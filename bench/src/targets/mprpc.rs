@@ -1,17 +1,21 @@
 //! mprpc: the generated `BenchServer` on an mprpc [`Server`], called through the generated
 //! `BenchClient` over a [`Channel`] (one multiplexed connection per channel and provider).
+//! [`MprpcTls`] is the same over TLS: `[server.tls]` with the run's provider certificate,
+//! `[client.tls]` trusting the run's CA (the provider's name checked against `127.0.0.1`,
+//! the host of its address, as by default).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use ::mprpc::client::layer::{self as client_layer, ClientCall};
 use ::mprpc::client::Channel;
-use ::mprpc::config::{ClientConfig, ServerConfig};
+use ::mprpc::config::{ClientConfig, ClientTls, ServerConfig, ServerTls};
 use ::mprpc::server::layer::{self as server_layer, Next, ServerCall};
 use ::mprpc::server::Server;
 use ::mprpc::{Request, Status};
 
-use super::{check_len, Caller, Target};
+use super::{check_len, required, Caller, Target, TargetKind};
+use crate::certs::Certs;
 use crate::proto::bench_client::BenchClient;
 use crate::proto::bench_server::{Bench, BenchServer};
 use crate::proto::{EchoRequest, EchoResponse};
@@ -23,6 +27,10 @@ pub struct Mprpc;
 /// The mprpc target with [`LAYERS`] no-op user layers on each side: what layers cost.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct MprpcLayers;
+
+/// The mprpc target over TLS.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MprpcTls;
 
 /// How many no-op layers [`MprpcLayers`] puts on each side.
 pub const LAYERS: usize = 3;
@@ -60,6 +68,22 @@ pub fn client_config() -> ClientConfig {
     }
 }
 
+/// [`server_config`] with `[server.tls]`: the provider certificate in `certs`, TLS required.
+pub fn tls_server_config(certs: &Certs) -> ServerConfig {
+    ServerConfig {
+        tls: Some(ServerTls::new(certs.cert(), certs.key())),
+        ..server_config()
+    }
+}
+
+/// [`client_config`] with `[client.tls]` trusting the CA in `certs`.
+pub fn tls_client_config(certs: &Certs) -> ClientConfig {
+    ClientConfig {
+        tls: Some(ClientTls::new(certs.ca())),
+        ..client_config()
+    }
+}
+
 /// A generated client over one channel.
 #[derive(Clone, Debug)]
 pub struct MprpcCaller {
@@ -75,8 +99,17 @@ impl MprpcCaller {
 
     /// The same, with `layers` no-op outer layers on the channel.
     pub fn with_layers(addresses: &[SocketAddr], layers: usize) -> MprpcCaller {
+        MprpcCaller::with_config(addresses, client_config(), layers)
+    }
+
+    /// The same, with the channel's settings given.
+    pub fn with_config(
+        addresses: &[SocketAddr],
+        config: ClientConfig,
+        layers: usize,
+    ) -> MprpcCaller {
         let addresses = addresses.iter().map(ToString::to_string).collect();
-        let mut channel = Channel::to_addresses(addresses, client_config());
+        let mut channel = Channel::to_addresses(addresses, config);
         for _ in 0..layers {
             channel = channel.layer(client_layer::from_fn(
                 |call: ClientCall<'_>, next: client_layer::Next<'_>| next.run(call),
@@ -89,8 +122,8 @@ impl MprpcCaller {
 }
 
 /// A provider of the echo service with `layers` no-op user layers.
-fn provider(layers: usize) -> Server {
-    let mut server = Server::new(server_config());
+fn provider(config: ServerConfig, layers: usize) -> Server {
+    let mut server = Server::new(config);
     for _ in 0..layers {
         server = server.layer(server_layer::from_fn(|call: ServerCall, next: Next| {
             next.run(call)
@@ -114,12 +147,14 @@ impl Caller for MprpcCaller {
 impl Target for Mprpc {
     type Caller = MprpcCaller;
 
-    async fn serve(listener: tokio::net::TcpListener) -> anyhow::Result<()> {
-        provider(0).serve(listener, std::future::pending()).await?;
+    async fn serve(listener: tokio::net::TcpListener, _: Option<&Certs>) -> anyhow::Result<()> {
+        provider(server_config(), 0)
+            .serve(listener, std::future::pending())
+            .await?;
         Ok(())
     }
 
-    async fn connect(address: SocketAddr) -> anyhow::Result<MprpcCaller> {
+    async fn connect(address: SocketAddr, _: Option<&Certs>) -> anyhow::Result<MprpcCaller> {
         let caller = MprpcCaller::over(&[address]);
         caller
             .call(b"hello")
@@ -132,17 +167,38 @@ impl Target for Mprpc {
 impl Target for MprpcLayers {
     type Caller = MprpcCaller;
 
-    async fn serve(listener: tokio::net::TcpListener) -> anyhow::Result<()> {
-        provider(LAYERS)
+    async fn serve(listener: tokio::net::TcpListener, _: Option<&Certs>) -> anyhow::Result<()> {
+        provider(server_config(), LAYERS)
             .serve(listener, std::future::pending())
             .await?;
         Ok(())
     }
 
-    async fn connect(address: SocketAddr) -> anyhow::Result<MprpcCaller> {
+    async fn connect(address: SocketAddr, _: Option<&Certs>) -> anyhow::Result<MprpcCaller> {
         let caller = MprpcCaller::with_layers(&[address], LAYERS);
         caller.call(b"hello").await.map_err(|e| {
             anyhow::anyhow!("the first call to the layered mprpc provider failed: {e}")
+        })?;
+        Ok(caller)
+    }
+}
+
+impl Target for MprpcTls {
+    type Caller = MprpcCaller;
+
+    async fn serve(listener: tokio::net::TcpListener, certs: Option<&Certs>) -> anyhow::Result<()> {
+        let certs = required(certs, TargetKind::MprpcTls)?;
+        provider(tls_server_config(certs), 0)
+            .serve(listener, std::future::pending())
+            .await?;
+        Ok(())
+    }
+
+    async fn connect(address: SocketAddr, certs: Option<&Certs>) -> anyhow::Result<MprpcCaller> {
+        let certs = required(certs, TargetKind::MprpcTls)?;
+        let caller = MprpcCaller::with_config(&[address], tls_client_config(certs), 0);
+        caller.call(b"hello").await.map_err(|e| {
+            anyhow::anyhow!("the first call to the mprpc provider over TLS failed: {e}")
         })?;
         Ok(caller)
     }

@@ -32,6 +32,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{check_len, Caller, Target};
+use crate::certs::Certs;
 
 /// The largest frame either side accepts (the benchmark's largest payload is 1 MiB).
 const MAX_FRAME: usize = 64 << 20;
@@ -258,11 +259,12 @@ impl Target for RawPipelined {
 
     fn serve(
         listener: TcpListener,
+        _: Option<&Certs>,
     ) -> impl std::future::Future<Output = anyhow::Result<()>> + Send {
         serve(listener)
     }
 
-    async fn connect(address: SocketAddr) -> anyhow::Result<PipelinedCaller> {
+    async fn connect(address: SocketAddr, _: Option<&Certs>) -> anyhow::Result<PipelinedCaller> {
         let stream = TcpStream::connect(address).await?;
         stream.set_nodelay(true)?;
         let (read, write) = stream.into_split();
@@ -327,11 +329,12 @@ impl Target for RawPerCall {
 
     fn serve(
         listener: TcpListener,
+        _: Option<&Certs>,
     ) -> impl std::future::Future<Output = anyhow::Result<()>> + Send {
         serve(listener)
     }
 
-    async fn connect(address: SocketAddr) -> anyhow::Result<PerCallCaller> {
+    async fn connect(address: SocketAddr, _: Option<&Certs>) -> anyhow::Result<PerCallCaller> {
         let caller = PerCallCaller { address };
         caller
             .call(b"hello")
@@ -367,7 +370,7 @@ mod tests {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let address = listener.local_addr().unwrap();
             tokio::spawn(serve(listener));
-            let pipelined = RawPipelined::connect(address).await.unwrap();
+            let pipelined = RawPipelined::connect(address, None).await.unwrap();
             let big = vec![7u8; 300_000];
             let calls: Vec<_> = (0..50)
                 .map(|i| {
@@ -379,7 +382,7 @@ mod tests {
             for call in calls {
                 call.await.unwrap().unwrap();
             }
-            let per_call = RawPerCall::connect(address).await.unwrap();
+            let per_call = RawPerCall::connect(address, None).await.unwrap();
             per_call.call(&big).await.unwrap();
         });
     }

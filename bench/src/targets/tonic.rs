@@ -1,14 +1,20 @@
 //! gRPC: a tonic server and client generated from the same `bench.proto` (prost messages,
 //! HTTP/2). tonic's defaults throughout, except `TCP_NODELAY` on both ends (mprpc sets it too).
 //! One client is one tonic [`Channel`], i.e. one HTTP/2 connection carrying every call as a
-//! stream of its own.
+//! stream of its own. [`TonicTls`] is the same over TLS (tonic's `tls-ring`: rustls with the
+//! ring provider, as mprpc's): the server with the run's provider certificate, the client
+//! trusting the run's CA and checking the name `127.0.0.1` (what mprpc's client checks).
 
 use std::net::SocketAddr;
 
 use ::tonic::transport::server::TcpIncoming;
-use ::tonic::transport::{Channel, Endpoint, Server};
+use ::tonic::transport::{
+    Certificate, Channel, ClientTlsConfig, Endpoint, Identity, Server, ServerTlsConfig,
+};
+use anyhow::Context;
 
-use super::{check_len, Caller, Target};
+use super::{check_len, required, Caller, Target, TargetKind};
+use crate::certs::Certs;
 use crate::grpc::bench_client::BenchClient;
 use crate::grpc::bench_server::{Bench, BenchServer};
 use crate::grpc::{EchoRequest, EchoResponse};
@@ -16,6 +22,10 @@ use crate::grpc::{EchoRequest, EchoResponse};
 /// The tonic target.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Tonic;
+
+/// The tonic target over TLS.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TonicTls;
 
 /// The echo handler: answers with the request's payload and does nothing else.
 #[derive(Debug, Default, Clone, Copy)]
@@ -51,30 +61,62 @@ impl Caller for TonicCaller {
     }
 }
 
+/// Serves echo with `builder`'s settings.
+async fn serve(mut builder: Server, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    builder
+        .add_service(BenchServer::new(TonicEcho))
+        .serve_with_incoming(incoming)
+        .await?;
+    Ok(())
+}
+
+/// Connects through `endpoint` and checks the channel with one call.
+async fn connect(endpoint: Endpoint) -> anyhow::Result<TonicCaller> {
+    let channel = endpoint.tcp_nodelay(true).connect().await?;
+    let caller = TonicCaller {
+        client: BenchClient::new(channel),
+    };
+    caller
+        .call(b"hello")
+        .await
+        .map_err(|e| anyhow::anyhow!("the first call to the tonic server failed: {e}"))?;
+    Ok(caller)
+}
+
+/// Reads a PEM file.
+fn read(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
 impl Target for Tonic {
     type Caller = TonicCaller;
 
-    async fn serve(listener: tokio::net::TcpListener) -> anyhow::Result<()> {
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-        Server::builder()
-            .add_service(BenchServer::new(TonicEcho))
-            .serve_with_incoming(incoming)
-            .await?;
-        Ok(())
+    async fn serve(listener: tokio::net::TcpListener, _: Option<&Certs>) -> anyhow::Result<()> {
+        serve(Server::builder(), listener).await
     }
 
-    async fn connect(address: SocketAddr) -> anyhow::Result<TonicCaller> {
-        let channel = Endpoint::from_shared(format!("http://{address}"))?
-            .tcp_nodelay(true)
-            .connect()
-            .await?;
-        let caller = TonicCaller {
-            client: BenchClient::new(channel),
-        };
-        caller
-            .call(b"hello")
-            .await
-            .map_err(|e| anyhow::anyhow!("the first call to the tonic server failed: {e}"))?;
-        Ok(caller)
+    async fn connect(address: SocketAddr, _: Option<&Certs>) -> anyhow::Result<TonicCaller> {
+        connect(Endpoint::from_shared(format!("http://{address}"))?).await
+    }
+}
+
+impl Target for TonicTls {
+    type Caller = TonicCaller;
+
+    async fn serve(listener: tokio::net::TcpListener, certs: Option<&Certs>) -> anyhow::Result<()> {
+        let certs = required(certs, TargetKind::TonicTls)?;
+        let identity = Identity::from_pem(read(&certs.cert())?, read(&certs.key())?);
+        let builder = Server::builder().tls_config(ServerTlsConfig::new().identity(identity))?;
+        serve(builder, listener).await
+    }
+
+    async fn connect(address: SocketAddr, certs: Option<&Certs>) -> anyhow::Result<TonicCaller> {
+        let certs = required(certs, TargetKind::TonicTls)?;
+        // Read for every client, as an mprpc channel reads its `[client.tls]` files.
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(read(&certs.ca())?))
+            .domain_name(address.ip().to_string());
+        connect(Endpoint::from_shared(format!("https://{address}"))?.tls_config(tls)?).await
     }
 }
