@@ -9,15 +9,18 @@ cd "$(dirname "$0")/.."
 scripts/zk.sh install
 
 # The admin page test (tests/tests/admin.rs) renders /status in headless Chromium and reads
-# the screenshot back with OCR: it needs chromium, tesseract and a font, from Debian.
-install_browser_tools() {
+# the screenshot back with OCR: it needs chromium, tesseract and a font, from Debian. The TLS
+# tests run scripts/make-certs.sh (openssl) and read the admin port over HTTPS with curl.
+install_tools() {
     local missing=()
+    command -v openssl >/dev/null || missing+=(openssl)
+    command -v curl >/dev/null || missing+=(curl ca-certificates)
     [[ -x /usr/bin/chromium ]] || missing+=(chromium)
     [[ -x /usr/bin/tesseract ]] || missing+=(tesseract-ocr tesseract-ocr-eng)
     [[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]] || missing+=(fonts-dejavu-core)
     ((${#missing[@]} == 0)) && return 0
     if [[ $(id -u) -ne 0 ]]; then
-        echo "test.sh: ${missing[*]} missing and not root: the admin page test will fail" >&2
+        echo "test.sh: ${missing[*]} missing and not root: the tests that need them will fail" >&2
         return 0
     fi
     echo "test.sh: installing ${missing[*]}" >&2
@@ -25,10 +28,10 @@ install_browser_tools() {
     export DEBIAN_FRONTEND=noninteractive
     if ! "${install[@]}" >&2; then
         apt-get update -q >&2 || true
-        "${install[@]}" >&2 || echo "test.sh: could not install ${missing[*]}: the admin page test will fail" >&2
+        "${install[@]}" >&2 || echo "test.sh: could not install ${missing[*]}: the tests that need them will fail" >&2
     fi
 }
-install_browser_tools
+install_tools
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
