@@ -1,7 +1,8 @@
-//! `callcount CALLS IN_FLIGHT [PAYLOAD] [LAYERS]`: echo calls through mprpc with the provider
-//! and the consumer in this one process, on one thread, for counting the instructions a call
-//! costs with callgrind, which counts the same on a busy machine as on an idle one. `LAYERS`
-//! no-op layers are put on each side (0 by default), to measure what a layer costs.
+//! `callcount CALLS IN_FLIGHT [PAYLOAD] [LAYERS] [tls]`: echo calls through mprpc with the
+//! provider and the consumer in this one process, on one thread, for counting the instructions
+//! a call costs with callgrind, which counts the same on a busy machine as on an idle one.
+//! `LAYERS` no-op layers are put on each side (0 by default), to measure what a layer costs;
+//! `tls` runs the calls over TLS, with certificates made for the run.
 //!
 //! ```text
 //! valgrind --tool=callgrind --callgrind-out-file=/dev/null target/release/callcount 2000 128
@@ -29,14 +30,26 @@ fn main() -> anyhow::Result<()> {
     let in_flight: usize = args.next().context("IN_FLIGHT")?.parse()?;
     let payload: usize = args.next().map_or(Ok(64), |p| p.parse())?;
     let layers: usize = args.next().map_or(Ok(0), |p| p.parse())?;
+    let tls = args.next().as_deref() == Some("tls");
+    let certs = if tls {
+        Some(mprpc_bench::certs::RunCerts::make()?)
+    } else {
+        None
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
-        let mut server = Server::new(server_config()).add_service(BenchServer::new(EchoHandler));
-        let mut channel = Channel::to_addresses(vec![address.to_string()], client_config());
+        let (mut server_settings, mut client_settings) = (server_config(), client_config());
+        if let Some(certs) = &certs {
+            let files = certs.certs();
+            server_settings.tls = Some(mprpc::config::ServerTls::new(files.cert(), files.key()));
+            client_settings.tls = Some(mprpc::config::ClientTls::new(files.ca()));
+        }
+        let mut server = Server::new(server_settings).add_service(BenchServer::new(EchoHandler));
+        let mut channel = Channel::to_addresses(vec![address.to_string()], client_settings);
         for _ in 0..layers {
             server = server.layer(server_layer::from_fn(|call: ServerCall, next: Next| {
                 next.run(call)
