@@ -168,6 +168,12 @@ pub fn serve_main(
     if target.tls() && certs.is_none() {
         bail!("{target} needs the run's certificates: --tls-dir DIR");
     }
+    // A bad certificate file stops the server here, before it says it listens, not at the
+    // first call.
+    if let Some(certs) = certs.as_ref().filter(|_| target.tls()) {
+        let settings = mprpc::config::ServerTls::new(certs.cert(), certs.key());
+        mprpc::tls::Acceptor::new(&settings).context("the run's TLS certificate")?;
+    }
     if let Some(cpu) = cpu {
         machine::pin_to_cpu(cpu).context("pinning the server")?;
     }
