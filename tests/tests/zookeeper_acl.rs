@@ -490,6 +490,21 @@ async fn with_a_read_identity_only_the_consumers_may_read() {
         .await
         .expect("refused");
     assert!(err.to_string().contains("the identity `consumer`"), "{err}");
+
+    // A consumer with a wrong password is told why it cannot find the providers, at once.
+    let wrong = registry(
+        &zk,
+        ZkAccess::with_identity("consumer:not-the-password").unwrap(),
+    );
+    let err = wrong.discover(SERVICE).await.map(drop).unwrap_err();
+    assert!(err.to_string().contains("NoAuth"), "{err}");
+    assert!(err.to_string().contains("read_identity"), "{err}");
+    assert!(!err.to_string().contains("not-the-password"), "{err}");
+    let status = EchoClient::new(Channel::new(ClientConfig::default(), wrong))
+        .echo(EchoRequest::default())
+        .await
+        .unwrap_err();
+    assert!(status.message().contains("NoAuth"), "{status}");
     a.shutdown().await.unwrap();
     assert_no_password(&logged());
 }

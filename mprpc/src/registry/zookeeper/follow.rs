@@ -31,6 +31,40 @@ use super::listing::Listing;
 use super::session::Session;
 use crate::registry::ServiceInstance;
 
+/// Whether a followed service's providers have been read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Listed {
+    /// Not yet.
+    NotYet,
+    /// Yes: the list is what ZooKeeper holds (and keeps being followed).
+    Yes,
+    /// ZooKeeper refuses to let this session read them (its ACL); why, in words.
+    Refused(String),
+}
+
+impl Listed {
+    /// Publishes a refusal, unless the list was read already.
+    fn refuse(listed: &watch::Sender<Listed>, reason: String) {
+        listed.send_if_modified(|l| {
+            let new = Listed::Refused(reason);
+            let changed = *l != Listed::Yes && *l != new;
+            if changed {
+                *l = new;
+            }
+            changed
+        });
+    }
+}
+
+/// The refusal for a path this session may not read.
+fn no_auth(path: &str) -> String {
+    format!(
+        "ZooKeeper refuses to let this consumer read {path} (NoAuth): its ACL names other \
+         identities; check [registry] auth (the consumer's identity) and the providers' \
+         read_identity"
+    )
+}
+
 /// How long to keep collecting events after a change before reading the list.
 pub(crate) const MERGE_WINDOW: Duration = Duration::from_millis(50);
 /// How long to wait before a second reading confirms a suspicious list.
@@ -45,7 +79,7 @@ pub(super) async fn follow(
     protected: bool,
     path: String,
     tx: watch::Sender<Arc<Vec<ServiceInstance>>>,
-    listed: watch::Sender<bool>,
+    listed: watch::Sender<Listed>,
     stop: CancellationToken,
 ) {
     // Stopping drops the watch and the client wherever the follower is.
@@ -66,7 +100,7 @@ async fn follow_sessions(
     mut session: watch::Receiver<Session>,
     listing: &mut Listing,
     tx: &watch::Sender<Arc<Vec<ServiceInstance>>>,
-    listed: &watch::Sender<bool>,
+    listed: &watch::Sender<Listed>,
 ) {
     loop {
         // Wait for a live client.
@@ -95,11 +129,11 @@ async fn follow_session(
     client: &Client,
     listing: &mut Listing,
     tx: &watch::Sender<Arc<Vec<ServiceInstance>>>,
-    listed: &watch::Sender<bool>,
+    listed: &watch::Sender<Listed>,
 ) -> Stop {
     let path = listing.path().to_owned();
     let path = path.as_str();
-    let mut watcher = match arm(client, path, tx).await {
+    let mut watcher = match arm(client, path, tx, listed).await {
         Some(w) => w,
         None => return Stop::SessionEnded,
     };
@@ -144,7 +178,7 @@ async fn follow_session(
             // another server. Drop the old watch before adding the new one, so that removing
             // it cannot remove the new one.
             drop(watcher);
-            watcher = match arm(client, path, tx).await {
+            watcher = match arm(client, path, tx, listed).await {
                 Some(w) => w,
                 None => return Stop::SessionEnded,
             };
@@ -158,6 +192,7 @@ async fn arm(
     client: &Client,
     path: &str,
     tx: &watch::Sender<Arc<Vec<ServiceInstance>>>,
+    listed: &watch::Sender<Listed>,
 ) -> Option<PersistentWatcher> {
     let mut backoff = Duration::from_millis(50);
     loop {
@@ -166,6 +201,7 @@ async fn arm(
             Err(ZkError::SessionExpired | ZkError::ClientClosed | ZkError::AuthFailed) => {
                 return None
             }
+            Err(ZkError::NoAuth) => Listed::refuse(listed, no_auth(path)),
             Err(e) => tracing::debug!(%path, "cannot watch yet: {e}"),
         }
         if client.state().is_terminated() || tx.is_closed() {
@@ -182,9 +218,12 @@ async fn refresh(
     client: &Client,
     listing: &mut Listing,
     tx: &watch::Sender<Arc<Vec<ServiceInstance>>>,
-    listed: &watch::Sender<bool>,
+    listed: &watch::Sender<Listed>,
 ) {
     let Some(mut list) = listing.read(client).await else {
+        if listing.denied() {
+            Listed::refuse(listed, no_auth(listing.path()));
+        }
         return;
     };
     let path = listing.path().to_owned();
@@ -206,7 +245,7 @@ async fn refresh(
         tracing::info!(%path, providers = list.len(), "provider list changed");
         tx.send_replace(Arc::new(list));
     }
-    listed.send_if_modified(|listed| !std::mem::replace(listed, true));
+    listed.send_if_modified(|l| std::mem::replace(l, Listed::Yes) != Listed::Yes);
 }
 
 fn suspicious(old: &[ServiceInstance], new: &[ServiceInstance]) -> bool {

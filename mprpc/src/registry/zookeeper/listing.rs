@@ -77,6 +77,8 @@ pub(super) struct Listing {
     parent: Option<(i32, Option<Permission>)>,
     /// By node name.
     verdicts: HashMap<String, Verdict>,
+    /// Whether the last reading was refused by the path's ACL (`NoAuth`).
+    denied: bool,
 }
 
 impl Listing {
@@ -86,6 +88,7 @@ impl Listing {
             protected,
             parent: None,
             verdicts: HashMap::new(),
+            denied: false,
         }
     }
 
@@ -93,12 +96,22 @@ impl Listing {
         &self.path
     }
 
+    /// Whether the last reading was refused by the path's ACL (`NoAuth`).
+    pub(super) fn denied(&self) -> bool {
+        self.denied
+    }
+
     /// The providers, sorted by address; `None` if ZooKeeper could not be read.
     pub(super) async fn read(&mut self, client: &Client) -> Option<Vec<ServiceInstance>> {
         let path = self.path.clone();
         let path = path.as_str();
+        self.denied = false;
         let (children, stat) = match client.get_children(path).await {
             Ok(listed) => listed,
+            Err(ZkError::NoAuth) => {
+                self.denied = true;
+                return None;
+            }
             Err(ZkError::NoNode) => {
                 self.verdicts.clear();
                 return Some(Vec::new());

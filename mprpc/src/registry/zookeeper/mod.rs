@@ -37,6 +37,7 @@ use super::{Instances, Registration, Registry, RegistryError, ServiceInstance};
 use crate::future::BoxFuture;
 use crate::sync::lock;
 pub use access::{digest_id, ZkAccess};
+use follow::Listed;
 use session::{Command, Session, Settings};
 
 /// How long registering may wait for ZooKeeper before failing.
@@ -80,8 +81,8 @@ impl std::fmt::Debug for ZkRegistry {
 #[derive(Clone)]
 struct Followed {
     instances: Instances,
-    /// True once the providers were read.
-    listed: watch::Receiver<bool>,
+    /// Whether the providers were read (or may not be).
+    listed: watch::Receiver<Listed>,
 }
 
 /// The registry's connection state, for tools and metrics.
@@ -195,17 +196,22 @@ impl ZkRegistry {
         }
     }
 
-    /// Waits until `listed` is true. Fails at once if no session could be established (the
-    /// last attempt failed), like a gRPC call on a channel in transient failure.
+    /// Waits until the providers were read. Fails at once if ZooKeeper refuses to let this
+    /// session read them, or if no session could be established (the last attempt failed),
+    /// like a gRPC call on a channel in transient failure.
     async fn wait_listed(
         &self,
         service: &str,
-        mut listed: watch::Receiver<bool>,
+        mut listed: watch::Receiver<Listed>,
     ) -> Result<(), RegistryError> {
         let mut session = self.supervisor().session.clone();
         tokio::select! {
             biased;
-            done = listed.wait_for(|listed| *listed) => done.map(drop).map_err(|_| stopped()),
+            done = listed.wait_for(|l| *l != Listed::NotYet) => match done.as_deref() {
+                Ok(Listed::Refused(reason)) => Err(RegistryError::Denied(reason.clone())),
+                Ok(_) => Ok(()),
+                Err(_) => Err(stopped()),
+            },
             failed = session.wait_for(|s| s.client.is_none() && s.unreachable.is_some()) => {
                 match failed.map(drop) {
                     Ok(()) => Err(RegistryError::Unavailable(self.discovery_stalled(service))),
@@ -385,7 +391,7 @@ impl Registry for ZkRegistry {
                         // Followed from now on, listed or not: a later call finds the same
                         // follower (which keeps trying) instead of starting another.
                         let (instances_tx, instances) = watch::channel(Arc::new(Vec::new()));
-                        let (listed_tx, listed) = watch::channel(false);
+                        let (listed_tx, listed) = watch::channel(Listed::NotYet);
                         this.supervisor()
                             .commands
                             .send(Command::Follow {
@@ -400,7 +406,7 @@ impl Registry for ZkRegistry {
                     }
                 }
             };
-            if !*followed.listed.borrow() {
+            if *followed.listed.borrow() != Listed::Yes {
                 this.wait_listed(&service, followed.listed).await?;
             }
             Ok(followed.instances)

@@ -41,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 use zookeeper_client::Client;
 
 use super::access::Guard;
+use super::follow::Listed;
 use super::SessionStatus;
 use crate::registry::{RegistryError, ServiceInstance};
 use supervisor::supervise;
@@ -103,7 +104,7 @@ pub(super) enum Command {
     Follow {
         path: String,
         instances: watch::Sender<Arc<Vec<ServiceInstance>>>,
-        listed: watch::Sender<bool>,
+        listed: watch::Sender<Listed>,
     },
 }
 

@@ -17,7 +17,8 @@ use zookeeper_client::{Client, SessionState, StateWatcher};
 use super::connect::connect_with_retry;
 use super::nodes::{arm_watch, delete_own, ensure_missing, ensure_node};
 use super::{Ack, Command, Session, Settings};
-use crate::registry::zookeeper::{follow, SessionStatus};
+use crate::registry::zookeeper::follow::{self, Listed};
+use crate::registry::zookeeper::SessionStatus;
 use crate::registry::{RegistryError, ServiceInstance};
 
 /// Keeps the session and the registrations until every handle on the registry is gone;
@@ -69,7 +70,7 @@ impl Supervisor<'_> {
         &self,
         path: String,
         instances: watch::Sender<Arc<Vec<ServiceInstance>>>,
-        listed: watch::Sender<bool>,
+        listed: watch::Sender<Listed>,
     ) {
         tokio::spawn(follow::follow(
             self.session.subscribe(),
