@@ -163,13 +163,16 @@ fn build(settings: &ServerTls) -> Result<ServerConfig, TlsError> {
         }
         None => builder.with_no_client_auth(),
     };
-    builder.with_single_cert(certs, key).map_err(|e| {
+    let mut config = builder.with_single_cert(certs, key).map_err(|e| {
         TlsError::Config(format!(
             "certificate {} with key {}: {e}",
             settings.cert.display(),
             settings.key.display()
         ))
-    })
+    })?;
+    // Our order of suites (AES-128-GCM first, see `provider`), whatever the client's.
+    config.ignore_client_order = true;
+    Ok(config)
 }
 
 #[cfg(unix)]

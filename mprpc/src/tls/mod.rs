@@ -55,7 +55,23 @@ impl TlsError {
     }
 }
 
-/// The crypto provider every TLS configuration here uses.
+/// The crypto provider every TLS configuration here uses: `ring`'s, with the same suites as
+/// its default, AES-128-GCM first. AES-128 takes 10 rounds to AES-256's 14, and with both
+/// sides preferring it (the provider ignores the client's order) mprpc-to-mprpc traffic is
+/// sealed about a quarter faster; AES-256 and ChaCha20 stay for peers that want them.
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    use rustls::crypto::ring::cipher_suite as suite;
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.cipher_suites = vec![
+        suite::TLS13_AES_128_GCM_SHA256,
+        suite::TLS13_AES_256_GCM_SHA384,
+        suite::TLS13_CHACHA20_POLY1305_SHA256,
+        suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        suite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        suite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        suite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        suite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+    ];
+    Arc::new(provider)
 }
