@@ -105,12 +105,7 @@ impl Auth {
         // Every entry is compared in full, found or not, so the time taken tells nothing.
         let mut found = None;
         for (name, known) in &self.tokens {
-            let same = known
-                .iter()
-                .zip(&hash)
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
-            if same && found.is_none() {
+            if same_hash(known, &hash) && found.is_none() {
                 found = Some(name);
             }
         }
@@ -197,6 +192,12 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     let mut out = [0u8; 32];
     out.copy_from_slice(digest.as_ref());
     out
+}
+
+/// Whether two hashes are equal, comparing every byte whatever the first difference, so the
+/// time taken tells nothing about where they differ.
+pub(crate) fn same_hash(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// How a token is written in `[server.auth] tokens`: `sha256:<hex>`.

@@ -3,6 +3,8 @@
 //! one port, certificates rotated while calls run, an expired certificate refused, and
 //! garbage on a TLS port.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mprpc::client::Channel;
@@ -172,16 +174,19 @@ async fn rotated_certificates_serve_new_connections_and_old_ones_carry_on() {
         .echo(EchoRequest::default())
         .await
         .expect("before");
+    // It calls until the new certificate is served, and at least 20 times, within a bound.
+    let rotated = Arc::new(AtomicBool::new(false));
+    let done = rotated.clone();
     let calling = tokio::spawn(async move {
         let mut calls = 0;
-        let until = Instant::now() + Duration::from_millis(1500);
-        while Instant::now() < until {
+        let bound = Instant::now() + Duration::from_secs(20);
+        while (calls < 20 || !done.load(Ordering::SeqCst)) && Instant::now() < bound {
             old_client
                 .echo(EchoRequest::default())
                 .await
                 .expect("no call fails during the rotation");
             calls += 1;
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            tokio::task::yield_now().await;
         }
         calls
     });
@@ -208,6 +213,7 @@ async fn rotated_certificates_serve_new_connections_and_old_ones_carry_on() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    rotated.store(true, Ordering::SeqCst);
     let calls = calling.await.unwrap();
     assert!(calls > 10, "the old connection kept serving: {calls} calls");
     handle.shutdown().await.unwrap();

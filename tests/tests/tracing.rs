@@ -1,39 +1,17 @@
 //! A trace id crosses services: a call through two providers carries one trace id, and both
 //! providers' log lines are stamped with it.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use mprpc::client::Channel;
 use mprpc::config::ServerConfig;
 use mprpc::server::{spawn_local, Server};
 use mprpc::trace::{TraceContext, TRACE_ID_KEY};
 use mprpc::Request;
+use mprpc_tests::logs::LogCapture;
 use mprpc_tests::{EchoClient, EchoRequest, EchoServer, EchoService};
-
-/// Log lines captured in memory.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_trace_id_follows_a_call_through_two_services() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    tracing_subscriber::fmt()
-        .with_env_filter("info")
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .init();
+    let logs = LogCapture::global("info");
 
     let start = |name: &str| {
         let server = Server::new(ServerConfig::default())
@@ -63,7 +41,7 @@ async fn one_trace_id_follows_a_call_through_two_services() {
 
     front.shutdown().await.unwrap();
     back.shutdown().await.unwrap();
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     let lines: Vec<&str> = text
         .lines()
         .filter(|l| l.contains(&root.trace_hex()))

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mprpc::client::Channel;
@@ -18,6 +18,7 @@ use mprpc::metrics::Metrics;
 use mprpc::registry::zookeeper::digest_id;
 use mprpc::registry::{Instances, Registry, RegistryError, ServiceInstance, ZkAccess, ZkRegistry};
 use mprpc::server::{spawn_local, spawn_local_registered, LocalServer, Server};
+use mprpc_tests::logs::LogCapture;
 use mprpc_tests::zk::ZkServer;
 use mprpc_tests::{EchoClient, EchoRequest, EchoServer, EchoService};
 use zookeeper_client::{Acl, Acls, AuthId, Client, CreateMode, Error as ZkError, Permission};
@@ -32,34 +33,10 @@ const WRONG_PASSWORD: &str = "wr0ng-s3cret";
 /// A bound on every wait: the tests wait for conditions, never for a fixed time.
 const BOUND: Duration = Duration::from_secs(10);
 
-/// Log lines of the whole test binary, captured in memory (every crate, at debug level).
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Everything logged so far (the capture starts on first use).
+/// Everything logged so far (the capture, of every crate at debug level, starts on first
+/// use).
 fn logged() -> String {
-    static LOGS: OnceLock<Captured> = OnceLock::new();
-    let logs = LOGS.get_or_init(|| {
-        let logs = Captured::default();
-        let writer = logs.clone();
-        tracing_subscriber::fmt()
-            .with_env_filter("debug")
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .init();
-        logs
-    });
-    String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned()
+    LogCapture::global("debug").text()
 }
 
 fn assert_no_password(text: &str) {

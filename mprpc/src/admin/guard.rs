@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 
-use crate::auth::sha256;
+use crate::auth::{same_hash, sha256};
 use crate::tls::Acceptor;
 
 /// How the admin port is protected.
@@ -45,9 +45,7 @@ pub(super) async fn check_token(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|token| sha256(token.as_bytes()));
-    let same =
-        presented.is_some_and(|p| p.iter().zip(&hash).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0);
-    if same {
+    if presented.is_some_and(|p| same_hash(&p, &hash)) {
         next.run(request).await
     } else {
         (

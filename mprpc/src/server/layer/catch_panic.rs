@@ -1,6 +1,6 @@
-//! Panic catching: a panic in a user layer or the handler, while it builds its future or
-//! while it runs, answers the call `Internal` and is logged at error level; the provider and
-//! its other calls carry on.
+//! Panic catching: a panic in a user layer (while it builds its future or while it runs) or
+//! in the handler's future answers the call `Internal` and is logged at error level; the
+//! provider and its other calls carry on.
 
 use std::panic::AssertUnwindSafe;
 
