@@ -61,7 +61,7 @@ pub(super) async fn check_token(
 /// the acceptor's timeout), so a slow one holds up no other.
 pub(super) struct TlsListener {
     local: SocketAddr,
-    ready: mpsc::Receiver<(TlsStream<tokio::net::TcpStream>, SocketAddr)>,
+    ready: mpsc::Receiver<(TlsStream<crate::tls::Wire>, SocketAddr)>,
 }
 
 impl TlsListener {
@@ -99,7 +99,7 @@ impl TlsListener {
 }
 
 impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<tokio::net::TcpStream>;
+    type Io = TlsStream<crate::tls::Wire>;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {

@@ -24,7 +24,7 @@ pub(crate) enum Opened {
     /// Plaintext.
     Plain(TcpStream),
     /// TLS, with the client's identity under mutual TLS.
-    Tls(Box<TlsStream<TcpStream>>, Option<PeerIdentity>),
+    Tls(Box<TlsStream<crate::tls::Wire>>, Option<PeerIdentity>),
 }
 
 /// Why a connection was not opened: its kind (for metrics and the rate-limited log) and what

@@ -67,13 +67,13 @@ impl Acceptor {
     pub(crate) async fn accept(
         &self,
         stream: TcpStream,
-    ) -> std::io::Result<(TlsStream<TcpStream>, Option<PeerIdentity>)> {
+    ) -> std::io::Result<(TlsStream<super::Wire>, Option<PeerIdentity>)> {
         let config = self
             .current
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
-        let handshake = tokio_rustls::TlsAcceptor::from(config).accept(stream);
+        let handshake = tokio_rustls::TlsAcceptor::from(config).accept(super::wire(stream));
         let stream = tokio::time::timeout(self.settings.handshake_timeout, handshake)
             .await
             .map_err(|_| {

@@ -58,7 +58,7 @@ impl Connector {
         &self,
         stream: TcpStream,
         address: &str,
-    ) -> std::io::Result<TlsStream<TcpStream>> {
+    ) -> std::io::Result<TlsStream<super::Wire>> {
         let host = match &self.settings.server_name {
             Some(name) => name.clone(),
             None => host_of(address).to_owned(),
@@ -69,7 +69,8 @@ impl Connector {
                 format!("`{host}` is not a valid TLS server name: {e}"),
             )
         })?;
-        let handshake = tokio_rustls::TlsConnector::from(self.config.clone()).connect(name, stream);
+        let handshake = tokio_rustls::TlsConnector::from(self.config.clone())
+            .connect(name, super::wire(stream));
         tokio::time::timeout(self.settings.handshake_timeout, handshake)
             .await
             .map_err(|_| {

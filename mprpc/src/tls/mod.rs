@@ -18,6 +18,7 @@ mod acceptor;
 mod connector;
 mod files;
 mod identity;
+mod read_ahead;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -25,6 +26,15 @@ use std::sync::Arc;
 pub use acceptor::Acceptor;
 pub use connector::Connector;
 pub use identity::PeerIdentity;
+pub use read_ahead::ReadAhead;
+
+/// What TLS runs on: the TCP stream under a read-ahead buffer (`read_ahead.rs`).
+pub(crate) type Wire = ReadAhead<tokio::net::TcpStream>;
+
+/// `stream` under a read-ahead buffer, for TLS.
+pub(crate) fn wire(stream: tokio::net::TcpStream) -> Wire {
+    ReadAhead::new(stream)
+}
 
 /// The first byte of a TLS connection (a handshake record).
 pub const TLS_HANDSHAKE_BYTE: u8 = 0x16;

@@ -129,7 +129,7 @@ impl Connection {
     /// client's identity in its extensions.
     pub(crate) async fn run_tls(
         mut self,
-        stream: TlsStream<TcpStream>,
+        stream: TlsStream<crate::tls::Wire>,
         identity: Option<PeerIdentity>,
     ) {
         self.identity = identity;
