@@ -353,6 +353,19 @@ fn write_server_arm(method: &Method, buf: &mut String) {
     emit!(buf, "}}");
 }
 
+/// The expression a client method sends: the caller's request, marked with the method's
+/// declared `idempotency_level` if it has one.
+fn request_of(method: &Method) -> String {
+    use prost_types::method_options::IdempotencyLevel;
+    let request = format!("{RT}::IntoRequest::into_request(request)");
+    let level = match method.options.idempotency_level() {
+        IdempotencyLevel::IdempotencyUnknown => return request,
+        IdempotencyLevel::NoSideEffects => "NoSideEffects",
+        IdempotencyLevel::Idempotent => "Idempotent",
+    };
+    format!("{RT}::declare_idempotency({request}, {RT}::Idempotency::{level})")
+}
+
 fn write_client(service: &Service, names: &Names, buf: &mut String) {
     let Names {
         full_name,
@@ -443,8 +456,9 @@ fn write_client(service: &Service, names: &Names, buf: &mut String) {
             );
             emit!(
                 buf,
-                "self.channel.unary(SERVICE_NAME, {:?}, {RT}::IntoRequest::into_request(request))",
+                "self.channel.unary(SERVICE_NAME, {:?}, {})",
                 method.proto_name,
+                request_of(method),
             );
             emit!(buf, "}}");
             emit!(
@@ -464,8 +478,9 @@ fn write_client(service: &Service, names: &Names, buf: &mut String) {
             );
             emit!(
                 buf,
-                "self.channel.unary_with_metadata(SERVICE_NAME, {:?}, {RT}::IntoRequest::into_request(request))",
+                "self.channel.unary_with_metadata(SERVICE_NAME, {:?}, {})",
                 method.proto_name,
+                request_of(method),
             );
             emit!(buf, "}}");
         }

@@ -11,7 +11,13 @@ pub use crate::client::layer::{interceptor as client_interceptor, ClientCall};
 pub use crate::client::{BlockingChannel, Channel};
 pub use crate::server::layer::ServerCall;
 pub use crate::server::{BoxFuture, Intercepted, Service};
-pub use crate::{Code, IntoRequest, Request, Response, Status};
+pub use crate::{Code, Idempotency, IntoRequest, Request, Response, Status};
+
+/// A client's request for a method that declares `level` in its `.proto`, unless the caller
+/// set a level of its own.
+pub fn declare_idempotency<T>(request: Request<T>, level: Idempotency) -> Request<T> {
+    request.declare_idempotency(level)
+}
 
 /// Decodes a request body into the method's message type; a bad body is `InvalidArgument`.
 pub fn decode_request<M: prost::Message + Default>(

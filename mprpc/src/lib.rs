@@ -20,6 +20,7 @@
 //! | [`admin`] | the optional HTTP admin port: `/metrics`, `/status`, `/health` |
 //! | [`config`] | the TOML (or legacy `key=value`) configuration file |
 //! | [`trace`] | trace and span ids carried in call metadata, and the spans around calls |
+//! | [`context`] | the incoming call a handler's own calls belong to: its trace and deadline |
 //! | [`tls`] | TLS on the RPC port: certificates from files, reloaded; the peer's identity |
 //! | [`logging`] | `tracing` to a non-blocking daily file writer |
 //! | [`metrics`] | per-method call counts, errors by code, latency histograms |
@@ -27,7 +28,7 @@
 //!
 //! Imports between these modules point one way, with no cycle: [`request`], [`response`] and
 //! [`status`] at the bottom; then [`protocol`]; then [`config`] (plain settings, which take their metadata
-//! defaults from [`protocol::limits`]); then [`logging`], [`metrics`], [`trace`] and
+//! defaults from [`protocol::limits`]); then [`logging`], [`metrics`], [`trace`] (with [`context`]) and
 //! [`reflection`] (its messages only); then [`registry`]; then [`client`] and [`server`]; and
 //! [`admin`] last: the provider starts it, and it imports neither `server` nor `client`.
 //! [`server::BoxFuture`] is defined in a private module below all of these, so that the
@@ -46,6 +47,7 @@ pub mod client;
 #[doc(hidden)]
 pub mod codegen;
 pub mod config;
+pub mod context;
 mod future;
 pub mod logging;
 pub mod metrics;
@@ -62,7 +64,7 @@ pub mod tls;
 mod tower_stack;
 pub mod trace;
 
-pub use request::{IntoRequest, Metadata, Request};
+pub use request::{Idempotency, IntoRequest, Metadata, Request};
 pub use response::Response;
 pub use status::{Code, Status};
 

@@ -85,6 +85,39 @@ impl Metadata {
 /// to read. They stay in the process; only [`Metadata`] travels.
 pub use http::Extensions;
 
+/// What running a method twice does, as its `.proto` declares it with protobuf's standard
+/// option (`rpc Login(..) returns (..) { option idempotency_level = IDEMPOTENT; }`).
+///
+/// A consumer retries and hedges only calls of idempotent methods (see
+/// `docs/RESILIENCE.md`); `mprpc-build` marks the generated clients' requests, and the
+/// config's `[client.methods]` can say otherwise per method.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Idempotency {
+    /// Not declared: the method may change something each time it runs.
+    #[default]
+    Unknown,
+    /// The method changes nothing (`NO_SIDE_EFFECTS`): a read.
+    NoSideEffects,
+    /// Running it twice has the effect of running it once (`IDEMPOTENT`).
+    Idempotent,
+}
+
+impl Idempotency {
+    /// Whether a call may safely run more than once.
+    pub fn is_idempotent(self) -> bool {
+        self != Idempotency::Unknown
+    }
+
+    /// The name protobuf uses: `IDEMPOTENCY_UNKNOWN`, `NO_SIDE_EFFECTS`, `IDEMPOTENT`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Idempotency::Unknown => "IDEMPOTENCY_UNKNOWN",
+            Idempotency::NoSideEffects => "NO_SIDE_EFFECTS",
+            Idempotency::Idempotent => "IDEMPOTENT",
+        }
+    }
+}
+
 /// A message with its call context.
 #[derive(Clone, Debug, Default)]
 pub struct Request<T> {
@@ -93,6 +126,7 @@ pub struct Request<T> {
     extensions: Extensions,
     timeout: Option<Duration>,
     hash_key: Option<String>,
+    idempotency: Option<Idempotency>,
     deadline: Option<Instant>,
     remote_addr: Option<SocketAddr>,
 }
@@ -106,6 +140,7 @@ impl<T> Request<T> {
             extensions: Extensions::new(),
             timeout: None,
             hash_key: None,
+            idempotency: None,
             deadline: None,
             remote_addr: None,
         }
@@ -174,6 +209,25 @@ impl<T> Request<T> {
         self.hash_key.as_deref()
     }
 
+    /// Caller side: what running this call twice would do, overriding what its method
+    /// declares (the generated clients set the declared level; this wins over it).
+    pub fn with_idempotency(mut self, level: Idempotency) -> Request<T> {
+        self.idempotency = Some(level);
+        self
+    }
+
+    /// Caller side: what running this call twice would do; [`Idempotency::Unknown`] unless
+    /// its method declares it or the caller said.
+    pub fn idempotency(&self) -> Idempotency {
+        self.idempotency.unwrap_or_default()
+    }
+
+    /// The level a method declares, unless the caller already set one.
+    pub(crate) fn declare_idempotency(mut self, level: Idempotency) -> Request<T> {
+        self.idempotency.get_or_insert(level);
+        self
+    }
+
     /// Provider side: when the caller stops waiting (derived from the budget it sent).
     /// The provider abandons the handler at that moment; handlers may use it to skip work.
     pub fn deadline(&self) -> Option<Instant> {
@@ -193,6 +247,7 @@ impl<T> Request<T> {
             extensions: self.extensions,
             timeout: self.timeout,
             hash_key: self.hash_key,
+            idempotency: self.idempotency,
             deadline: self.deadline,
             remote_addr: self.remote_addr,
         }
@@ -210,6 +265,7 @@ impl<T> Request<T> {
             extensions: Extensions::new(),
             timeout: None,
             hash_key: None,
+            idempotency: None,
             deadline,
             remote_addr,
         }

@@ -15,16 +15,13 @@ use std::future::Future;
 
 use rand::Rng;
 
+use crate::context::CallContext;
 use crate::Metadata;
 
 /// Metadata key of the trace id.
 pub const TRACE_ID_KEY: &str = "mprpc-trace-id";
 /// Metadata key of the caller's span id.
 pub const SPAN_ID_KEY: &str = "mprpc-span-id";
-
-tokio::task_local! {
-    static CURRENT: TraceContext;
-}
 
 /// Where a piece of work sits in a trace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,20 +73,20 @@ impl TraceContext {
         format!("{:016x}", self.span_id)
     }
 
-    /// Runs `f` with this context as [`current`] (one poll of a future, say).
-    pub(crate) fn sync_scope<R>(self, f: impl FnOnce() -> R) -> R {
-        CURRENT.sync_scope(self, f)
-    }
-
-    /// Runs `work` with this context as [`current`].
+    /// Runs `work` with this trace as [`current`], keeping the current deadline if any
+    /// ([`crate::context`]).
     pub fn scope<F: Future>(self, work: F) -> impl Future<Output = F::Output> {
-        CURRENT.scope(self, work)
+        CallContext {
+            trace: self,
+            deadline: crate::context::current().and_then(|c| c.deadline),
+        }
+        .scope(work)
     }
 }
 
-/// The context of the handler (or [`TraceContext::scope`]) running on this task, if any.
+/// The trace of the handler (or [`TraceContext::scope`]) running on this task, if any.
 pub fn current() -> Option<TraceContext> {
-    CURRENT.try_with(|c| *c).ok()
+    crate::context::current().map(|c| c.trace)
 }
 
 #[cfg(test)]

@@ -45,7 +45,8 @@ pub mod user_service_rpc_server {
     ///
     /// Implement it and host the implementation in a provider with [`UserServiceRpcServer`].
     pub trait UserServiceRpc: ::core::marker::Send + ::core::marker::Sync + 'static {
-        /// Checks a user's name and password.
+        /// Checks a user's name and password. Checking twice answers the same: callers may retry
+        /// it on another provider (see docs/RESILIENCE.md).
         fn login(
             &self,
             request: ::mprpc::codegen::Request<super::LoginRequest>,
@@ -55,7 +56,7 @@ pub mod user_service_rpc_server {
                 ::mprpc::codegen::Status,
             >,
         > + ::core::marker::Send;
-        /// Creates a user.
+        /// Creates a user. Not idempotent: a call in flight when its provider dies is not retried.
         fn register(
             &self,
             request: ::mprpc::codegen::Request<super::RegisterRequest>,
@@ -188,7 +189,8 @@ pub mod user_service_rpc_client {
         {
             Self::new(channel.layer(::mprpc::codegen::client_interceptor(interceptor)))
         }
-        /// Checks a user's name and password.
+        /// Checks a user's name and password. Checking twice answers the same: callers may retry
+        /// it on another provider (see docs/RESILIENCE.md).
         pub fn login(
             &self,
             request: impl ::mprpc::codegen::IntoRequest<super::LoginRequest>,
@@ -202,7 +204,10 @@ pub mod user_service_rpc_client {
                 .unary(
                     SERVICE_NAME,
                     "Login",
-                    ::mprpc::codegen::IntoRequest::into_request(request),
+                    ::mprpc::codegen::declare_idempotency(
+                        ::mprpc::codegen::IntoRequest::into_request(request),
+                        ::mprpc::codegen::Idempotency::Idempotent,
+                    ),
                 )
         }
         /// [`login`](Self::login), with the response metadata.
@@ -219,10 +224,13 @@ pub mod user_service_rpc_client {
                 .unary_with_metadata(
                     SERVICE_NAME,
                     "Login",
-                    ::mprpc::codegen::IntoRequest::into_request(request),
+                    ::mprpc::codegen::declare_idempotency(
+                        ::mprpc::codegen::IntoRequest::into_request(request),
+                        ::mprpc::codegen::Idempotency::Idempotent,
+                    ),
                 )
         }
-        /// Creates a user.
+        /// Creates a user. Not idempotent: a call in flight when its provider dies is not retried.
         pub fn register(
             &self,
             request: impl ::mprpc::codegen::IntoRequest<super::RegisterRequest>,
@@ -284,7 +292,8 @@ pub mod user_service_rpc_client {
         {
             Self::new(channel.layer(::mprpc::codegen::client_interceptor(interceptor)))
         }
-        /// Checks a user's name and password.
+        /// Checks a user's name and password. Checking twice answers the same: callers may retry
+        /// it on another provider (see docs/RESILIENCE.md).
         pub fn login(
             &self,
             request: impl ::mprpc::codegen::IntoRequest<super::LoginRequest>,
@@ -293,7 +302,10 @@ pub mod user_service_rpc_client {
                 .unary(
                     SERVICE_NAME,
                     "Login",
-                    ::mprpc::codegen::IntoRequest::into_request(request),
+                    ::mprpc::codegen::declare_idempotency(
+                        ::mprpc::codegen::IntoRequest::into_request(request),
+                        ::mprpc::codegen::Idempotency::Idempotent,
+                    ),
                 )
         }
         /// [`login`](Self::login), with the response metadata.
@@ -308,10 +320,13 @@ pub mod user_service_rpc_client {
                 .unary_with_metadata(
                     SERVICE_NAME,
                     "Login",
-                    ::mprpc::codegen::IntoRequest::into_request(request),
+                    ::mprpc::codegen::declare_idempotency(
+                        ::mprpc::codegen::IntoRequest::into_request(request),
+                        ::mprpc::codegen::Idempotency::Idempotent,
+                    ),
                 )
         }
-        /// Creates a user.
+        /// Creates a user. Not idempotent: a call in flight when its provider dies is not retried.
         pub fn register(
             &self,
             request: impl ::mprpc::codegen::IntoRequest<super::RegisterRequest>,
@@ -360,7 +375,7 @@ pub mod friend_service_rpc_server {
     ///
     /// Implement it and host the implementation in a provider with [`FriendServiceRpcServer`].
     pub trait FriendServiceRpc: ::core::marker::Send + ::core::marker::Sync + 'static {
-        /// Lists the friends of a user.
+        /// Lists the friends of a user. A read: it changes nothing.
         fn get_friends_list(
             &self,
             request: ::mprpc::codegen::Request<super::GetFriendsListRequest>,
@@ -481,7 +496,7 @@ pub mod friend_service_rpc_client {
         {
             Self::new(channel.layer(::mprpc::codegen::client_interceptor(interceptor)))
         }
-        /// Lists the friends of a user.
+        /// Lists the friends of a user. A read: it changes nothing.
         pub fn get_friends_list(
             &self,
             request: impl ::mprpc::codegen::IntoRequest<super::GetFriendsListRequest>,
@@ -495,7 +510,10 @@ pub mod friend_service_rpc_client {
                 .unary(
                     SERVICE_NAME,
                     "GetFriendsList",
-                    ::mprpc::codegen::IntoRequest::into_request(request),
+                    ::mprpc::codegen::declare_idempotency(
+                        ::mprpc::codegen::IntoRequest::into_request(request),
+                        ::mprpc::codegen::Idempotency::NoSideEffects,
+                    ),
                 )
         }
         /// [`get_friends_list`](Self::get_friends_list), with the response metadata.
@@ -512,7 +530,10 @@ pub mod friend_service_rpc_client {
                 .unary_with_metadata(
                     SERVICE_NAME,
                     "GetFriendsList",
-                    ::mprpc::codegen::IntoRequest::into_request(request),
+                    ::mprpc::codegen::declare_idempotency(
+                        ::mprpc::codegen::IntoRequest::into_request(request),
+                        ::mprpc::codegen::Idempotency::NoSideEffects,
+                    ),
                 )
         }
     }
@@ -543,7 +564,7 @@ pub mod friend_service_rpc_client {
         {
             Self::new(channel.layer(::mprpc::codegen::client_interceptor(interceptor)))
         }
-        /// Lists the friends of a user.
+        /// Lists the friends of a user. A read: it changes nothing.
         pub fn get_friends_list(
             &self,
             request: impl ::mprpc::codegen::IntoRequest<super::GetFriendsListRequest>,
@@ -555,7 +576,10 @@ pub mod friend_service_rpc_client {
                 .unary(
                     SERVICE_NAME,
                     "GetFriendsList",
-                    ::mprpc::codegen::IntoRequest::into_request(request),
+                    ::mprpc::codegen::declare_idempotency(
+                        ::mprpc::codegen::IntoRequest::into_request(request),
+                        ::mprpc::codegen::Idempotency::NoSideEffects,
+                    ),
                 )
         }
         /// [`get_friends_list`](Self::get_friends_list), with the response metadata.
@@ -570,7 +594,10 @@ pub mod friend_service_rpc_client {
                 .unary_with_metadata(
                     SERVICE_NAME,
                     "GetFriendsList",
-                    ::mprpc::codegen::IntoRequest::into_request(request),
+                    ::mprpc::codegen::declare_idempotency(
+                        ::mprpc::codegen::IntoRequest::into_request(request),
+                        ::mprpc::codegen::Idempotency::NoSideEffects,
+                    ),
                 )
         }
     }

@@ -14,10 +14,11 @@ use futures_util::future::Either;
 
 use super::connection::CallError;
 use super::endpoint::Endpoint;
+use super::resilience::outlier::{self, Verdict};
 use super::layer::{Attempt, ClientCall};
 use super::{read, Channel};
 use crate::protocol::metadata_to_wire;
-use crate::{Metadata, Request, Response, Status};
+use crate::{Code, Metadata, Request, Response, Status};
 
 impl Channel {
     /// Sends the call to a provider of `service`, trying the others while it could not be
@@ -55,20 +56,47 @@ impl Channel {
                     "no providers of `{service}` are known"
                 )));
             }
+            let resilience = &self.inner.resilience;
+            let ejects = resilience.ejects();
+            if ejects {
+                let metrics = &self.inner.metrics;
+                let (outliers, config) = (&resilience.outliers, &resilience.outlier);
+                outlier::sweep(&endpoints, &state.outliers, outliers, config, metrics);
+            }
+            let unusable = |e: &Endpoint| {
+                e.in_backoff()
+                    || (ejects
+                        && e.health()
+                            .skip(&resilience.outlier, &self.inner.metrics, e.address()))
+            };
+            let plan = resilience.plan(service, method, request.idempotency());
             let hash_key = request.hash_key().map(str::to_owned);
             let mut metadata = std::mem::take(request.metadata_mut());
             let body = request.into_inner();
             let policy = self.inner.config.load_balance;
+            let first = state
+                .balancer
+                .first(policy, &instances, &endpoints, hash_key.as_deref());
+            if let Some(plan) = plan {
+                // Usable providers in the balancer's order, then the others.
+                let (ready, later): (Vec<usize>, Vec<usize>) = state
+                    .balancer
+                    .order(policy, first, &instances, hash_key.as_deref())
+                    .into_iter()
+                    .partition(|i| !unusable(&endpoints[*i]));
+                let order = ready.into_iter().chain(later);
+                let order = order.map(|i| endpoints[i].clone()).collect();
+                return self
+                    .run_plan(service, method, plan, order, metadata, body, deadline)
+                    .await;
+            }
             let attempt = |endpoint: Arc<Endpoint>, metadata: Metadata| {
                 self.attempt(endpoint, service, method, metadata, body.clone(), deadline)
             };
 
             // The balancer's choice first; the full order only if that provider cannot be used.
-            let first = state
-                .balancer
-                .first(policy, &instances, &endpoints, hash_key.as_deref());
             let mut last_error = None;
-            if !endpoints[first].in_backoff() {
+            if !unusable(&endpoints[first]) {
                 // With a single provider there is nobody to retry on: no copy of the metadata.
                 let first_metadata = if endpoints.len() == 1 {
                     std::mem::take(&mut metadata)
@@ -84,11 +112,11 @@ impl Channel {
             let order = state
                 .balancer
                 .order(policy, first, &instances, hash_key.as_deref());
-            // Providers waiting out a reconnect backoff go last.
+            // Providers waiting out a reconnect backoff, or ejected, go last.
             let (ready, backing_off): (Vec<usize>, Vec<usize>) = order
                 .into_iter()
                 .filter(|i| *i != first || last_error.is_none())
-                .partition(|i| !endpoints[*i].in_backoff());
+                .partition(|i| !unusable(&endpoints[*i]));
             for i in ready.into_iter().chain(backing_off) {
                 match attempt(endpoints[i].clone(), metadata.clone()).await {
                     Ok(reply) => return Ok(reply),
@@ -104,7 +132,7 @@ impl Channel {
 
     /// One attempt on `endpoint`, through the inner layers if the channel has any. (No async
     /// function of its own: one level fewer in every call's future.)
-    fn attempt<'a>(
+    pub(super) fn attempt<'a>(
         &'a self,
         endpoint: Arc<Endpoint>,
         service: &'a str,
@@ -140,20 +168,73 @@ impl Channel {
         deadline: tokio::time::Instant,
     ) -> impl Future<Output = Result<Response<Bytes>, CallError>> + Send + 'a {
         async move {
+            let mut watch = Watch::new(self, &endpoint, deadline);
             let conn = endpoint
                 .connection(&self.inner.config, &self.inner.metrics, self.tls()?)
                 .await
-                .map_err(CallError::NotSent)?;
+                .map_err(|status| {
+                    watch.verdict = Some(Verdict::Failure);
+                    CallError::NotSent(status)
+                })?;
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             let _in_flight = endpoint.start_call();
-            conn.call(
-                service,
-                method,
-                metadata_to_wire(metadata),
-                Some(remaining),
-                body,
-            )
-            .await
+            let result = conn
+                .call(
+                    service,
+                    method,
+                    metadata_to_wire(metadata),
+                    Some(remaining),
+                    body,
+                )
+                .await;
+            watch.verdict = Some(match &result {
+                Ok(_) => Verdict::Success,
+                Err(CallError::NotSent(_)) => Verdict::Neutral,
+                Err(CallError::Failed(status)) => match status.code() {
+                    Code::Unavailable | Code::DeadlineExceeded => Verdict::Failure,
+                    _ => Verdict::Success,
+                },
+            });
+            result
         }
+    }
+}
+
+/// Records what an attempt says about its provider (outlier detection), also when the
+/// attempt is dropped: past the call's deadline that is a timeout, a failure; before it, the
+/// caller gave up or another attempt won, which says nothing.
+struct Watch<'a> {
+    channel: &'a Channel,
+    endpoint: &'a Endpoint,
+    deadline: tokio::time::Instant,
+    verdict: Option<Verdict>,
+}
+
+impl<'a> Watch<'a> {
+    fn new(channel: &'a Channel, endpoint: &'a Endpoint, deadline: tokio::time::Instant) -> Self {
+        Watch {
+            channel,
+            endpoint,
+            deadline,
+            verdict: None,
+        }
+    }
+}
+
+impl Drop for Watch<'_> {
+    fn drop(&mut self) {
+        let resilience = &self.channel.inner.resilience;
+        if !resilience.ejects() {
+            return;
+        }
+        let verdict = self.verdict.unwrap_or_else(|| {
+            if tokio::time::Instant::now() >= self.deadline {
+                Verdict::Failure
+            } else {
+                Verdict::Neutral
+            }
+        });
+        let health = self.endpoint.health();
+        health.record(verdict, &resilience.outlier, &resilience.outliers);
     }
 }

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use super::connection::Connection;
+use super::resilience::outlier::Health;
 use crate::config::ClientConfig;
 use crate::metrics::Metrics;
 use crate::tls::Connector;
@@ -24,6 +25,8 @@ pub(crate) struct Endpoint {
     in_flight: AtomicUsize,
     /// Moving average of call latency in microseconds (for the least-loaded balancer).
     latency_us: AtomicU64,
+    /// Failures and ejections (outlier detection).
+    health: Health,
 }
 
 /// Counts a call in flight on an endpoint and records its latency when dropped.
@@ -70,7 +73,13 @@ impl Endpoint {
             connecting: tokio::sync::Mutex::new(()),
             in_flight: AtomicUsize::new(0),
             latency_us: AtomicU64::new(0),
+            health: Health::default(),
         }
+    }
+
+    /// Its failures and ejections.
+    pub(crate) fn health(&self) -> &Health {
+        &self.health
     }
 
     /// Marks a call in flight until the guard is dropped.

@@ -23,6 +23,7 @@ mod connection;
 mod endpoint;
 pub mod layer;
 pub mod reflection;
+mod resilience;
 
 use std::collections::HashMap;
 use std::collections::HashSet;
@@ -63,6 +64,8 @@ struct Inner {
     /// made; a failure is every call's answer.
     token: Result<Option<BearerToken>, Status>,
     metrics: Metrics,
+    /// Retries, hedging, their budget, and outlier ejection.
+    resilience: resilience::Resilience,
     registry: Arc<dyn Registry>,
     services: RwLock<HashMap<String, Arc<ServiceState>>>,
     endpoints: Mutex<HashMap<String, Arc<Endpoint>>>,
@@ -73,6 +76,8 @@ struct ServiceState {
     balancer: Balancer,
     /// The endpoints of the instance list they were built for.
     endpoints: Mutex<Option<EndpointCache>>,
+    /// Its providers' outlier sweeps.
+    outliers: resilience::outlier::ServiceOutliers,
 }
 
 type EndpointCache = (Arc<Vec<ServiceInstance>>, Arc<[Arc<Endpoint>]>);
@@ -110,6 +115,7 @@ impl Channel {
                         .map_err(|e| Status::failed_precondition(e.to_string())),
                     None => Ok(None),
                 },
+                resilience: resilience::Resilience::new(&config),
                 config,
                 metrics,
                 registry,
@@ -304,6 +310,7 @@ impl Channel {
                     instances,
                     balancer: Balancer::default(),
                     endpoints: Mutex::default(),
+                    outliers: Default::default(),
                 })
             })
             .clone();

@@ -6,6 +6,9 @@ use serde::Deserialize;
 
 use super::auth::ClientAuth;
 use super::check::Check;
+use super::resilience::{
+    validate_methods, HedgeConfig, MethodTable, OutlierConfig, RetryConfig,
+};
 use super::tls::ClientTls;
 use super::{ConfigError, DEFAULT_MAX_FRAME_SIZE};
 
@@ -50,6 +53,14 @@ pub struct ClientConfig {
     pub tls: Option<ClientTls>,
     /// The bearer token sent with every call (`[client.auth]`). Default: none.
     pub auth: Option<ClientAuth>,
+    /// Retries of idempotent calls, and their budget (`[client.retry]`).
+    pub retry: RetryConfig,
+    /// Hedged calls to idempotent methods (`[client.hedge]`). Default: off.
+    pub hedge: HedgeConfig,
+    /// Ejection of providers that keep failing (`[client.outlier]`).
+    pub outlier: OutlierConfig,
+    /// Per-method (or per-service) settings: `[client.methods."pkg.Service/Method"]`.
+    pub methods: MethodTable,
 }
 
 /// How a consumer spreads calls over the providers of a service.
@@ -85,6 +96,10 @@ impl Default for ClientConfig {
             load_balance: LoadBalance::RoundRobin,
             tls: None,
             auth: None,
+            retry: RetryConfig::default(),
+            hedge: HedgeConfig::default(),
+            outlier: OutlierConfig::default(),
+            methods: MethodTable::new(),
         }
     }
 }
@@ -108,6 +123,9 @@ impl ClientConfig {
         if let Some(tls) = &self.tls {
             tls.validate(check)?;
         }
+        self.retry.validate(check)?;
+        self.outlier.validate(check)?;
+        validate_methods(check, &self.methods)?;
         match &self.auth {
             Some(auth) => auth.validate(check),
             None => Ok(()),

@@ -85,6 +85,7 @@ mod client;
 mod legacy;
 mod logging;
 mod registry;
+mod resilience;
 mod server;
 mod tls;
 mod toml_error;
@@ -95,6 +96,9 @@ pub use auth::{AllowRule, ClientAuth, ServerAuth};
 pub use client::{ClientConfig, LoadBalance};
 pub use logging::LoggingConfig;
 pub use registry::RegistryConfig;
+pub use resilience::{
+    HedgeConfig, HedgeDelay, MethodConfig, MethodTable, OutlierConfig, RetryConfig,
+};
 pub use server::{CallerClock, ServerConfig};
 pub use tls::{ClientTls, ServerTls, TlsMode};
 pub use zk_access::ZkAccessConfig;

@@ -172,6 +172,7 @@ stderr = true
             load_balance: LoadBalance::LeastLoaded,
             tls: None,
             auth: None,
+            ..ClientConfig::default()
         }
     );
     assert_eq!(
@@ -355,4 +356,54 @@ server_name = "provider.internal"
     assert!(e.contains("`cert` and `key` go together"), "{e}");
     let typo = "[server.tls]\ncert = \"a\"\nkey = \"b\"\nclient_cert = \"c\"\n";
     assert!(Config::from_toml_str(typo, "typo.toml").is_err());
+}
+
+#[test]
+fn resilience_tables_parse_and_are_checked() {
+    let text = r#"
+        [client.retry]
+        max_attempts = 4
+        budget_ratio = 0.1
+        [client.hedge]
+        delay = "p95"
+        [client.outlier]
+        consecutive_failures = 0
+        [client.methods."fixbug.UserServiceRpc/Login"]
+        idempotent = false
+        hedge_delay = "off"
+        timeout = "200ms"
+        [client.methods."fixbug.FriendServiceRpc"]
+        max_attempts = 2
+        hedge_delay = "15ms"
+    "#;
+    let c = Config::from_toml_str(text, "r.toml").unwrap().client;
+    assert_eq!((c.retry.max_attempts, c.retry.budget_ratio), (4, 0.1));
+    assert_eq!(c.hedge.delay, Some(HedgeDelay::Quantile(0.95)));
+    assert_eq!(c.outlier.consecutive_failures, 0);
+    let login = &c.methods["fixbug.UserServiceRpc/Login"];
+    assert_eq!(login.idempotent, Some(false));
+    assert_eq!(login.hedge_delay, Some(None));
+    assert_eq!(login.timeout, Some(Duration::from_millis(200)));
+    let friends = &c.methods["fixbug.FriendServiceRpc"];
+    assert_eq!(friends.max_attempts, Some(2));
+    assert_eq!(
+        friends.hedge_delay,
+        Some(Some(HedgeDelay::Fixed(Duration::from_millis(15))))
+    );
+
+    let bad = |t: &str| Config::from_toml_str(t, "bad.toml");
+    assert_eq!(
+        invalid_key(bad("[client.retry]\nmax_attempts = 0")),
+        "client.retry.max_attempts"
+    );
+    assert_eq!(
+        invalid_key(bad("[client.outlier]\nmax_ejection_percent = 101")),
+        "client.outlier.max_ejection_percent"
+    );
+    assert_eq!(
+        invalid_key(bad("[client.methods.\"a/b/c\"]\nmax_attempts = 2")),
+        "client.methods.\"a/b/c\""
+    );
+    let (_, _, message) = parse_err(bad("[client.hedge]\ndelay = \"p200\""));
+    assert!(message.contains("p200"), "{message}");
 }

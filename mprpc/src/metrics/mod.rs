@@ -14,6 +14,7 @@
 
 mod histogram;
 mod queues;
+mod resilience;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -23,6 +24,7 @@ use std::time::{Duration, Instant};
 
 pub use histogram::{Histogram, HistogramSnapshot, BUCKETS_US};
 pub use queues::{QueueRegistration, QueuedBytes};
+pub use resilience::{ProviderHealth, ResilienceCounts};
 
 use crate::Code;
 
@@ -56,6 +58,7 @@ pub struct MethodMetrics {
     in_flight: AtomicI64,
     by_code: [AtomicU64; CODES],
     latency: Histogram,
+    resilience: resilience::MethodResilience,
 }
 
 impl MethodMetrics {
@@ -129,6 +132,8 @@ struct Inner {
     server_queues: Arc<queues::Queues>,
     /// The providers each consumer channel currently knows, by service.
     providers: RwLock<BTreeMap<String, Vec<KnownProvider>>>,
+    /// Providers the consumers' outlier detection ejected at some point, by address.
+    provider_health: Mutex<BTreeMap<String, ProviderHealth>>,
     started: OnceLock<Instant>,
 }
 
@@ -253,6 +258,7 @@ impl Metrics {
                         in_flight: m.in_flight.load(Ordering::Relaxed).max(0) as u64,
                         by_code: codes(&m.by_code),
                         latency: m.latency.snapshot(),
+                        resilience: m.resilience.counts(),
                     });
                 }
             }
@@ -285,6 +291,12 @@ impl Metrics {
                 .inner
                 .providers
                 .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+            provider_health: self
+                .inner
+                .provider_health
+                .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone(),
             uptime: self
@@ -351,6 +363,8 @@ pub struct MetricsSnapshot {
     pub server_queued_bytes: u64,
     /// Providers known per service by this process's channels.
     pub providers: BTreeMap<String, Vec<KnownProvider>>,
+    /// Providers this process's channels ejected at some point, by address.
+    pub provider_health: BTreeMap<String, ProviderHealth>,
     /// Time since these counters were created.
     pub uptime: Duration,
 }
@@ -389,6 +403,8 @@ pub struct MethodSnapshot {
     pub by_code: BTreeMap<Code, u64>,
     /// Latency of finished calls.
     pub latency: HistogramSnapshot,
+    /// Retries, hedges and budget refusals (consumer side).
+    pub resilience: ResilienceCounts,
 }
 
 impl MethodSnapshot {

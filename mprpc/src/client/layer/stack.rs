@@ -8,9 +8,13 @@
 //!    into its metadata.
 //! 3. [`trace`](super::trace): the `rpc.client` span and the trace ids sent to the provider.
 //! 4. [`metrics`](super::metrics): the call's count, latency and code per method.
-//! 5. [`deadline`](super::deadline): the call's budget, its own or the channel's `timeout`.
+//! 5. [`deadline`](super::deadline): the call's budget, its own, its method's
+//!    (`[client.methods]`) or the channel's `timeout`,
+//!    or less if it is made inside a handler whose incoming call has less left
+//!    ([`crate::context`]).
 //! 6. The balancer (`client/attempt.rs`): the chosen provider, then the others while the call
-//!    could not be sent.
+//!    could not be sent, with ejected providers passed over; for an idempotent method, the
+//!    retries and hedges of `client/resilience/` within the retry budget.
 //! 7. Around each attempt, the inner layers ([`Channel::layer_inner`]), then the send.
 //!
 //! As on the provider, each built-in is a module with what it does before the call, around
@@ -51,10 +55,14 @@ impl Channel {
             auth::add_token(&self.inner.token, &mut request)?;
             let span = trace::start(service, method, &mut request);
             let record = metrics::start(&self.inner.metrics, service, method);
-            let timeout = request.timeout().unwrap_or(self.inner.config.timeout);
+            let own = request
+                .timeout()
+                .or_else(|| self.inner.resilience.timeout(service, method))
+                .unwrap_or(self.inner.config.timeout);
+            let (timeout, inherited) = deadline::budget(own);
             let deadline = tokio::time::Instant::now() + timeout;
             let rest = self.call(service, method, request, deadline);
-            let outcome = deadline::bound(deadline, timeout, service, method, rest)
+            let outcome = deadline::bound(deadline, (timeout, inherited), service, method, rest)
                 .instrument(span)
                 .await;
             metrics::finish(record, &outcome);

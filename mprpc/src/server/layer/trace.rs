@@ -8,6 +8,7 @@ use std::time::Instant;
 use tracing::Span;
 
 use super::stack::{Call, Outcome};
+use crate::context::CallContext;
 use crate::trace::TraceContext;
 use crate::{Code, Status};
 
@@ -16,6 +17,7 @@ pub(super) struct Traced {
     span: Span,
     handler: Span,
     trace: TraceContext,
+    deadline: Option<Instant>,
     arrived: Instant,
 }
 
@@ -37,17 +39,23 @@ pub(super) fn start(call: &Call) -> Traced {
         span,
         handler,
         trace,
+        deadline: call.request.deadline(),
         arrived: call.arrived,
     }
 }
 
 impl Traced {
     /// Runs `poll` (one poll of the rest of the stack) in the call's span, with a `handler`
-    /// span inside, and the call's trace current for the handler.
+    /// span inside, and the call's trace and deadline current for the handler
+    /// ([`crate::context`]).
     pub(super) fn enter<T>(&self, poll: impl FnOnce() -> T) -> T {
         let _call = self.span.enter();
         let _handler = self.handler.enter();
-        self.trace.sync_scope(poll)
+        let context = CallContext {
+            trace: self.trace,
+            deadline: self.deadline,
+        };
+        context.sync_scope(poll)
     }
 
     /// The `reply` event.
