@@ -74,14 +74,24 @@ mod tests {
 
     #[tokio::test]
     async fn a_call_gets_the_smaller_budget() {
-        assert_eq!(budget(Duration::from_secs(3)), (Duration::from_secs(3), false));
+        assert_eq!(
+            budget(Duration::from_secs(3)),
+            (Duration::from_secs(3), false)
+        );
         let context = CallContext {
             trace: TraceContext::new_root(),
             deadline: Some(Instant::now() + Duration::from_millis(500)),
         };
-        let (inner, inherited) = context.scope(async { budget(Duration::from_secs(3)) }).await;
-        assert!(inherited && inner <= Duration::from_millis(500), "{inner:?}");
-        let (own, inherited) = context.scope(async { budget(Duration::from_millis(100)) }).await;
+        let (inner, inherited) = context
+            .scope(async { budget(Duration::from_secs(3)) })
+            .await;
+        assert!(
+            inherited && inner <= Duration::from_millis(500),
+            "{inner:?}"
+        );
+        let (own, inherited) = context
+            .scope(async { budget(Duration::from_millis(100)) })
+            .await;
         assert_eq!((own, inherited), (Duration::from_millis(100), false));
         let past = CallContext {
             deadline: Some(Instant::now() - Duration::from_millis(1)),

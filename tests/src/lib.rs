@@ -9,7 +9,7 @@ pub mod process;
 pub mod raw;
 pub mod zk;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,6 +47,8 @@ pub struct EchoService {
     pub announce: bool,
     /// Added to every call's delay (a slow provider, for load-balancing tests).
     pub extra_delay_ms: u32,
+    /// When not 0, every call fails with this code (a broken provider), after its delay.
+    pub fail_with: Arc<AtomicI32>,
 }
 
 impl EchoService {
@@ -91,6 +93,10 @@ impl LayerNote {
 }
 
 impl Echo for EchoService {
+    async fn read(&self, request: Request<EchoRequest>) -> Result<EchoResponse, Status> {
+        self.echo(request).await
+    }
+
     async fn echo(&self, request: Request<EchoRequest>) -> Result<EchoResponse, Status> {
         self.counters.started.fetch_add(1, Ordering::SeqCst);
         if self.announce {
@@ -148,6 +154,11 @@ impl Echo for EchoService {
         }
         if req.fail_code != 0 {
             return Err(Status::new(Code::from_i32(req.fail_code), req.fail_message));
+        }
+        let broken = self.fail_with.load(Ordering::SeqCst);
+        if broken != 0 {
+            let message = format!("{} is broken on purpose", self.name);
+            return Err(Status::new(Code::from_i32(broken), message));
         }
         Ok(EchoResponse {
             payload: req.payload,

@@ -14,8 +14,8 @@ use futures_util::future::Either;
 
 use super::connection::CallError;
 use super::endpoint::Endpoint;
-use super::resilience::outlier::{self, Verdict};
 use super::layer::{Attempt, ClientCall};
+use super::resilience::outlier::{self, Verdict};
 use super::{read, Channel};
 use crate::protocol::metadata_to_wire;
 use crate::{Code, Metadata, Request, Response, Status};

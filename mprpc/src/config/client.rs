@@ -6,9 +6,7 @@ use serde::Deserialize;
 
 use super::auth::ClientAuth;
 use super::check::Check;
-use super::resilience::{
-    validate_methods, HedgeConfig, MethodTable, OutlierConfig, RetryConfig,
-};
+use super::resilience::{validate_methods, HedgeConfig, MethodTable, OutlierConfig, RetryConfig};
 use super::tls::ClientTls;
 use super::{ConfigError, DEFAULT_MAX_FRAME_SIZE};
 

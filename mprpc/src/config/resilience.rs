@@ -180,7 +180,11 @@ impl RetryConfig {
 
 impl OutlierConfig {
     pub(super) fn validate(&self, check: &Check<'_>) -> Result<(), ConfigError> {
-        share(check, self.success_rate_factor, "client.outlier.success_rate_factor")?;
+        share(
+            check,
+            self.success_rate_factor,
+            "client.outlier.success_rate_factor",
+        )?;
         check.positive(self.interval, "client.outlier.interval")?;
         check.positive(self.base_ejection_time, "client.outlier.base_ejection_time")?;
         check.that(
@@ -197,7 +201,10 @@ impl OutlierConfig {
 }
 
 /// Checks the per-method tables: names of the right shape, values in range.
-pub(super) fn validate_methods(check: &Check<'_>, methods: &MethodTable) -> Result<(), ConfigError> {
+pub(super) fn validate_methods(
+    check: &Check<'_>,
+    methods: &MethodTable,
+) -> Result<(), ConfigError> {
     for (name, method) in methods {
         let key = format!("client.methods.\"{name}\"");
         let (service, rest) = name.split_once('/').unwrap_or((name, "x"));

@@ -72,7 +72,10 @@ impl Resilience {
             retry: config.retry.clone(),
             hedge: config.hedge.delay,
             methods,
-            budget: Budget::new(config.retry.budget_ratio, config.retry.budget_min_per_second),
+            budget: Budget::new(
+                config.retry.budget_ratio,
+                config.retry.budget_min_per_second,
+            ),
             outlier: config.outlier.clone(),
             outliers: Outliers::default(),
         }
@@ -141,7 +144,9 @@ pub(crate) fn hedge_delay(
         HedgeDelay::Fixed(d) => Some(d),
         HedgeDelay::Quantile(q) => {
             let latency = metrics.method(Side::Client, service, method).latency();
-            (latency.count >= 100).then(|| latency.quantile(q)).flatten()
+            (latency.count >= 100)
+                .then(|| latency.quantile(q))
+                .flatten()
         }
     }
 }

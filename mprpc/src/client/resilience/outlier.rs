@@ -81,9 +81,9 @@ impl Health {
                 if self.streak.load(Ordering::Relaxed) != 0
                     && self.ejected_until.load(Ordering::Relaxed) == 0
                 {
-                    let _ = self.streak.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| {
-                        s.checked_sub(1)
-                    });
+                    let _ = self
+                        .streak
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| s.checked_sub(1));
                 }
             }
             Verdict::Failure => {
@@ -137,7 +137,8 @@ impl Health {
             .base_ejection_time
             .saturating_mul(streak)
             .min(config.max_ejection_time);
-        self.ejected_until.store(now + micros(time), Ordering::Relaxed);
+        self.ejected_until
+            .store(now + micros(time), Ordering::Relaxed);
         self.consecutive.store(0, Ordering::Relaxed);
         time
     }
@@ -191,14 +192,25 @@ pub(crate) fn sweep(
         && due
         && service
             .next_comparison
-            .compare_exchange(next, now + micros(config.interval), Ordering::Relaxed, Ordering::Relaxed)
+            .compare_exchange(
+                next,
+                now + micros(config.interval),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
             .is_ok()
         && next != 0
     {
         let windows: Vec<(u32, u32)> = endpoints.iter().map(|e| e.health().take_window()).collect();
         for (e, why) in below_peers(&windows, config).into_iter().map(|i| {
             let (ok, failed) = windows[i];
-            (&endpoints[i], format!("{ok} of {} calls succeeded, well below its peers", ok + failed))
+            (
+                &endpoints[i],
+                format!(
+                    "{ok} of {} calls succeeded, well below its peers",
+                    ok + failed
+                ),
+            )
         }) {
             eject(e, why);
         }
@@ -245,8 +257,12 @@ mod tests {
 
     #[test]
     fn failures_in_a_row_eject_within_the_cap_and_the_time_grows() {
-        let (config, outliers, service, metrics) =
-            (config(), Outliers::default(), ServiceOutliers::default(), Metrics::new());
+        let (config, outliers, service, metrics) = (
+            config(),
+            Outliers::default(),
+            ServiceOutliers::default(),
+            Metrics::new(),
+        );
         let all = endpoints(4);
         for e in &all[..3] {
             for _ in 0..3 {
@@ -274,8 +290,12 @@ mod tests {
 
     #[test]
     fn one_provider_is_never_ejected() {
-        let (config, outliers, service, metrics) =
-            (config(), Outliers::default(), ServiceOutliers::default(), Metrics::new());
+        let (config, outliers, service, metrics) = (
+            config(),
+            Outliers::default(),
+            ServiceOutliers::default(),
+            Metrics::new(),
+        );
         let one = endpoints(1);
         for _ in 0..10 {
             one[0].health().record(Verdict::Failure, &config, &outliers);

@@ -57,7 +57,14 @@ impl Channel {
             .map(|d| d.max(MIN_HEDGE_DELAY));
         let start = |n: usize| {
             let endpoint = order[n % order.len()].clone();
-            self.attempt(endpoint, service, method, metadata.clone(), body.clone(), deadline)
+            self.attempt(
+                endpoint,
+                service,
+                method,
+                metadata.clone(),
+                body.clone(),
+                deadline,
+            )
         };
         let mut running = FuturesUnordered::new();
         let mut tally = Tally {
