@@ -73,6 +73,17 @@ pub(crate) fn method(service: &ServiceDescriptor, name: &str) -> Result<MethodDe
 }
 
 /// Parses `json` as a `desc` message and encodes it. Unknown fields are refused.
+/// The `idempotency_level` the method declares in its `.proto`.
+pub(crate) fn idempotency(method: &MethodDescriptor) -> mprpc::Idempotency {
+    use prost_reflect::prost_types::method_options::IdempotencyLevel;
+    let options = method.method_descriptor_proto().options.as_ref();
+    match options.map(|o| o.idempotency_level()) {
+        Some(IdempotencyLevel::NoSideEffects) => mprpc::Idempotency::NoSideEffects,
+        Some(IdempotencyLevel::Idempotent) => mprpc::Idempotency::Idempotent,
+        _ => mprpc::Idempotency::Unknown,
+    }
+}
+
 pub(crate) fn encode_json(desc: &MessageDescriptor, json: &str) -> anyhow::Result<Bytes> {
     let mut deserializer = serde_json::Deserializer::from_str(json);
     let message = DynamicMessage::deserialize_with_options(

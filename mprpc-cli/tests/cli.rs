@@ -76,14 +76,15 @@ async fn describe_shows_methods_with_their_messages() {
     .await;
     let out = &run.stdout;
     for expected in [
-        "rpc Login(fixbug.LoginRequest) returns (fixbug.LoginResponse);",
         "rpc Register(fixbug.RegisterRequest) returns (fixbug.RegisterResponse);",
         "message fixbug.LoginRequest {\n  bytes name = 1;\n  bytes pwd = 2;\n}",
         "message fixbug.LoginResponse {\n  fixbug.ResultCode result = 1;\n  bool success = 2;\n}",
         // Reached through LoginResponse.result.
         "message fixbug.ResultCode {\n  int32 errcode = 1;\n  bytes errmsg = 2;\n}",
-        // The .proto file's comments come along.
-        "  // Checks a user's name and password.\n  rpc Login",
+        // The .proto file's comments come along, and the method options mprpc uses.
+        "  // Checks a user's name and password.",
+        "it on another provider (see docs/RESILIENCE.md).\n  rpc Login",
+        "rpc Login(fixbug.LoginRequest) returns (fixbug.LoginResponse) {\n    option idempotency_level = IDEMPOTENT;\n  }",
     ] {
         assert!(out.contains(expected), "missing `{expected}`:\n{run}");
     }

@@ -50,15 +50,25 @@ fn render(service: &ServiceDescriptor, provider: &str) -> String {
     for method in service.methods() {
         comment(&mut out, "  ", &method.parent_file(), method.path());
         let stream = |yes: bool| if yes { "stream " } else { "" };
-        let _ = writeln!(
+        let _ = write!(
             out,
-            "  rpc {}({}{}) returns ({}{});",
+            "  rpc {}({}{}) returns ({}{})",
             method.name(),
             stream(method.is_client_streaming()),
             method.input().full_name(),
             stream(method.is_server_streaming()),
             method.output().full_name()
         );
+        match crate::dynamic::idempotency(&method) {
+            mprpc::Idempotency::Unknown => out.push_str(";\n"),
+            level => {
+                let _ = writeln!(
+                    out,
+                    " {{\n    option idempotency_level = {};\n  }}",
+                    level.as_str()
+                );
+            }
+        }
     }
     out.push_str("}\n");
 

@@ -57,7 +57,10 @@ impl RequestArgs {
         .await?;
         let method = dynamic::method(&service, self.method())?;
         let body = dynamic::encode_json(&method.input(), &json)?;
-        let mut request = Request::new(body).with_timeout(target.timeout());
+        // The method's declared idempotency, so that the channel retries what it may.
+        let mut request = Request::new(body)
+            .with_timeout(target.timeout())
+            .with_idempotency(dynamic::idempotency(&method));
         for (key, value) in &self.metadata {
             request.metadata_mut().append(key.clone(), value.clone());
         }

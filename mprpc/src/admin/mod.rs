@@ -23,6 +23,7 @@
 mod guard;
 pub mod prometheus;
 pub mod status;
+mod text;
 
 use std::future::Future;
 use std::io;

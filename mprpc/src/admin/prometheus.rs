@@ -16,8 +16,15 @@
 //! | `mprpc_log_dropped_lines_total` | counter | |
 //! | `mprpc_uptime_seconds` | gauge | |
 //! | `mprpc_known_providers` | gauge | `service` (providers this process's channels know) |
+//! | `mprpc_client_retries_total` | counter | `service`, `method` (attempts after a failed one) |
+//! | `mprpc_client_hedges_total` | counter | `service`, `method` (attempts after a slow one) |
+//! | `mprpc_client_retry_budget_exhausted_total` | counter | `service`, `method` |
+//! | `mprpc_client_provider_ejected` | gauge | `address` (1 while ejected) |
+//! | `mprpc_client_provider_ejections_total` | counter | `address` |
 //!
 //! Label values are escaped as the format asks (backslash, double quote, newline).
+
+mod resilience;
 
 use std::fmt::{Display, Write};
 
@@ -43,6 +50,7 @@ pub fn render(snapshot: &MetricsSnapshot, registry_state: &str) -> String {
     out.refused_nodes(snapshot);
     out.process_families(snapshot);
     out.known_providers(snapshot);
+    out.resilience(snapshot);
     out.0
 }
 
@@ -348,6 +356,12 @@ mod tests {
         m.set_providers("x.Y", &[ServiceInstance::new("x.Y", "h:1")]);
         m.registry_refused("world_writable");
         m.registry_refused("world_writable");
+        let read = m.method(Side::Client, "x.Y", "Read");
+        read.retried();
+        read.retried();
+        read.hedged();
+        read.budget_exhausted();
+        m.provider_ejected("h:1", true);
         let text = render(&m.snapshot(), "connected");
 
         for family in [
@@ -361,6 +375,11 @@ mod tests {
             "mprpc_log_dropped_lines_total counter",
             "mprpc_uptime_seconds gauge",
             "mprpc_known_providers gauge",
+            "mprpc_client_retries_total counter",
+            "mprpc_client_hedges_total counter",
+            "mprpc_client_retry_budget_exhausted_total counter",
+            "mprpc_client_provider_ejected gauge",
+            "mprpc_client_provider_ejections_total counter",
         ] {
             assert!(
                 text.contains(&format!("# TYPE {family}\n")),
@@ -398,6 +417,16 @@ mod tests {
         assert!(has("mprpc_log_dropped_lines_total 0"));
         assert!(has(r#"mprpc_known_providers{service="x.Y"} 1"#));
         assert!(text.lines().any(|l| l.starts_with("mprpc_uptime_seconds ")));
+        let read = r#"service="x.Y",method="Read""#;
+        assert!(has(&format!("mprpc_client_retries_total{{{read}}} 2")));
+        assert!(has(&format!("mprpc_client_hedges_total{{{read}}} 1")));
+        assert!(has(&format!(
+            "mprpc_client_retry_budget_exhausted_total{{{read}}} 1"
+        )));
+        assert!(has(r#"mprpc_client_provider_ejected{address="h:1"} 1"#));
+        assert!(has(
+            r#"mprpc_client_provider_ejections_total{address="h:1"} 1"#
+        ));
     }
 
     #[test]

@@ -7,10 +7,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::time::Duration;
 
 use serde::Serialize;
 
+pub use super::text::escape_html;
+use super::text::{codes_text, latency_text, uptime_text};
 use super::AdminState;
 use crate::metrics::{MethodSnapshot, Side};
 use crate::reflection;
@@ -84,6 +85,8 @@ pub struct ProvidersView {
     pub service: String,
     /// Their addresses, `host:port`.
     pub addresses: Vec<String>,
+    /// Those that outlier detection keeps out of the balancer now.
+    pub ejected: Vec<String>,
 }
 
 impl StatusView {
@@ -151,6 +154,16 @@ impl StatusView {
                 .map(|(service, instances)| ProvidersView {
                     service: service.clone(),
                     addresses: instances.iter().map(|i| i.address.clone()).collect(),
+                    ejected: instances
+                        .iter()
+                        .filter(|i| {
+                            snapshot
+                                .provider_health
+                                .get(&i.address)
+                                .is_some_and(|h| h.ejected)
+                        })
+                        .map(|i| i.address.clone())
+                        .collect(),
                 })
                 .collect(),
             dropped_log_lines: crate::logging::dropped_lines(),
@@ -264,7 +277,10 @@ pub fn render_html(view: &StatusView) -> String {
             } else {
                 p.addresses
                     .iter()
-                    .map(|a| escape_html(a))
+                    .map(|a| match p.ejected.contains(a) {
+                        true => format!("{} <span class=\"bad\">ejected</span>", escape_html(a)),
+                        false => escape_html(a),
+                    })
                     .collect::<Vec<_>>()
                     .join("<br>")
             };
@@ -342,59 +358,6 @@ fn methods_table(h: &mut String, id: &str, services: &[ServiceView]) {
     h.push_str("</tbody>\n</table>\n");
 }
 
-/// `NotFound 2, Internal 1`.
-fn codes_text(codes: &BTreeMap<String, u64>) -> String {
-    codes
-        .iter()
-        .map(|(code, n)| format!("{code} {n}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// A latency in milliseconds, in the unit that reads best; a dash when there is none.
-fn latency_text(ms: Option<f64>) -> String {
-    match ms {
-        None => "<span class=\"muted\">&ndash;</span>".to_owned(),
-        Some(ms) if ms < 1.0 => format!("{:.0} &micro;s", ms * 1e3),
-        Some(ms) if ms < 1e3 => format!("{ms:.1} ms"),
-        Some(ms) => format!("{:.2} s", ms / 1e3),
-    }
-}
-
-/// `3d 4h 5m 6s`, leaving out leading zero units.
-fn uptime_text(seconds: f64) -> String {
-    let total = Duration::from_secs_f64(seconds.max(0.0)).as_secs();
-    let (d, h, m, s) = (
-        total / 86_400,
-        total / 3_600 % 24,
-        total / 60 % 60,
-        total % 60,
-    );
-    match (d, h, m) {
-        (0, 0, 0) => format!("{s}s"),
-        (0, 0, _) => format!("{m}m {s}s"),
-        (0, _, _) => format!("{h}h {m}m {s}s"),
-        _ => format!("{d}d {h}h {m}m {s}s"),
-    }
-}
-
-/// Escapes text for HTML element content and quoted attribute values: `&`, `<`, `>`, `"`
-/// and `'`.
-pub fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -404,15 +367,6 @@ mod tests {
     use crate::reflection::ServiceInfo;
     use crate::registry::{ServiceInstance, StaticRegistry};
     use crate::Code;
-
-    #[test]
-    fn escapes_html_special_characters() {
-        assert_eq!(escape_html("a.B"), "a.B");
-        assert_eq!(
-            escape_html(r#"<script>alert("x" & 'y')</script>"#),
-            "&lt;script&gt;alert(&quot;x&quot; &amp; &#39;y&#39;)&lt;/script&gt;"
-        );
-    }
 
     fn state(service: &str, method: &str) -> AdminState {
         let metrics = Metrics::new();
@@ -474,15 +428,5 @@ mod tests {
         assert!(html.contains("<td class=\"method\">Idle</td>"));
         assert!(html.contains("NotFound 1"));
         assert!(html.contains("10.0.0.1:80"));
-    }
-
-    #[test]
-    fn uptime_and_latency_read_well() {
-        assert_eq!(uptime_text(5.4), "5s");
-        assert_eq!(uptime_text(3_725.0), "1h 2m 5s");
-        assert_eq!(uptime_text(90_061.0), "1d 1h 1m 1s");
-        assert_eq!(latency_text(Some(0.25)), "250 &micro;s");
-        assert_eq!(latency_text(Some(12.34)), "12.3 ms");
-        assert_eq!(latency_text(Some(2_500.0)), "2.50 s");
     }
 }
