@@ -64,7 +64,7 @@ async fn list_describe_and_call_through_zookeeper() {
     let run = cli_ok(&["-i", config.arg(), "describe", "fixbug.UserServiceRpc"]).await;
     assert!(
         run.stdout
-            .contains("rpc Login(fixbug.LoginRequest) returns (fixbug.LoginResponse);"),
+            .contains("rpc Login(fixbug.LoginRequest) returns (fixbug.LoginResponse) {"),
         "{run}"
     );
     assert!(run.stdout.contains(&format!("(from {addr})")), "{run}");

@@ -100,7 +100,7 @@ async fn balancers_spread_calls_as_configured() {
     let instances = rx.borrow().clone();
     assert!(instances
         .iter()
-        .all(|i| i.methods == vec!["Echo".to_owned()] && i.start_time_ms > 0));
+        .all(|i| i.methods == ["Echo", "Read"] && i.start_time_ms > 0));
     assert_eq!(instances.iter().map(|i| i.weight).sum::<u32>(), 400);
 
     let with = |policy| {

@@ -80,13 +80,13 @@ impl Channel {
                     break;
                 }
                 if tally.last_error.is_some() && tally.not_sent == 0 {
-                    // A retry: budget, then backoff, within the deadline.
-                    if !resilience.budget.withdraw() {
-                        stats.budget_exhausted();
-                        break;
-                    }
+                    // A retry: a backoff that ends before the deadline, and the budget.
                     let wait = backoff(&resilience.retry, tally.retries + 1);
                     if Instant::now() + wait >= deadline {
+                        break;
+                    }
+                    if !resilience.budget.withdraw() {
+                        stats.budget_exhausted();
                         break;
                     }
                     stats.retried();
