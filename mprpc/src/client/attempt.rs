@@ -86,9 +86,10 @@ impl Channel {
                     .partition(|i| !unusable(&endpoints[*i]));
                 let order = ready.into_iter().chain(later);
                 let order = order.map(|i| endpoints[i].clone()).collect();
-                return self
-                    .run_plan(service, method, plan, order, metadata, body, deadline)
-                    .await;
+                // Boxed: the plain call's future stays as small as it was without retries
+                // (every byte of it is copied each time it moves).
+                let run = self.run_plan(service, method, plan, order, metadata, body, deadline);
+                return Box::pin(run).await;
             }
             let attempt = |endpoint: Arc<Endpoint>, metadata: Metadata| {
                 self.attempt(endpoint, service, method, metadata, body.clone(), deadline)
