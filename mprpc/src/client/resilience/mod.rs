@@ -168,6 +168,25 @@ mod tests {
     }
 
     #[test]
+    fn a_quantile_hedge_waits_for_a_hundred_calls_then_follows_the_latency() {
+        let metrics = Metrics::new();
+        let m = metrics.method(Side::Client, "a.S", "Get");
+        let p95 = HedgeDelay::Quantile(0.95);
+        let fixed = HedgeDelay::Fixed(Duration::from_millis(7));
+        assert_eq!(
+            hedge_delay(fixed, &metrics, "a.S", "Get"),
+            Some(Duration::from_millis(7))
+        );
+        for _ in 0..99 {
+            m.start().finish(Code::Ok);
+        }
+        assert_eq!(hedge_delay(p95, &metrics, "a.S", "Get"), None);
+        m.start().finish(Code::Ok);
+        let delay = hedge_delay(p95, &metrics, "a.S", "Get").expect("100 calls seen");
+        assert!(delay < Duration::from_millis(100), "{delay:?}");
+    }
+
+    #[test]
     fn the_declared_level_decides_unless_the_config_says_otherwise() {
         let r = channel(&[
             (
