@@ -72,7 +72,6 @@ pub(crate) fn method(service: &ServiceDescriptor, name: &str) -> Result<MethodDe
     })
 }
 
-/// Parses `json` as a `desc` message and encodes it. Unknown fields are refused.
 /// The `idempotency_level` the method declares in its `.proto`.
 pub(crate) fn idempotency(method: &MethodDescriptor) -> mprpc::Idempotency {
     use prost_reflect::prost_types::method_options::IdempotencyLevel;
@@ -84,6 +83,7 @@ pub(crate) fn idempotency(method: &MethodDescriptor) -> mprpc::Idempotency {
     }
 }
 
+/// Parses `json` as a `desc` message and encodes it. Unknown fields are refused.
 pub(crate) fn encode_json(desc: &MessageDescriptor, json: &str) -> anyhow::Result<Bytes> {
     let mut deserializer = serde_json::Deserializer::from_str(json);
     let message = DynamicMessage::deserialize_with_options(

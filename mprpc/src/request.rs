@@ -126,7 +126,10 @@ pub struct Request<T> {
     extensions: Extensions,
     timeout: Option<Duration>,
     hash_key: Option<String>,
+    /// What the caller said, if it did: it wins over everything.
     idempotency: Option<Idempotency>,
+    /// What the method declares in its `.proto` (set by the generated client).
+    declared: Idempotency,
     deadline: Option<Instant>,
     remote_addr: Option<SocketAddr>,
 }
@@ -141,6 +144,7 @@ impl<T> Request<T> {
             timeout: None,
             hash_key: None,
             idempotency: None,
+            declared: Idempotency::Unknown,
             deadline: None,
             remote_addr: None,
         }
@@ -216,15 +220,26 @@ impl<T> Request<T> {
         self
     }
 
-    /// Caller side: what running this call twice would do; [`Idempotency::Unknown`] unless
-    /// its method declares it or the caller said.
+    /// Caller side: what running this call twice would do: the caller's own level if it
+    /// set one, else what the method declares ([`Idempotency::Unknown`] if nothing).
     pub fn idempotency(&self) -> Idempotency {
-        self.idempotency.unwrap_or_default()
+        self.idempotency.unwrap_or(self.declared)
     }
 
-    /// The level a method declares, unless the caller already set one.
+    /// The level the caller set with [`with_idempotency`](Request::with_idempotency), if any:
+    /// it wins over the config's `[client.methods]`, which wins over the declared level.
+    pub(crate) fn caller_idempotency(&self) -> Option<Idempotency> {
+        self.idempotency
+    }
+
+    /// The level the method declares in its `.proto`.
+    pub(crate) fn declared_idempotency(&self) -> Idempotency {
+        self.declared
+    }
+
+    /// Records the level the method declares (the generated clients call this).
     pub(crate) fn declare_idempotency(mut self, level: Idempotency) -> Request<T> {
-        self.idempotency.get_or_insert(level);
+        self.declared = level;
         self
     }
 
@@ -248,6 +263,7 @@ impl<T> Request<T> {
             timeout: self.timeout,
             hash_key: self.hash_key,
             idempotency: self.idempotency,
+            declared: self.declared,
             deadline: self.deadline,
             remote_addr: self.remote_addr,
         }
@@ -266,6 +282,7 @@ impl<T> Request<T> {
             timeout: None,
             hash_key: None,
             idempotency: None,
+            declared: Idempotency::Unknown,
             deadline,
             remote_addr,
         }

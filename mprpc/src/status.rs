@@ -153,6 +153,16 @@ impl Eq for Status {}
 /// The most bytes of a peer's message that [`Status::from_wire`] keeps (after escaping).
 pub const MAX_PEER_MESSAGE: usize = 1024;
 
+/// The response-metadata key that says where a failure came from, for consumers deciding
+/// whether to retry it and whom to blame (`docs/RESILIENCE.md`).
+pub const FAILURE_KEY: &str = "mprpc-failure";
+/// [`FAILURE_KEY`]'s value for a call the provider shed unrun because it is overloaded.
+pub const SHED: &str = "shed";
+/// [`FAILURE_KEY`]'s value for a failure of a call the handler made: every failure a channel
+/// returns carries it, so that a handler passing it up with `?` does not make its own
+/// callers retry or eject a healthy provider for a dependency's trouble.
+pub const DOWNSTREAM: &str = "downstream";
+
 impl Status {
     /// A failure as a peer reported it: the code and message of a `Response` or `GoAway`
     /// header whose code is not 0.
@@ -246,6 +256,24 @@ impl Status {
     /// [`Code::ResourceExhausted`] with a message.
     pub fn resource_exhausted(message: impl Into<String>) -> Status {
         Status::new(Code::ResourceExhausted, message)
+    }
+    /// [`Code::ResourceExhausted`] for a call the provider shed, unrun, because it is
+    /// overloaded; marked ([`FAILURE_KEY`] = [`SHED`]) so that consumers know another
+    /// provider may take it, unlike a refusal every provider would repeat (a request too
+    /// large).
+    pub fn overloaded(message: impl Into<String>) -> Status {
+        let mut status = Status::resource_exhausted(message);
+        status.metadata_mut().insert(FAILURE_KEY, SHED);
+        status
+    }
+    /// Whether the provider shed the call unrun ([`Status::overloaded`]).
+    pub fn is_shed(&self) -> bool {
+        self.code == Code::ResourceExhausted && self.metadata().get(FAILURE_KEY) == Some(SHED)
+    }
+    /// Whether the failure came from a call made downstream (a channel's call, returned as it
+    /// is by a handler), rather than from the provider that answered.
+    pub fn is_downstream(&self) -> bool {
+        self.metadata().get(FAILURE_KEY) == Some(DOWNSTREAM)
     }
     /// [`Code::Unimplemented`] with a message.
     pub fn unimplemented(message: impl Into<String>) -> Status {

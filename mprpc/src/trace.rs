@@ -73,12 +73,12 @@ impl TraceContext {
         format!("{:016x}", self.span_id)
     }
 
-    /// Runs `work` with this trace as [`current`], keeping the current deadline if any
-    /// ([`crate::context`]).
+    /// Runs `work` with this trace as [`current`], and no deadline: work of its own (to carry
+    /// a handler's deadline too, use [`CallContext::scope`]).
     pub fn scope<F: Future>(self, work: F) -> impl Future<Output = F::Output> {
         CallContext {
             trace: self,
-            deadline: crate::context::current().and_then(|c| c.deadline),
+            deadline: None,
         }
         .scope(work)
     }

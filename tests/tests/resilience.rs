@@ -167,6 +167,7 @@ async fn a_hedge_wins_against_a_stalled_provider_which_is_told_to_cancel() {
         outlier: no_ejection(),
         hedge: mprpc::config::HedgeConfig {
             delay: Some(HedgeDelay::Fixed(Duration::from_millis(30))),
+            ..Default::default()
         },
         ..ClientConfig::default()
     };
@@ -271,4 +272,157 @@ async fn nested_calls_get_what_is_left_of_the_incoming_deadline_and_its_cancella
     .await;
     back_server.shutdown().await.unwrap();
     front_server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_layer_that_clones_the_call_keeps_it_idempotent() {
+    let (bad_addr, bad_server) = provider(broken("bad", Code::Unavailable)).await;
+    let (good_addr, good_server) = provider(EchoService::named("good")).await;
+    let mut config = ClientConfig {
+        outlier: no_ejection(),
+        ..ClientConfig::default()
+    };
+    config.retry.initial_backoff = Duration::from_millis(1);
+    let registry = Arc::new(StaticRegistry::any(vec![bad_addr, good_addr]));
+    let channel = Channel::with_metrics(config, registry, Metrics::new()).layer(
+        mprpc::client::layer::from_fn(|call, next| {
+            Box::pin(async move { next.run(call.clone()).await })
+        }),
+    );
+    let client = EchoClient::new(channel);
+    for _ in 0..10 {
+        client
+            .read(EchoRequest::default())
+            .await
+            .expect("retried past the bad provider");
+    }
+    bad_server.shutdown().await.unwrap();
+    good_server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_callers_short_timeout_ejects_no_healthy_provider() {
+    let slowish = |name| EchoService {
+        extra_delay_ms: 50,
+        ..EchoService::named(name)
+    };
+    let (a_addr, a_server) = provider(slowish("a")).await;
+    let (b_addr, b_server) = provider(slowish("b")).await;
+    let config = ClientConfig {
+        outlier: OutlierConfig {
+            consecutive_failures: 3,
+            ..OutlierConfig::default()
+        },
+        ..ClientConfig::default()
+    };
+    let (client, metrics) = client(&[&a_addr, &b_addr], config);
+    for _ in 0..10 {
+        let request = Request::new(EchoRequest::default()).with_timeout(Duration::from_millis(10));
+        let status = client.echo(request).await.unwrap_err();
+        assert_eq!(status.code(), Code::DeadlineExceeded);
+    }
+    let health = metrics.snapshot().provider_health;
+    assert!(
+        health.is_empty(),
+        "ejected for the caller's impatience: {health:?}"
+    );
+    a_server.shutdown().await.unwrap();
+    b_server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_stalled_provider_is_ejected_although_hedges_hide_it() {
+    let stalled = EchoService {
+        extra_delay_ms: 60_000,
+        ..EchoService::named("stalled")
+    };
+    let (stalled_addr, stalled_server) = provider(stalled).await;
+    let (fast_addr, fast_server) = provider(EchoService::named("fast")).await;
+    let config = ClientConfig {
+        outlier: OutlierConfig {
+            consecutive_failures: 3,
+            ..OutlierConfig::default()
+        },
+        hedge: mprpc::config::HedgeConfig {
+            delay: Some(HedgeDelay::Fixed(Duration::from_millis(20))),
+            ..Default::default()
+        },
+        ..ClientConfig::default()
+    };
+    let (client, metrics) = client(&[&stalled_addr, &fast_addr], config);
+    for _ in 0..10 {
+        client.read(EchoRequest::default()).await.expect("hedged");
+    }
+    let health = metrics.snapshot().provider_health;
+    assert!(
+        health.get(&stalled_addr).is_some_and(|h| h.ejected),
+        "{health:?}"
+    );
+    stalled_server.shutdown().await.unwrap();
+    fast_server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_dependency_down_behind_a_provider_is_not_retried_nor_held_against_it() {
+    // The back end's address, with nothing listening any more.
+    let (gone, gone_server) = provider(EchoService::named("gone")).await;
+    gone_server.shutdown().await.unwrap();
+    let (a_addr, a_server) = provider(EchoService::named("front-a")).await;
+    let (b_addr, b_server) = provider(EchoService::named("front-b")).await;
+    let config = ClientConfig {
+        outlier: OutlierConfig {
+            consecutive_failures: 2,
+            ..OutlierConfig::default()
+        },
+        ..ClientConfig::default()
+    };
+    let (client, metrics) = client(&[&a_addr, &b_addr], config);
+    for _ in 0..10 {
+        let request = EchoRequest {
+            forward_to: gone.clone(),
+            ..EchoRequest::default()
+        };
+        let status = client.read(request).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unavailable, "{status}");
+        assert!(status.is_downstream(), "{status}");
+    }
+    assert_eq!(counts(&metrics, "Read").retries, 0);
+    let health = metrics.snapshot().provider_health;
+    assert!(
+        health.is_empty(),
+        "a front end ejected for its back end: {health:?}"
+    );
+    a_server.shutdown().await.unwrap();
+    b_server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_fast_fatal_failure_waits_for_the_attempt_still_running() {
+    let slow_ok = EchoService {
+        extra_delay_ms: 100,
+        ..EchoService::named("slow-ok")
+    };
+    let (ok_addr, ok_server) = provider(slow_ok).await;
+    let (bad_addr, bad_server) = provider(broken("fails-fast", Code::Internal)).await;
+    let config = ClientConfig {
+        outlier: no_ejection(),
+        hedge: mprpc::config::HedgeConfig {
+            delay: Some(HedgeDelay::Fixed(Duration::from_millis(20))),
+            ..Default::default()
+        },
+        ..ClientConfig::default()
+    };
+    let (client, _) = client(&[&ok_addr, &bad_addr], config);
+    let mut served = 0;
+    for _ in 0..10 {
+        // Calls that start on the failing provider fail: nothing else runs yet. Calls that
+        // start on the slow one must not lose to its hedge's instant `Internal`.
+        if let Ok(reply) = client.read(EchoRequest::default()).await {
+            assert_eq!(reply.served_by, "slow-ok");
+            served += 1;
+        }
+    }
+    assert!(served >= 4, "only {served} of 10 calls were served");
+    ok_server.shutdown().await.unwrap();
+    bad_server.shutdown().await.unwrap();
 }

@@ -34,21 +34,12 @@ impl Channel {
         deadline: tokio::time::Instant,
     ) -> impl Future<Output = Result<Response<Bytes>, Status>> + Send + 'a {
         async move {
-            // Finding the providers the first time may outlast the deadline (a registry that
-            // cannot be reached): say so, rather than only that no reply came.
             let known = read(&self.inner.services).get(service).cloned();
             let state = match known {
                 // The usual case: no timer for a lookup that cannot wait.
                 Some(state) => state,
-                None => match tokio::time::timeout_at(deadline, self.service(service)).await {
-                    Ok(state) => state?,
-                    Err(_) => {
-                        return Err(Status::deadline_exceeded(format!(
-                            "{service}/{method}: the deadline passed while finding providers: {}",
-                            self.inner.registry.discovery_stalled(service)
-                        )))
-                    }
-                },
+                // Boxed: only the first call of a service waits for it.
+                None => Box::pin(self.find_service(service, method, deadline)).await?,
             };
             let (instances, endpoints) = self.endpoints_of(&state);
             if instances.is_empty() {
@@ -56,20 +47,11 @@ impl Channel {
                     "no providers of `{service}` are known"
                 )));
             }
+            let ejects = self.sweep_outliers(&state, &endpoints);
+            let unusable = |e: &Endpoint| self.passed_over(e, ejects);
+            let (caller, declared) = (request.caller_idempotency(), request.declared_idempotency());
             let resilience = &self.inner.resilience;
-            let ejects = resilience.ejects();
-            if ejects {
-                let metrics = &self.inner.metrics;
-                let (outliers, config) = (&resilience.outliers, &resilience.outlier);
-                outlier::sweep(&endpoints, &state.outliers, outliers, config, metrics);
-            }
-            let unusable = |e: &Endpoint| {
-                e.in_backoff()
-                    || (ejects
-                        && e.health()
-                            .skip(&resilience.outlier, &self.inner.metrics, e.address()))
-            };
-            let plan = resilience.plan(service, method, request.idempotency());
+            let plan = resilience.plan(service, method, caller, declared);
             let hash_key = request.hash_key().map(str::to_owned);
             let mut metadata = std::mem::take(request.metadata_mut());
             let body = request.into_inner();
@@ -78,23 +60,18 @@ impl Channel {
                 .balancer
                 .first(policy, &instances, &endpoints, hash_key.as_deref());
             if let Some(plan) = plan {
-                // Usable providers in the balancer's order, then the others.
-                let (ready, later): (Vec<usize>, Vec<usize>) = state
+                let order = state
                     .balancer
-                    .order(policy, first, &instances, hash_key.as_deref())
-                    .into_iter()
-                    .partition(|i| !unusable(&endpoints[*i]));
-                let order = ready.into_iter().chain(later);
-                let order = order.map(|i| endpoints[i].clone()).collect();
-                // Boxed: the plain call's future stays as small as it was without retries
-                // (every byte of it is copied each time it moves).
+                    .order(policy, first, &instances, hash_key.as_deref());
+                let order = usable_first(order, |i| unusable(&endpoints[i]));
+                let order = order.into_iter().map(|i| endpoints[i].clone()).collect();
+                // Boxed: the plain call's future stays small (it is copied each time it moves).
                 let run = self.run_plan(service, method, plan, order, metadata, body, deadline);
                 return Box::pin(run).await;
             }
             let attempt = |endpoint: Arc<Endpoint>, metadata: Metadata| {
                 self.attempt(endpoint, service, method, metadata, body.clone(), deadline)
             };
-
             // The balancer's choice first; the full order only if that provider cannot be used.
             let mut last_error = None;
             if !unusable(&endpoints[first]) {
@@ -113,12 +90,10 @@ impl Channel {
             let order = state
                 .balancer
                 .order(policy, first, &instances, hash_key.as_deref());
-            // Providers waiting out a reconnect backoff, or ejected, go last.
-            let (ready, backing_off): (Vec<usize>, Vec<usize>) = order
+            let order = order
                 .into_iter()
-                .filter(|i| *i != first || last_error.is_none())
-                .partition(|i| !unusable(&endpoints[*i]));
-            for i in ready.into_iter().chain(backing_off) {
+                .filter(|i| *i != first || last_error.is_none());
+            for i in usable_first(order, |i| unusable(&endpoints[i])) {
                 match attempt(endpoints[i].clone(), metadata.clone()).await {
                     Ok(reply) => return Ok(reply),
                     Err(CallError::NotSent(status)) => last_error = Some(status),
@@ -129,6 +104,50 @@ impl Channel {
                 Status::unavailable(format!("no provider of `{service}` could be reached"))
             }))
         }
+    }
+
+    /// The service's state the first time it is called: finding its providers may outlast
+    /// the deadline (a registry that cannot be reached); say so, rather than only that no
+    /// reply came.
+    async fn find_service(
+        &self,
+        service: &str,
+        method: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<Arc<super::ServiceState>, Status> {
+        match tokio::time::timeout_at(deadline, self.service(service)).await {
+            Ok(state) => state,
+            Err(_) => Err(Status::deadline_exceeded(format!(
+                "{service}/{method}: the deadline passed while finding providers: {}",
+                self.inner.registry.discovery_stalled(service)
+            ))),
+        }
+    }
+
+    /// Ejects what outlier detection says must go among the service's providers; returns
+    /// whether detection is on.
+    fn sweep_outliers(&self, state: &super::ServiceState, endpoints: &[Arc<Endpoint>]) -> bool {
+        let resilience = &self.inner.resilience;
+        let ejects = resilience.ejects();
+        if ejects {
+            let metrics = &self.inner.metrics;
+            let (outliers, config) = (&resilience.outliers, &resilience.outlier);
+            outlier::sweep(endpoints, &state.outliers, outliers, config, metrics);
+        }
+        ejects
+    }
+
+    /// Whether to pass a provider over for now: it waits out a reconnect backoff, or outlier
+    /// detection ejected it (`ejects`: detection is on).
+    fn passed_over(&self, endpoint: &Endpoint, ejects: bool) -> bool {
+        let resilience = &self.inner.resilience;
+        endpoint.in_backoff()
+            || (ejects
+                && endpoint.health().skip(
+                    &resilience.outlier,
+                    &self.inner.metrics,
+                    endpoint.address(),
+                ))
     }
 
     /// One attempt on `endpoint`, through the inner layers if the channel has any. (No async
@@ -178,6 +197,7 @@ impl Channel {
                     CallError::NotSent(status)
                 })?;
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            watch.sent_with(remaining, (service, method));
             let _in_flight = endpoint.start_call();
             let result = conn
                 .call(
@@ -191,8 +211,11 @@ impl Channel {
             watch.verdict = Some(match &result {
                 Ok(_) => Verdict::Success,
                 Err(CallError::NotSent(_)) => Verdict::Neutral,
-                Err(CallError::Failed(status)) => match status.code() {
-                    Code::Unavailable | Code::DeadlineExceeded => Verdict::Failure,
+                // Its own trouble, not a dependency's that its handler passed on.
+                Err(CallError::Failed(s)) if s.is_downstream() => Verdict::Success,
+                Err(CallError::Failed(s)) => match s.code() {
+                    Code::Unavailable => Verdict::Failure,
+                    Code::DeadlineExceeded => watch.timed_out(),
                     _ => Verdict::Success,
                 },
             });
@@ -201,13 +224,33 @@ impl Channel {
     }
 }
 
+/// `order`, with the providers to pass over for now (waiting out a reconnect backoff, or
+/// ejected) moved to the end: tried only if nothing else is left.
+fn usable_first(
+    order: impl IntoIterator<Item = usize>,
+    unusable: impl Fn(usize) -> bool,
+) -> Vec<usize> {
+    let (mut ready, later): (Vec<usize>, Vec<usize>) =
+        order.into_iter().partition(|i| !unusable(*i));
+    ready.extend(later);
+    ready
+}
+
 /// Records what an attempt says about its provider (outlier detection), also when the
-/// attempt is dropped: past the call's deadline that is a timeout, a failure; before it, the
-/// caller gave up or another attempt won, which says nothing.
+/// attempt is dropped: past the call's deadline that is a timeout; before it, the caller gave
+/// up or another attempt won, which says nothing (`run.rs` counts a hedge's overtaken
+/// attempts itself).
+///
+/// A timeout counts against the provider only when the attempt had the whole budget the
+/// channel gives the method: a caller that chose a shorter timeout, or a call made in a
+/// handler with little of its caller's budget left, says more about the caller than about the
+/// provider, and would otherwise eject healthy providers.
 struct Watch<'a> {
     channel: &'a Channel,
     endpoint: &'a Endpoint,
     deadline: tokio::time::Instant,
+    /// The attempt had the full budget: its timeout is the provider's failure.
+    full_budget: bool,
     verdict: Option<Verdict>,
 }
 
@@ -217,7 +260,31 @@ impl<'a> Watch<'a> {
             channel,
             endpoint,
             deadline,
+            full_budget: false,
             verdict: None,
+        }
+    }
+
+    /// Notes the budget the attempt was sent with (`remaining`), against the channel's for
+    /// the method.
+    fn sent_with(&mut self, remaining: std::time::Duration, (service, method): (&str, &str)) {
+        let inner = &self.channel.inner;
+        if inner.resilience.ejects() {
+            let budget = inner
+                .resilience
+                .timeout(service, method)
+                .unwrap_or(inner.config.timeout);
+            // A little slack for the time between the call's start and this attempt's.
+            self.full_budget = remaining >= budget.mul_f64(0.9);
+        }
+    }
+
+    /// What a timeout of this attempt says about its provider.
+    fn timed_out(&self) -> Verdict {
+        if self.full_budget {
+            Verdict::Failure
+        } else {
+            Verdict::Neutral
         }
     }
 }
@@ -230,7 +297,7 @@ impl Drop for Watch<'_> {
         }
         let verdict = self.verdict.unwrap_or_else(|| {
             if tokio::time::Instant::now() >= self.deadline {
-                Verdict::Failure
+                self.timed_out()
             } else {
                 Verdict::Neutral
             }

@@ -122,6 +122,7 @@ impl ClientConfig {
             tls.validate(check)?;
         }
         self.retry.validate(check)?;
+        self.hedge.validate(check)?;
         self.outlier.validate(check)?;
         validate_methods(check, &self.methods)?;
         match &self.auth {

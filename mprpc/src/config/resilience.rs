@@ -17,15 +17,16 @@ pub struct RetryConfig {
     /// Most attempts of one idempotent call, the first included; 1 turns retries off.
     /// From 1 to 10. Default 3.
     pub max_attempts: u32,
-    /// The wait before the first retry; each further one doubles it, up to `max_backoff`,
-    /// and a random part of it (full jitter) is waited. More than zero. Default 20 ms.
+    /// The wait before the first retry; each further one doubles it, up to `max_backoff`;
+    /// half of each wait is random ("equal jitter"). More than zero. Default 20 ms.
     #[serde(with = "humantime_serde")]
     pub initial_backoff: Duration,
     /// The longest wait between attempts, at least `initial_backoff`. Default 1 s.
     #[serde(with = "humantime_serde")]
     pub max_backoff: Duration,
     /// The retry budget: retries (and hedges) may add at most this share of the channel's
-    /// idempotent calls over the last 10 s, from 0 to 1. Default 0.2.
+    /// idempotent calls over the last 10 s, from 0 to 10 (10 never limits: no call makes
+    /// more than 9 retries). Default 0.2.
     pub budget_ratio: f64,
     /// ... plus this many per second whatever the traffic, so that a channel making few
     /// calls can still retry. Default 10.
@@ -45,14 +46,27 @@ impl Default for RetryConfig {
 }
 
 /// Hedged calls to idempotent methods (`[client.hedge]`): off unless `delay` is set.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct HedgeConfig {
     /// How long the first attempt may go unanswered before a second goes to another
-    /// provider: a duration (`"20ms"`) or a percentile of the method's observed latency on
-    /// this channel (`"p95"`). Default: none (no hedging).
+    /// provider: a duration (`"20ms"`) or a percentile of the method's observed latency
+    /// (`"p95"`). Default: none (no hedging).
     #[serde(deserialize_with = "hedge_delay")]
     pub delay: Option<HedgeDelay>,
+    /// Most attempts of a hedged call, the first included, whether sent because the earlier
+    /// ones were slow or because they failed; for hedged methods it replaces
+    /// `[client.retry] max_attempts`. From 2 to 10. Default 2.
+    pub max_attempts: u32,
+}
+
+impl Default for HedgeConfig {
+    fn default() -> Self {
+        HedgeConfig {
+            delay: None,
+            max_attempts: 2,
+        }
+    }
 }
 
 /// When a hedged call sends its next attempt.
@@ -101,6 +115,9 @@ pub struct OutlierConfig {
     pub success_rate_factor: f64,
     /// Calls a provider needs in an interval for its success rate to count. Default 20.
     pub success_rate_min_calls: u32,
+    /// Providers (with enough calls) a service needs for success rates to be compared:
+    /// with fewer, one bad provider weighs too much in the average. At least 2. Default 3.
+    pub success_rate_min_providers: u32,
     /// How often success rates are compared. More than zero. Default 10 s.
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
@@ -122,6 +139,7 @@ impl Default for OutlierConfig {
             consecutive_failures: 5,
             success_rate_factor: 0.5,
             success_rate_min_calls: 20,
+            success_rate_min_providers: 3,
             interval: Duration::from_secs(10),
             base_ejection_time: Duration::from_secs(10),
             max_ejection_time: Duration::from_secs(300),
@@ -138,7 +156,8 @@ impl Default for OutlierConfig {
 pub struct MethodConfig {
     /// Whether calls may run twice, overriding the `.proto`'s `idempotency_level`.
     pub idempotent: Option<bool>,
-    /// Overrides `[client.retry] max_attempts`.
+    /// Overrides `[client.retry] max_attempts` (or `[client.hedge] max_attempts` when the
+    /// method is hedged).
     pub max_attempts: Option<u32>,
     /// Overrides `[client.hedge] delay`; `"off"` turns hedging off for the method.
     #[serde(deserialize_with = "method_hedge_delay")]
@@ -174,7 +193,21 @@ impl RetryConfig {
             "client.retry.max_backoff",
             "must be at least `client.retry.initial_backoff`",
         )?;
-        share(check, self.budget_ratio, "client.retry.budget_ratio")
+        check.that(
+            (0.0..=10.0).contains(&self.budget_ratio),
+            "client.retry.budget_ratio",
+            "must be from 0 to 10",
+        )
+    }
+}
+
+impl HedgeConfig {
+    pub(super) fn validate(&self, check: &Check<'_>) -> Result<(), ConfigError> {
+        check.that(
+            (2..=10).contains(&self.max_attempts),
+            "client.hedge.max_attempts",
+            "must be from 2 to 10",
+        )
     }
 }
 

@@ -121,15 +121,8 @@ impl<'a> ClientCall<'a> {
 impl Clone for ClientCall<'_> {
     /// A copy of the call, to send again (the encoded request is shared, not copied).
     fn clone(&self) -> Self {
-        let mut request = Request::new(self.request.get_ref().clone());
-        *request.metadata_mut() = self.request.metadata().clone();
-        *request.extensions_mut() = self.request.extensions().clone();
-        if let Some(timeout) = self.request.timeout() {
-            request.set_timeout(timeout);
-        }
-        if let Some(key) = self.request.hash_key() {
-            request = request.with_hash_key(key.to_owned());
-        }
+        // Everything: metadata, extensions, timeout, hash key, idempotency.
+        let request = self.request.clone();
         ClientCall { request, ..*self }
     }
 }

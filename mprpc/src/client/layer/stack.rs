@@ -26,6 +26,7 @@ use tracing::Instrument;
 
 use super::{auth, deadline, metrics, trace};
 use crate::client::Channel;
+use crate::status::{DOWNSTREAM, FAILURE_KEY};
 use crate::{Request, Response, Status};
 
 /// What a step of the stack answers.
@@ -66,7 +67,11 @@ impl Channel {
                 .instrument(span)
                 .await;
             metrics::finish(record, &outcome);
-            outcome
+            // Marked as a downstream failure for whoever passes it on (`Status::is_downstream`).
+            outcome.map_err(|mut status| {
+                status.metadata_mut().insert(FAILURE_KEY, DOWNSTREAM);
+                status
+            })
         }
     }
 }

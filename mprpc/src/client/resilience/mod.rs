@@ -49,6 +49,7 @@ struct ServiceTables {
 pub(crate) struct Resilience {
     pub(crate) retry: RetryConfig,
     hedge: Option<HedgeDelay>,
+    hedge_attempts: u32,
     /// `[client.methods]`, by service.
     methods: HashMap<String, ServiceTables>,
     pub(crate) budget: Budget,
@@ -71,6 +72,7 @@ impl Resilience {
         Resilience {
             retry: config.retry.clone(),
             hedge: config.hedge.delay,
+            hedge_attempts: config.hedge.max_attempts,
             methods,
             budget: Budget::new(
                 config.retry.budget_ratio,
@@ -105,31 +107,51 @@ impl Resilience {
             .find_map(|m| m.timeout)
     }
 
-    /// How a call of `service`/`method` declared `declared` runs: `None` if it must not run
-    /// twice (today's rule then: only a call never sent goes to another provider).
-    pub(crate) fn plan(&self, service: &str, method: &str, declared: Idempotency) -> Option<Plan> {
-        let mut plan = Plan {
-            attempts: self.retry.max_attempts,
-            hedge: self.hedge,
-        };
+    /// How a call of `service`/`method` runs if it may run more than once; `None` if it must
+    /// not (today's rule then: only a call never sent goes to another provider). Whether it
+    /// may: the caller's own level, else `[client.methods]` (the method's table, then its
+    /// service's), else what the method declares.
+    pub(crate) fn plan(
+        &self,
+        service: &str,
+        method: &str,
+        caller: Option<Idempotency>,
+        declared: Idempotency,
+    ) -> Option<Plan> {
         let mut idempotent = declared.is_idempotent();
+        let mut attempts = None;
+        let mut hedge = self.hedge;
         if !self.methods.is_empty() {
-            // The method's table first: what it sets wins over its service's.
+            // The service's table, then the method's: what the method sets wins.
             for m in self.settings(service, method).into_iter().flatten().rev() {
                 idempotent = m.idempotent.unwrap_or(idempotent);
-                plan.attempts = m.max_attempts.unwrap_or(plan.attempts);
-                plan.hedge = m.hedge_delay.unwrap_or(plan.hedge);
+                attempts = m.max_attempts.or(attempts);
+                hedge = m.hedge_delay.unwrap_or(hedge);
             }
         }
-        let more_than_once = plan.attempts > 1 || plan.hedge.is_some();
-        (idempotent && more_than_once).then_some(plan)
+        if let Some(level) = caller {
+            idempotent = level.is_idempotent();
+        }
+        // A hedged method's attempts are the hedging's; the retries' otherwise.
+        let default = match hedge {
+            Some(_) => self.hedge_attempts,
+            None => self.retry.max_attempts,
+        };
+        let attempts = attempts.unwrap_or(default);
+        (idempotent && attempts > 1).then_some(Plan { attempts, hedge })
     }
 }
 
 /// Whether a failure of an attempt that reached its provider may be retried elsewhere: the
-/// provider was unavailable (it is shutting down, or its connection broke) or overloaded.
+/// provider was unavailable (it is shutting down, its connection broke) or shed the call
+/// because it is overloaded. Not a failure the provider passed on from its own calls
+/// (`Status::is_downstream`), nor a refusal every provider would repeat.
 pub(crate) fn retryable(status: &Status) -> bool {
-    matches!(status.code(), Code::Unavailable | Code::ResourceExhausted)
+    match status.code() {
+        Code::Unavailable => !status.is_downstream(),
+        Code::ResourceExhausted => status.is_shed(),
+        _ => false,
+    }
 }
 
 /// The hedge delay for `method` now: fixed, or its latency quantile on this channel once
@@ -215,11 +237,43 @@ mod tests {
             attempts: 3,
             hedge: None,
         });
-        assert_eq!(r.plan("x.Y", "Get", Idempotency::NoSideEffects), three);
-        assert_eq!(r.plan("x.Y", "Put", Idempotency::Unknown), None);
-        assert_eq!(r.plan("a.S", "Any", Idempotency::Unknown), three);
-        assert_eq!(r.plan("a.S", "Pay", Idempotency::Idempotent), None);
-        assert_eq!(r.plan("b.T", "Get", Idempotency::Idempotent), None);
-        assert_eq!(r.plan("b.T", "List", Idempotency::Idempotent), three);
+        let plan = |s, m, declared| r.plan(s, m, None, declared);
+        assert_eq!(plan("x.Y", "Get", Idempotency::NoSideEffects), three);
+        assert_eq!(plan("x.Y", "Put", Idempotency::Unknown), None);
+        assert_eq!(plan("a.S", "Any", Idempotency::Unknown), three);
+        assert_eq!(plan("a.S", "Pay", Idempotency::Idempotent), None);
+        assert_eq!(plan("b.T", "Get", Idempotency::Idempotent), None);
+        assert_eq!(plan("b.T", "List", Idempotency::Idempotent), three);
+        // The caller's own word wins over the config, both ways.
+        let unknown = Some(Idempotency::Unknown);
+        assert_eq!(r.plan("a.S", "Any", unknown, Idempotency::Idempotent), None);
+        let yes = Some(Idempotency::Idempotent);
+        assert_eq!(r.plan("a.S", "Pay", yes, Idempotency::Unknown), three);
+    }
+
+    #[test]
+    fn a_hedged_method_has_the_hedging_attempts_and_markers_decide_retries() {
+        let config = ClientConfig {
+            retry: RetryConfig {
+                max_attempts: 1,
+                ..RetryConfig::default()
+            },
+            hedge: crate::config::HedgeConfig {
+                delay: Some(HedgeDelay::Fixed(Duration::from_millis(5))),
+                max_attempts: 3,
+            },
+            ..ClientConfig::default()
+        };
+        let r = Resilience::new(&config);
+        let plan = r.plan("a.S", "Get", None, Idempotency::Idempotent).unwrap();
+        assert_eq!(plan.attempts, 3);
+        assert!(retryable(&Status::unavailable("going away")));
+        assert!(retryable(&Status::overloaded("busy")));
+        assert!(!retryable(&Status::resource_exhausted("request too large")));
+        let mut downstream = Status::unavailable("my database is down");
+        downstream
+            .metadata_mut()
+            .insert(crate::status::FAILURE_KEY, crate::status::DOWNSTREAM);
+        assert!(!retryable(&downstream));
     }
 }

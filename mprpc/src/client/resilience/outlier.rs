@@ -5,17 +5,21 @@
 //! - Each endpoint keeps a [`Health`]: failures in a row, and this interval's successes and
 //!   failures. A failure is a connect error, `Unavailable`, or a timeout (the call's deadline
 //!   passed while the provider had it); every answered call is a success, whatever its code.
-//! - A failure that reaches `consecutive_failures`, or comes after the interval's end, bumps
-//!   the channel's [`Outliers::epoch`]; the next call of each service then sweeps that
-//!   service's providers ([`sweep`]): it ejects the ones over the line, and once an
-//!   interval, those whose success rate is below `success_rate_factor` of their peers'
-//!   average. Healthy traffic pays one atomic load per call.
+//! - A failure that reaches `consecutive_failures`, or comes when a success-rate comparison
+//!   is due, bumps the channel's [`Outliers::epoch`]; the next call of each service then
+//!   sweeps that service's providers ([`sweep`], one sweep of a service at a time): it ejects
+//!   the ones over the line, and once an interval, those whose success rate is below
+//!   `success_rate_factor` of their peers' average (with enough calls, among enough
+//!   providers). Healthy traffic pays one atomic load per call.
+//! - The record is per address, shared by the services a provider serves on this channel:
+//!   a provider failing one service's calls is out for all of them. The share ejected at once
+//!   is counted among the service being swept.
 //! - An ejection lasts `base_ejection_time` times the ejections in a row (up to
 //!   `max_ejection_time`); after it, the provider gets a growing share of the calls over
 //!   another `base_ejection_time` ([`Health::skip`]); a success once it is fully back
 //!   forgives one ejection of the streak.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -39,25 +43,31 @@ fn micros(d: Duration) -> u64 {
 #[derive(Debug, Default)]
 pub(crate) struct Outliers {
     pub(crate) epoch: AtomicU64,
+    /// When a service's success rates are next due to be compared (µs on [`clock`]).
+    next_comparison: AtomicU64,
 }
 
-/// A service's part: the sweep it last did, and its next success-rate comparison.
+/// A service's part: the sweep it last did, its next success-rate comparison, and whether a
+/// sweep is running.
 #[derive(Debug, Default)]
 pub(crate) struct ServiceOutliers {
     seen: AtomicU64,
     next_comparison: AtomicU64,
+    sweeping: AtomicBool,
 }
 
 /// One provider's record.
 #[derive(Debug, Default)]
 pub(crate) struct Health {
     consecutive: AtomicU32,
-    ok: AtomicU32,
-    failed: AtomicU32,
+    ok: AtomicU64,
+    failed: AtomicU64,
     /// Out until then (µs on [`clock`]); 0 when it never was or is fully back.
     ejected_until: AtomicU64,
     /// Ejections in a row.
     streak: AtomicU32,
+    /// Its return after the last ejection was reported.
+    back_reported: AtomicBool,
 }
 
 /// What an attempt says about its provider.
@@ -90,7 +100,9 @@ impl Health {
                 self.failed.fetch_add(1, Ordering::Relaxed);
                 let n = self.consecutive.fetch_add(1, Ordering::Relaxed) + 1;
                 let over = config.consecutive_failures > 0 && n >= config.consecutive_failures;
-                if over || config.success_rate_factor > 0.0 {
+                let compare = config.success_rate_factor > 0.0
+                    && clock() >= outliers.next_comparison.load(Ordering::Relaxed);
+                if over || compare {
                     outliers.epoch.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -99,7 +111,7 @@ impl Health {
     }
 
     /// Whether to pass this provider over for one call: it is ejected, or coming back and
-    /// not yet given this call. Reports a provider fully back to `metrics`.
+    /// not yet given this call. Reports its return to `metrics` when its ejection ends.
     pub(crate) fn skip(&self, config: &OutlierConfig, metrics: &Metrics, address: &str) -> bool {
         let until = self.ejected_until.load(Ordering::Relaxed);
         if until == 0 {
@@ -109,17 +121,16 @@ impl Health {
         if now < until {
             return true;
         }
+        if !self.back_reported.swap(true, Ordering::Relaxed) {
+            tracing::info!(%address, "provider back in the balancer after its ejection");
+            metrics.provider_ejected(address, false);
+        }
         let ramp = micros(config.base_ejection_time).max(1);
         let back = now - until;
         if back >= ramp {
-            if self
-                .ejected_until
-                .compare_exchange(until, 0, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-            {
-                tracing::info!(%address, "provider back in the balancer after its ejection");
-                metrics.provider_ejected(address, false);
-            }
+            let _ =
+                self.ejected_until
+                    .compare_exchange(until, 0, Ordering::Relaxed, Ordering::Relaxed);
             return false;
         }
         // Coming back: a share of calls growing from a tenth to all.
@@ -127,6 +138,12 @@ impl Health {
         rand::rng().random::<f64>() >= share
     }
 
+    /// Out, or coming back from an ejection.
+    fn is_ejected_or_ramping(&self) -> bool {
+        self.ejected_until.load(Ordering::Relaxed) != 0
+    }
+
+    #[cfg(test)]
     fn is_out(&self, now: u64) -> bool {
         now < self.ejected_until.load(Ordering::Relaxed)
     }
@@ -143,7 +160,7 @@ impl Health {
         time
     }
 
-    fn take_window(&self) -> (u32, u32) {
+    fn take_window(&self) -> (u64, u64) {
         (
             self.ok.swap(0, Ordering::Relaxed),
             self.failed.swap(0, Ordering::Relaxed),
@@ -152,7 +169,7 @@ impl Health {
 }
 
 /// Ejects what needs ejecting among a service's providers, if a failure was recorded since
-/// this service last looked.
+/// this service last looked (and no other call of it is sweeping now).
 pub(crate) fn sweep(
     endpoints: &[Arc<Endpoint>],
     service: &ServiceOutliers,
@@ -164,19 +181,26 @@ pub(crate) fn sweep(
     // between the cores.
     let epoch = outliers.epoch.load(Ordering::Relaxed);
     if service.seen.load(Ordering::Relaxed) == epoch
-        || service.seen.swap(epoch, Ordering::Relaxed) == epoch
         || endpoints.len() < 2
+        || service
+            .sweeping
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
     {
         return;
     }
+    service.seen.store(epoch, Ordering::Relaxed);
     let now = clock();
-    let mut out = endpoints.iter().filter(|e| e.health().is_out(now)).count();
+    let mut out = endpoints
+        .iter()
+        .filter(|e| e.health().is_ejected_or_ramping())
+        .count();
     // At least one may be out, never all, and at most the configured share.
     let cap = (endpoints.len() * config.max_ejection_percent as usize / 100)
         .max(1)
         .min(endpoints.len() - 1);
     let mut eject = |e: &Endpoint, why: String| {
-        if out < cap && !e.health().is_out(now) {
+        if out < cap && !e.health().is_ejected_or_ramping() {
             out += 1;
             let time = e.health().eject(config, now);
             tracing::warn!(address = %e.address(), ?time, "provider ejected: {why}");
@@ -191,47 +215,42 @@ pub(crate) fn sweep(
             }
         }
     }
-    let next = service.next_comparison.load(Ordering::Relaxed);
-    let due = next == 0 || now >= next;
-    if config.success_rate_factor > 0.0
-        && due
-        && service
-            .next_comparison
-            .compare_exchange(
-                next,
-                now + micros(config.interval),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            )
-            .is_ok()
-        && next != 0
-    {
-        let windows: Vec<(u32, u32)> = endpoints.iter().map(|e| e.health().take_window()).collect();
-        for (e, why) in below_peers(&windows, config).into_iter().map(|i| {
-            let (ok, failed) = windows[i];
-            (
-                &endpoints[i],
-                format!(
+    if config.success_rate_factor > 0.0 {
+        let next = service.next_comparison.load(Ordering::Relaxed);
+        if next == 0 || now >= next {
+            let following = now + micros(config.interval);
+            service.next_comparison.store(following, Ordering::Relaxed);
+            outliers.next_comparison.store(following, Ordering::Relaxed);
+            // The first time only starts the window.
+            let windows: Vec<(u64, u64)> =
+                endpoints.iter().map(|e| e.health().take_window()).collect();
+            for i in below_peers(&windows, config)
+                .into_iter()
+                .filter(|_| next != 0)
+            {
+                let (ok, failed) = windows[i];
+                let why = format!(
                     "{ok} of {} calls succeeded, well below its peers",
                     ok + failed
-                ),
-            )
-        }) {
-            eject(e, why);
+                );
+                eject(&endpoints[i], why);
+            }
         }
     }
+    service.sweeping.store(false, Ordering::Release);
 }
 
 /// The providers whose success rate, over enough calls, is below `success_rate_factor` of
-/// the average of all such providers.
-fn below_peers(windows: &[(u32, u32)], config: &OutlierConfig) -> Vec<usize> {
+/// the average of all such providers, if there are enough of them.
+fn below_peers(windows: &[(u64, u64)], config: &OutlierConfig) -> Vec<usize> {
+    let min_calls = u64::from(config.success_rate_min_calls.max(1));
     let rates: Vec<(usize, f64)> = windows
         .iter()
         .enumerate()
-        .filter(|(_, (ok, failed))| ok + failed >= config.success_rate_min_calls.max(1))
-        .map(|(i, (ok, failed))| (i, f64::from(*ok) / f64::from(ok + failed)))
+        .filter(|(_, (ok, failed))| ok + failed >= min_calls)
+        .map(|(i, (ok, failed))| (i, *ok as f64 / (ok + failed) as f64))
         .collect();
-    if rates.len() < 2 {
+    if rates.len() < (config.success_rate_min_providers as usize).max(2) {
         return Vec::new();
     }
     let mean = rates.iter().map(|(_, r)| r).sum::<f64>() / rates.len() as f64;
@@ -278,6 +297,10 @@ mod tests {
         let now = clock();
         // 50% of 4: two out, the third stays in although it failed as much.
         let out: Vec<bool> = all.iter().map(|e| e.health().is_out(now)).collect();
+        // Another sweep (a failure elsewhere) keeps the cap.
+        all[3].health().record(Verdict::Failure, &config, &outliers);
+        sweep(&all, &service, &outliers, &config, &metrics);
+        assert!(!all[2].health().is_out(clock()));
         assert_eq!(out, [true, true, false, false]);
         assert!(all[0].health().skip(&config, &metrics, "a"));
         assert!(!all[3].health().skip(&config, &metrics, "d"));
@@ -319,5 +342,7 @@ mod tests {
         let windows = [(100, 0), (95, 5), (20, 80), (0, 3)];
         assert_eq!(below_peers(&windows, &config), vec![2]);
         assert!(below_peers(&[(0, 100)], &config).is_empty());
+        // Two providers are not enough to compare (default: three).
+        assert!(below_peers(&[(100, 0), (0, 100)], &config).is_empty());
     }
 }

@@ -4,7 +4,7 @@
 //! - An attempt that fails `Unavailable` or `ResourceExhausted` (the provider is going away,
 //!   its connection broke, or it is overloaded) is retried on the next provider after a
 //!   backoff, while attempts are left, the budget allows, and the wait fits before the
-//!   deadline. Any other failure is the call's answer.
+//!   deadline. Any other failure is the call's answer, once no other attempt is running.
 //! - With hedging on, an attempt unanswered after the hedge delay is joined by another on
 //!   the next provider (budget allowing); the first reply wins, and the others are dropped,
 //!   which sends their providers a `Cancel`.
@@ -18,21 +18,83 @@ use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::time::Instant;
 
+use super::outlier::Verdict;
 use super::{backoff, hedge_delay, retryable, Plan};
 use crate::client::connection::CallError;
 use crate::client::endpoint::Endpoint;
 use crate::client::Channel;
+use crate::config::RetryConfig;
 use crate::metrics::Side;
 use crate::{Metadata, Response, Status};
 
 /// One call's attempts so far.
+#[derive(Default)]
 struct Tally {
-    /// Attempts started, to the next provider in the order each time.
+    /// Attempts started (refused ones included), to the next provider in the order each time.
     cursor: usize,
+    /// Attempts that reached a provider or may have.
     started: u32,
     retries: u32,
+    /// Attempts refused in a row without reaching a provider.
     not_sent: usize,
     last_error: Option<Status>,
+    /// A failure no retry can mend, kept while other attempts may still succeed.
+    fatal: Option<Status>,
+    /// Whether each attempt, by number, has answered.
+    answered: Vec<bool>,
+}
+
+/// What to do when no attempt is running.
+enum Next {
+    /// Start one now.
+    Now,
+    /// Start one after this backoff (a retry).
+    After(Duration),
+    /// Give up with the last error.
+    Stop,
+}
+
+impl Tally {
+    /// Counts the start of the next attempt, and returns its number.
+    fn start(&mut self) -> usize {
+        self.answered.push(false);
+        self.cursor += 1;
+        self.started += 1;
+        self.cursor - 1
+    }
+
+    /// Takes in attempt `n`'s failure.
+    fn failed(&mut self, n: usize, error: CallError) {
+        self.answered[n] = true;
+        match error {
+            CallError::NotSent(status) => {
+                self.started -= 1;
+                self.not_sent += 1;
+                self.last_error = Some(status);
+            }
+            CallError::Failed(status) if retryable(&status) => {
+                self.not_sent = 0;
+                self.last_error = Some(status);
+            }
+            CallError::Failed(status) => self.fatal = Some(status),
+        }
+    }
+
+    /// With nothing running: another attempt, when, or none.
+    fn next(&self, plan: &Plan, providers: usize, retry: &RetryConfig, deadline: Instant) -> Next {
+        if self.started >= plan.attempts || self.not_sent >= providers {
+            return Next::Stop;
+        }
+        if self.last_error.is_none() || self.not_sent > 0 {
+            // The first attempt, or the next provider after one that was never reached.
+            return Next::Now;
+        }
+        let wait = backoff(retry, self.retries + 1);
+        if Instant::now() + wait >= deadline {
+            return Next::Stop;
+        }
+        Next::After(wait)
+    }
 }
 
 impl Channel {
@@ -50,93 +112,92 @@ impl Channel {
     ) -> Result<Response<Bytes>, Status> {
         let resilience = &self.inner.resilience;
         resilience.budget.deposit();
-        let stats = self.inner.metrics.method(Side::Client, service, method);
+        // Looked up only when there is something to count.
+        let stats = || self.inner.metrics.method(Side::Client, service, method);
         let mut hedge = plan
             .hedge
             .and_then(|d| hedge_delay(d, &self.inner.metrics, service, method))
             .map(|d| d.max(MIN_HEDGE_DELAY));
+        // Attempt `n` goes to the n-th provider of the order, and says which it was.
         let start = |n: usize| {
-            let endpoint = order[n % order.len()].clone();
-            self.attempt(
-                endpoint,
-                service,
-                method,
-                metadata.clone(),
-                body.clone(),
-                deadline,
-            )
+            let (endpoint, metadata) = (order[n % order.len()].clone(), metadata.clone());
+            let attempt = self.attempt(endpoint, service, method, metadata, body.clone(), deadline);
+            async move { (n, attempt.await) }
         };
         let mut running = FuturesUnordered::new();
-        let mut tally = Tally {
-            cursor: 0,
-            started: 0,
-            retries: 0,
-            not_sent: 0,
-            last_error: None,
-        };
+        let mut tally = Tally::default();
         loop {
             if running.is_empty() {
-                if tally.started >= plan.attempts || tally.not_sent >= order.len() {
-                    break;
+                if let Some(status) = tally.fatal {
+                    return Err(status);
                 }
-                if tally.last_error.is_some() && tally.not_sent == 0 {
-                    // A retry: a backoff that ends before the deadline, and the budget.
-                    let wait = backoff(&resilience.retry, tally.retries + 1);
-                    if Instant::now() + wait >= deadline {
+                match tally.next(&plan, order.len(), &resilience.retry, deadline) {
+                    Next::Stop => break,
+                    Next::Now => {}
+                    Next::After(_) if !resilience.budget.withdraw() => {
+                        stats().budget_exhausted();
                         break;
                     }
-                    if !resilience.budget.withdraw() {
-                        stats.budget_exhausted();
-                        break;
+                    Next::After(wait) => {
+                        stats().retried();
+                        tally.retries += 1;
+                        tokio::time::sleep(wait).await;
                     }
-                    stats.retried();
-                    tally.retries += 1;
-                    tokio::time::sleep(wait).await;
                 }
-                running.push(start(tally.cursor));
-                tally.cursor += 1;
-                tally.started += 1;
+                running.push(start(tally.start()));
             }
-            let hedge_now = hedge.filter(|_| tally.started < plan.attempts);
-            let timer = async {
-                match hedge_now {
-                    Some(delay) => tokio::time::sleep(delay).await,
-                    None => std::future::pending().await,
-                }
+            let hedge_now =
+                hedge.filter(|_| tally.started < plan.attempts && tally.fatal.is_none());
+            let timer = sleep_or_never(hedge_now);
+            // A reply that is ready wins over a hedge timer that fires at the same time.
+            let answer = tokio::select! {
+                biased;
+                Some(answer) = running.next() => Some(answer),
+                () = timer => None,
             };
-            tokio::select! {
-                Some(result) = running.next() => match result {
-                    Ok(reply) => return Ok(reply),
-                    Err(CallError::NotSent(status)) => {
-                        tally.started -= 1;
-                        tally.not_sent += 1;
-                        tally.last_error = Some(status);
-                        if running.is_empty() {
-                            continue;
-                        }
-                    }
-                    Err(CallError::Failed(status)) if retryable(&status) => {
-                        tally.not_sent = 0;
-                        tally.last_error = Some(status);
-                    }
-                    Err(CallError::Failed(status)) => return Err(status),
-                },
-                () = timer => {
-                    if resilience.budget.withdraw() {
-                        stats.hedged();
-                        running.push(start(tally.cursor));
-                        tally.cursor += 1;
-                        tally.started += 1;
-                    } else {
-                        stats.budget_exhausted();
-                        hedge = None;
-                    }
+            match answer {
+                Some((n, Ok(reply))) => {
+                    tally.answered[n] = true;
+                    self.overtaken(&order, n, &tally.answered);
+                    return Ok(reply);
+                }
+                Some((n, Err(error))) => tally.failed(n, error),
+                None if resilience.budget.withdraw() => {
+                    stats().hedged();
+                    running.push(start(tally.start()));
+                }
+                None => {
+                    stats().budget_exhausted();
+                    hedge = None;
                 }
             }
         }
         Err(tally.last_error.unwrap_or_else(|| {
             Status::unavailable(format!("no provider of `{service}` could be reached"))
         }))
+    }
+
+    /// Counts the attempts still running that started before attempt `winner` (a later
+    /// attempt overtook them: they were outstanding past the hedge delay) as failures of
+    /// their providers, so that a provider that stalls is ejected even though hedging hides
+    /// it.
+    fn overtaken(&self, order: &[Arc<Endpoint>], winner: usize, answered: &[bool]) {
+        let resilience = &self.inner.resilience;
+        if !resilience.ejects() {
+            return;
+        }
+        for n in (0..winner).filter(|&n| !answered[n]) {
+            let health = order[n % order.len()].health();
+            health.record(Verdict::Failure, &resilience.outlier, &resilience.outliers);
+        }
+    }
+}
+
+/// Sleeps for `delay`, or forever without one.
+async fn sleep_or_never(delay: Option<Duration>) {
+    match delay {
+        Some(delay) => tokio::time::sleep(delay).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -55,7 +55,7 @@ pub(super) fn admit<'a>(
             ),
         }
     };
-    let status = Status::resource_exhausted(refusal);
+    let status = Status::overloaded(refusal);
     metrics.rejected(status.code());
     Err(status)
 }
