@@ -1,9 +1,12 @@
-//! `mprpc bench SERVICE/METHOD`: a load generator. N callers share one channel; each is
-//! closed-loop (the next call starts when the last one is answered) or, with `--rate`,
-//! follows an open-loop schedule of R calls per second spread over the callers. Latency
-//! goes into an HDR histogram per caller, merged at the end into a summary.
+//! `mprpc bench SERVICE/METHOD`: a load generator over one channel. Closed loop (the
+//! default): N callers, each starting its next call when the last one is answered. Open loop
+//! (`--rate R`, [`open_loop`]): R calls a second on a fixed schedule, whatever the answers.
+//! Latency goes into HDR histograms, every call's and the successful calls', merged at the
+//! end into a [`summary`].
 
-use std::collections::BTreeMap;
+mod open_loop;
+mod summary;
+
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -11,18 +14,14 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
-use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use mprpc::client::Channel;
-use mprpc::{Code, Request};
-use serde::Serialize;
+use mprpc::Request;
 use tokio::time::Instant;
 
+use self::summary::{Summary, Tally};
 use super::request::RequestArgs;
 use crate::target::Target;
-
-/// The largest latency the histogram holds, in microseconds (an hour); longer is clamped.
-const MAX_LATENCY_US: u64 = 3_600_000_000;
 
 /// Options of `mprpc bench`.
 #[derive(Debug, clap::Args)]
@@ -31,27 +30,31 @@ const MAX_LATENCY_US: u64 = 3_600_000_000;
     long_about = "Load-test a method and print a latency summary on stdout.\n\n\
         Closed loop (the default): --concurrency callers, each starting its next call as soon \
         as the last one is answered. Open loop (--rate R): R calls per second on a fixed \
-        schedule, spread round-robin over the callers; a call a caller is late for (because its \
-        previous call took too long) counts its latency from when it was due, so a provider \
-        that falls behind shows it. Calls during --warmup are not \
-        counted. Latency covers every counted call, failed ones included.\n\n\
+        schedule, each sent whether or not the earlier ones were answered, so that a provider \
+        that slows down or refuses calls still gets R a second; at most --max-outstanding are \
+        unanswered at once, and a call due beyond that is not sent (counted as `not sent`). \
+        Calls during --warmup are not counted.\n\n\
         A progress bar is drawn on stderr when stderr is a terminal. The summary is one \
-        `key: value` per line (calls, calls/s, errors, `error <Code>: N` per code, p50, p90, \
-        p99, p999, max, mean in ms), or one JSON object with --json. Failed calls are counted, \
-        not fatal: the exit code is 0 once the run is over."
+        `key: value` per line (calls, calls/s, errors, `error <Code>: N` per code, ok and \
+        ok/s, the goodput; p50, p90, p99, p999, max, mean in ms of every call, and the same \
+        of the successful calls as `ok p50` ... when some failed), or one JSON object with \
+        --json. Failed calls are counted, not fatal: the exit code is 0 once the run is over."
 )]
 pub(crate) struct Args {
     #[command(flatten)]
     pub request: RequestArgs,
-    /// Concurrent callers.
-    #[arg(short, long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Concurrent callers (closed loop).
+    #[arg(short, long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..), conflicts_with = "rate")]
     pub concurrency: u32,
     /// How long to measure, after the warm-up.
     #[arg(short = 'D', long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
-    /// Open loop: this many calls per second in total, instead of as many as the callers can.
+    /// Open loop: this many calls per second, whether or not the provider keeps up.
     #[arg(long, value_name = "CALLS_PER_S")]
     pub rate: Option<f64>,
+    /// Open loop: the most calls unanswered at once; a call due beyond that is not sent.
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..), requires = "rate")]
+    pub max_outstanding: u32,
     /// Run this long first without counting (connections, caches, JIT of the provider).
     #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = humantime::parse_duration)]
     pub warmup: Duration,
@@ -69,9 +72,7 @@ struct Plan {
     measure_from: Instant,
     /// When no more calls start.
     end: Instant,
-    /// Callers.
-    concurrency: u32,
-    /// Calls per second in total (open loop), or none (closed loop).
+    /// Calls per second (open loop), or none (closed loop).
     rate: Option<f64>,
 }
 
@@ -88,38 +89,6 @@ struct Call {
 struct Live {
     calls: AtomicU64,
     errors: AtomicU64,
-}
-
-/// What one caller saw.
-struct Tally {
-    /// Latency of counted calls, in microseconds.
-    latency: Histogram<u64>,
-    /// Failed counted calls by status code.
-    errors: BTreeMap<Code, u64>,
-    /// When the last counted call was answered.
-    last_reply: Option<Instant>,
-}
-
-impl Tally {
-    fn new() -> anyhow::Result<Tally> {
-        Ok(Tally {
-            latency: Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)
-                .context("cannot create a latency histogram")?,
-            errors: BTreeMap::new(),
-            last_reply: None,
-        })
-    }
-
-    fn merge(&mut self, other: Tally) -> anyhow::Result<()> {
-        self.latency
-            .add(&other.latency)
-            .context("cannot merge latency histograms")?;
-        for (code, n) in other.errors {
-            *self.errors.entry(code).or_default() += n;
-        }
-        self.last_reply = self.last_reply.max(other.last_reply);
-        Ok(())
-    }
 }
 
 /// Runs `mprpc bench`.
@@ -145,20 +114,17 @@ pub(crate) async fn run(target: &Target, args: Args) -> anyhow::Result<()> {
         start,
         measure_from: start + args.warmup,
         end: start + args.warmup + args.duration,
-        concurrency: args.concurrency,
         rate: args.rate,
     };
     let live = Arc::new(Live::default());
     let progress = progress_bar(plan, live.clone());
-    let mut callers = tokio::task::JoinSet::new();
-    for index in 0..args.concurrency {
-        let tally = Tally::new()?;
-        callers.spawn(caller(index, plan, call.clone(), live.clone(), tally));
-    }
-    let mut total = Tally::new()?;
-    while let Some(tally) = callers.join_next().await {
-        total.merge(tally.context("a caller failed")?)?;
-    }
+    let total = match args.rate {
+        Some(rate) => {
+            let max = args.max_outstanding as usize;
+            open_loop::run(plan, rate, max, call.clone(), live, Tally::new()?).await
+        }
+        None => closed_loop(plan, args.concurrency, &call, live).await?,
+    };
     progress.abort();
     // Wait for the bar to be cleared before the summary is printed.
     let _ = progress.await;
@@ -172,60 +138,45 @@ pub(crate) async fn run(target: &Target, args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One caller: closed loop, or its share of the open-loop schedule.
-async fn caller(
-    index: u32,
+/// The closed loop: `concurrency` callers until the plan's end; their tallies merged.
+async fn closed_loop(
     plan: Plan,
-    call: Arc<Call>,
+    concurrency: u32,
+    call: &Arc<Call>,
     live: Arc<Live>,
-    mut tally: Tally,
-) -> Tally {
-    let mut n: u64 = 0;
+) -> anyhow::Result<Tally> {
+    let mut callers = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let tally = Tally::new()?;
+        callers.spawn(caller(plan, call.clone(), live.clone(), tally));
+    }
+    let mut total = Tally::new()?;
+    while let Some(tally) = callers.join_next().await {
+        total.merge(tally.context("a caller failed")?)?;
+    }
+    Ok(total)
+}
+
+/// One caller of the closed loop: its next call as soon as the last one is answered.
+async fn caller(plan: Plan, call: Arc<Call>, live: Arc<Live>, mut tally: Tally) -> Tally {
     loop {
-        // When the call counts from; calls due before the warm-up ended are not counted.
-        let due = match plan.rate {
-            // Calls index, index + N, index + 2N, ... of the whole schedule.
-            Some(rate) => {
-                let slot = u64::from(index) + n * u64::from(plan.concurrency);
-                let due = plan.start + Duration::from_secs_f64(slot as f64 / rate);
-                if due >= plan.end {
-                    break;
-                }
-                if Instant::now() < due {
-                    // On time: latency counts from the send (the timer may wake us a
-                    // little late, which is not the provider's doing).
-                    tokio::time::sleep_until(due).await;
-                    Instant::now()
-                } else {
-                    // Behind schedule: the wait for this caller counts too.
-                    due
-                }
-            }
-            None => {
-                let now = Instant::now();
-                if now >= plan.end {
-                    break;
-                }
-                now
-            }
-        };
-        n += 1;
+        let sent = Instant::now();
+        if sent >= plan.end {
+            break;
+        }
         let outcome = call
             .channel
             .unary_raw(&call.service, &call.method, call.request.clone())
             .await;
         let answered = Instant::now();
-        if due < plan.measure_from {
+        // Calls started before the warm-up ended are not counted.
+        if sent < plan.measure_from {
             continue;
         }
-        let micros = u64::try_from(answered.duration_since(due).as_micros()).unwrap_or(u64::MAX);
-        tally
-            .latency
-            .saturating_record(micros.clamp(1, MAX_LATENCY_US));
-        tally.last_reply = Some(answered);
+        let error = outcome.err().map(|status| status.code());
+        tally.record(answered.duration_since(sent), answered, error);
         live.calls.fetch_add(1, Ordering::Relaxed);
-        if let Err(status) = outcome {
-            *tally.errors.entry(status.code()).or_default() += 1;
+        if error.is_some() {
             live.errors.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -276,129 +227,4 @@ fn progress_bar(plan: Plan, live: Arc<Live>) -> tokio::task::JoinHandle<()> {
             });
         }
     })
-}
-
-/// The result of a run, printed as `key: value` lines or as JSON.
-#[derive(Debug, Serialize)]
-struct Summary {
-    /// `SERVICE/METHOD`.
-    method: String,
-    /// `closed` or `open`.
-    mode: &'static str,
-    /// Callers.
-    concurrency: u32,
-    /// Calls per second asked for (open loop).
-    rate: Option<f64>,
-    /// Seconds from the end of the warm-up to the last counted reply.
-    duration_s: f64,
-    /// Counted calls, failed ones included.
-    calls: u64,
-    /// `calls / duration_s`.
-    calls_per_s: f64,
-    /// Failed counted calls.
-    errors: u64,
-    /// Failed counted calls by status code name.
-    errors_by_code: BTreeMap<String, u64>,
-    /// Latency percentiles, in milliseconds.
-    latency_ms: Latency,
-}
-
-/// Latency percentiles, in milliseconds (0 when nothing was counted).
-#[derive(Debug, Serialize)]
-struct Latency {
-    p50: f64,
-    p90: f64,
-    p99: f64,
-    p999: f64,
-    max: f64,
-    mean: f64,
-}
-
-impl Summary {
-    fn new(args: &Args, call: &Call, plan: Plan, total: &Tally) -> Summary {
-        let calls = total.latency.len();
-        let errors: u64 = total.errors.values().sum();
-        let last = total.last_reply.unwrap_or(plan.end).max(plan.end);
-        let duration_s = last.duration_since(plan.measure_from).as_secs_f64();
-        let ms = |micros: u64| micros as f64 / 1000.0;
-        let q = |quantile: f64| {
-            if calls == 0 {
-                0.0
-            } else {
-                ms(total.latency.value_at_quantile(quantile))
-            }
-        };
-        Summary {
-            method: format!("{}/{}", call.service, call.method),
-            mode: if args.rate.is_some() {
-                "open"
-            } else {
-                "closed"
-            },
-            concurrency: args.concurrency,
-            rate: args.rate,
-            duration_s,
-            calls,
-            calls_per_s: if duration_s > 0.0 {
-                calls as f64 / duration_s
-            } else {
-                0.0
-            },
-            errors,
-            errors_by_code: total
-                .errors
-                .iter()
-                .map(|(code, n)| (code.as_str().to_owned(), *n))
-                .collect(),
-            latency_ms: Latency {
-                p50: q(0.5),
-                p90: q(0.9),
-                p99: q(0.99),
-                p999: q(0.999),
-                max: if calls == 0 {
-                    0.0
-                } else {
-                    ms(total.latency.max())
-                },
-                mean: if calls == 0 {
-                    0.0
-                } else {
-                    total.latency.mean() / 1000.0
-                },
-            },
-        }
-    }
-
-    fn text(&self) -> String {
-        let mut out = format!("method: {}\n", self.method);
-        match self.rate {
-            Some(rate) => out.push_str(&format!(
-                "mode: open loop, rate {rate} calls/s, concurrency {}\n",
-                self.concurrency
-            )),
-            None => out.push_str(&format!(
-                "mode: closed loop, concurrency {}\n",
-                self.concurrency
-            )),
-        }
-        out.push_str(&format!("duration: {:.3} s\n", self.duration_s));
-        out.push_str(&format!("calls: {}\n", self.calls));
-        out.push_str(&format!("calls/s: {:.1}\n", self.calls_per_s));
-        out.push_str(&format!("errors: {}\n", self.errors));
-        for (code, n) in &self.errors_by_code {
-            out.push_str(&format!("error {code}: {n}\n"));
-        }
-        let l = &self.latency_ms;
-        for (name, value) in [
-            ("p50", l.p50),
-            ("p90", l.p90),
-            ("p99", l.p99),
-            ("p999", l.p999),
-            ("max", l.max),
-            ("mean", l.mean),
-        ] {
-            out.push_str(&format!("{name}: {value:.3} ms\n"));
-        }
-        out
-    }
 }
