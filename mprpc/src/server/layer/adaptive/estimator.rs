@@ -18,6 +18,9 @@
 //! lower the baseline; if not, the latency is the service's own, and it becomes the baseline,
 //! up or down. So a sustained overload cannot raise the baseline (which would let the latency
 //! creep up), and a service that really got slower is not held to its old latency for long.
+//! A probe that raised the baseline is checked by another a tenth of `probe_interval` later
+//! (the machine may have stalled during it); one that lowered it by a tenth or more, by
+//! another at once (the baseline may still be inflated, as after an overload from the start).
 
 use std::time::Duration;
 
@@ -190,8 +193,12 @@ impl Estimator {
         self.limit = restore;
         self.phase = Phase::Tracking;
         let still_falling = old.is_some_and(|old| baseline < old * STILL_FALLING);
+        let rose = old.is_some_and(|old| baseline > old);
         self.next_probe = if still_falling {
             window.end
+        } else if rose {
+            // Perhaps a stall of the machine during the probe: check it soon.
+            window.end + self.probe_interval / 10
         } else {
             window.end + self.probe_interval
         };

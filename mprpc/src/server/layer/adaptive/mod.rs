@@ -5,7 +5,8 @@
 //! queueing until their callers give up.
 //!
 //! **What it measures.** Each admitted call's latency, from when the connection read it to
-//! the end of the rest of the stack, is added to the current sampling window (two atomic
+//! the end of the rest of the stack (whatever its outcome; a call abandoned half-way, its
+//! caller gone, counts the time it ran), is added to the current sampling window (two atomic
 //! additions). A window closes when it is at least `window` long and has `min_samples` calls;
 //! the call that finds it so takes a lock without waiting (a call that does not get it
 //! carries on), hands the window's mean latency and its busiest moment to the

@@ -191,6 +191,30 @@ fn a_service_that_really_got_slower_is_followed_not_pinned_to_the_floor() {
 }
 
 #[test]
+fn a_stall_during_a_probe_does_not_inflate_the_baseline_for_long() {
+    // The floor is the capacity: at it, a stall of the machine looks like a slower service,
+    // and the probe it starts measures the stall.
+    let mut model = Capacity {
+        permits: 8.0,
+        hold_us: 10_000.0,
+        demand: 10_000,
+    };
+    let mut estimator = Estimator::new(&config(8, 1_000, 32));
+    let mut noise = Noise(17);
+    run(&mut estimator, &mut model, 300, &mut noise, 0);
+    // Most of a second of calls three times slower: long enough for a probe at the floor
+    // to measure it, and take it for the service's new latency.
+    model.hold_us = 30_000.0;
+    run(&mut estimator, &mut model, 8, &mut noise, 300);
+    let taken = estimator.baseline().unwrap().as_secs_f64() * 1e6;
+    assert!(taken >= 25_000.0, "the stall was not measured: {taken} us");
+    model.hold_us = 10_000.0;
+    let seen = run(&mut estimator, &mut model, 40, &mut noise, 308);
+    let baseline = estimator.baseline().unwrap().as_secs_f64() * 1e6;
+    assert!(baseline <= 11_000.0, "baseline {baseline} us: {seen:?}");
+}
+
+#[test]
 fn the_floor_and_the_ceiling_hold_whatever_the_windows_say() {
     let mut estimator = Estimator::new(&config(5, 50, 20));
     let mut noise = Noise(13);
