@@ -13,7 +13,8 @@
 //! The baseline is the lowest window mean since the last probe. A probe (every
 //! `probe_interval`, and at once when the limit sits on its floor with the latency still too
 //! high) halves the limit for two windows: the first lets the calls admitted before drain,
-//! the second is measured. If halving the calls in flight cut their latency (to below
+//! the second is measured; the window after it, back at the old limit, is not judged (the
+//! calls in flight are still climbing back). If halving the calls in flight cut their latency (to below
 //! [`QUEUE_SIGNAL`] of the window before), the latency was queueing, and the probe may only
 //! lower the baseline; if not, the latency is the service's own, and it becomes the baseline,
 //! up or down. So a sustained overload cannot raise the baseline (which would let the latency
@@ -50,15 +51,15 @@ pub(super) struct Window {
 enum Phase {
     /// Following the latency.
     Tracking,
-    /// Measuring the no-load latency at half the limit.
-    Probing {
-        /// The limit to go back to.
-        restore: f64,
-        /// The mean latency of the window before the probe.
-        before_us: f64,
-        /// The first window, in which the calls admitted under the old limit finish.
-        settling: bool,
-    },
+    /// A probe's first window at half the limit, in which the calls admitted under the old
+    /// limit finish. `restore` is the limit to go back to, `before_us` the mean latency of
+    /// the window before the probe.
+    Settling { restore: f64, before_us: f64 },
+    /// A probe's second window: its mean latency is the measurement.
+    Measuring { restore: f64, before_us: f64 },
+    /// The first window back at the old limit, while the calls in flight climb back to it:
+    /// its latency is neither the old limit's nor the probe's, and nothing is decided on it.
+    Returning,
 }
 
 /// The adaptive limit's state.
@@ -118,22 +119,13 @@ impl Estimator {
                     self.start_probe(&window);
                 }
             }
-            Phase::Probing {
-                restore,
-                before_us,
-                settling: true,
-            } => {
-                self.phase = Phase::Probing {
-                    restore,
-                    before_us,
-                    settling: false,
-                };
+            Phase::Settling { restore, before_us } => {
+                self.phase = Phase::Measuring { restore, before_us };
             }
-            Phase::Probing {
-                restore,
-                before_us,
-                settling: false,
-            } => self.finish_probe(&window, restore, before_us),
+            Phase::Measuring { restore, before_us } => {
+                self.finish_probe(&window, restore, before_us);
+            }
+            Phase::Returning => self.phase = Phase::Tracking,
         }
         self.limit()
     }
@@ -174,10 +166,9 @@ impl Estimator {
         if !self.app_limited(window) {
             self.limit = (self.limit / 2.0).max(self.min);
         }
-        self.phase = Phase::Probing {
+        self.phase = Phase::Settling {
             restore,
             before_us: window.mean_us,
-            settling: true,
         };
     }
 
@@ -191,7 +182,7 @@ impl Estimator {
         };
         self.baseline_us = Some(baseline);
         self.limit = restore;
-        self.phase = Phase::Tracking;
+        self.phase = Phase::Returning;
         let still_falling = old.is_some_and(|old| baseline < old * STILL_FALLING);
         let rose = old.is_some_and(|old| baseline > old);
         self.next_probe = if still_falling {

@@ -35,17 +35,33 @@ trait Model {
 
 /// A method whose work needs one of `permits` (a pool, a semaphore) for `hold_us`, under a
 /// load that would keep `demand` calls in flight: past `permits`, calls queue, and the
-/// mean latency grows with the calls in flight.
+/// mean latency grows with the calls in flight. When the limit moves, the calls in flight
+/// take the window to follow: its latency is that of halfway between.
 struct Capacity {
     permits: f64,
     hold_us: f64,
     demand: usize,
+    /// The calls in flight at the end of the last window.
+    last: Option<usize>,
+}
+
+impl Capacity {
+    fn new(permits: f64, hold_us: f64, demand: usize) -> Capacity {
+        Capacity {
+            permits,
+            hold_us,
+            demand,
+            last: None,
+        }
+    }
 }
 
 impl Model for Capacity {
     fn window(&mut self, limit: usize, noise: &mut Noise) -> (f64, usize) {
         let in_flight = limit.min(self.demand);
-        let queued = (in_flight as f64 / self.permits).max(1.0);
+        let during = (self.last.unwrap_or(in_flight) + in_flight) as f64 / 2.0;
+        self.last = Some(in_flight);
+        let queued = (during / self.permits).max(1.0);
         (noise.jitter(self.hold_us * queued, 0.05), in_flight)
     }
 }
@@ -143,11 +159,7 @@ fn a_method_that_does_nothing_keeps_its_limit() {
 fn an_overloaded_slow_provider_is_held_near_its_capacity() {
     // 8 permits held 10 ms each (800 calls/s), callers that would keep 10,000 calls in
     // flight, from the first window: the first latency seen is already a queue's.
-    let mut model = Capacity {
-        permits: 8.0,
-        hold_us: 10_000.0,
-        demand: 10_000,
-    };
+    let mut model = Capacity::new(8.0, 10_000.0, 10_000);
     let mut estimator = Estimator::new(&config(1, 1_000, 32));
     let seen = run(&mut estimator, &mut model, 3_000, &mut Noise(3), 0);
     for (i, (limit, mean)) in seen.iter().enumerate().skip(40) {
@@ -164,12 +176,23 @@ fn an_overloaded_slow_provider_is_held_near_its_capacity() {
 }
 
 #[test]
+fn an_overload_from_a_cold_start_is_brought_to_the_capacity_within_seconds() {
+    // The first windows are all queue: no window has shown the no-load latency yet.
+    let mut model = Capacity::new(8.0, 10_000.0, 10_000);
+    let mut estimator = Estimator::new(&AdaptiveLimitConfig::default());
+    let seen = run(&mut estimator, &mut model, 30, &mut Noise(21), 0);
+    let baseline = estimator.baseline().unwrap().as_secs_f64() * 1e6;
+    assert!(
+        baseline <= 11_000.0,
+        "baseline {baseline} us after {seen:?}"
+    );
+    let limits = seen[20..].iter().map(|(l, _)| *l);
+    assert!(limits.clone().all(|l| l <= 20), "{seen:?}");
+}
+
+#[test]
 fn a_service_that_really_got_slower_is_followed_not_pinned_to_the_floor() {
-    let mut model = Capacity {
-        permits: 8.0,
-        hold_us: 10_000.0,
-        demand: 10_000,
-    };
+    let mut model = Capacity::new(8.0, 10_000.0, 10_000);
     let mut estimator = Estimator::new(&config(2, 1_000, 32));
     let mut noise = Noise(5);
     run(&mut estimator, &mut model, 200, &mut noise, 0);
@@ -194,11 +217,7 @@ fn a_service_that_really_got_slower_is_followed_not_pinned_to_the_floor() {
 fn a_stall_during_a_probe_does_not_inflate_the_baseline_for_long() {
     // The floor is the capacity: at it, a stall of the machine looks like a slower service,
     // and the probe it starts measures the stall.
-    let mut model = Capacity {
-        permits: 8.0,
-        hold_us: 10_000.0,
-        demand: 10_000,
-    };
+    let mut model = Capacity::new(8.0, 10_000.0, 10_000);
     let mut estimator = Estimator::new(&config(8, 1_000, 32));
     let mut noise = Noise(17);
     run(&mut estimator, &mut model, 300, &mut noise, 0);
@@ -231,11 +250,7 @@ fn the_floor_and_the_ceiling_hold_whatever_the_windows_say() {
     }
     // A latency that never rises, under a load that always fills the limit: the ceiling.
     let mut estimator = Estimator::new(&config(5, 50, 20));
-    let mut flat = Capacity {
-        permits: 1_000.0,
-        hold_us: 100.0,
-        demand: 10_000,
-    };
+    let mut flat = Capacity::new(1_000.0, 100.0, 10_000);
     let seen = run(&mut estimator, &mut flat, 100, &mut noise, 0);
     assert_eq!(seen.last().map(|(l, _)| *l), Some(50));
 }
