@@ -5,7 +5,8 @@
 //! second and the calls beyond that queue for a permit. An open loop offers three times
 //! that. With the adaptive limit, the calls it admits keep a p99 within a small multiple of
 //! the unloaded p99, and the rest are refused `ResourceExhausted` without running; with the
-//! static limits only, the same load is printed for contrast (every call queues).
+//! static limits only, the same load is printed for contrast (every call queues). And the
+//! limit is on the admin pages.
 //! The algorithm itself, on synthetic windows (very fast methods included), is tested in
 //! `mprpc/src/server/layer/adaptive/tests.rs`.
 
@@ -21,6 +22,7 @@ use mprpc::metrics::Metrics;
 use mprpc::server::layer::{from_fn, Next, ServerCall};
 use mprpc::server::{spawn_local, LocalServer, Server};
 use mprpc::{Code, Request};
+use mprpc_tests::http::get;
 use mprpc_tests::{Counters, EchoClient, EchoRequest, EchoServer, EchoService};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -290,4 +292,47 @@ async fn under_3x_overload_the_excess_is_shed_and_the_admitted_keep_their_latenc
         plain.peak.most.load(Ordering::SeqCst)
     );
     plain.handle.shutdown().await.expect("shut down");
+}
+
+#[tokio::test]
+async fn the_limit_is_on_the_admin_pages() {
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the admin port");
+    let admin_addr = admin.local_addr().expect("its address");
+    let config = ServerConfig {
+        adaptive_limit: Some(AdaptiveLimitConfig {
+            initial_limit: 24,
+            ..AdaptiveLimitConfig::default()
+        }),
+        ..ServerConfig::default()
+    };
+    let server = Server::new(config)
+        .with_metrics(Metrics::new())
+        .with_admin_listener(admin)
+        .add_service(EchoServer::new(EchoService::named("x")));
+    let (_, handle) = spawn_local(server).await.expect("start the provider");
+    let metrics = get(admin_addr, "/metrics").await;
+    let lines: Vec<&str> = metrics.body.lines().collect();
+    assert!(
+        lines.contains(&"mprpc_adaptive_concurrency_limit 24"),
+        "{}",
+        metrics.body
+    );
+    assert!(
+        lines.contains(&"mprpc_shed_calls_total 0"),
+        "{}",
+        metrics.body
+    );
+    let status = get(admin_addr, "/status?format=json").await;
+    let json: serde_json::Value = serde_json::from_str(&status.body).expect("JSON");
+    assert_eq!(json["adaptive_limit"], 24, "{}", status.body);
+    let page = get(admin_addr, "/status").await;
+    assert!(
+        page.body
+            .contains("<td id=\"adaptive-limit\">24 calls in flight, 0 shed</td>"),
+        "{}",
+        page.body
+    );
+    handle.shutdown().await.expect("shut down");
 }
