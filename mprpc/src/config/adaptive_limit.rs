@@ -47,7 +47,8 @@ pub struct AdaptiveLimitConfig {
     pub slack: Duration,
     /// How often the no-load latency is measured afresh: the limit is halved for two
     /// windows, and the second window's mean latency becomes the new no-load latency, up or
-    /// down. More than zero. Default 10 s.
+    /// down (only down if the halving cut the latency: then it was a queue's). More than
+    /// zero. Default 10 s.
     #[serde(with = "humantime_serde")]
     pub probe_interval: Duration,
 }
