@@ -320,8 +320,6 @@ async fn bench_open_loop_keeps_the_rate_and_counts_errors_by_code() {
         "200ms",
         "--rate",
         "200",
-        "--concurrency",
-        "4",
         "--json",
     ])
     .await;
@@ -331,6 +329,12 @@ async fn bench_open_loop_keeps_the_rate_and_counts_errors_by_code() {
     assert!((195..=205).contains(&calls), "{run}");
     assert_eq!(s["errors"].as_u64(), Some(calls), "{run}");
     assert_eq!(
+        (s["ok"].as_u64(), s["not_sent"].as_u64()),
+        (Some(0), Some(0)),
+        "{run}"
+    );
+    assert_eq!(s["ok_per_s"].as_f64(), Some(0.0), "{run}");
+    assert_eq!(
         s["errors_by_code"],
         serde_json::json!({"NotFound": calls}),
         "{run}"
@@ -339,5 +343,78 @@ async fn bench_open_loop_keeps_the_rate_and_counts_errors_by_code() {
     let p50 = s["latency_ms"]["p50"].as_f64().unwrap();
     let p99 = s["latency_ms"]["p99"].as_f64().unwrap();
     assert!(p50 > 0.0 && p50 <= p99, "{run}");
+    assert_eq!(
+        s["ok_latency_ms"]["p99"].as_f64(),
+        Some(0.0),
+        "no success: {run}"
+    );
     provider.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_open_loop_sends_on_schedule_whatever_the_replies() {
+    let (addr, provider) = echo_provider().await;
+    // Calls of 400 ms at 40 a second: a closed loop would wait for each; the open loop
+    // keeps sending, up to 8 unanswered, and counts the calls due past that as not sent.
+    let run = cli_ok(&[
+        "--addr",
+        &addr.to_string(),
+        "bench",
+        "mprpc.test.Echo/Echo",
+        "--data",
+        r#"{"delayMs": 400}"#,
+        "--duration",
+        "1s",
+        "--rate",
+        "40",
+        "--max-outstanding",
+        "8",
+    ])
+    .await;
+    let s = summary(&run.stdout);
+    assert_eq!(
+        s["mode"], "open loop, rate 40 calls/s, at most 8 outstanding",
+        "{run}"
+    );
+    let (calls, not_sent) = (number(&s, "calls"), number(&s, "not sent"));
+    assert_eq!(
+        calls + not_sent,
+        40.0,
+        "every call due is sent or counted: {run}"
+    );
+    assert!(not_sent > 0.0 && calls >= 8.0, "{run}");
+    assert_eq!(number(&s, "ok"), calls, "{run}");
+    assert_eq!(number(&s, "ok/s"), calls, "one second measured: {run}");
+    assert!(
+        !s.contains_key("ok p99"),
+        "no failure, no second set: {run}"
+    );
+    provider.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_concurrency_is_for_the_closed_loop() {
+    let run = cli(&[
+        "--addr",
+        "127.0.0.1:1",
+        "bench",
+        "mprpc.test.Echo/Echo",
+        "--rate",
+        "10",
+        "--concurrency",
+        "4",
+    ])
+    .await;
+    assert_eq!(run.code, Some(2), "{run}");
+    assert!(run.stderr.contains("--concurrency"), "{run}");
+    let run = cli(&[
+        "--addr",
+        "127.0.0.1:1",
+        "bench",
+        "a.B/C",
+        "--max-outstanding",
+        "4",
+    ])
+    .await;
+    assert_eq!(run.code, Some(2), "--max-outstanding needs --rate: {run}");
 }

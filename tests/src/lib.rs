@@ -49,6 +49,12 @@ pub struct EchoService {
     pub extra_delay_ms: u32,
     /// When not 0, every call fails with this code (a broken provider), after its delay.
     pub fail_with: Arc<AtomicI32>,
+    /// A provider of fixed capacity: each call holds one of these permits while it waits
+    /// its delay, so at most that many are served at once and the others queue for a permit
+    /// in arrival order, like calls waiting for a pool of workers or database connections.
+    /// With `n` permits and a delay of `d`, the provider serves `n / d` calls a second
+    /// whatever the machine.
+    pub capacity: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl EchoService {
@@ -144,6 +150,15 @@ impl Echo for EchoService {
         }
         tracing::info!(served_by = %self.name, "echo");
         let delay_ms = req.delay_ms + self.extra_delay_ms;
+        let _permit = match &self.capacity {
+            Some(permits) => Some(
+                permits
+                    .acquire()
+                    .await
+                    .map_err(|_| Status::unavailable("the capacity semaphore was closed"))?,
+            ),
+            None => None,
+        };
         if delay_ms > 0 {
             tokio::time::sleep(Duration::from_millis(u64::from(delay_ms))).await;
         }

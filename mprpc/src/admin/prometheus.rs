@@ -6,6 +6,8 @@
 //! | `mprpc_call_duration_seconds` | histogram | `side`, `service`, `method` |
 //! | `mprpc_calls_in_flight` | gauge | `side`, `service`, `method` |
 //! | `mprpc_rejected_calls_total` | counter | `code` (calls refused before reaching a method) |
+//! | `mprpc_adaptive_concurrency_limit` | gauge | (the provider's adaptive limit; no sample without `[server.adaptive_limit]`) |
+//! | `mprpc_shed_calls_total` | counter | (calls the adaptive limit refused; also in `mprpc_rejected_calls_total`) |
 //! | `mprpc_connections` | gauge | `side` |
 //! | `mprpc_read_pauses_total` | counter | |
 //! | `mprpc_write_timeouts_total` | counter | `side` |
@@ -45,6 +47,7 @@ pub fn render(snapshot: &MetricsSnapshot, registry_state: &str) -> String {
     out.call_durations(snapshot);
     out.calls_in_flight(snapshot);
     out.rejected_calls(snapshot);
+    out.adaptive_limit(snapshot);
     out.connection_families(snapshot);
     out.registry_up(registry_state);
     out.refused_nodes(snapshot);
@@ -151,6 +154,24 @@ impl Exposition {
         for (code, n) in &snapshot.rejected {
             self.sample("mprpc_rejected_calls_total", &[("code", code.as_str())], n);
         }
+    }
+
+    /// `mprpc_adaptive_concurrency_limit` and `mprpc_shed_calls_total`.
+    fn adaptive_limit(&mut self, snapshot: &MetricsSnapshot) {
+        self.family(
+            "mprpc_adaptive_concurrency_limit",
+            "gauge",
+            "Calls the provider admits at once under its adaptive limit ([server.adaptive_limit]), which follows its latency.",
+        );
+        if let Some(limit) = snapshot.adaptive_limit {
+            self.sample("mprpc_adaptive_concurrency_limit", &[], limit);
+        }
+        self.family(
+            "mprpc_shed_calls_total",
+            "counter",
+            "Calls the adaptive limit refused with ResourceExhausted (also counted in mprpc_rejected_calls_total).",
+        );
+        self.sample("mprpc_shed_calls_total", &[], snapshot.shed_calls);
     }
 
     /// The connection families: `mprpc_connections`, `mprpc_read_pauses_total`,
@@ -369,6 +390,8 @@ mod tests {
             "mprpc_call_duration_seconds histogram",
             "mprpc_calls_in_flight gauge",
             "mprpc_rejected_calls_total counter",
+            "mprpc_adaptive_concurrency_limit gauge",
+            "mprpc_shed_calls_total counter",
             "mprpc_connections gauge",
             "mprpc_registry_up gauge",
             "mprpc_registry_refused_nodes_total counter",
@@ -407,6 +430,13 @@ mod tests {
             "mprpc_call_duration_seconds_count{{{labels}}} 2"
         )));
         assert!(has(r#"mprpc_rejected_calls_total{code="Unimplemented"} 1"#));
+        assert!(has("mprpc_shed_calls_total 0"));
+        assert!(
+            !lines
+                .iter()
+                .any(|l| l.starts_with("mprpc_adaptive_concurrency_limit")),
+            "no limit, no sample"
+        );
         assert!(has(r#"mprpc_connections{side="server"} 1"#));
         assert!(has(r#"mprpc_connections{side="client"} 0"#));
         assert!(has(r#"mprpc_registry_up{state="connected"} 1"#));
@@ -427,6 +457,21 @@ mod tests {
         assert!(has(
             r#"mprpc_client_provider_ejections_total{address="h:1"} 1"#
         ));
+    }
+
+    #[test]
+    fn the_adaptive_limit_and_its_shed_calls() {
+        let m = Metrics::new();
+        let gauge = m.track_adaptive_limit(32);
+        gauge.set(12);
+        gauge.shed();
+        let text = render(&m.snapshot(), "none");
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines.contains(&"mprpc_adaptive_concurrency_limit 12"),
+            "{text}"
+        );
+        assert!(lines.contains(&"mprpc_shed_calls_total 1"), "{text}");
     }
 
     #[test]

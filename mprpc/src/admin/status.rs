@@ -31,6 +31,10 @@ pub struct StatusView {
     pub outgoing: Vec<ServiceView>,
     /// Calls refused before reaching a method (unknown service or method), by code name.
     pub rejected: BTreeMap<String, u64>,
+    /// The adaptive concurrency limit now (`[server.adaptive_limit]`), or `null` without one.
+    pub adaptive_limit: Option<u64>,
+    /// Calls the adaptive limit refused (also in `rejected`, as `ResourceExhausted`).
+    pub shed_calls: u64,
     /// Open connections.
     pub connections: ConnectionsView,
     /// Providers this process's channels know, by service.
@@ -144,6 +148,8 @@ impl StatusView {
                 .iter()
                 .map(|(code, n)| (code.as_str().to_owned(), *n))
                 .collect(),
+            adaptive_limit: snapshot.adaptive_limit,
+            shed_calls: snapshot.shed_calls,
             connections: ConnectionsView {
                 server: snapshot.server_connections,
                 client: snapshot.client_connections,
@@ -238,6 +244,14 @@ pub fn render_html(view: &StatusView) -> String {
     } else {
         codes_text(&view.rejected)
     };
+    let adaptive = match view.adaptive_limit {
+        Some(limit) => format!(
+            "<tr><th>Adaptive limit</th><td id=\"adaptive-limit\">{limit} calls in flight, \
+             {} shed</td></tr>\n",
+            view.shed_calls
+        ),
+        None => String::new(),
+    };
     let _ = write!(
         h,
         "<table class=\"summary\">\n\
@@ -246,6 +260,7 @@ pub fn render_html(view: &StatusView) -> String {
          <tr><th>Registry</th><td id=\"registry\" class=\"{registry_class}\">{}</td></tr>\n\
          <tr><th>Connections</th><td id=\"connections\">{} in, {} out</td></tr>\n\
          <tr><th>Rejected calls</th><td id=\"rejected\">{}</td></tr>\n\
+         {adaptive}\
          <tr><th>Dropped log lines</th><td id=\"dropped\">{}</td></tr>\n\
          </table>\n",
         uptime_text(view.uptime_seconds),
@@ -428,5 +443,17 @@ mod tests {
         assert!(html.contains("<td class=\"method\">Idle</td>"));
         assert!(html.contains("NotFound 1"));
         assert!(html.contains("10.0.0.1:80"));
+    }
+
+    #[test]
+    fn the_adaptive_limit_shows_when_there_is_one() {
+        let plain = state("a.B", "Call");
+        assert!(!render_html(&StatusView::new(&plain)).contains("adaptive-limit"));
+        let gauge = plain.metrics.track_adaptive_limit(24);
+        gauge.shed();
+        let view = StatusView::new(&plain);
+        assert_eq!((view.adaptive_limit, view.shed_calls), (Some(24), 1));
+        let row = "<td id=\"adaptive-limit\">24 calls in flight, 1 shed</td>";
+        assert!(render_html(&view).contains(row));
     }
 }

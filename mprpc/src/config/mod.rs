@@ -64,7 +64,8 @@
 //! # Layout
 //!
 //! Each section's struct, defaults and checks live in a file of their own: `server.rs`
-//! ([`ServerConfig`], [`CallerClock`]), `client.rs` ([`ClientConfig`], [`LoadBalance`]),
+//! ([`ServerConfig`], [`CallerClock`]; its tables in `tls.rs`, `auth.rs` and
+//! `adaptive_limit.rs`), `client.rs` ([`ClientConfig`], [`LoadBalance`]),
 //! `registry.rs` ([`RegistryConfig`]), `logging.rs` ([`LoggingConfig`]). This file composes
 //! them into [`Config`], loads a file and reports [`ConfigError`]s; `toml_error.rs` finds
 //! the line and key of a TOML error, `check.rs` holds the checks the sections share, and
@@ -79,6 +80,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::de::DeTable;
 
+mod adaptive_limit;
 mod auth;
 mod check;
 mod client;
@@ -91,6 +93,7 @@ mod tls;
 mod toml_error;
 mod zk_access;
 
+pub use adaptive_limit::AdaptiveLimitConfig;
 pub(crate) use auth::parse_hash;
 pub use auth::{AllowRule, ClientAuth, ServerAuth};
 pub use client::{ClientConfig, LoadBalance};

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::adaptive_limit::AdaptiveLimitConfig;
 use super::auth::ServerAuth;
 use super::check::Check;
 use super::tls::ServerTls;
@@ -88,6 +89,10 @@ pub struct ServerConfig {
     /// Bearer tokens and allow lists (`[server.auth]`). Default: none, every caller may call
     /// everything.
     pub auth: Option<ServerAuth>,
+    /// A concurrency limit that follows the latency, under the static ones
+    /// (`[server.adaptive_limit]`): calls over it are refused `ResourceExhausted` at once.
+    /// Default: none, only the static limits.
+    pub adaptive_limit: Option<AdaptiveLimitConfig>,
 }
 
 impl Default for ServerConfig {
@@ -115,6 +120,7 @@ impl Default for ServerConfig {
             write_timeout: Duration::from_secs(30),
             tls: None,
             auth: None,
+            adaptive_limit: None,
         }
     }
 }
@@ -199,6 +205,9 @@ impl ServerConfig {
         check.positive(self.write_timeout, "server.write_timeout")?;
         if let Some(tls) = &self.tls {
             tls.validate(check)?;
+        }
+        if let Some(adaptive) = &self.adaptive_limit {
+            adaptive.validate(check)?;
         }
         match &self.auth {
             Some(auth) => auth.validate(check),

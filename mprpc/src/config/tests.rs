@@ -155,6 +155,7 @@ stderr = true
             write_timeout: Duration::from_secs(20),
             tls: None,
             auth: None,
+            adaptive_limit: None,
         }
     );
     assert_eq!(

@@ -12,6 +12,7 @@
 //! they know into it as its own plain types ([`KnownProvider`]), and the admin endpoint adds
 //! what other modules count (dropped log lines) when it renders a snapshot.
 
+mod adaptive;
 mod histogram;
 mod queues;
 mod resilience;
@@ -22,6 +23,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
+pub use adaptive::LimitGauge;
 pub use histogram::{Histogram, HistogramSnapshot, BUCKETS_US};
 pub use queues::{QueueRegistration, QueuedBytes};
 pub use resilience::{ProviderHealth, ResilienceCounts};
@@ -130,6 +132,8 @@ struct Inner {
     registry_refused_nodes: Mutex<BTreeMap<&'static str, u64>>,
     /// The write queues of the provider's connections.
     server_queues: Arc<queues::Queues>,
+    /// The providers' adaptive concurrency limits and the calls they shed.
+    adaptive: Arc<adaptive::AdaptiveLimits>,
     /// The providers each consumer channel currently knows, by service.
     providers: RwLock<BTreeMap<String, Vec<KnownProvider>>>,
     /// Providers the consumers' outlier detection ejected at some point, by address.
@@ -225,6 +229,13 @@ impl Metrics {
         self.inner.server_queues.track(queue)
     }
 
+    /// Adds a provider's adaptive concurrency limit, now `initial`, to the
+    /// `adaptive_limit` gauge until the returned gauge is dropped; the provider sets it as
+    /// the limit moves and counts the calls it sheds with it.
+    pub fn track_adaptive_limit(&self, initial: usize) -> LimitGauge {
+        LimitGauge::new(self.inner.adaptive.clone(), initial)
+    }
+
     /// Records the providers a consumer knows for a service (usually `&[ServiceInstance]`,
     /// which converts into [`KnownProvider`]).
     pub fn set_providers<P: Into<KnownProvider>>(
@@ -287,6 +298,8 @@ impl Metrics {
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone(),
             server_queued_bytes: self.inner.server_queues.total(),
+            adaptive_limit: self.inner.adaptive.limit(),
+            shed_calls: self.inner.adaptive.shed(),
             providers: self
                 .inner
                 .providers
@@ -361,6 +374,12 @@ pub struct MetricsSnapshot {
     pub registry_refused_nodes: BTreeMap<&'static str, u64>,
     /// Bytes this provider's connections have queued for clients and not yet written.
     pub server_queued_bytes: u64,
+    /// The provider's adaptive concurrency limit (`[server.adaptive_limit]`), or none
+    /// without one (the sum, when several providers in the process have one).
+    pub adaptive_limit: Option<u64>,
+    /// Calls the adaptive limit refused (also counted in `rejected`, as
+    /// `ResourceExhausted`).
+    pub shed_calls: u64,
     /// Providers known per service by this process's channels.
     pub providers: BTreeMap<String, Vec<KnownProvider>>,
     /// Providers this process's channels ejected at some point, by address.

@@ -4,7 +4,9 @@
 //! errors), and runs each on its own task ([`connection`]). Each call runs on a task of its
 //! own, so a slow method never holds up other calls on the same connection, and replies go
 //! out in whatever order calls finish. At most `max_concurrent_calls` run at once across the
-//! provider; one more is refused with `ResourceExhausted` at once rather than queued.
+//! provider; one more is refused with `ResourceExhausted` at once rather than queued. With
+//! `[server.adaptive_limit]`, a lower limit that follows the latency sheds calls the same
+//! way when the provider is overloaded (see [`layer`]).
 //!
 //! Shutdown is graceful: when the shutdown future resolves the provider leaves the registry,
 //! stops accepting, tells every connection (a `GoAway` frame), answers every call in flight,
@@ -43,7 +45,7 @@ use tokio_util::task::TaskTracker;
 pub use dispatch::Router;
 pub use intercepted::Intercepted;
 use layer::stack::Stack;
-use layer::{Admission, Layer};
+use layer::{AdaptiveLimit, Admission, Layer};
 pub use reply::reply_metadata;
 pub use service::{BoxFuture, Service};
 
@@ -193,6 +195,12 @@ impl Server {
                     self.config.max_concurrent_calls,
                     self.config.max_calls_per_connection,
                 ),
+                adaptive: self
+                    .config
+                    .adaptive_limit
+                    .as_ref()
+                    .filter(|adaptive| adaptive.enabled)
+                    .map(|adaptive| AdaptiveLimit::new(adaptive, &self.metrics)),
                 auth: match &self.config.auth {
                     Some(auth) => Some(
                         Auth::new(auth)

@@ -1,22 +1,28 @@
 //! A provider of the test service for process-level tests.
 //!
-//! `test_provider NAME [--listen ADDR] [--zk CONNECT] [--root PATH] [--session-timeout-ms N]
-//! [--weight N] [--admin ADDR] [--max-unwritten-bytes N] [--tls-cert PEM --tls-key PEM]`
+//! `test_provider NAME [--config FILE] [--listen ADDR] [--zk CONNECT] [--root PATH]
+//! [--session-timeout-ms N] [--weight N] [--admin ADDR] [--max-unwritten-bytes N]
+//! [--tls-cert PEM --tls-key PEM] [--capacity N --delay-ms MS] [--quiet]`
 //!
 //! Listens on `--listen` (default `127.0.0.1:0`), registers in ZooKeeper when `--zk` is given,
 //! serves the admin pages on `--admin` (printing `admin on ADDR` first), prints
-//! `listening on ADDR`, prints `call started` as each call starts, and stops gracefully on
-//! SIGINT/SIGTERM. With `--tls-cert`, it serves TLS only and re-reads the files on SIGHUP
-//! (and only then: the periodic check is an hour apart).
+//! `listening on ADDR`, prints `call started` as each call starts (not with `--quiet`), and
+//! stops gracefully on SIGINT/SIGTERM. With `--tls-cert`, it serves TLS only and re-reads the
+//! files on SIGHUP (and only then: the periodic check is an hour apart). `--config` takes the
+//! `[server]` section of a config file (its address unless `--listen` is given), e.g. an
+//! `[server.adaptive_limit]`. `--capacity N --delay-ms MS` make a provider of fixed capacity:
+//! every call waits `MS` more, holding one of `N` permits (`N / MS` calls per millisecond),
+//! the slow provider of `docs/RESILIENCE.md`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use mprpc::config::{ServerConfig, ServerTls};
+use mprpc::config::{Config, ServerConfig, ServerTls};
 use mprpc::registry::{Registry, StaticRegistry, ZkRegistry};
 use mprpc::server::{shutdown, Server};
 use mprpc_tests::{EchoServer, EchoService};
+use tokio::sync::Semaphore;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
@@ -29,10 +35,18 @@ async fn main() -> anyhow::Result<()> {
     let (mut zk, mut root, mut session_ms) = (None, "/mprpc".to_owned(), 2000u64);
     let mut admin = None;
     let (mut tls_cert, mut tls_key) = (None, None);
+    let (mut listen, mut capacity, mut delay_ms, mut quiet) = (None, None, 0, false);
     while let Some(flag) = args.next() {
+        if flag == "--quiet" {
+            quiet = true;
+            continue;
+        }
         let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
         match flag.as_str() {
-            "--listen" => config.address = value()?,
+            "--config" => config = Config::load(value()?)?.server,
+            "--listen" => listen = Some(value()?),
+            "--capacity" => capacity = Some(value()?.parse::<usize>()?),
+            "--delay-ms" => delay_ms = value()?.parse()?,
             "--zk" => zk = Some(value()?),
             "--root" => root = value()?,
             "--session-timeout-ms" => session_ms = value()?.parse()?,
@@ -43,6 +57,9 @@ async fn main() -> anyhow::Result<()> {
             "--tls-key" => tls_key = Some(value()?),
             other => bail!("unknown flag {other}"),
         }
+    }
+    if let Some(listen) = listen {
+        config.address = listen;
     }
     if let (Some(cert), Some(key)) = (tls_cert, tls_key) {
         let mut tls = ServerTls::new(cert, key);
@@ -59,7 +76,9 @@ async fn main() -> anyhow::Result<()> {
     };
     let service = EchoService {
         name,
-        announce: true,
+        announce: !quiet,
+        extra_delay_ms: delay_ms,
+        capacity: capacity.map(|n| Arc::new(Semaphore::new(n))),
         ..EchoService::default()
     };
     let mut server = Server::new(config).add_service(EchoServer::new(service));

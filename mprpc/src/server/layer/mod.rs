@@ -9,8 +9,9 @@
 //!
 //! **Order.** Layers run outermost first, in the order they were added: with
 //! `.layer(a).layer(b)`, a call goes `a` → `b` → the service, and its result comes back
-//! through `b`, then `a`. The provider's built-in layers (admission, metrics, tracing,
-//! deadline, panic catching) enclose them all; `layer/stack.rs` lists the whole order. So a call
+//! through `b`, then `a`. The provider's built-in layers (authentication, admission, the
+//! adaptive limit, metrics, tracing, deadline, panic catching) enclose them all;
+//! `layer/stack.rs` lists the whole order. So a call
 //! over a limit is refused before a user layer sees it, a layer that overruns the caller's
 //! budget is abandoned like a slow handler, and a layer that panics is answered `Internal`
 //! like a handler that panics.
@@ -23,9 +24,11 @@
 //!
 //! - [`from_fn`]: layers and interceptors from closures;
 //! - [`tower`](from_tower): tower middleware as a layer;
-//! - the built-ins, one file each: `admission`, `metrics`, `trace`, `deadline`,
-//!   `catch_panic`, composed in `stack.rs`.
+//! - the built-ins, one file each: `auth`, `admission`, `metrics`, `trace`, `deadline`,
+//!   `catch_panic`, and `adaptive/` (the adaptive concurrency limit: the layer, and its
+//!   arithmetic in `estimator.rs`), composed in `stack.rs`.
 
+mod adaptive;
 mod admission;
 mod auth;
 mod catch_panic;
@@ -42,6 +45,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 pub use self::tower::{from_tower, FromTower, RestOfStack, TowerRequest};
+pub(crate) use adaptive::AdaptiveLimit;
 pub(crate) use admission::Admission;
 pub use from_fn::{from_fn, interceptor, FromFn, Interceptor};
 

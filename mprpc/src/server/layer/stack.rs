@@ -6,15 +6,19 @@
 //!    method; a refusal is `Unauthenticated` or `PermissionDenied`.
 //! 1. [`admission`](super::admission): the per-connection and provider-wide limits on calls
 //!    in flight; a call over either is refused `ResourceExhausted` and counted as rejected.
-//! 2. [`metrics`](super::metrics): the call's count, latency and code per method.
-//! 3. [`trace`](super::trace): the `rpc.server` span and the trace the handler continues.
-//! 4. [`deadline`](super::deadline): the caller's remaining budget; past it the rest of the
+//! 2. [`adaptive`](super::adaptive), with `[server.adaptive_limit]`: the limit that follows
+//!    the latency; a call over it is shed, refused `ResourceExhausted` and counted as
+//!    rejected and as shed. It samples each admitted call's latency, from its arrival to
+//!    the end of the rest of the stack.
+//! 3. [`metrics`](super::metrics): the call's count, latency and code per method.
+//! 4. [`trace`](super::trace): the `rpc.server` span and the trace the handler continues.
+//! 5. [`deadline`](super::deadline): the caller's remaining budget; past it the rest of the
 //!    stack is dropped and the call answered `DeadlineExceeded`.
-//! 5. [`catch_panic`](super::catch_panic): a panic below answers `Internal`; the provider
+//! 6. [`catch_panic`](super::catch_panic): a panic below answers `Internal`; the provider
 //!    carries on.
-//! 6. The user's layers ([`Server::layer`](crate::server::Server::layer)), in the order they
+//! 7. The user's layers ([`Server::layer`](crate::server::Server::layer)), in the order they
 //!    were added.
-//! 7. The handler, with its response-metadata slot
+//! 8. The handler, with its response-metadata slot
 //!    ([`reply_metadata`](crate::server::reply_metadata)).
 //!
 //! Before the stack, the connection only reads the wire: it refuses a call to an unknown
@@ -25,7 +29,7 @@
 //! **Why the built-ins are not boxed [`Layer`]s.** Each is a module with what it does before
 //! the call, the future it wraps around the rest of the stack, and what it does after,
 //! composed here at compile time into one future: no allocation and no virtual call per
-//! built-in. As [`Layer`] objects, the five
+//! built-in (and one branch for each optional one that is off). As [`Layer`] objects, the five
 //! would cost five boxed futures per call (measured: about 660 instructions per layer and
 //! side, `bench/src/bin/callcount.rs`), over a tenth of a small call's cost.
 
@@ -38,10 +42,13 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures_util::future::Either;
 
+use super::adaptive::AdaptiveLimit;
 use super::admission::Admission;
 use super::deadline::Deadline;
 use super::trace::Traced;
-use super::{admission, auth, catch_panic, deadline, metrics, trace, Layer, Next, ServerCall};
+use super::{
+    adaptive, admission, auth, catch_panic, deadline, metrics, trace, Layer, Next, ServerCall,
+};
 use crate::auth::Auth;
 use crate::metrics::Metrics;
 use crate::server::reply::run_handler;
@@ -66,6 +73,8 @@ pub(crate) struct Call {
 /// The stack of a provider, built once.
 pub(crate) struct Stack {
     pub(crate) admission: Admission,
+    /// The limit that follows the latency, with `[server.adaptive_limit]`.
+    pub(crate) adaptive: Option<AdaptiveLimit>,
     /// Tokens and allow lists, with `[server.auth]`.
     pub(crate) auth: Option<Auth>,
     pub(crate) metrics: Metrics,
@@ -101,6 +110,10 @@ impl Stack {
                 auth::check(auth, &self.metrics, &mut call)?;
             }
             let permit = admission::admit(&self.admission, &self.metrics, &call)?;
+            let slot = match &self.adaptive {
+                Some(limit) => Some(adaptive::admit(limit, &self.metrics, call.arrived)?),
+                None => None,
+            };
             let record = metrics::start(&self.metrics, &call);
             let guarded = Guarded {
                 traced: Some(trace::start(&call)),
@@ -110,6 +123,7 @@ impl Stack {
                 rest: self.user_layers(call),
             };
             let (outcome, traced) = guarded.await;
+            drop(slot);
             traced.finish(&outcome);
             metrics::finish(record, &outcome);
             drop(permit);
