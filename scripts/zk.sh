@@ -10,8 +10,9 @@
 #   scripts/zk.sh status DIR                   one line per node: "N 127.0.0.1:PORT MODE" (MODE: standalone,
 #                                              leader, follower, observer, not-serving or down)
 #   scripts/zk.sh leader DIR [--wait SECS]     print the index N of the current leader (exit 1 if none)
-#   scripts/zk.sh kill-node DIR N              SIGKILL node N and wait until it is gone
-#   scripts/zk.sh start-node DIR N             start node N again and wait until it serves
+#   scripts/zk.sh kill-node DIR N [N...]       SIGKILL the nodes and wait until they are gone
+#   scripts/zk.sh start-node DIR N [N...]      start the nodes again and wait until they serve (nodes
+#                                              of an ensemble with no quorum left must start together)
 #   scripts/zk.sh env DIR                      print ZK_DIR=... and ZK_CONNECT=... again
 #   scripts/zk.sh cli DIR COMMAND [ARG...]     run one command of ZooKeeper's own client, zkCli.sh,
 #                                              against DIR's servers (anonymously: a stranger to mprpc);
@@ -42,7 +43,7 @@ log() { printf 'zk: %s\n' "$*" >&2; }
 die() { printf 'zk: error: %s\n' "$*" >&2; exit 1; }
 
 usage() {
-    sed -n '4,18s/^# \{0,1\}//p' "$0" >&2
+    sed -n '4,19s/^# \{0,1\}//p' "$0" >&2
     exit 2
 }
 
@@ -498,32 +499,49 @@ cmd_leader() {
 }
 
 cmd_kill_node() {
-    local dir=${1:-} n=${2:-}
+    local dir=${1:-} n
     check_dir_arg "$dir"
     dir=$(abs_dir "$dir")
-    check_node_arg "$dir" "$n"
-    if ! node_pid "$dir" "$n" >/dev/null; then
-        log "node $n is not running"
-        return 0
-    fi
-    signal_and_wait "$dir" KILL 5 "$n" || die "node $n still alive after SIGKILL"
+    shift
+    (($#)) || usage
+    local -a running=()
+    for n in "$@"; do
+        check_node_arg "$dir" "$n"
+        if node_pid "$dir" "$n" >/dev/null; then
+            running+=("$n")
+        else
+            log "node $n is not running"
+        fi
+    done
+    ((${#running[@]} == 0)) && return 0
+    signal_and_wait "$dir" KILL 5 "${running[@]}" || die "node(s) ${running[*]} still alive after SIGKILL"
 }
 
 cmd_start_node() {
-    local dir=${1:-} n=${2:-}
+    local dir=${1:-} n
     check_dir_arg "$dir"
     dir=$(abs_dir "$dir")
-    check_node_arg "$dir" "$n"
-    if node_pid "$dir" "$n" >/dev/null; then
-        log "node $n is already running"
-        return 0
+    shift
+    (($#)) || usage
+    local -a stopped=()
+    for n in "$@"; do
+        check_node_arg "$dir" "$n"
+        if node_pid "$dir" "$n" >/dev/null; then
+            log "node $n is already running"
+        else
+            stopped+=("$n")
+        fi
+    done
+    ((${#stopped[@]} == 0)) && return 0
+    # All launched before waiting: a node of an ensemble serves only once a quorum is up.
+    for n in "${stopped[@]}"; do
+        launch_node "$dir" "$n"
+    done
+    if ! wait_ready "$dir" "$START_TIMEOUT" "${stopped[@]}"; then
+        stop_nodes "$dir" "${stopped[@]}"
+        die "node(s) ${stopped[*]} did not become ready"
     fi
-    launch_node "$dir" "$n"
-    if ! wait_ready "$dir" "$START_TIMEOUT" "$n"; then
-        stop_nodes "$dir" "$n"
-        die "node $n did not become ready"
-    fi
-    log "node $n ready in ${WAIT_READY_MS} ms"
+    log "node(s) ${stopped[*]} ready in ${WAIT_READY_MS} ms"
 }
 
 cmd_env() {

@@ -4,6 +4,7 @@
 pub mod certs;
 pub mod fake;
 pub mod http;
+pub mod load;
 pub mod logs;
 pub mod process;
 pub mod raw;

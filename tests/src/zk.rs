@@ -68,6 +68,23 @@ impl ZkServer {
         run(&["start-node", &self.dir, &n.to_string()]);
     }
 
+    /// Kills the nodes `nodes` (1-based) with SIGKILL, and waits until every one is gone.
+    pub fn kill_nodes(&self, nodes: &[usize]) {
+        let nodes: Vec<String> = nodes.iter().map(usize::to_string).collect();
+        let mut args = vec!["kill-node", self.dir.as_str()];
+        args.extend(nodes.iter().map(String::as_str));
+        run(&args);
+    }
+
+    /// Starts the nodes `nodes` again, all at once, and waits until every one serves: the
+    /// nodes of an ensemble left without a quorum serve only once enough of them are up.
+    pub fn start_nodes(&self, nodes: &[usize]) {
+        let nodes: Vec<String> = nodes.iter().map(usize::to_string).collect();
+        let mut args = vec!["start-node", self.dir.as_str()];
+        args.extend(nodes.iter().map(String::as_str));
+        run(&args);
+    }
+
     /// Runs one command of ZooKeeper's own command-line client, `zkCli.sh` (from Debian's
     /// `zookeeper` package, through `scripts/zk.sh cli`), anonymously: a client that mprpc's
     /// code did not write, with no identity. Returns whether it succeeded, and everything it
