@@ -13,7 +13,8 @@
 //!   the list is read afresh.
 //! - **A hiccup does not wipe the list.** While ZooKeeper is unreachable the last list stays
 //!   in force. A new list that is empty, or that drops more than half of at least three
-//!   providers, is applied only if a second reading after [`CONFIRM_DELAY`] agrees.
+//!   providers, is applied only if a second reading after [`CONFIRM_DELAY`] agrees (longer
+//!   than living providers take to register again after ZooKeeper comes back).
 //! - **Nodes are vetted** as the list is read ([`Listing`]): one that cannot be read is
 //!   skipped, and a protected registry refuses nodes that anyone may change.
 //! - The task ends when every consumer of the list is gone, or when the registry stops.
@@ -28,7 +29,7 @@ use zookeeper_client::{
 };
 
 use super::listing::Listing;
-use super::session::Session;
+use super::session::{Session, RECONNECT_BACKOFF_MAX};
 use crate::registry::ServiceInstance;
 
 /// Whether a followed service's providers have been read.
@@ -67,8 +68,13 @@ fn no_auth(path: &str) -> String {
 
 /// How long to keep collecting events after a change before reading the list.
 pub(crate) const MERGE_WINDOW: Duration = Duration::from_millis(50);
-/// How long to wait before a second reading confirms a suspicious list.
-pub(crate) const CONFIRM_DELAY: Duration = Duration::from_millis(1000);
+/// How long to wait before a second reading confirms a suspicious list: longer than a living
+/// provider may take to register again. After an outage longer than a provider's session,
+/// ZooKeeper deletes the provider's old node a session timeout after it is back, while the
+/// provider, retrying up to [`RECONNECT_BACKOFF_MAX`] apart, may come back only later: a
+/// shorter wait emptied the lists of the consumers that reconnected first.
+pub(crate) const CONFIRM_DELAY: Duration =
+    RECONNECT_BACKOFF_MAX.saturating_add(Duration::from_secs(1));
 
 /// Follows `path` into `tx` until every receiver of `tx` is gone or `stop` fires; `listed`
 /// turns true after the first successful reading. In a `protected` registry, provider nodes

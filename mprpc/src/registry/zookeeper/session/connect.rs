@@ -8,6 +8,11 @@ use zookeeper_client::{Client, Error as ZkError};
 use super::Session;
 use crate::registry::zookeeper::ZkAccess;
 
+/// The longest wait between two attempts to establish a session. Consumers confirm a sharp
+/// drop of a list over longer than this ([`CONFIRM_DELAY`](super::super::follow::CONFIRM_DELAY)):
+/// a living provider whose session expired while ZooKeeper was away registers again within it.
+pub(in crate::registry::zookeeper) const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
 /// Connects, retrying with backoff; publishes why each failed attempt failed (in
 /// `Session::unreachable`) and logs it once, not at every attempt.
 pub(super) async fn connect_with_retry(
@@ -53,6 +58,6 @@ pub(super) async fn connect_with_retry(
             session.send_modify(|s| s.unreachable = Some(reason));
         }
         tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+        backoff = (backoff * 2).min(RECONNECT_BACKOFF_MAX);
     }
 }

@@ -33,6 +33,8 @@ mod connect;
 mod nodes;
 mod supervisor;
 
+pub(super) use connect::RECONNECT_BACKOFF_MAX;
+
 use std::sync::Arc;
 use std::time::Duration;
 
