@@ -35,6 +35,7 @@ fn response_header(id: u64) -> ResponseHeader {
         message: String::new(),
         metadata: Vec::new(),
         details: Default::default(),
+        not_run: false,
     }
 }
 

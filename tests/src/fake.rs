@@ -66,12 +66,19 @@ async fn read_request_id(stream: &mut TcpStream) -> Option<u64> {
 
 /// The bytes of a `Response` frame answering `request_id` with `code` and `message`.
 pub fn response(request_id: u64, code: i32, message: &str) -> Vec<u8> {
+    response_marked(request_id, code, message, false)
+}
+
+/// [`response`], with the header's `not_run` set to `not_run` (a provider that refused the
+/// call without running it, as one shutting down does).
+pub fn response_marked(request_id: u64, code: i32, message: &str, not_run: bool) -> Vec<u8> {
     let header = ResponseHeader {
         request_id,
         code,
         message: message.to_owned(),
         metadata: vec![],
         details: Default::default(),
+        not_run,
     };
     encode(OutFrame::Response(header, Bytes::new()))
 }

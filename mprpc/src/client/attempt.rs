@@ -2,9 +2,9 @@
 //! order while a provider cannot be reached, each attempt wrapped by the inner layers.
 //!
 //! Only a call that provably never reached a provider ([`CallError::NotSent`]: no
-//! connection, a connection that closed before the request was written, a `GoAway`, an inner
-//! layer's refusal) is tried on another provider; once a request may have run, its outcome
-//! is the call's.
+//! connection, a connection that closed before the request was written, a `GoAway`, a
+//! provider's refusal marked `not_run`, an inner layer's refusal) is tried on another
+//! provider; once a request may have run, its outcome is the call's.
 
 use std::future::Future;
 use std::sync::Arc;

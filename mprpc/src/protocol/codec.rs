@@ -232,6 +232,7 @@ mod tests {
                     message: String::new(),
                     metadata: vec![],
                     details: Default::default(),
+                    not_run: false,
                 },
                 Bytes::new(),
             ),
@@ -302,6 +303,7 @@ mod tests {
                 message: String::new(),
                 metadata: vec![],
                 details: Default::default(),
+                not_run: false,
             },
             Bytes::from_static(b"\x0a\x00"),
         )
@@ -406,7 +408,7 @@ mod tests {
                 .enumerate()
                 .map(|(i, b)| {
                     OutFrame::Response(
-                        ResponseHeader { request_id: i as u64, code: 0, message: String::new(), metadata: vec![], details: Bytes::new() },
+                        ResponseHeader { request_id: i as u64, code: 0, message: String::new(), metadata: vec![], details: Bytes::new(), not_run: false },
                         Bytes::from(b.clone()),
                     )
                 })

@@ -128,6 +128,11 @@ pub struct ResponseHeader {
     /// of gRPC's rich error model); empty on success and when there are none.
     #[prost(bytes = "bytes", tag = "5")]
     pub details: bytes::Bytes,
+    /// Set on a failure the provider answered without running anything of the call (it
+    /// arrived after the provider began shutting down): the caller may send it to another
+    /// provider, as a call that was never sent, whatever its method.
+    #[prost(bool, tag = "6")]
+    pub not_run: bool,
 }
 
 /// Header of a [`FrameKind::Cancel`] frame.

@@ -68,8 +68,9 @@ struct Pending {
 
 /// Why a call did not get a reply.
 pub(crate) enum CallError {
-    /// The request was not run by the provider (never sent, or sent to a provider that
-    /// said `GoAway` and closed without running it): safe to try another provider.
+    /// The request was not run by the provider (never sent, sent to a provider that said
+    /// `GoAway` and closed without running it, or refused by one shutting down with a reply
+    /// marked `not_run`): safe to try another provider.
     NotSent(Status),
     /// The request may have reached the provider.
     Failed(Status),

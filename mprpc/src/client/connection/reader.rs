@@ -108,11 +108,15 @@ fn on_response(shared: &ConnShared, frame: Frame) -> Result<(), Status> {
     let result = if header.code == 0 {
         Ok(Response::from_parts(metadata, frame.body))
     } else {
-        Err(CallError::Failed(
-            Status::from_wire(header.code, &header.message)
-                .with_details(header.details)
-                .with_metadata(metadata),
-        ))
+        let status = Status::from_wire(header.code, &header.message)
+            .with_details(header.details)
+            .with_metadata(metadata);
+        // Refused without being run (the provider is shutting down): as if never sent.
+        Err(if header.not_run {
+            CallError::NotSent(status)
+        } else {
+            CallError::Failed(status)
+        })
     };
     let _ = waiter.send(result);
     Ok(())

@@ -1,7 +1,8 @@
 //! Reading one request off the wire and handing it to the provider's stack.
 //!
 //! A request is refused with a status, without running anything, when the provider is
-//! shutting down, the service or method is unknown, or its metadata is over the limits. It is
+//! shutting down (marked `not_run`, so that its caller sends it to another provider), the
+//! service or method is unknown, or its metadata is over the limits. It is
 //! dropped without a reply when its caller is no longer waiting: it cancelled the call or
 //! closed the connection in the same read, or its deadline passed while the request waited in
 //! buffers (as far as the caller's clock can be trusted to tell, see `docs/PROTOCOL.md`).
@@ -36,6 +37,8 @@ enum Admitted {
     Call(Call, u64),
     /// It is refused at once with this reply.
     Refused(u64, Status),
+    /// The provider is shutting down: refused at once, marked as never run.
+    ShuttingDown(u64),
     /// Nobody waits for it: no reply.
     Dropped,
 }
@@ -55,6 +58,16 @@ impl Connection {
                 self.shared.metrics.rejected(status.code());
                 let reply = OutFrame::Response(error_header(id, &status), Bytes::new());
                 let _ = turn.tx.send(reply).await;
+                return Ok(());
+            }
+            Admitted::ShuttingDown(id) => {
+                let status = Status::unavailable("provider is shutting down; the call was not run");
+                self.shared.metrics.rejected(status.code());
+                let header = ResponseHeader {
+                    not_run: true,
+                    ..error_header(id, &status)
+                };
+                let _ = turn.tx.send(OutFrame::Response(header, Bytes::new())).await;
                 return Ok(());
             }
             Admitted::Dropped => return Ok(()),
@@ -116,8 +129,7 @@ impl Connection {
             return Ok(Admitted::Dropped);
         }
         if draining {
-            let status = Status::unavailable("provider is shutting down; the call was not run");
-            return Ok(Admitted::Refused(id, status));
+            return Ok(Admitted::ShuttingDown(id));
         }
         let (service, method) = match self.route(&header) {
             Ok(found) => found,
@@ -239,6 +251,7 @@ fn ok_header(request_id: u64, metadata: Metadata) -> ResponseHeader {
         message: String::new(),
         metadata: metadata_to_wire(metadata),
         details: Default::default(),
+        not_run: false,
     }
 }
 
@@ -258,6 +271,7 @@ fn error_header(request_id: u64, status: &Status) -> ResponseHeader {
         message,
         metadata: metadata_to_wire(status.metadata().clone()),
         details: status.details().clone(),
+        not_run: false,
     }
 }
 
