@@ -192,6 +192,18 @@ pub fn disturbed_for(records: &[Record], fault: Instant, slow: Duration) -> Dura
         .unwrap_or_default()
 }
 
+/// The failed calls by method, code and message, with how many of each.
+pub fn failures_by_message(records: &[Record]) -> BTreeMap<String, usize> {
+    let mut failures = BTreeMap::new();
+    for r in records {
+        if let Err((code, message)) = &r.outcome {
+            let key = format!("{:?} {code:?} {message}", r.method);
+            *failures.entry(key).or_default() += 1;
+        }
+    }
+    failures
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -1,8 +1,16 @@
 //! A private ZooKeeper server (or 3-node ensemble) per test, started with `scripts/zk.sh` on
-//! free ports and a temporary directory, and stopped (every process gone) when dropped.
+//! free ports and a temporary directory, and stopped (every process gone) when dropped; and
+//! [`RegistryWatch`], which records a consumer's session and list over time.
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use mprpc::registry::zookeeper::SessionStatus;
+use mprpc::registry::{Registry, ZkRegistry};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 /// A running ZooKeeper started for one test.
 #[derive(Debug)]
@@ -117,4 +125,90 @@ impl Drop for ZkServer {
             .args(["stop", &self.dir])
             .output();
     }
+}
+
+/// A registry's session state and its list of one service over time, sampled every few
+/// milliseconds until dropped.
+#[derive(Debug)]
+pub struct RegistryWatch {
+    samples: Arc<Mutex<Vec<(Instant, SessionStatus, usize)>>>,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl RegistryWatch {
+    /// Starts sampling `registry` and its list of `service`.
+    pub fn start(registry: &ZkRegistry, service: &str) -> RegistryWatch {
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let stop = CancellationToken::new();
+        let (registry, recorded, stopped) = (registry.clone(), samples.clone(), stop.clone());
+        let service = service.to_owned();
+        let task = tokio::spawn(async move {
+            let list = registry.discover(&service).await.expect("the providers");
+            let mut last = None;
+            // Until the watch is dropped.
+            while !stopped.is_cancelled() {
+                let now = (registry.status(), list.borrow().len());
+                if last != Some(now) {
+                    last = Some(now);
+                    lock(&recorded).push((Instant::now(), now.0, now.1));
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        });
+        RegistryWatch {
+            samples,
+            stop,
+            task,
+        }
+    }
+
+    /// If the session was lost at or after `since` and is connected now: when it was lost and
+    /// when it first came back, both counted from `since`.
+    pub fn recovered_since(&self, since: Instant) -> Option<(Duration, Duration)> {
+        let samples = lock(&self.samples);
+        let before = samples.iter().rev().find(|(t, _, _)| *t <= since);
+        let lost = match before {
+            Some((_, status, _)) if *status != SessionStatus::Connected => since,
+            _ => {
+                samples
+                    .iter()
+                    .find(|(t, s, _)| *t > since && *s != SessionStatus::Connected)?
+                    .0
+            }
+        };
+        let connected_now = samples.last().map(|(_, s, _)| *s) == Some(SessionStatus::Connected);
+        let back = samples
+            .iter()
+            .find(|(t, s, _)| *t > lost && *s == SessionStatus::Connected)?
+            .0;
+        connected_now.then(|| (lost - since, back - since))
+    }
+
+    /// The sizes of the list from `since` on, each change once.
+    pub fn list_sizes(&self, since: Instant) -> Vec<usize> {
+        let samples = lock(&self.samples);
+        let first = samples
+            .iter()
+            .rposition(|(t, _, _)| *t <= since)
+            .unwrap_or(0);
+        let mut sizes: Vec<usize> = Vec::new();
+        for (_, _, n) in &samples[first..] {
+            if sizes.last() != Some(n) {
+                sizes.push(*n);
+            }
+        }
+        sizes
+    }
+}
+
+impl Drop for RegistryWatch {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        self.task.abort();
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
