@@ -16,47 +16,13 @@
 //! [`CallContext::scope`], which gives the spawned calls the trace and the deadline (they
 //! end by the incoming deadline at the latest, even if nothing cancels them sooner).
 
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::trace::TraceContext;
-
-tokio::task_local! {
-    static CURRENT: CallContext;
-}
-
-/// Where a piece of work sits: the trace it continues and the time it has.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CallContext {
-    /// The trace, and this piece of work's span in it.
-    pub trace: TraceContext,
-    /// When the incoming call's caller stops waiting, if it said.
-    pub deadline: Option<Instant>,
-}
-
-impl CallContext {
-    /// Runs `f` with this context current (one poll of a future, say).
-    pub(crate) fn sync_scope<R>(self, f: impl FnOnce() -> R) -> R {
-        CURRENT.sync_scope(self, f)
-    }
-
-    /// Runs `work` with this context current: the calls it makes continue the trace and
-    /// end by the deadline. For work moved to another task:
-    /// `tokio::spawn(mprpc::context::current().unwrap().scope(work))`.
-    pub fn scope<F: Future>(self, work: F) -> impl Future<Output = F::Output> {
-        CURRENT.scope(self, work)
-    }
-
-    /// The time left before the deadline (zero once it has passed), if there is one.
-    pub fn remaining(&self) -> Option<Duration> {
-        self.deadline
-            .map(|d| d.saturating_duration_since(Instant::now()))
-    }
-}
+pub use crate::trace::CallContext;
 
 /// The context of the handler (or [`CallContext::scope`]) running on this task, if any.
 pub fn current() -> Option<CallContext> {
-    CURRENT.try_with(|c| *c).ok()
+    crate::trace::current_context()
 }
 
 /// The budget of a call made now: `own`, or what is left of the current incoming call's if
@@ -71,6 +37,8 @@ pub(crate) fn budget(own: Duration) -> (Duration, bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trace::TraceContext;
+    use std::time::Instant;
 
     #[tokio::test]
     async fn a_call_gets_the_smaller_budget() {

@@ -15,8 +15,13 @@ use std::future::Future;
 
 use rand::Rng;
 
-use crate::context::CallContext;
+use std::time::{Duration, Instant};
+
 use crate::Metadata;
+
+tokio::task_local! {
+    static CURRENT: CallContext;
+}
 
 /// Metadata key of the trace id.
 pub const TRACE_ID_KEY: &str = "mprpc-trace-id";
@@ -86,7 +91,43 @@ impl TraceContext {
 
 /// The trace of the handler (or [`TraceContext::scope`]) running on this task, if any.
 pub fn current() -> Option<TraceContext> {
-    crate::context::current().map(|c| c.trace)
+    current_context().map(|c| c.trace)
+}
+
+/// The incoming call a piece of work belongs to: the trace it continues and the time it has
+/// (see [`crate::context`], which explains how a handler's calls use it). It lives here,
+/// with the trace it extends, so that `context` builds on `trace` and not the other way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallContext {
+    /// The trace, and this piece of work's span in it.
+    pub trace: TraceContext,
+    /// When the incoming call's caller stops waiting, if it said.
+    pub deadline: Option<Instant>,
+}
+
+impl CallContext {
+    /// Runs `f` with this context current (one poll of a future, say).
+    pub(crate) fn sync_scope<R>(self, f: impl FnOnce() -> R) -> R {
+        CURRENT.sync_scope(self, f)
+    }
+
+    /// Runs `work` with this context current: the calls it makes continue the trace and
+    /// end by the deadline. For work moved to another task:
+    /// `tokio::spawn(mprpc::context::current().unwrap().scope(work))`.
+    pub fn scope<F: Future>(self, work: F) -> impl Future<Output = F::Output> {
+        CURRENT.scope(self, work)
+    }
+
+    /// The time left before the deadline (zero once it has passed), if there is one.
+    pub fn remaining(&self) -> Option<Duration> {
+        self.deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+}
+
+/// The context current on this task, if any.
+pub(crate) fn current_context() -> Option<CallContext> {
+    CURRENT.try_with(|c| *c).ok()
 }
 
 #[cfg(test)]

@@ -186,6 +186,21 @@ impl Echo for EchoService {
     }
 }
 
+/// A channel's retries, hedges and budget refusals for `method` (consumer side), from its
+/// metrics.
+pub fn resilience_counts(
+    metrics: &mprpc::metrics::Metrics,
+    method: &str,
+) -> mprpc::metrics::ResilienceCounts {
+    metrics
+        .snapshot()
+        .methods
+        .iter()
+        .find(|m| m.side == mprpc::metrics::Side::Client && m.method == method)
+        .map(|m| m.resilience)
+        .unwrap_or_default()
+}
+
 /// Polls `condition` every few milliseconds until it holds; panics with `what` after `limit`.
 pub async fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use mprpc::client::Channel;
 use mprpc::config::{ClientConfig, HedgeDelay, OutlierConfig};
-use mprpc::metrics::{Metrics, Side};
+use mprpc::metrics::Metrics;
 use mprpc::registry::StaticRegistry;
 use mprpc::server::{spawn_local, LocalServer, Server};
 use mprpc::{Code, Request};
@@ -49,13 +49,7 @@ fn broken(name: &str, code: Code) -> EchoService {
 }
 
 fn counts(metrics: &Metrics, method: &str) -> mprpc::metrics::ResilienceCounts {
-    metrics
-        .snapshot()
-        .methods
-        .iter()
-        .find(|m| m.side == Side::Client && m.method == method)
-        .map(|m| m.resilience)
-        .unwrap_or_default()
+    mprpc_tests::resilience_counts(metrics, method)
 }
 
 #[tokio::test]

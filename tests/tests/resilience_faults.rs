@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use mprpc::client::Channel;
 use mprpc::config::{ClientConfig, HedgeConfig, HedgeDelay};
-use mprpc::metrics::{Metrics, ResilienceCounts, Side};
+use mprpc::metrics::{Metrics, ResilienceCounts};
 use mprpc::registry::{Instances, Registry, ZkRegistry};
 use mprpc_tests::load::{disturbed_for, failures_by_message, Load, Method, Record, Tally};
 use mprpc_tests::process::ProviderProcess;
@@ -462,13 +462,7 @@ impl Cluster {
     }
 
     fn resilience(&self, method: &str) -> ResilienceCounts {
-        self.metrics
-            .snapshot()
-            .methods
-            .iter()
-            .find(|m| m.side == Side::Client && m.method == method)
-            .map(|m| m.resilience)
-            .unwrap_or_default()
+        mprpc_tests::resilience_counts(&self.metrics, method)
     }
 
     /// Prints the case's line of figures and returns the `Read` and `Echo` tallies.

@@ -25,6 +25,7 @@ mod connection;
 mod dispatch;
 mod intercepted;
 pub mod layer;
+mod local;
 mod reflection;
 mod reply;
 mod service;
@@ -46,6 +47,7 @@ pub use dispatch::Router;
 pub use intercepted::Intercepted;
 use layer::stack::Stack;
 use layer::{AdaptiveLimit, Admission, Layer};
+pub use local::{spawn_local, spawn_local_registered, LocalServer};
 pub use reply::reply_metadata;
 pub use service::{BoxFuture, Service};
 
@@ -442,61 +444,4 @@ async fn accept_loop(
 
 fn is_fatal_accept_error(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::InvalidInput)
-}
-
-/// Starts serving `server` on a new listener bound to `127.0.0.1:0` in the background and
-/// returns the bound address and a handle that shuts it down. Used by tests and examples.
-pub async fn spawn_local(server: Server) -> io::Result<(SocketAddr, LocalServer)> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let stop = CancellationToken::new();
-    let token = stop.clone();
-    let task = tokio::spawn(async move { server.serve(listener, token.cancelled_owned()).await });
-    Ok((addr, LocalServer { stop, task }))
-}
-
-/// Like [`spawn_local`], and registers the provider's services with `registry` first; the
-/// returned handle deregisters them when it shuts the provider down.
-pub async fn spawn_local_registered(
-    server: Server,
-    registry: Arc<dyn Registry>,
-) -> Result<(SocketAddr, LocalServer), ServeError> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let stop = CancellationToken::new();
-    let token = stop.clone();
-    let (registered_tx, registered) = tokio::sync::oneshot::channel();
-    let task = tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = registered_tx.send(());
-            token.cancelled_owned().await;
-        };
-        server
-            .serve_with_registry(listener, registry, shutdown)
-            .await
-            .map_err(io::Error::other)
-    });
-    // The shutdown future is first polled once registration has succeeded.
-    if registered.await.is_err() {
-        let err = task.await.map_err(io::Error::other)?.err();
-        return Err(ServeError::Io(
-            err.unwrap_or_else(|| io::Error::other("provider stopped")),
-        ));
-    }
-    Ok((addr, LocalServer { stop, task }))
-}
-
-/// A provider started by [`spawn_local`].
-#[derive(Debug)]
-pub struct LocalServer {
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<io::Result<()>>,
-}
-
-impl LocalServer {
-    /// Shuts the provider down gracefully and waits until it has stopped.
-    pub async fn shutdown(self) -> io::Result<()> {
-        self.stop.cancel();
-        self.task.await.map_err(io::Error::other)?
-    }
 }
