@@ -1,8 +1,8 @@
 //! Checks on the compiled descriptors that must pass before any code is generated.
 //!
 //! A [`prost_build::ServiceGenerator`] cannot report errors, so whatever the generator cannot
-//! handle is rejected here with a readable [`io::Error`]: streaming methods (mprpc only has
-//! unary calls so far) and method names that would collide once turned into Rust names.
+//! handle is rejected here with a readable [`io::Error`]: method names that would collide once
+//! turned into Rust names.
 
 use std::collections::HashMap;
 use std::io;
@@ -10,8 +10,8 @@ use std::io;
 use heck::ToSnakeCase;
 use prost_types::{FileDescriptorProto, FileDescriptorSet};
 
-/// Checks that every service in `fds` can be generated: every method is unary, no two methods
-/// of a service get the same Rust name, and no method is named `new` (the clients'
+/// Checks that every service in `fds` can be generated: no two methods of a service get the
+/// same Rust name, and no method is named `new` (the clients'
 /// constructor).
 ///
 /// [`Builder::compile`](crate::Builder::compile) runs this itself; call it when you install
@@ -35,17 +35,6 @@ pub(crate) fn check(fds: &FileDescriptorSet, build_client: bool) -> io::Result<(
                     "{}: method `{proto_name}` of service `{full_name}`",
                     position(file, &[6, service_index, 2, method_index])
                 );
-                let streaming = match (method.client_streaming(), method.server_streaming()) {
-                    (false, false) => None,
-                    (true, false) => Some("client-streaming"),
-                    (false, true) => Some("server-streaming"),
-                    (true, true) => Some("bidirectional-streaming"),
-                };
-                if let Some(kind) = streaming {
-                    return Err(invalid(format!(
-                        "{what} is {kind}; mprpc supports only unary methods so far"
-                    )));
-                }
                 let rust_name = proto_name.to_snake_case();
                 if build_client && rust_name == "new" {
                     return Err(invalid(format!(
@@ -149,15 +138,11 @@ mod tests {
     }
 
     #[test]
-    fn server_streaming_is_named() {
+    fn streaming_methods_are_accepted() {
         let mut m = method("Watch");
         m.server_streaming = Some(true);
-        let err = check_file_descriptor_set(&fds(vec![m]))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("`Watch`") && err.contains("server-streaming"),
-            "{err}"
-        );
+        let mut n = method("Upload");
+        n.client_streaming = Some(true);
+        check_file_descriptor_set(&fds(vec![m, n])).unwrap();
     }
 }

@@ -13,6 +13,8 @@ use std::fmt::Write as _;
 use heck::ToSnakeCase;
 use prost_build::{Comments, Method, Service};
 
+use crate::streams::{self, Kind};
+
 /// Appends one line to a `String` (writing to a `String` cannot fail).
 macro_rules! emit {
     ($buf:expr, $($arg:tt)*) => {{
@@ -20,7 +22,7 @@ macro_rules! emit {
     }};
 }
 
-const RT: &str = "::mprpc::codegen";
+pub(crate) const RT: &str = "::mprpc::codegen";
 const RESULT: &str = "::core::result::Result";
 
 /// Generates, for every service, a `<service>_server` module (async trait + adapter that
@@ -30,7 +32,7 @@ const RESULT: &str = "::core::result::Result";
 /// [`Builder`](crate::Builder) installs it for you. Use it directly only to drive your own
 /// [`prost_build::Config`]; then check the descriptors first with
 /// [`check_file_descriptor_set`](crate::check_file_descriptor_set), since a generator cannot
-/// report errors (streaming methods would be generated as if they were unary).
+/// report errors.
 #[derive(Clone, Debug)]
 pub struct Generator {
     build_server: bool,
@@ -177,7 +179,7 @@ fn write_summary_and_docs(buf: &mut String, summary: &str, comments: &Comments) 
     }
 }
 
-fn result_of(ok: &str) -> String {
+pub(crate) fn result_of(ok: &str) -> String {
     format!("{RESULT}<{ok}, {RT}::Status>")
 }
 
@@ -221,6 +223,11 @@ fn write_server(service: &Service, names: &Names, descriptors: bool, buf: &mut S
             &method.comments,
             &format!("Handles `{}`.", method.proto_name),
         );
+        let kind = Kind::of(method);
+        if kind != Kind::Unary {
+            streams::write_trait_method(method, kind, buf);
+            continue;
+        }
         emit!(
             buf,
             "fn {name}(&self, request: {RT}::Request<{input}>) -> impl {RT}::Future<Output = {result}> + ::core::marker::Send;",
@@ -296,6 +303,7 @@ fn write_server(service: &Service, names: &Names, descriptors: bool, buf: &mut S
         "fn methods(&self) -> &'static [&'static str] {{ &[{}] }}",
         method_names.join(", ")
     );
+    streams::write_streaming_methods(&service.methods, buf);
     if descriptors {
         emit!(
             buf,
@@ -317,7 +325,10 @@ fn write_server(service: &Service, names: &Names, descriptors: bool, buf: &mut S
     } else {
         emit!(buf, "match method {{");
         for method in &service.methods {
-            write_server_arm(method, buf);
+            match Kind::of(method) {
+                Kind::Unary => write_server_arm(method, buf),
+                kind => streams::write_server_arm(method, kind, buf),
+            }
         }
         emit!(
             buf,
@@ -355,7 +366,7 @@ fn write_server_arm(method: &Method, buf: &mut String) {
 
 /// The expression a client method sends: the caller's request, marked with the method's
 /// declared `idempotency_level` if it has one.
-fn request_of(method: &Method) -> String {
+pub(crate) fn request_of(method: &Method) -> String {
     use prost_types::method_options::IdempotencyLevel;
     let request = format!("{RT}::IntoRequest::into_request(request)");
     let level = match method.options.idempotency_level() {
@@ -447,6 +458,11 @@ fn write_client(service: &Service, names: &Names, buf: &mut String) {
                 &method.comments,
                 &format!("Calls `{}`.", method.proto_name),
             );
+            let kind = Kind::of(method);
+            if kind != Kind::Unary {
+                streams::write_client_method(method, kind, is_async, buf);
+                continue;
+            }
             emit!(
                 buf,
                 "pub fn {name}(&self, request: impl {RT}::IntoRequest<{input}>) -> {result} {{",

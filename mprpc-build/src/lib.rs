@@ -71,7 +71,6 @@
 //!
 //! # Limitations
 //!
-//! * Only unary methods: a client-, server- or bidirectional-streaming method is an error.
 //! * A method named `New` (or anything whose snake case is `new`) clashes with the clients'
 //!   constructor and is an error unless clients are not built.
 //! * Request and response types are used as prost-build names them. Well-known types are
@@ -86,6 +85,7 @@ use std::path::{Path, PathBuf};
 
 mod check;
 mod generator;
+mod streams;
 
 pub use check::check_file_descriptor_set;
 pub use generator::Generator;
@@ -164,8 +164,7 @@ impl Builder {
     /// # Errors
     ///
     /// A proto that cannot be read or does not compile (the message names the file and line),
-    /// a service the generator does not support (a streaming method, names that collide in
-    /// Rust), or a failure to write the output.
+    /// a service the generator does not support (names that collide in Rust), or a failure to write the output.
     pub fn compile(
         self,
         protos: &[impl AsRef<Path>],

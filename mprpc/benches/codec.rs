@@ -25,6 +25,8 @@ fn request_header(id: u64) -> RequestHeader {
         timeout_us: 3_000_000,
         metadata: Vec::new(),
         sent_unix_us: 0,
+        kind: 0,
+        window: 0,
     }
 }
 

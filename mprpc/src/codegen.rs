@@ -8,10 +8,37 @@ pub use bytes::Bytes;
 pub use prost;
 
 pub use crate::client::layer::{interceptor as client_interceptor, ClientCall};
-pub use crate::client::{BlockingChannel, Channel};
+pub use crate::client::{BlockingChannel, BlockingStreaming, Channel};
 pub use crate::server::layer::ServerCall;
 pub use crate::server::{BoxFuture, Intercepted, Service};
+pub use crate::stream::{
+    send_stream, BoxStream, IntoStreamingRequest, MethodKind, ReplySink, Streaming,
+};
 pub use crate::{Code, Idempotency, IntoRequest, Request, Response, Status};
+pub use futures_util::Stream;
+
+/// The request of a client-streaming handler: its stream of messages.
+pub fn client_stream_request<M: prost::Message + Default>(
+    request: Request<Bytes>,
+) -> Result<Request<Streaming<M>>, Status> {
+    crate::stream::streaming_request::<M>(request).map(|(request, _)| request)
+}
+
+/// The request of a bidirectional handler, and the sink for its replies.
+pub fn bidi_request<M: prost::Message + Default>(
+    request: Request<Bytes>,
+) -> Result<(Request<Streaming<M>>, ReplySink), Status> {
+    let (request, sink) = crate::stream::streaming_request::<M>(request)?;
+    let sink = sink.ok_or_else(|| Status::internal("this call has no stream of replies"))?;
+    Ok((request, sink))
+}
+
+/// The request message of a server-streaming handler, and the sink for its replies.
+pub fn server_stream_request<M: prost::Message + Default>(
+    request: Request<Bytes>,
+) -> Result<(Request<M>, ReplySink), Status> {
+    crate::stream::server_streaming_request::<M>(request)
+}
 
 /// A client's request for a method that declares `level` in its `.proto`, unless the caller
 /// set a level of its own.

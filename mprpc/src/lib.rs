@@ -13,6 +13,7 @@
 //! | [`request`] | [`Request`] and [`Metadata`]: a message with its call context |
 //! | [`response`] | [`Response`]: a reply message with its response metadata |
 //! | [`protocol`] | the frame format and its codec (see `docs/PROTOCOL.md`) |
+//! | [`stream`] | streaming calls: [`stream::Streaming`], flow-control windows, a connection's open streams |
 //! | [`server`] | the provider: listener, connections, dispatch, graceful shutdown |
 //! | [`client`] | the consumer: channel, multiplexed connections, load balancing |
 //! | [`reflection`] | the messages of the built-in service that tells tools what a provider hosts ([`client::reflection`] calls it) |
@@ -29,7 +30,7 @@
 //! Imports between these modules point one way, with no cycle: [`request`], [`response`] and
 //! [`status`] at the bottom; then [`protocol`]; then [`config`] (plain settings, which take their metadata
 //! defaults from [`protocol::limits`]); then [`logging`], [`metrics`], [`trace`] (with [`context`]) and
-//! [`reflection`] (its messages only); then [`registry`]; then [`client`] and [`server`]; and
+//! [`reflection`] (its messages only); then [`stream`]; then [`registry`]; then [`client`] and [`server`]; and
 //! [`admin`] last: the provider starts it, and it imports neither `server` nor `client`.
 //! [`server::BoxFuture`] is defined in a private module below all of these, so that the
 //! registries can name it without importing the provider.
@@ -59,6 +60,7 @@ pub mod request;
 pub mod response;
 pub mod server;
 pub mod status;
+pub mod stream;
 mod sync;
 pub mod tls;
 mod tower_stack;

@@ -8,6 +8,7 @@ pub mod load;
 pub mod logs;
 pub mod process;
 pub mod raw;
+pub mod streams;
 pub mod zk;
 
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
@@ -24,7 +25,7 @@ pub mod proto {
 
 pub use proto::echo_client::{EchoBlockingClient, EchoClient};
 pub use proto::echo_server::{Echo, EchoServer};
-pub use proto::{EchoRequest, EchoResponse};
+pub use proto::{EchoRequest, EchoResponse, StreamReply, StreamRequest};
 
 /// Counts what handlers did, so tests can see work start, finish or be abandoned.
 #[derive(Default, Debug)]
@@ -100,6 +101,30 @@ impl LayerNote {
 }
 
 impl Echo for EchoService {
+    type SubscribeStream = mprpc::stream::BoxStream<StreamReply>;
+    type ChatStream = mprpc::stream::BoxStream<StreamReply>;
+
+    async fn subscribe(
+        &self,
+        request: Request<StreamRequest>,
+    ) -> Result<Self::SubscribeStream, Status> {
+        Ok(streams::subscribe(self, request.into_inner()))
+    }
+
+    async fn upload(
+        &self,
+        request: Request<mprpc::stream::Streaming<StreamRequest>>,
+    ) -> Result<StreamReply, Status> {
+        streams::upload(self, request.into_inner()).await
+    }
+
+    async fn chat(
+        &self,
+        request: Request<mprpc::stream::Streaming<StreamRequest>>,
+    ) -> Result<Self::ChatStream, Status> {
+        Ok(streams::chat(self, request.into_inner()))
+    }
+
     async fn read(&self, request: Request<EchoRequest>) -> Result<EchoResponse, Status> {
         self.echo(request).await
     }

@@ -36,6 +36,8 @@ pub fn request(
             timeout_us: timeout.map_or(0, |t| t.as_micros() as u64),
             metadata: vec![],
             sent_unix_us: unix_now_us(),
+            kind: 0,
+            window: 0,
         },
         body,
     )

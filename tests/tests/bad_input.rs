@@ -146,6 +146,8 @@ async fn a_truncated_frame_then_close_leaves_the_provider_serving() {
             timeout_us: 0,
             metadata: vec![],
             sent_unix_us: 0,
+            kind: 0,
+            window: 0,
         },
         bytes::Bytes::from_static(b"\x0a\x05hello"),
     )

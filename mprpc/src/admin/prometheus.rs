@@ -46,6 +46,7 @@ pub fn render(snapshot: &MetricsSnapshot, registry_state: &str) -> String {
     out.calls_total(snapshot);
     out.call_durations(snapshot);
     out.calls_in_flight(snapshot);
+    out.stream_messages(snapshot);
     out.rejected_calls(snapshot);
     out.adaptive_limit(snapshot);
     out.connection_families(snapshot);
@@ -75,6 +76,30 @@ impl Exposition {
                         ("service", &m.service),
                         ("method", &m.method),
                         ("code", code.as_str()),
+                    ],
+                    n,
+                );
+            }
+        }
+    }
+
+    /// `mprpc_stream_messages_total`: stream messages per method, side and direction.
+    fn stream_messages(&mut self, snapshot: &MetricsSnapshot) {
+        self.family(
+            "mprpc_stream_messages_total",
+            "counter",
+            "Messages of streaming calls, by side, service, method and direction (received, sent).",
+        );
+        for m in &snapshot.methods {
+            let counts = [("received", m.messages_received), ("sent", m.messages_sent)];
+            for (direction, n) in counts.into_iter().filter(|(_, n)| *n > 0) {
+                self.sample(
+                    "mprpc_stream_messages_total",
+                    &[
+                        ("side", m.side.as_str()),
+                        ("service", &m.service),
+                        ("method", &m.method),
+                        ("direction", direction),
                     ],
                     n,
                 );

@@ -2,12 +2,14 @@
 
 use std::sync::Arc;
 
+use futures_util::StreamExt;
 use prost::Message;
 
 use super::layer::Layer;
 use super::Channel;
 use crate::config::{ClientConfig, Config};
 use crate::registry::{self, Registry, RegistryError, StaticRegistry};
+use crate::stream::Streaming;
 use crate::{Request, Response, Status};
 
 /// A channel for synchronous callers, with a runtime of its own. Cheap to clone; usable from
@@ -100,12 +102,122 @@ impl BlockingChannel {
         Req: Message,
         Resp: Message + Default,
     {
+        self.outside_runtime()?;
+        self.runtime
+            .block_on(self.channel.unary_with_metadata(service, method, request))
+    }
+}
+
+/// A stream of replies for a synchronous caller: an iterator that blocks for each message.
+/// Dropping it before its end cancels the call.
+pub struct BlockingStreaming<T> {
+    runtime: Arc<tokio::runtime::Runtime>,
+    /// Taken only when dropped.
+    stream: Option<Streaming<T>>,
+}
+
+impl<T> std::fmt::Debug for BlockingStreaming<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockingStreaming").finish_non_exhaustive()
+    }
+}
+
+impl<T> BlockingStreaming<T> {
+    /// The trailing metadata of a stream that ended well.
+    pub fn trailers(&self) -> Option<&crate::Metadata> {
+        self.stream.as_ref()?.trailers()
+    }
+}
+
+impl<T> Iterator for BlockingStreaming<T> {
+    type Item = Result<T, Status>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let stream = self.stream.as_mut()?;
+        self.runtime.block_on(stream.next())
+    }
+}
+
+impl<T> Drop for BlockingStreaming<T> {
+    fn drop(&mut self) {
+        // The stream's drop sends a cancel, which needs the runtime.
+        let _enter = self.runtime.enter();
+        drop(self.stream.take());
+    }
+}
+
+impl BlockingChannel {
+    fn outside_runtime(&self) -> Result<(), Status> {
         if tokio::runtime::Handle::try_current().is_ok() {
             return Err(Status::internal(
                 "a blocking client was called inside an async runtime; use the async client there",
             ));
         }
-        self.runtime
-            .block_on(self.channel.unary_with_metadata(service, method, request))
+        Ok(())
+    }
+
+    /// Calls a server-streaming method; the replies are read as an iterator.
+    pub fn server_streaming<Req, Resp>(
+        &self,
+        service: &str,
+        method: &str,
+        request: Request<Req>,
+    ) -> Result<BlockingStreaming<Resp>, Status>
+    where
+        Req: Message,
+        Resp: Message + Default + 'static,
+    {
+        self.outside_runtime()?;
+        let open = self.channel.server_streaming(service, method, request);
+        let stream = self.runtime.block_on(open)?;
+        Ok(self.blocking(stream))
+    }
+
+    /// Calls a client-streaming method with the requests of an iterator (read on the
+    /// channel's runtime, so it must be `Send`).
+    pub fn client_streaming<Req, Resp, I>(
+        &self,
+        service: &str,
+        method: &str,
+        request: Request<I>,
+    ) -> Result<Resp, Status>
+    where
+        Req: Message + 'static,
+        Resp: Message + Default + 'static,
+        I: IntoIterator<Item = Req>,
+        I::IntoIter: Send + 'static,
+    {
+        self.outside_runtime()?;
+        let request = request.map(|i| futures_util::stream::iter(i));
+        let call = self.channel.client_streaming(service, method, request);
+        self.runtime.block_on(call)
+    }
+
+    /// Calls a bidirectional-streaming method with the requests of an iterator; the replies
+    /// are read as an iterator.
+    pub fn streaming<Req, Resp, I>(
+        &self,
+        service: &str,
+        method: &str,
+        request: Request<I>,
+    ) -> Result<BlockingStreaming<Resp>, Status>
+    where
+        Req: Message + 'static,
+        Resp: Message + Default + 'static,
+        I: IntoIterator<Item = Req>,
+        I::IntoIter: Send + 'static,
+    {
+        self.outside_runtime()?;
+        let request = request.map(|i| futures_util::stream::iter(i));
+        let open = self.channel.streaming(service, method, request);
+        let stream = self.runtime.block_on(open)?;
+        Ok(self.blocking(stream))
+    }
+
+    fn blocking<T>(&self, stream: Streaming<T>) -> BlockingStreaming<T> {
+        BlockingStreaming {
+            runtime: self.runtime.clone(),
+            stream: Some(stream),
+        }
     }
 }

@@ -24,6 +24,7 @@ mod endpoint;
 pub mod layer;
 pub mod reflection;
 mod resilience;
+mod stream;
 
 use std::collections::HashMap;
 use std::collections::HashSet;
@@ -36,7 +37,7 @@ use futures_util::future::Either;
 use prost::Message;
 
 use self::balance::Balancer;
-pub use self::blocking::BlockingChannel;
+pub use self::blocking::{BlockingChannel, BlockingStreaming};
 use self::connection::CallError;
 use self::endpoint::Endpoint;
 use crate::auth::BearerToken;
@@ -152,6 +153,13 @@ impl Channel {
             Ok(tls) => Ok(tls.as_ref()),
             Err(status) => Err(CallError::NotSent(status.clone())),
         }
+    }
+
+    /// The TLS connector, as a call's status on failure.
+    fn tls_settings(&self) -> Result<Option<&Connector>, Status> {
+        self.tls().map_err(|e| match e {
+            CallError::NotSent(status) | CallError::Failed(status) => status,
+        })
     }
 
     /// Calls `service`/`method` with a typed request and decodes the typed reply.

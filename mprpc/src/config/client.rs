@@ -59,6 +59,17 @@ pub struct ClientConfig {
     pub outlier: OutlierConfig,
     /// Per-method (or per-service) settings: `[client.methods."pkg.Service/Method"]`.
     pub methods: MethodTable,
+    /// Flow control of streaming calls: bytes of one stream's messages this side takes in
+    /// before the sender must wait for it to read them. At least 1 KiB. Default 2 MiB.
+    pub stream_window: usize,
+    /// Flow control of streaming calls: bytes of all the streams' messages on one connection
+    /// this side takes in before the senders must wait. At least 1 KiB. Default 16 MiB.
+    pub connection_window: usize,
+    /// Budget of a streaming call from its start to its end, when the request sets none
+    /// (`Request::with_timeout`). Default: none (a stream may last as long as both sides
+    /// want; the caller's dropping it, or a dead provider, ends it).
+    #[serde(with = "humantime_serde::option")]
+    pub stream_timeout: Option<Duration>,
 }
 
 /// How a consumer spreads calls over the providers of a service.
@@ -98,6 +109,9 @@ impl Default for ClientConfig {
             hedge: HedgeConfig::default(),
             outlier: OutlierConfig::default(),
             methods: MethodTable::new(),
+            stream_window: 2 * 1024 * 1024,
+            connection_window: 16 * 1024 * 1024,
+            stream_timeout: None,
         }
     }
 }
@@ -118,6 +132,13 @@ impl ClientConfig {
             "must be at least `client.reconnect_backoff`",
         )?;
         check.that(self.threads >= 1, "client.threads", "must be at least 1")?;
+        let windows = [
+            (self.stream_window, "client.stream_window"),
+            (self.connection_window, "client.connection_window"),
+        ];
+        for (window, key) in windows {
+            check.that(window >= 1024, key, "must be at least 1024")?;
+        }
         if let Some(tls) = &self.tls {
             tls.validate(check)?;
         }

@@ -93,6 +93,12 @@ pub struct ServerConfig {
     /// (`[server.adaptive_limit]`): calls over it are refused `ResourceExhausted` at once.
     /// Default: none, only the static limits.
     pub adaptive_limit: Option<AdaptiveLimitConfig>,
+    /// Flow control of streaming calls: bytes of one stream's messages this side takes in
+    /// before the sender must wait for it to read them. At least 1 KiB. Default 2 MiB.
+    pub stream_window: usize,
+    /// Flow control of streaming calls: bytes of all the streams' messages on one connection
+    /// this side takes in before the senders must wait. At least 1 KiB. Default 16 MiB.
+    pub connection_window: usize,
 }
 
 impl Default for ServerConfig {
@@ -121,6 +127,8 @@ impl Default for ServerConfig {
             tls: None,
             auth: None,
             adaptive_limit: None,
+            stream_window: 2 * 1024 * 1024,
+            connection_window: 16 * 1024 * 1024,
         }
     }
 }
@@ -203,6 +211,13 @@ impl ServerConfig {
         check.limit(self.max_connections, "server.max_connections")?;
         check.positive(self.idle_timeout, "server.idle_timeout")?;
         check.positive(self.write_timeout, "server.write_timeout")?;
+        let windows = [
+            (self.stream_window, "server.stream_window"),
+            (self.connection_window, "server.connection_window"),
+        ];
+        for (window, key) in windows {
+            check.that(window >= 1024, key, "must be at least 1024")?;
+        }
         if let Some(tls) = &self.tls {
             tls.validate(check)?;
         }

@@ -104,6 +104,8 @@ shutdown_grace = "30s"
 idle_timeout = "1min"
 write_timeout = "20s"
 weight = 250
+stream_window = 65536
+connection_window = 1048576
 
 [client]
 timeout = "500ms"
@@ -116,6 +118,8 @@ reconnect_backoff = "50ms"
 reconnect_backoff_max = "10s"
 threads = 1
 load_balance = "least_loaded"
+stream_window = 4096
+stream_timeout = "1h"
 
 [registry]
 kind = "zookeeper"
@@ -156,6 +160,8 @@ stderr = true
             tls: None,
             auth: None,
             adaptive_limit: None,
+            stream_window: 65536,
+            connection_window: 1 << 20,
         }
     );
     assert_eq!(
@@ -173,6 +179,8 @@ stderr = true
             load_balance: LoadBalance::LeastLoaded,
             tls: None,
             auth: None,
+            stream_window: 4096,
+            stream_timeout: Some(Duration::from_secs(3600)),
             ..ClientConfig::default()
         }
     );

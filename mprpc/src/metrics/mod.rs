@@ -61,6 +61,8 @@ pub struct MethodMetrics {
     by_code: [AtomicU64; CODES],
     latency: Histogram,
     resilience: resilience::MethodResilience,
+    /// Stream messages received and sent by this side's calls of the method.
+    stream_messages: [AtomicU64; 2],
 }
 
 impl MethodMetrics {
@@ -72,6 +74,16 @@ impl MethodMetrics {
             method: Some(self.clone()),
             started: Instant::now(),
         }
+    }
+
+    /// Counts one stream message this side received.
+    pub fn stream_message_received(&self) {
+        self.stream_messages[0].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one stream message this side sent.
+    pub fn stream_message_sent(&self) {
+        self.stream_messages[1].fetch_add(1, Ordering::Relaxed);
     }
 
     fn finish(&self, code: Code, elapsed: Duration) {
@@ -270,6 +282,8 @@ impl Metrics {
                         by_code: codes(&m.by_code),
                         latency: m.latency.snapshot(),
                         resilience: m.resilience.counts(),
+                        messages_received: m.stream_messages[0].load(Ordering::Relaxed),
+                        messages_sent: m.stream_messages[1].load(Ordering::Relaxed),
                     });
                 }
             }
@@ -424,6 +438,11 @@ pub struct MethodSnapshot {
     pub latency: HistogramSnapshot,
     /// Retries, hedges and budget refusals (consumer side).
     pub resilience: ResilienceCounts,
+    /// Stream messages this side received in the method's streaming calls (a streaming call
+    /// counts once in `calls`, when it ends, with its whole duration as its latency).
+    pub messages_received: u64,
+    /// Stream messages this side sent in the method's streaming calls.
+    pub messages_sent: u64,
 }
 
 impl MethodSnapshot {

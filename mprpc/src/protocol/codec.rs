@@ -221,6 +221,8 @@ mod tests {
                     timeout_us: 3_000_000,
                     metadata: vec![],
                     sent_unix_us: 0,
+                    kind: 0,
+                    window: 0,
                 },
                 Bytes::from_static(b"\x0a\x03bob"),
             ),
@@ -285,6 +287,8 @@ mod tests {
                 timeout_us: 3_000_000,
                 metadata: vec![],
                 sent_unix_us: 0,
+                kind: 0,
+                window: 0,
             },
             Bytes::from_static(b"\x0a\x09zhang san\x12\x03123"),
         )

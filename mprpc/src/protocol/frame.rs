@@ -30,6 +30,14 @@ pub enum FrameKind {
     /// The sender will take no new calls on this connection (shutting down, or a protocol
     /// error it is about to close for): [`GoAwayHeader`], no body.
     GoAway = 6,
+    /// One message of a stream, either way: [`StreamHeader`] + the encoded message. Sent
+    /// only while the sender has flow-control credit (`docs/PROTOCOL.md`).
+    Message = 7,
+    /// The consumer's stream of requests has ended: [`StreamHeader`], no body.
+    HalfClose = 8,
+    /// The receiver grants more flow-control credit, for one stream or (request id 0) the
+    /// whole connection: [`WindowUpdateHeader`], no body.
+    WindowUpdate = 9,
 }
 
 impl FrameKind {
@@ -42,6 +50,9 @@ impl FrameKind {
             4 => FrameKind::Ping,
             5 => FrameKind::Pong,
             6 => FrameKind::GoAway,
+            7 => FrameKind::Message,
+            8 => FrameKind::HalfClose,
+            9 => FrameKind::WindowUpdate,
             _ => return None,
         })
     }
@@ -107,6 +118,15 @@ pub struct RequestHeader {
     /// from `timeout_us`, so a call that waited out its budget in a socket never starts.
     #[prost(uint64, tag = "6")]
     pub sent_unix_us: u64,
+    /// What kind of call this opens (a [`crate::stream::MethodKind`] wire value): 0 a unary
+    /// call, 1 client streaming, 2 server streaming, 3 both ways. The provider refuses a
+    /// call whose kind is not its method's.
+    #[prost(uint32, tag = "7")]
+    pub kind: u32,
+    /// For a call whose replies stream: the caller's flow-control window for them, in bytes
+    /// (0: the protocol's initial window).
+    #[prost(uint64, tag = "8")]
+    pub window: u64,
 }
 
 /// Header of a [`FrameKind::Response`] frame.
@@ -143,6 +163,25 @@ pub struct CancelHeader {
     pub request_id: u64,
 }
 
+/// Header of [`FrameKind::Message`] and [`FrameKind::HalfClose`] frames.
+#[derive(Clone, PartialEq, Eq, Message)]
+pub struct StreamHeader {
+    /// The id of the call whose stream this is.
+    #[prost(uint64, tag = "1")]
+    pub request_id: u64,
+}
+
+/// Header of a [`FrameKind::WindowUpdate`] frame.
+#[derive(Clone, PartialEq, Eq, Message)]
+pub struct WindowUpdateHeader {
+    /// The stream the credit is for; 0 for the connection.
+    #[prost(uint64, tag = "1")]
+    pub request_id: u64,
+    /// Bytes of messages the sender may send on top of its credit so far.
+    #[prost(uint64, tag = "2")]
+    pub increment: u64,
+}
+
 /// Header of a [`FrameKind::GoAway`] frame.
 #[derive(Clone, PartialEq, Eq, Message)]
 pub struct GoAwayHeader {
@@ -170,6 +209,12 @@ pub enum OutFrame {
     Pong(Bytes),
     /// A go-away notice.
     GoAway(GoAwayHeader),
+    /// A stream's message.
+    Message(StreamHeader, Bytes),
+    /// The end of a consumer's stream of requests.
+    HalfClose(StreamHeader),
+    /// Flow-control credit.
+    WindowUpdate(WindowUpdateHeader),
 }
 
 impl OutFrame {
@@ -181,6 +226,9 @@ impl OutFrame {
             OutFrame::Cancel(h) => (h.encoded_len(), 0),
             OutFrame::Ping(b) | OutFrame::Pong(b) => (0, b.len()),
             OutFrame::GoAway(h) => (h.encoded_len(), 0),
+            OutFrame::Message(h, b) => (h.encoded_len(), b.len()),
+            OutFrame::HalfClose(h) => (h.encoded_len(), 0),
+            OutFrame::WindowUpdate(h) => (h.encoded_len(), 0),
         };
         FIXED_HEADER_LEN + header + body
     }
@@ -195,6 +243,9 @@ impl OutFrame {
             OutFrame::Ping(body) => put_head(dst, FrameKind::Ping, &(), body),
             OutFrame::Pong(body) => put_head(dst, FrameKind::Pong, &(), body),
             OutFrame::GoAway(h) => put_head(dst, FrameKind::GoAway, &h, Bytes::new()),
+            OutFrame::Message(h, body) => put_head(dst, FrameKind::Message, &h, body),
+            OutFrame::HalfClose(h) => put_head(dst, FrameKind::HalfClose, &h, Bytes::new()),
+            OutFrame::WindowUpdate(h) => put_head(dst, FrameKind::WindowUpdate, &h, Bytes::new()),
         }
     }
 
@@ -219,6 +270,8 @@ impl OutFrame {
                 OutFrame::Cancel(_) => 0,
                 OutFrame::Ping(b) | OutFrame::Pong(b) => b.len(),
                 OutFrame::GoAway(h) => h.message.len(),
+                OutFrame::Message(_, b) => b.len(),
+                OutFrame::HalfClose(_) | OutFrame::WindowUpdate(_) => 0,
             }
     }
 

@@ -8,6 +8,7 @@
 use bytes::Bytes;
 
 pub use crate::future::BoxFuture;
+use crate::stream::MethodKind;
 use crate::{Request, Status};
 
 /// A service the provider can host: usually a generated `XxxServer<T>` adapter.
@@ -17,6 +18,14 @@ pub trait Service: Send + Sync + 'static {
 
     /// The service's method names as declared in the `.proto` file (`Login`, `Register`).
     fn methods(&self) -> &'static [&'static str];
+
+    /// The methods that stream, with their kinds; every other method is unary. A streaming
+    /// call reaches [`call`](Self::call) like a unary one, with its stream in the request's
+    /// extensions (the generated adapter takes it out), and its future runs until the
+    /// stream ends.
+    fn streaming_methods(&self) -> &'static [(&'static str, MethodKind)] {
+        &[]
+    }
 
     /// Runs one call. The request body is the encoded request message; the reply is the
     /// encoded response message. An unknown method must give [`crate::Code::Unimplemented`].

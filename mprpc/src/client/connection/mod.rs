@@ -11,6 +11,9 @@
 //! `reader.rs`.
 
 mod reader;
+mod stream;
+
+pub(crate) use self::stream::OpenStream;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -30,6 +33,7 @@ use crate::config::ClientConfig;
 use crate::metrics::{Metrics, Side};
 use crate::protocol::writer::{write_loop, BusyHint};
 use crate::protocol::{CancelHeader, MetadataEntry, OutFrame, Outbox, RequestHeader};
+use crate::stream::{StreamTable, Windows};
 use crate::sync::lock;
 use crate::tls::Connector;
 use crate::{Response, Status};
@@ -57,6 +61,10 @@ struct ConnShared {
     last_read_ms: AtomicU64,
     /// Calls in flight, for the writer's batching.
     busy: Arc<BusyHint>,
+    /// Open streaming calls.
+    streams: StreamTable,
+    /// The most bytes of one stream's messages a consumer sends in a frame.
+    max_frame_size: usize,
 }
 
 #[derive(Default)]
@@ -122,8 +130,14 @@ impl Connection {
         let address = address.to_owned();
         let busy = Arc::<BusyHint>::default();
         let (tx, rx) = Outbox::new(busy.clone());
+        let windows = Windows {
+            stream: config.stream_window as u64,
+            connection: config.connection_window as u64,
+        };
         let shared = Arc::new(ConnShared {
             address,
+            streams: StreamTable::new(tx.clone(), windows),
+            max_frame_size: config.max_frame_size,
             tx,
             next_id: AtomicU64::new(1),
             pending: Mutex::default(),
@@ -223,6 +237,8 @@ impl Connection {
                 timeout_us: timeout.map_or(0, |t| t.as_micros().max(1) as u64),
                 metadata,
                 sent_unix_us: unix_now_us(),
+                kind: 0,
+                window: 0,
             };
             if shared
                 .tx

@@ -74,7 +74,12 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
                 }
             }
             FrameKind::Pong => {}
-            FrameKind::Request | FrameKind::Cancel => {
+            FrameKind::Message | FrameKind::WindowUpdate => {
+                if let Err(reason) = super::stream::on_frame(&shared, frame) {
+                    break reason;
+                }
+            }
+            FrameKind::Request | FrameKind::Cancel | FrameKind::HalfClose => {
                 break Status::internal(format!(
                     "protocol error: provider {} sent a {:?} frame",
                     shared.address, frame.kind
@@ -102,6 +107,7 @@ fn on_response(shared: &ConnShared, frame: Frame) -> Result<(), Status> {
         return Ok(());
     }
     let Some(waiter) = lock(&shared.pending).waiters.remove(&header.request_id) else {
+        super::stream::on_response(shared, header, frame.body);
         return Ok(());
     };
     let metadata = metadata_from_wire(header.metadata);
@@ -183,6 +189,7 @@ pub(super) fn fail_all(shared: &ConnShared, reason: Status) {
     let waiters = {
         let mut pending = lock(&shared.pending);
         let reason = pending.closed.get_or_insert(reason).clone();
+        shared.streams.fail_all(&reason);
         std::mem::take(&mut pending.waiters)
             .into_values()
             .map(move |w| (w, reason.clone()))

@@ -32,6 +32,7 @@ mod deadline;
 mod from_fn;
 mod metrics;
 mod stack;
+mod stream;
 mod tower;
 mod trace;
 
@@ -240,7 +241,14 @@ impl<'a> Next<'a> {
         }
         match self.stack {
             Stack::Outer(channel) => {
-                Box::pin(channel.unary_unlayered(call.service, call.method, call.request))
+                let mut request = call.request;
+                match request.extensions_mut().remove::<stream::StreamOpening>() {
+                    Some(opening) => {
+                        let names = (call.service, call.method);
+                        Box::pin(channel.stream_innermost(names, request, opening))
+                    }
+                    None => Box::pin(channel.unary_unlayered(call.service, call.method, request)),
+                }
             }
             Stack::Inner(attempt) => Box::pin(async move {
                 let (metadata, body) = (call.request.metadata().clone(), call.request.into_inner());

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
-use super::{broken, Connection, Ending, Turn};
+use super::{broken, stream, Connection, Ending, Turn};
+use crate::metrics::Side;
 use crate::protocol::codec::decode_header;
 use crate::protocol::limits::MetadataTooLarge;
 use crate::protocol::writer::BusyHint;
@@ -28,13 +29,14 @@ use crate::protocol::{
 use crate::server::dispatch::quote;
 use crate::server::layer::stack::{Call, Outcome};
 use crate::server::service::Service;
+use crate::stream::MethodKind;
 use crate::sync::lock;
 use crate::{Code, Metadata, Request, Status};
 
 /// What becomes of a request read off the wire.
 enum Admitted {
-    /// It goes to the stack.
-    Call(Call, u64),
+    /// It goes to the stack (with its id, its kind and the window of a streaming call).
+    Call(Call, u64, (MethodKind, u64)),
     /// It is refused at once with this reply.
     Refused(u64, Status),
     /// The provider is shutting down: refused at once, marked as never run.
@@ -52,37 +54,70 @@ impl Connection {
         cancelled: &[u64],
         turn: &Turn<'_>,
     ) -> Result<(), Ending> {
-        let (call, id) = match self.admit(frame, caller_gone, cancelled, turn.draining)? {
-            Admitted::Call(call, id) => (call, id),
-            Admitted::Refused(id, status) => {
-                self.shared.metrics.rejected(status.code());
-                let reply = OutFrame::Response(error_header(id, &status), Bytes::new());
-                let _ = turn.tx.send(reply).await;
-                return Ok(());
-            }
-            Admitted::ShuttingDown(id) => {
-                let status = Status::unavailable("provider is shutting down; the call was not run");
-                self.shared.metrics.rejected(status.code());
-                let header = ResponseHeader {
-                    not_run: true,
-                    ..error_header(id, &status)
+        let (mut call, id, (kind, window)) =
+            match self.admit(frame, caller_gone, cancelled, turn.draining)? {
+                Admitted::Call(call, id, stream) => (call, id, stream),
+                Admitted::Refused(id, status) => {
+                    self.shared.metrics.rejected(status.code());
+                    let reply = OutFrame::Response(error_header(id, &status), Bytes::new());
+                    let _ = turn.tx.send(reply).await;
+                    return Ok(());
+                }
+                Admitted::ShuttingDown(id) => {
+                    let status =
+                        Status::unavailable("provider is shutting down; the call was not run");
+                    self.shared.metrics.rejected(status.code());
+                    let header = ResponseHeader {
+                        not_run: true,
+                        ..error_header(id, &status)
+                    };
+                    let _ = turn.tx.send(OutFrame::Response(header, Bytes::new())).await;
+                    return Ok(());
+                }
+                Admitted::Dropped => return Ok(()),
+            };
+        let max_frame_size = self.shared.config.max_frame_size;
+        let stream = (kind != MethodKind::Unary).then(|| {
+            let counters =
+                (self.shared.metrics).method(Side::Server, call.service.name(), call.method);
+            let limits = (max_frame_size, counters);
+            stream::open(turn, (id, kind, window), &mut call.request, limits)
+        });
+        let work = self.work(call, id, turn);
+        match stream {
+            // A unary call's future has nothing more in it than before streams existed.
+            None => self.start(work, id, turn).await,
+            Some(stream) => {
+                let work = async move {
+                    let _stream = stream;
+                    work.await;
                 };
-                let _ = turn.tx.send(OutFrame::Response(header, Bytes::new())).await;
-                return Ok(());
+                self.start(work, id, turn).await
             }
-            Admitted::Dropped => return Ok(()),
-        };
+        }
+    }
+
+    /// The call's work: the stack, then the reply.
+    fn work(&self, call: Call, id: u64, turn: &Turn<'_>) -> impl Future<Output = ()> + Send {
         let stack = self.shared.stack.clone();
         let max_frame_size = self.shared.config.max_frame_size;
         let tx = turn.tx.clone();
         let task_in_flight = turn.in_flight.clone();
         let busy = BusyGuard::enter(self.busy.clone());
-        let work = async move {
+        async move {
             let _busy = busy;
             let outcome = stack.serve(call).await;
             lock(&task_in_flight).remove(&id);
             let _ = tx.send(reply_frame(id, outcome, max_frame_size)).await;
-        };
+        }
+    }
+
+    /// Runs the first poll of `work` here, and the rest in a task of its own if it has to
+    /// wait.
+    async fn start<F>(&self, work: F, id: u64, turn: &Turn<'_>) -> Result<(), Ending>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
         // A deliberate choice: the call's first poll runs right here, on the connection's
         // reader. A handler that answers without waiting (most do) then costs no task spawn
         // and no extra wake-up; one that waits is moved to a task of its own and runs in
@@ -135,6 +170,10 @@ impl Connection {
             Ok(found) => found,
             Err(status) => return Ok(Admitted::Refused(id, status)),
         };
+        let kind = match call_kind(service.as_ref(), method, header.kind) {
+            Ok(kind) => kind,
+            Err(status) => return Ok(Admitted::Refused(id, status)),
+        };
         let arrived = Instant::now();
         let deadline = self.deadline(&header, arrived);
         if deadline.is_some_and(|d| d <= arrived) {
@@ -155,7 +194,7 @@ impl Connection {
             arrived,
             connection_calls: self.busy.count(),
         };
-        Ok(Admitted::Call(call, id))
+        Ok(Admitted::Call(call, id, (kind, header.window)))
     }
 
     /// The hosted service and method the request names.
@@ -197,6 +236,25 @@ impl Connection {
             Duration::ZERO
         };
         Some(arrived + budget.saturating_sub(waited))
+    }
+}
+
+/// The kind of call a request opens, which must be its method's.
+fn call_kind(service: &dyn Service, method: &str, asked: u32) -> Result<MethodKind, Status> {
+    let declared = service
+        .streaming_methods()
+        .iter()
+        .find(|(name, _)| *name == method)
+        .map_or(MethodKind::Unary, |(_, kind)| *kind);
+    match MethodKind::from_wire(asked) {
+        Some(kind) if kind == declared => Ok(kind),
+        Some(kind) => Err(Status::unimplemented(format!(
+            "`{}/{method}` is a {declared} method; the call was made as {kind}",
+            service.name()
+        ))),
+        None => Err(Status::invalid_argument(format!(
+            "unknown call kind {asked} (0 unary, 1 client-streaming, 2 server-streaming, 3 both)"
+        ))),
     }
 }
 
@@ -257,7 +315,7 @@ fn ok_header(request_id: u64, metadata: Metadata) -> ResponseHeader {
 
 /// The header of a failed call. A failure is never sent with code 0, which the caller would
 /// read as success: a handler's `Err(Status)` with code `Ok` goes out as `Unknown`.
-fn error_header(request_id: u64, status: &Status) -> ResponseHeader {
+pub(super) fn error_header(request_id: u64, status: &Status) -> ResponseHeader {
     let (code, message) = match status.code() {
         Code::Ok => (
             Code::Unknown,

@@ -14,6 +14,7 @@
 //! Nothing a peer sends can take down anything but its own connection.
 
 mod call;
+mod stream;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -38,6 +39,7 @@ use crate::protocol::writer::{write_loop, BusyHint};
 use crate::protocol::{
     CancelHeader, Frame, FrameDecoder, FrameKind, GoAwayHeader, OutFrame, Outbox, ProtocolError,
 };
+use crate::stream::{StreamTable, Windows};
 use crate::sync::lock;
 use crate::tls::PeerIdentity;
 use crate::{Code, Status};
@@ -68,6 +70,8 @@ pub(crate) struct Connection {
 /// What a batch of frames works with.
 struct Turn<'a> {
     tx: &'a Outbox,
+    /// The connection's open streaming calls.
+    streams: &'a Arc<StreamTable>,
     calls: &'a TaskTracker,
     in_flight: &'a InFlight,
     draining: bool,
@@ -156,16 +160,24 @@ impl Connection {
         let mut frames = FramedRead::with_capacity(rd, decoder, READ_CAPACITY);
         let calls = TaskTracker::new();
         let in_flight: InFlight = Arc::default();
+        let windows = Windows {
+            stream: self.shared.config.stream_window as u64,
+            connection: self.shared.config.connection_window as u64,
+        };
+        let streams = Arc::new(StreamTable::new(tx.clone(), windows));
         let turn = Turn {
             tx: &tx,
+            streams: &streams,
             calls: &calls,
             in_flight: &in_flight,
             draining: false,
         };
         let ending = self.read_loop(&mut frames, turn, &writer_failed).await;
-        self.end(ending, &tx, &calls, &in_flight).await;
-        // The writer ends once the last sender (ours and the call tasks') is gone.
+        self.end(ending, &tx, &calls, &in_flight, &streams).await;
+        // The writer ends once the last sender (ours, the stream table's and the call
+        // tasks') is gone.
         drop(tx);
+        drop(streams);
         calls.close();
         calls.wait().await;
         self.join_writer(writer).await;
@@ -269,8 +281,19 @@ impl Connection {
     }
 
     /// Acts on why the read loop ended: aborts the calls, or tells the peer why it closes.
-    async fn end(&self, ending: Ending, tx: &Outbox, calls: &TaskTracker, in_flight: &InFlight) {
+    async fn end(
+        &self,
+        ending: Ending,
+        tx: &Outbox,
+        calls: &TaskTracker,
+        in_flight: &InFlight,
+        streams: &StreamTable,
+    ) {
         match ending {
+            Ending::Abort if self.force_close.is_cancelled() => {
+                stream::cut_off(tx, streams, self.shared.config.shutdown_grace);
+                abort_all(in_flight);
+            }
             Ending::Abort | Ending::PeerClosed => abort_all(in_flight),
             Ending::Drained => {}
             Ending::Idle => {
@@ -285,7 +308,10 @@ impl Connection {
                 calls.close();
                 tokio::select! {
                     () = calls.wait() => {}
-                    () = self.force_close.cancelled() => abort_all(in_flight),
+                    () = self.force_close.cancelled() => {
+                        stream::cut_off(tx, streams, self.shared.config.shutdown_grace);
+                        abort_all(in_flight);
+                    }
                 }
             }
         }
@@ -331,6 +357,9 @@ impl Connection {
                 }
                 FrameKind::Ping if !caller_gone => {
                     let _ = turn.tx.send(OutFrame::Pong(frame.body)).await;
+                }
+                FrameKind::Message | FrameKind::HalfClose | FrameKind::WindowUpdate => {
+                    stream::on_frame(frame, turn)?
                 }
                 FrameKind::Cancel | FrameKind::Ping | FrameKind::Pong | FrameKind::GoAway => {}
                 FrameKind::Response => {

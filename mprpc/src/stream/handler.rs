@@ -1,0 +1,164 @@
+//! What the provider hands a streaming handler: the request's stream of messages and the
+//! sink for its replies, carried in the request's extensions down the stack (so the layers
+//! see a streaming call like any other, from its start to its end), and taken out by the
+//! generated adapter.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use prost::Message;
+
+use super::{Inbound, Outbound, Streaming};
+use crate::metrics::MethodMetrics;
+use crate::sync::lock;
+use crate::{Request, Status};
+
+/// A streaming call's connection to the wire, in its request's extensions until the
+/// adapter takes it.
+#[derive(Clone)]
+pub(crate) struct StreamIo(Arc<Mutex<Option<IoParts>>>);
+
+pub(crate) struct IoParts {
+    pub(crate) inbound: Option<Arc<Inbound>>,
+    pub(crate) sink: Option<ReplySink>,
+    /// The method's counters, for the messages read.
+    pub(crate) counters: Arc<MethodMetrics>,
+}
+
+impl StreamIo {
+    pub(crate) fn new(
+        inbound: Option<Arc<Inbound>>,
+        sink: Option<ReplySink>,
+        counters: Arc<MethodMetrics>,
+    ) -> StreamIo {
+        StreamIo(Arc::new(Mutex::new(Some(IoParts {
+            inbound,
+            sink,
+            counters,
+        }))))
+    }
+
+    /// Takes the parts out of a request.
+    pub(crate) fn take<T>(request: &mut Request<T>) -> Result<IoParts, Status> {
+        request
+            .extensions_mut()
+            .remove::<StreamIo>()
+            .and_then(|io| lock(&io.0).take())
+            .ok_or_else(|| {
+                Status::internal("a streaming handler was called without its stream (was the call made as unary?)")
+            })
+    }
+}
+
+impl IoParts {
+    /// The request's stream of messages, decoded as `M`.
+    pub(crate) fn requests<M: Message + Default>(&mut self) -> Result<Streaming<M>, Status> {
+        let inbound = self
+            .inbound
+            .take()
+            .ok_or_else(|| Status::internal("this call has no stream of requests"))?;
+        Ok(Streaming::new(inbound, decode_message::<M>).counted(self.counters.clone(), None))
+    }
+
+    /// The sink for the replies.
+    pub(crate) fn sink(&mut self) -> Result<ReplySink, Status> {
+        self.sink
+            .take()
+            .ok_or_else(|| Status::internal("this call has no stream of replies"))
+    }
+}
+
+/// Decodes a message of a stream; a bad one is `InvalidArgument`.
+pub(crate) fn decode_message<M: Message + Default>(body: Bytes) -> Result<M, Status> {
+    M::decode(body)
+        .map_err(|e| Status::invalid_argument(format!("cannot decode a streamed message: {e}")))
+}
+
+/// Where a streaming handler's replies go: the call's stream on the wire, with its
+/// flow control.
+#[derive(Debug)]
+pub struct ReplySink {
+    outbound: Outbound,
+    max_frame_size: usize,
+    counters: Arc<MethodMetrics>,
+}
+
+impl ReplySink {
+    pub(crate) fn new(
+        outbound: Outbound,
+        max_frame_size: usize,
+        counters: Arc<MethodMetrics>,
+    ) -> ReplySink {
+        ReplySink {
+            outbound,
+            max_frame_size,
+            counters,
+        }
+    }
+
+    /// Sends one encoded reply, once the caller has credit for it. A message over the
+    /// frame limit fails the call with `ResourceExhausted`; a call the caller left fails
+    /// with `Cancelled`.
+    pub async fn send(&self, body: Bytes) -> Result<(), Status> {
+        if body.len() + 64 > self.max_frame_size {
+            return Err(Status::resource_exhausted(format!(
+                "a streamed reply of {} bytes exceeds the maximum frame size of {} bytes",
+                body.len(),
+                self.max_frame_size
+            )));
+        }
+        self.outbound
+            .send(body)
+            .await
+            .map_err(|_| Status::cancelled("the caller is gone"))?;
+        self.counters.stream_message_sent();
+        Ok(())
+    }
+}
+
+/// Sends every message of a handler's `replies` down `sink`, and returns what the call's
+/// final `Response` carries: nothing (the messages went as the stream), or the failure the
+/// stream ended with.
+pub async fn send_stream<S, M>(sink: ReplySink, replies: S) -> Result<Bytes, Status>
+where
+    S: Stream<Item = Result<M, Status>> + Send,
+    M: Message,
+{
+    let mut replies = std::pin::pin!(replies);
+    while let Some(reply) = replies.next().await {
+        sink.send(Bytes::from(reply?.encode_to_vec())).await?;
+    }
+    Ok(Bytes::new())
+}
+
+/// The request's stream of messages, for a client-streaming or bidirectional handler.
+pub(crate) fn streaming_request<M: Message + Default>(
+    mut request: Request<Bytes>,
+) -> Result<(Request<Streaming<M>>, Option<ReplySink>), Status> {
+    let mut parts = StreamIo::take(&mut request)?;
+    let requests = parts.requests::<M>()?;
+    let sink = parts.sink.take();
+    Ok((request.map(|_| requests), sink))
+}
+
+/// The one request message and the reply sink, for a server-streaming handler.
+pub(crate) fn server_streaming_request<M: Message + Default>(
+    mut request: Request<Bytes>,
+) -> Result<(Request<M>, ReplySink), Status> {
+    let mut parts = StreamIo::take(&mut request)?;
+    let sink = parts.sink()?;
+    let mut failure = None;
+    let request = request.map(|body| {
+        M::decode(body).unwrap_or_else(|e| {
+            failure = Some(e);
+            M::default()
+        })
+    });
+    match failure {
+        None => Ok((request, sink)),
+        Some(e) => Err(Status::invalid_argument(format!(
+            "cannot decode the request: {e}"
+        ))),
+    }
+}

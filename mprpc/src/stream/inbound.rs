@@ -1,0 +1,169 @@
+//! The receiving end of one stream: the messages the connection's reader has taken in and
+//! the consumer has not, the stream's end, and the credit returned as messages are consumed.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+
+use super::table::Link;
+use super::window::{Overflow, RecvWindow};
+use crate::sync::lock;
+use crate::{Metadata, Status};
+
+/// Messages up to this size are copied out of the read buffer when they have to wait.
+const COPY_BELOW: usize = 64 * 1024;
+
+/// How a stream ended.
+#[derive(Debug, Clone)]
+pub(crate) enum End {
+    /// The sender finished: a consumer's half-close, or a provider's final reply (with its
+    /// trailing metadata, and for a client-streaming call, the reply message).
+    Finished {
+        trailers: Metadata,
+        body: Option<Bytes>,
+    },
+    /// The stream failed.
+    Failed(Status),
+}
+
+/// What a consumer of the stream gets next.
+pub(crate) enum Next {
+    Message(Bytes),
+    End(End),
+}
+
+/// One stream's queue of received messages, shared by the connection's reader and the
+/// stream's consumer.
+#[derive(Debug)]
+pub(crate) struct Inbound {
+    id: u64,
+    link: Arc<Link>,
+    window: RecvWindow,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    queue: VecDeque<Bytes>,
+    end: Option<End>,
+    /// The end was handed to the consumer.
+    ended: bool,
+    waker: Option<Waker>,
+    /// The consumer is gone: messages are discarded as they arrive, their credit returned.
+    detached: bool,
+}
+
+impl Inbound {
+    pub(super) fn new(id: u64, link: Arc<Link>, window: RecvWindow) -> Inbound {
+        Inbound {
+            id,
+            link,
+            window,
+            state: Mutex::default(),
+        }
+    }
+
+    /// The grant owed as soon as the stream opens (its window above the initial one).
+    pub(super) fn initial_grant(&self) {
+        if let Some(grant) = self.window.initial_grant() {
+            self.link.grant(self.id, grant);
+        }
+    }
+
+    /// A message arrived (the connection-level credit was checked by the caller).
+    pub(super) fn push(&self, body: Bytes) -> Result<(), Overflow> {
+        self.window.received(body.len())?;
+        let mut state = lock(&self.state);
+        if state.detached || state.end.is_some() {
+            drop(state);
+            self.returned(body.len());
+            return Ok(());
+        }
+        // A message is a slice of the connection's read buffer, and keeps all of it alive: a
+        // stream that is not read would hold a 64 KiB buffer per 64-byte message. One that
+        // has to wait behind others gets its own copy (a small one: a large message is most
+        // of its buffer).
+        let body = if !state.queue.is_empty() && body.len() <= COPY_BELOW {
+            Bytes::copy_from_slice(&body)
+        } else {
+            body
+        };
+        state.queue.push_back(body);
+        let waker = state.waker.take();
+        drop(state);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Ok(())
+    }
+
+    /// The stream ended (the first end counts). Messages already queued are still
+    /// delivered before the end, as they were sent before it.
+    pub(crate) fn finish(&self, end: End) {
+        let mut state = lock(&self.state);
+        if state.end.is_some() {
+            return;
+        }
+        state.end = Some(end);
+        let waker = state.waker.take();
+        drop(state);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// The next message or the end, once there is one. After the end, `Pending` forever (the
+    /// owner does not poll again).
+    pub(crate) fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Next> {
+        let mut state = lock(&self.state);
+        if let Some(body) = state.queue.pop_front() {
+            drop(state);
+            self.returned(body.len());
+            return Poll::Ready(Next::Message(body));
+        }
+        if !state.ended {
+            if let Some(end) = state.end.clone() {
+                state.ended = true;
+                return Poll::Ready(Next::End(end));
+            }
+        }
+        if !state
+            .waker
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            state.waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    /// The consumer is gone: what is queued is discarded and later messages are too, their
+    /// credit returned so the sender is not held up by a reader that will never read.
+    pub(crate) fn detach(&self) {
+        let mut state = lock(&self.state);
+        state.detached = true;
+        let dropped: usize = state.queue.drain(..).map(|b| b.len()).sum();
+        drop(state);
+        if dropped > 0 {
+            self.returned(dropped);
+        }
+    }
+
+    /// Bytes queued and not consumed.
+    pub(crate) fn queued_bytes(&self) -> usize {
+        lock(&self.state).queue.iter().map(Bytes::len).sum()
+    }
+
+    /// Credit for `size` bytes consumed or discarded goes back to the sender, for the
+    /// stream (while it is open) and the connection.
+    fn returned(&self, size: usize) {
+        if let Some(grant) = self.window.consumed(size) {
+            if lock(&self.state).end.is_none() {
+                self.link.grant(self.id, grant);
+            }
+        }
+        self.link.returned(size);
+    }
+}

@@ -1,0 +1,221 @@
+//! [`Streaming`]: the stream of messages a handler reads from its caller, or a caller from
+//! its provider.
+
+use std::fmt;
+use std::future::Future as _;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_util::Stream;
+
+use super::inbound::{End, Inbound, Next};
+use crate::metrics::{CallRecord, MethodMetrics};
+use crate::{Metadata, Status};
+
+/// How a stream ended, as its end hook is told: its trailers, or its failure.
+pub(crate) type Ending = Result<Metadata, Status>;
+
+/// A stream of messages from the other side of a call: a handler's requests, or a caller's
+/// replies. Each item is a message, or the failure that ended the stream; after the last
+/// item the stream ends (`None`). Reading a message returns its flow-control credit to the
+/// sender: a stream nobody reads holds the sender back, not memory.
+///
+/// Dropping a caller's stream before its end cancels the call (the provider drops the
+/// handler).
+pub struct Streaming<T> {
+    inbound: Arc<Inbound>,
+    decode: fn(Bytes) -> Result<T, Status>,
+    /// The call's end on this side (a deadline), if it has one.
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    trailers: Option<Metadata>,
+    done: bool,
+    hooks: Hooks,
+    /// Whether dropping this value lets go of the queue (not when it was only retyped).
+    owns_inbound: bool,
+}
+
+/// What a stream does besides reading, on either side.
+#[derive(Default)]
+struct Hooks {
+    /// What happens if the stream is dropped before its end (a caller cancels the call).
+    on_drop: Option<Box<dyn FnOnce() + Send + Sync>>,
+    /// Told how the stream ended, however it did (a drop is `Cancelled`).
+    on_end: Option<Box<dyn FnOnce(Ending) + Send + Sync>>,
+    /// Dropped with the stream (a caller's: what stops the task sending its requests).
+    guard: Option<Box<dyn std::any::Any + Send + Sync>>,
+    /// The method's counters: each message read is counted.
+    counters: Option<Arc<MethodMetrics>>,
+    /// A caller's record of the call, finished at the stream's end.
+    record: Option<CallRecord>,
+}
+
+impl<T> fmt::Debug for Streaming<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Streaming")
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> Streaming<T> {
+    pub(crate) fn new(inbound: Arc<Inbound>, decode: fn(Bytes) -> Result<T, Status>) -> Self {
+        Streaming {
+            inbound,
+            decode,
+            deadline: None,
+            trailers: None,
+            done: false,
+            hooks: Hooks::default(),
+            owns_inbound: true,
+        }
+    }
+
+    /// Keeps `guard` until the stream is dropped.
+    pub(crate) fn hold(mut self, guard: impl std::any::Any + Send + Sync) -> Self {
+        self.hooks.guard = Some(Box::new(guard));
+        self
+    }
+
+    /// Counts each message read in `counters`, and finishes `record` (if any) at the end.
+    pub(crate) fn counted(
+        mut self,
+        counters: Arc<MethodMetrics>,
+        record: Option<CallRecord>,
+    ) -> Self {
+        self.hooks.counters = Some(counters);
+        self.hooks.record = record;
+        self
+    }
+
+    /// Ends the stream with `DeadlineExceeded` at `deadline`.
+    pub(crate) fn with_deadline(mut self, deadline: tokio::time::Instant) -> Self {
+        self.deadline = Some(Box::pin(tokio::time::sleep_until(deadline)));
+        self
+    }
+
+    /// Runs `f` if the stream is dropped before its end.
+    pub(crate) fn on_drop(mut self, f: impl FnOnce() + Send + Sync + 'static) -> Self {
+        self.hooks.on_drop = Some(Box::new(f));
+        self
+    }
+
+    /// Tells `f` how the stream ended, however it ends.
+    pub(crate) fn on_end(mut self, f: impl FnOnce(Ending) + Send + Sync + 'static) -> Self {
+        self.hooks.on_end = Some(Box::new(f));
+        self
+    }
+
+    /// The same stream, its messages decoded by `decode`.
+    pub(crate) fn retype<U>(mut self, decode: fn(Bytes) -> Result<U, Status>) -> Streaming<U> {
+        self.owns_inbound = false;
+        Streaming {
+            inbound: self.inbound.clone(),
+            decode,
+            deadline: self.deadline.take(),
+            trailers: self.trailers.take(),
+            done: self.done,
+            hooks: std::mem::take(&mut self.hooks),
+            owns_inbound: true,
+        }
+    }
+
+    /// The next message: `Ok(None)` at the end of the stream, `Err` if it failed.
+    pub async fn message(&mut self) -> Result<Option<T>, Status> {
+        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx))
+            .await
+            .transpose()
+    }
+
+    /// The trailing metadata the provider sent with its final status, once the stream has
+    /// ended well (a failure carries its own, in [`Status::metadata`]).
+    pub fn trailers(&self) -> Option<&Metadata> {
+        self.trailers.as_ref()
+    }
+
+    /// Bytes received and not read yet (at most the flow-control window, and one message).
+    pub fn buffered_bytes(&self) -> usize {
+        self.inbound.queued_bytes()
+    }
+
+    fn end(&mut self, ending: Ending) {
+        let code = ending
+            .as_ref()
+            .map_or_else(Status::code, |_| crate::Code::Ok);
+        if let Some(record) = self.hooks.record.take() {
+            record.finish(code);
+        }
+        if let Some(on_end) = self.hooks.on_end.take() {
+            on_end(ending);
+        }
+        self.done = true;
+        self.hooks.on_drop = None;
+        self.deadline = None;
+    }
+
+    fn fail(&mut self, status: Status) -> Poll<Option<Result<T, Status>>> {
+        // A failure on this side (the deadline): the other side is told, as by a drop.
+        if let Some(cancel) = self.hooks.on_drop.take() {
+            cancel();
+        }
+        self.end(Err(status.clone()));
+        Poll::Ready(Some(Err(status)))
+    }
+}
+
+impl<T> Stream for Streaming<T> {
+    type Item = Result<T, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.done {
+            return Poll::Ready(None);
+        }
+        if let Some(deadline) = &mut this.deadline {
+            if deadline.as_mut().poll(cx).is_ready() {
+                return this.fail(Status::deadline_exceeded(
+                    "the stream's deadline passed before it ended",
+                ));
+            }
+        }
+        match this.inbound.poll_next(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Next::Message(body)) => {
+                if let Some(counters) = &this.hooks.counters {
+                    counters.stream_message_received();
+                }
+                Poll::Ready(Some((this.decode)(body)))
+            }
+            Poll::Ready(Next::End(End::Failed(status))) => {
+                this.end(Err(status.clone()));
+                Poll::Ready(Some(Err(status)))
+            }
+            Poll::Ready(Next::End(End::Finished { trailers, body })) => {
+                this.end(Ok(trailers.clone()));
+                this.trailers = Some(trailers);
+                match body {
+                    Some(body) => Poll::Ready(Some((this.decode)(body))),
+                    None => Poll::Ready(None),
+                }
+            }
+        }
+    }
+}
+
+impl<T> Drop for Streaming<T> {
+    fn drop(&mut self) {
+        if !self.owns_inbound {
+            return;
+        }
+        self.inbound.detach();
+        if let Some(cancel) = self.hooks.on_drop.take() {
+            cancel();
+        }
+        if let Some(on_end) = self.hooks.on_end.take() {
+            on_end(Err(Status::cancelled(
+                "the stream was dropped before its end",
+            )));
+        }
+    }
+}
