@@ -2,10 +2,12 @@
 //! `fixbug.FriendServiceRpc`, served and called with mprpc.
 //!
 //! - [`services`]: the implementations (what the original's `example/callee` did);
+//! - [`streams`]: the streaming methods, `WatchFriends` and `UploadAvatar`;
 //! - [`provider`]: a provider program hosting both;
 //! - [`consumer`]: a consumer program calling every method with the blocking stubs, as the
 //!   original's `example/caller` did;
 //! - the `demo` binary runs a provider and a consumer as two processes and prints the calls;
+//!   `layers` shows layers on both sides, `streaming` the streaming methods;
 //! - [`report`]: how the programs print an error (one line) and exit;
 //! - [`allocator`]: the programs' global allocator (jemalloc, purging in the background).
 
@@ -14,6 +16,7 @@ pub mod consumer;
 pub mod provider;
 pub mod report;
 pub mod services;
+pub mod streams;
 
 /// The generated messages, server traits and clients of `proto/user.proto` and
 /// `proto/friend.proto`.

@@ -1,19 +1,24 @@
 //! The example services' business logic.
 //!
+//! The streaming methods are in [`crate::streams`].
+//!
 //! Each call is logged at debug level: at info a busy provider writes gigabytes of logs.
 //! `RUST_LOG=info,mprpc_examples=debug` shows the calls.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use mprpc::stream::{BoxStream, Streaming};
 use mprpc::{Request, Status};
 
 use crate::fixbug::friend_service_rpc_server::FriendServiceRpc;
 use crate::fixbug::user_service_rpc_server::UserServiceRpc;
 use crate::fixbug::{
-    GetFriendsListRequest, GetFriendsListResponse, LoginRequest, LoginResponse, RegisterRequest,
-    RegisterResponse, ResultCode,
+    AvatarChunk, FriendUpdate, GetFriendsListRequest, GetFriendsListResponse, LoginRequest,
+    LoginResponse, RegisterRequest, RegisterResponse, ResultCode, UploadAvatarResponse,
+    WatchFriendsRequest,
 };
+use crate::streams;
 
 /// A registered user.
 struct User {
@@ -86,6 +91,13 @@ impl UserServiceRpc for UserService {
             success: true,
         })
     }
+
+    async fn upload_avatar(
+        &self,
+        request: Request<Streaming<AvatarChunk>>,
+    ) -> Result<UploadAvatarResponse, Status> {
+        streams::upload_avatar(request.into_inner()).await
+    }
 }
 
 impl std::fmt::Debug for UserService {
@@ -100,6 +112,8 @@ impl std::fmt::Debug for UserService {
 pub struct FriendService;
 
 impl FriendServiceRpc for FriendService {
+    type WatchFriendsStream = BoxStream<FriendUpdate>;
+
     async fn get_friends_list(
         &self,
         request: Request<GetFriendsListRequest>,
@@ -108,11 +122,18 @@ impl FriendServiceRpc for FriendService {
         tracing::debug!(userid, "GetFriendsList");
         Ok(GetFriendsListResponse {
             result: Some(ok()),
-            friends: ["gao yang", "liu hong", "wang shuo"]
+            friends: streams::FRIENDS
                 .iter()
                 .map(|f| f.as_bytes().to_vec())
                 .collect(),
         })
+    }
+
+    async fn watch_friends(
+        &self,
+        request: Request<WatchFriendsRequest>,
+    ) -> Result<Self::WatchFriendsStream, Status> {
+        Ok(streams::watch_friends(request.into_inner()))
     }
 }
 

@@ -218,12 +218,14 @@ fn write_server(service: &Service, names: &Names, descriptors: bool, buf: &mut S
         "pub trait {camel}: ::core::marker::Send + ::core::marker::Sync + 'static {{"
     );
     for method in &service.methods {
+        let kind = Kind::of(method);
+        // A streaming method's stream type comes first, so that the docs go to the method.
+        streams::write_stream_type(method, kind, buf);
         write_docs(
             buf,
             &method.comments,
             &format!("Handles `{}`.", method.proto_name),
         );
-        let kind = Kind::of(method);
         if kind != Kind::Unary {
             streams::write_trait_method(method, kind, buf);
             continue;

@@ -65,24 +65,30 @@ fn handler_input(method: &Method, kind: Kind) -> String {
     }
 }
 
-/// The trait's items for a streaming method: the stream type, then the method.
+/// The associated type of a method whose replies stream, if `method`'s do.
+pub(crate) fn write_stream_type(method: &Method, kind: Kind, buf: &mut String) {
+    if !matches!(kind, Kind::Server | Kind::Both) {
+        return;
+    }
+    emit!(
+        buf,
+        "/// The stream of replies [`{name}`](Self::{name}) returns.",
+        name = method.name
+    );
+    emit!(
+        buf,
+        "type {stream}: {RT}::Stream<Item = {result}> + ::core::marker::Send + 'static;",
+        stream = stream_type(method),
+        result = result_of(&rust_type(&method.output_type))
+    );
+}
+
+/// The trait's method for a streaming method (its stream type is written before its docs).
 pub(crate) fn write_trait_method(method: &Method, kind: Kind, buf: &mut String) {
-    let output = rust_type(&method.output_type);
     let ok = if matches!(kind, Kind::Server | Kind::Both) {
-        let stream = stream_type(method);
-        emit!(
-            buf,
-            "/// The stream of replies [`{name}`](Self::{name}) returns.",
-            name = method.name
-        );
-        emit!(
-            buf,
-            "type {stream}: {RT}::Stream<Item = {result}> + ::core::marker::Send + 'static;",
-            result = result_of(&output)
-        );
-        format!("Self::{stream}")
+        format!("Self::{}", stream_type(method))
     } else {
-        output
+        rust_type(&method.output_type)
     };
     emit!(
         buf,

@@ -40,27 +40,30 @@ fn unknown_type_names_file_and_line() {
 }
 
 #[test]
-fn streaming_method_is_rejected() {
-    let message = compile_error(
-        "stream.proto",
-        "syntax = \"proto3\";\npackage fixbug;\nmessage A {}\nservice Feed {\n  rpc Get(A) returns (A);\n  rpc Watch(A) returns (stream A);\n}\n",
-    );
-    assert!(message.contains("stream.proto:6:3:"), "{message}");
-    assert!(message.contains("`Watch`"), "{message}");
-    assert!(message.contains("fixbug.Feed"), "{message}");
-    assert!(message.contains("server-streaming"), "{message}");
-}
-
-#[test]
-fn client_streaming_method_is_rejected() {
-    let message = compile_error(
-        "upload.proto",
-        "syntax = \"proto3\";\nmessage A {}\nservice Up {\n  rpc Send(stream A) returns (A);\n}\n",
-    );
-    assert!(
-        message.contains("`Send`") && message.contains("client-streaming"),
-        "{message}"
-    );
+fn streaming_methods_of_every_kind_are_generated() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let source = "syntax = \"proto3\";\npackage fixbug;\nmessage A {}\nservice Feed {\n  \
+        rpc Get(A) returns (A);\n  rpc Watch(A) returns (stream A);\n  \
+        rpc Send(stream A) returns (A);\n  rpc Chat(stream A) returns (stream A);\n}\n";
+    fs::write(dir.path().join("feed.proto"), source).unwrap();
+    mprpc_build::configure()
+        .out_dir(out.path())
+        .emit_rerun_if_changed(false)
+        .compile(&[dir.path().join("feed.proto")], &[dir.path()])
+        .expect("streaming methods compile");
+    let code = fs::read_to_string(out.path().join("fixbug.rs")).unwrap();
+    for expected in [
+        "type WatchStream:",
+        "type ChatStream:",
+        "request: ::mprpc::codegen::Request<::mprpc::codegen::Streaming<super::A>>,",
+        "(\"Watch\", ::mprpc::codegen::MethodKind::ServerStreaming)",
+        "(\"Send\", ::mprpc::codegen::MethodKind::ClientStreaming)",
+        "(\"Chat\", ::mprpc::codegen::MethodKind::Bidirectional)",
+        "::mprpc::codegen::BlockingStreaming<super::A>",
+    ] {
+        assert!(code.contains(expected), "no `{expected}` in:\n{code}");
+    }
 }
 
 #[test]

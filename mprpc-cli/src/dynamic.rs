@@ -5,6 +5,7 @@
 use anyhow::Context;
 use bytes::Bytes;
 use mprpc::client::{reflection, Channel};
+use mprpc::stream::MethodKind;
 use mprpc::{Code, Status};
 use prost::Message;
 use prost_reflect::{
@@ -83,6 +84,16 @@ pub(crate) fn idempotency(method: &MethodDescriptor) -> mprpc::Idempotency {
     }
 }
 
+/// Which of the method's sides stream, as its `.proto` declares.
+pub(crate) fn kind(method: &MethodDescriptor) -> MethodKind {
+    match (method.is_client_streaming(), method.is_server_streaming()) {
+        (false, false) => MethodKind::Unary,
+        (true, false) => MethodKind::ClientStreaming,
+        (false, true) => MethodKind::ServerStreaming,
+        (true, true) => MethodKind::Bidirectional,
+    }
+}
+
 /// Parses `json` as a `desc` message and encodes it. Unknown fields are refused.
 pub(crate) fn encode_json(desc: &MessageDescriptor, json: &str) -> anyhow::Result<Bytes> {
     let mut deserializer = serde_json::Deserializer::from_str(json);
@@ -96,6 +107,15 @@ pub(crate) fn encode_json(desc: &MessageDescriptor, json: &str) -> anyhow::Resul
     Ok(Bytes::from(message.encode_to_vec()))
 }
 
+/// How a reply is rendered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// Indented, over several lines: a unary reply.
+    Pretty,
+    /// On one line: each message of a stream of replies (JSON lines).
+    Line,
+}
+
 /// Decodes a `desc` message and renders it as pretty JSON; `emit_defaults` also prints the
 /// fields that hold their default value (proto3 JSON leaves them out).
 pub(crate) fn decode_to_json(
@@ -103,20 +123,33 @@ pub(crate) fn decode_to_json(
     body: Bytes,
     emit_defaults: bool,
 ) -> Result<String, Status> {
+    render(desc, body, emit_defaults, Layout::Pretty)
+}
+
+/// Decodes a `desc` message and renders it as JSON laid out as `layout` says.
+pub(crate) fn render(
+    desc: &MessageDescriptor,
+    body: Bytes,
+    emit_defaults: bool,
+    layout: Layout,
+) -> Result<String, Status> {
     let message = DynamicMessage::decode(desc.clone(), body).map_err(|e| {
         Status::internal(format!(
             "cannot decode the reply as {}: {e}",
             desc.full_name()
         ))
     })?;
+    let options = SerializeOptions::new().skip_default_fields(!emit_defaults);
     let mut out = Vec::new();
-    let mut serializer = serde_json::Serializer::pretty(&mut out);
-    message
-        .serialize_with_options(
-            &mut serializer,
-            &SerializeOptions::new().skip_default_fields(!emit_defaults),
-        )
-        .map_err(|e| Status::internal(format!("cannot render the reply as JSON: {e}")))?;
+    let written = match layout {
+        Layout::Pretty => {
+            message.serialize_with_options(&mut serde_json::Serializer::pretty(&mut out), &options)
+        }
+        Layout::Line => {
+            message.serialize_with_options(&mut serde_json::Serializer::new(&mut out), &options)
+        }
+    };
+    written.map_err(|e| Status::internal(format!("cannot render the reply as JSON: {e}")))?;
     String::from_utf8(out).map_err(|e| Status::internal(format!("reply JSON is not UTF-8: {e}")))
 }
 
@@ -165,6 +198,8 @@ mod tests {
         let json = decode_to_json(&desc, body, false).unwrap();
         let value: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(value, serde_json::json!({"b": "aGk=", "n": "7"}));
+        let line = render(&desc, body_of(&desc), false, Layout::Line).unwrap();
+        assert_eq!(line, r#"{"b":"aGk=","n":"7"}"#);
         let empty = decode_to_json(&desc, Bytes::new(), true).unwrap();
         let value: serde_json::Value = serde_json::from_str(&empty).unwrap();
         assert_eq!(value, serde_json::json!({"b": "", "n": "0", "longName": 0}));
@@ -175,6 +210,10 @@ mod tests {
                 serde_json::from_str(&decode_to_json(&desc, body, false).unwrap()).unwrap();
             assert_eq!(value, serde_json::json!({"longName": 5}), "{json}");
         }
+    }
+
+    fn body_of(desc: &MessageDescriptor) -> Bytes {
+        encode_json(desc, r#"{"b": "aGk=", "n": "7"}"#).unwrap()
     }
 
     #[test]

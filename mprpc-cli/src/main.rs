@@ -6,9 +6,9 @@
 //!
 //! - `list`: the services and their providers (or, with `--addr`, what one provider hosts);
 //! - `describe`: a service's methods and messages;
-//! - `call`: one call, JSON in and JSON out;
+//! - `call`: one call, JSON in and JSON out (JSON lines for the streams of streaming methods);
 //! - `watch`: a service's providers coming and going, live;
-//! - `bench`: a load generator with a latency summary.
+//! - `bench`: a load generator with a latency summary (messages/s for streaming methods).
 //!
 //! # Layout
 //!

@@ -28,7 +28,8 @@ pub(crate) struct TargetArgs {
     #[arg(long, value_name = "HOST:PORT", global = true)]
     pub addr: Option<String>,
     /// Budget of each call, e.g. 500ms, 3s, 1m [default: the config's client.timeout, 3s].
-    /// Registry look-ups get at least 5s.
+    /// A streaming call, from its start to its end, only when given [default: the config's
+    /// client.stream_timeout, none]. Registry look-ups get at least 5s.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, global = true)]
     pub timeout: Option<Duration>,
     /// Use TLS, trusting the CAs in FILE (PEM) [default: the config's client.tls].
@@ -59,6 +60,8 @@ pub(crate) struct Target {
     registry: RegistryConfig,
     /// `--addr`, if given.
     addr: Option<String>,
+    /// `--timeout`, if given: it also bounds streaming calls.
+    explicit_timeout: Option<Duration>,
 }
 
 /// One service's way in: a channel for its calls, and a channel to one of its providers
@@ -96,12 +99,20 @@ impl Target {
             client,
             registry: config.registry,
             addr: args.addr.clone(),
+            explicit_timeout: args.timeout,
         })
     }
 
     /// The budget of one call.
     pub(crate) fn timeout(&self) -> Duration {
         self.client.timeout
+    }
+
+    /// The budget of a whole streaming call: `--timeout` if given, else none of its own
+    /// (the channel then applies the config's `client.stream_timeout`, by default none: a
+    /// stream lasts as long as both sides want).
+    pub(crate) fn stream_timeout(&self) -> Option<Duration> {
+        self.explicit_timeout
     }
 
     /// `--addr`, if given.

@@ -7,6 +7,7 @@ use bytes::{Bytes, BytesMut};
 use mprpc::protocol::codec::decode_header;
 use mprpc::protocol::{
     CancelHeader, Frame, FrameDecoder, FrameKind, OutFrame, RequestHeader, ResponseHeader,
+    StreamHeader,
 };
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
@@ -42,6 +43,41 @@ pub fn request(
         body,
     )
     .encode(&mut buf);
+    buf
+}
+
+/// A request frame opening a streaming call of `kind` (a wire value: 1 client streaming, 2
+/// server streaming, 3 both), announcing a window of `window` bytes for its replies.
+pub fn stream_request(id: u64, method: &str, kind: u32, window: u64, body: Bytes) -> BytesMut {
+    let mut buf = BytesMut::new();
+    OutFrame::Request(
+        RequestHeader {
+            request_id: id,
+            service: "mprpc.test.Echo".to_owned(),
+            method: method.to_owned(),
+            timeout_us: 0,
+            metadata: vec![],
+            sent_unix_us: unix_now_us(),
+            kind,
+            window,
+        },
+        body,
+    )
+    .encode(&mut buf);
+    buf
+}
+
+/// A `Message` frame of stream `id`.
+pub fn message(id: u64, body: Bytes) -> BytesMut {
+    let mut buf = BytesMut::new();
+    OutFrame::Message(StreamHeader { request_id: id }, body).encode(&mut buf);
+    buf
+}
+
+/// A `HalfClose` frame of stream `id`.
+pub fn half_close(id: u64) -> BytesMut {
+    let mut buf = BytesMut::new();
+    OutFrame::HalfClose(StreamHeader { request_id: id }).encode(&mut buf);
     buf
 }
 
@@ -89,6 +125,45 @@ pub async fn read_until(stream: &mut TcpStream, until: FrameKind, limit: Duratio
         assert!(
             read > 0,
             "the provider closed the connection; got {frames:?}"
+        );
+    }
+}
+
+/// Reads frames from `stream` until `n` responses have arrived (within `limit`); returns
+/// their headers, in the order they came.
+pub async fn read_responses(
+    stream: &mut TcpStream,
+    n: usize,
+    limit: Duration,
+) -> Vec<ResponseHeader> {
+    let mut decoder = FrameDecoder::new(64 << 20);
+    let mut buf = BytesMut::new();
+    let mut found = Vec::new();
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        while let Some(frame) = decoder
+            .decode(&mut buf)
+            .expect("the provider sends valid frames")
+        {
+            if frame.kind == FrameKind::Response {
+                found.push(decode_header(&frame).expect("a response header"));
+            }
+        }
+        if found.len() >= n {
+            return found;
+        }
+        let read = tokio::time::timeout_at(deadline, stream.read_buf(&mut buf))
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "{} of {n} responses within {limit:?}: {found:?}",
+                    found.len()
+                )
+            })
+            .expect("read from the provider");
+        assert!(
+            read > 0,
+            "the provider closed the connection; got {found:?}"
         );
     }
 }

@@ -98,9 +98,9 @@ async fn balancers_spread_calls_as_configured() {
     })
     .await;
     let instances = rx.borrow().clone();
-    assert!(instances
-        .iter()
-        .all(|i| i.methods == ["Echo", "Read"] && i.start_time_ms > 0));
+    assert!(instances.iter().all(
+        |i| i.methods == ["Echo", "Read", "Subscribe", "Upload", "Chat"] && i.start_time_ms > 0
+    ));
     assert_eq!(instances.iter().map(|i| i.weight).sum::<u32>(), 400);
 
     let with = |policy| {

@@ -37,6 +37,31 @@ pub struct RegisterResponse {
     #[prost(bool, tag = "2")]
     pub success: bool,
 }
+/// A piece of an avatar image being uploaded; the whole image is the chunks' `data` in order.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AvatarChunk {
+    /// The user whose avatar it is, read from the first chunk (the others may leave it 0).
+    #[prost(uint32, tag = "1")]
+    pub userid: u32,
+    #[prost(bytes = "vec", tag = "2")]
+    pub data: ::prost::alloc::vec::Vec<u8>,
+}
+/// What the provider received.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct UploadAvatarResponse {
+    #[prost(message, optional, tag = "1")]
+    pub result: ::core::option::Option<ResultCode>,
+    #[prost(uint32, tag = "2")]
+    pub userid: u32,
+    /// The image's size in bytes, and the chunks it came in.
+    #[prost(uint64, tag = "3")]
+    pub size: u64,
+    #[prost(uint64, tag = "4")]
+    pub chunks: u64,
+    /// The SHA-256 of the image, in lowercase hex (what `sha256sum` prints).
+    #[prost(string, tag = "5")]
+    pub sha256: ::prost::alloc::string::String,
+}
 /// Server side of `fixbug.UserServiceRpc`: the service trait and its adapter.
 pub mod user_service_rpc_server {
     /// The fully qualified service name, as callers send it.
@@ -63,6 +88,20 @@ pub mod user_service_rpc_server {
         ) -> impl ::mprpc::codegen::Future<
             Output = ::core::result::Result<
                 super::RegisterResponse,
+                ::mprpc::codegen::Status,
+            >,
+        > + ::core::marker::Send;
+        /// Receives an avatar image in chunks (any size each) and answers with its size and
+        /// checksum. An image over 4 MiB is refused with InvalidArgument, as soon as the chunks
+        /// pass the limit; an empty one too.
+        fn upload_avatar(
+            &self,
+            request: ::mprpc::codegen::Request<
+                ::mprpc::codegen::Streaming<super::AvatarChunk>,
+            >,
+        ) -> impl ::mprpc::codegen::Future<
+            Output = ::core::result::Result<
+                super::UploadAvatarResponse,
                 ::mprpc::codegen::Status,
             >,
         > + ::core::marker::Send;
@@ -116,7 +155,12 @@ pub mod user_service_rpc_server {
             SERVICE_NAME
         }
         fn methods(&self) -> &'static [&'static str] {
-            &["Login", "Register"]
+            &["Login", "Register", "UploadAvatar"]
+        }
+        fn streaming_methods(
+            &self,
+        ) -> &'static [(&'static str, ::mprpc::codegen::MethodKind)] {
+            &[("UploadAvatar", ::mprpc::codegen::MethodKind::ClientStreaming)]
         }
         fn file_descriptor_set(&self) -> &'static [u8] {
             super::FILE_DESCRIPTOR_SET
@@ -149,6 +193,18 @@ pub mod user_service_rpc_server {
                         >(SERVICE_NAME, "Register", request)?;
                         inner
                             .register(request)
+                            .await
+                            .map(|reply| ::mprpc::codegen::encode_response(&reply))
+                    })
+                }
+                "UploadAvatar" => {
+                    let inner = ::mprpc::codegen::Arc::clone(&self.inner);
+                    ::std::boxed::Box::pin(async move {
+                        let request = ::mprpc::codegen::client_stream_request::<
+                            super::AvatarChunk,
+                        >(request)?;
+                        inner
+                            .upload_avatar(request)
                             .await
                             .map(|reply| ::mprpc::codegen::encode_response(&reply))
                     })
@@ -264,6 +320,23 @@ pub mod user_service_rpc_client {
                     ::mprpc::codegen::IntoRequest::into_request(request),
                 )
         }
+        /// Receives an avatar image in chunks (any size each) and answers with its size and
+        /// checksum. An image over 4 MiB is refused with InvalidArgument, as soon as the chunks
+        /// pass the limit; an empty one too.
+        pub fn upload_avatar(
+            &self,
+            request: impl ::mprpc::codegen::IntoStreamingRequest<super::AvatarChunk>,
+        ) -> impl ::mprpc::codegen::Future<
+            Output = ::core::result::Result<
+                super::UploadAvatarResponse,
+                ::mprpc::codegen::Status,
+            >,
+        > + ::core::marker::Send + '_ {
+            let request = ::mprpc::codegen::IntoStreamingRequest::into_streaming_request(
+                request,
+            );
+            self.channel.client_streaming(SERVICE_NAME, "UploadAvatar", request)
+        }
     }
     /// Blocking client of `fixbug.UserServiceRpc`: each call blocks until its reply.
     ///
@@ -353,6 +426,27 @@ pub mod user_service_rpc_client {
                     ::mprpc::codegen::IntoRequest::into_request(request),
                 )
         }
+        /// Receives an avatar image in chunks (any size each) and answers with its size and
+        /// checksum. An image over 4 MiB is refused with InvalidArgument, as soon as the chunks
+        /// pass the limit; an empty one too.
+        pub fn upload_avatar<I>(
+            &self,
+            requests: I,
+        ) -> ::core::result::Result<
+            super::UploadAvatarResponse,
+            ::mprpc::codegen::Status,
+        >
+        where
+            I: ::core::iter::IntoIterator<Item = super::AvatarChunk>,
+            I::IntoIter: ::core::marker::Send + 'static,
+        {
+            self.channel
+                .client_streaming(
+                    SERVICE_NAME,
+                    "UploadAvatar",
+                    ::mprpc::codegen::Request::new(requests),
+                )
+        }
     }
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
@@ -366,6 +460,76 @@ pub struct GetFriendsListResponse {
     pub result: ::core::option::Option<ResultCode>,
     #[prost(bytes = "vec", repeated, tag = "2")]
     pub friends: ::prost::alloc::vec::Vec<::prost::alloc::vec::Vec<u8>>,
+}
+/// Whose friends to watch, and for how long.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct WatchFriendsRequest {
+    #[prost(uint32, tag = "1")]
+    pub userid: u32,
+    /// Time between two presence changes, in milliseconds (0: 500).
+    #[prost(uint32, tag = "2")]
+    pub interval_ms: u32,
+    /// End the stream after this many updates, the current friends included (0: only when
+    /// the caller cancels it).
+    #[prost(uint32, tag = "3")]
+    pub max_updates: u32,
+}
+/// One update of a user's friends list.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct FriendUpdate {
+    #[prost(enumeration = "friend_update::Kind", tag = "1")]
+    pub kind: i32,
+    #[prost(bytes = "vec", tag = "2")]
+    pub name: ::prost::alloc::vec::Vec<u8>,
+    /// The update's position in its stream, from 1.
+    #[prost(uint64, tag = "3")]
+    pub seq: u64,
+}
+/// Nested message and enum types in `FriendUpdate`.
+pub mod friend_update {
+    /// What the update says about `name`.
+    #[derive(
+        Clone,
+        Copy,
+        Debug,
+        PartialEq,
+        Eq,
+        Hash,
+        PartialOrd,
+        Ord,
+        ::prost::Enumeration
+    )]
+    #[repr(i32)]
+    pub enum Kind {
+        /// A current friend: the stream starts with one of these per friend.
+        Friend = 0,
+        /// The friend came online.
+        Online = 1,
+        /// The friend went offline.
+        Offline = 2,
+    }
+    impl Kind {
+        /// String value of the enum field names used in the ProtoBuf definition.
+        ///
+        /// The values are not transformed in any way and thus are considered stable
+        /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+        pub fn as_str_name(&self) -> &'static str {
+            match self {
+                Self::Friend => "FRIEND",
+                Self::Online => "ONLINE",
+                Self::Offline => "OFFLINE",
+            }
+        }
+        /// Creates an enum from field names used in the ProtoBuf definition.
+        pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+            match value {
+                "FRIEND" => Some(Self::Friend),
+                "ONLINE" => Some(Self::Online),
+                "OFFLINE" => Some(Self::Offline),
+                _ => None,
+            }
+        }
+    }
 }
 /// Server side of `fixbug.FriendServiceRpc`: the service trait and its adapter.
 pub mod friend_service_rpc_server {
@@ -382,6 +546,27 @@ pub mod friend_service_rpc_server {
         ) -> impl ::mprpc::codegen::Future<
             Output = ::core::result::Result<
                 super::GetFriendsListResponse,
+                ::mprpc::codegen::Status,
+            >,
+        > + ::core::marker::Send;
+        /// The stream of replies [`watch_friends`](Self::watch_friends) returns.
+        type WatchFriendsStream: ::mprpc::codegen::Stream<
+                Item = ::core::result::Result<
+                    super::FriendUpdate,
+                    ::mprpc::codegen::Status,
+                >,
+            >
+            + ::core::marker::Send
+            + 'static;
+        /// Streams a user's friends, then their presence changes (simulated: one friend after
+        /// another comes online, then goes offline) as they happen, until `max_updates` or until
+        /// the caller cancels.
+        fn watch_friends(
+            &self,
+            request: ::mprpc::codegen::Request<super::WatchFriendsRequest>,
+        ) -> impl ::mprpc::codegen::Future<
+            Output = ::core::result::Result<
+                Self::WatchFriendsStream,
                 ::mprpc::codegen::Status,
             >,
         > + ::core::marker::Send;
@@ -435,7 +620,12 @@ pub mod friend_service_rpc_server {
             SERVICE_NAME
         }
         fn methods(&self) -> &'static [&'static str] {
-            &["GetFriendsList"]
+            &["GetFriendsList", "WatchFriends"]
+        }
+        fn streaming_methods(
+            &self,
+        ) -> &'static [(&'static str, ::mprpc::codegen::MethodKind)] {
+            &[("WatchFriends", ::mprpc::codegen::MethodKind::ServerStreaming)]
         }
         fn file_descriptor_set(&self) -> &'static [u8] {
             super::FILE_DESCRIPTOR_SET
@@ -458,6 +648,16 @@ pub mod friend_service_rpc_server {
                             .get_friends_list(request)
                             .await
                             .map(|reply| ::mprpc::codegen::encode_response(&reply))
+                    })
+                }
+                "WatchFriends" => {
+                    let inner = ::mprpc::codegen::Arc::clone(&self.inner);
+                    ::std::boxed::Box::pin(async move {
+                        let (request, sink) = ::mprpc::codegen::server_stream_request::<
+                            super::WatchFriendsRequest,
+                        >(request)?;
+                        let replies = inner.watch_friends(request).await?;
+                        ::mprpc::codegen::send_stream(sink, replies).await
                     })
                 }
                 _ => ::mprpc::codegen::unimplemented_method(SERVICE_NAME, method),
@@ -536,6 +736,25 @@ pub mod friend_service_rpc_client {
                     ),
                 )
         }
+        /// Streams a user's friends, then their presence changes (simulated: one friend after
+        /// another comes online, then goes offline) as they happen, until `max_updates` or until
+        /// the caller cancels.
+        pub fn watch_friends(
+            &self,
+            request: impl ::mprpc::codegen::IntoRequest<super::WatchFriendsRequest>,
+        ) -> impl ::mprpc::codegen::Future<
+            Output = ::core::result::Result<
+                ::mprpc::codegen::Streaming<super::FriendUpdate>,
+                ::mprpc::codegen::Status,
+            >,
+        > + ::core::marker::Send + '_ {
+            self.channel
+                .server_streaming(
+                    SERVICE_NAME,
+                    "WatchFriends",
+                    ::mprpc::codegen::IntoRequest::into_request(request),
+                )
+        }
     }
     /// Blocking client of `fixbug.FriendServiceRpc`: each call blocks until its reply.
     ///
@@ -598,6 +817,23 @@ pub mod friend_service_rpc_client {
                         ::mprpc::codegen::IntoRequest::into_request(request),
                         ::mprpc::codegen::Idempotency::NoSideEffects,
                     ),
+                )
+        }
+        /// Streams a user's friends, then their presence changes (simulated: one friend after
+        /// another comes online, then goes offline) as they happen, until `max_updates` or until
+        /// the caller cancels.
+        pub fn watch_friends(
+            &self,
+            request: impl ::mprpc::codegen::IntoRequest<super::WatchFriendsRequest>,
+        ) -> ::core::result::Result<
+            ::mprpc::codegen::BlockingStreaming<super::FriendUpdate>,
+            ::mprpc::codegen::Status,
+        > {
+            self.channel
+                .server_streaming(
+                    SERVICE_NAME,
+                    "WatchFriends",
+                    ::mprpc::codegen::IntoRequest::into_request(request),
                 )
         }
     }

@@ -2,9 +2,12 @@
 //! default): N callers, each starting its next call when the last one is answered. Open loop
 //! (`--rate R`, [`open_loop`]): R calls a second on a fixed schedule, whatever the answers.
 //! Latency goes into HDR histograms, every call's and the successful calls', merged at the
-//! end into a [`summary`].
+//! end into a [`summary`]. A streaming method is driven by [`streaming`] instead: streams
+//! kept open, their messages counted into a [`stream_summary`].
 
 mod open_loop;
+mod stream_summary;
+mod streaming;
 mod summary;
 
 use std::io::IsTerminal;
@@ -21,6 +24,7 @@ use tokio::time::Instant;
 
 use self::summary::{Summary, Tally};
 use super::request::RequestArgs;
+use crate::dynamic;
 use crate::target::Target;
 
 /// Options of `mprpc bench`.
@@ -38,12 +42,21 @@ use crate::target::Target;
         `key: value` per line (calls, calls/s, errors, `error <Code>: N` per code, ok and \
         ok/s, the goodput; p50, p90, p99, p999, max, mean in ms of every call, and the same \
         of the successful calls as `ok p50` ... when some failed), or one JSON object with \
-        --json. Failed calls are counted, not fatal: the exit code is 0 once the run is over."
+        --json. Failed calls are counted, not fatal: the exit code is 0 once the run is over.\n\n\
+        A streaming method (its kind comes from its descriptor) is driven by --concurrency \
+        streams, each opening the next when it ends, and the summary counts messages \
+        (messages, messages/s, bytes, MiB/s) and streams instead of calls: a \
+        server-streaming method's streams each send the --data request and count the replies; \
+        a client-streaming method's each send the --data message over and over until the end, \
+        then half-close and wait (at most --timeout) for the reply, and count the requests; a \
+        bidirectional method's send as a client stream does and count the replies. A stream \
+        that fails counts as an error under its code. --rate is for unary methods only; \
+        --timeout, when given, bounds each stream."
 )]
 pub(crate) struct Args {
     #[command(flatten)]
     pub request: RequestArgs,
-    /// Concurrent callers (closed loop).
+    /// Concurrent callers (closed loop), or streams open at once (streaming method).
     #[arg(short, long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..), conflicts_with = "rate")]
     pub concurrency: u32,
     /// How long to measure, after the warm-up.
@@ -87,6 +100,7 @@ struct Call {
 /// Counters the progress bar reads while the run goes on.
 #[derive(Default)]
 struct Live {
+    /// Calls, or a streaming method's messages.
     calls: AtomicU64,
     errors: AtomicU64,
 }
@@ -102,6 +116,17 @@ pub(crate) async fn run(target: &Target, args: Args) -> anyhow::Result<()> {
         }
     }
     let prepared = args.request.prepare(target).await?;
+    let kind = dynamic::kind(&prepared.method);
+    if kind != mprpc::stream::MethodKind::Unary {
+        if args.rate.is_some() {
+            bail!(
+                "--rate is for unary methods; `{}/{}` is {kind}",
+                args.request.service(),
+                args.request.method()
+            );
+        }
+        return streaming::run(target, &args, prepared, kind).await;
+    }
     let call = Arc::new(Call {
         channel: prepared.calls,
         service: args.request.service().to_owned(),
@@ -117,7 +142,7 @@ pub(crate) async fn run(target: &Target, args: Args) -> anyhow::Result<()> {
         rate: args.rate,
     };
     let live = Arc::new(Live::default());
-    let progress = progress_bar(plan, live.clone());
+    let progress = progress_bar(plan, live.clone(), "calls");
     let total = match args.rate {
         Some(rate) => {
             let max = args.max_outstanding as usize;
@@ -183,8 +208,9 @@ async fn caller(plan: Plan, call: Arc<Call>, live: Arc<Live>, mut tally: Tally) 
     tally
 }
 
-/// Draws the run's progress on stderr (when it is a terminal) until aborted.
-fn progress_bar(plan: Plan, live: Arc<Live>) -> tokio::task::JoinHandle<()> {
+/// Draws the run's progress on stderr (when it is a terminal) until aborted; `unit` names
+/// what [`Live::calls`] counts.
+fn progress_bar(plan: Plan, live: Arc<Live>, unit: &'static str) -> tokio::task::JoinHandle<()> {
     let total = plan.end.duration_since(plan.start);
     let bar = if std::io::stderr().is_terminal() {
         ProgressBar::new(u64::try_from(total.as_millis()).unwrap_or(u64::MAX))
@@ -219,11 +245,11 @@ fn progress_bar(plan: Plan, live: Arc<Live>) -> tokio::task::JoinHandle<()> {
                 "warming up".to_owned()
             } else if measured > 0.0 {
                 format!(
-                    "{calls} calls, {errors} errors, {:.0} calls/s",
+                    "{calls} {unit}, {errors} errors, {:.0} {unit}/s",
                     calls as f64 / measured
                 )
             } else {
-                format!("{calls} calls, {errors} errors")
+                format!("{calls} {unit}, {errors} errors")
             });
         }
     })

@@ -291,7 +291,7 @@ impl Connection {
     ) {
         match ending {
             Ending::Abort if self.force_close.is_cancelled() => {
-                stream::cut_off(tx, streams, self.shared.config.shutdown_grace);
+                stream::cut_off(tx, streams, in_flight, self.shared.config.shutdown_grace);
                 abort_all(in_flight);
             }
             Ending::Abort | Ending::PeerClosed => abort_all(in_flight),
@@ -305,11 +305,16 @@ impl Connection {
                 self.shared.metrics.protocol_error(kind);
                 self.shared.complaints.warn(kind, self.peer, &status);
                 let _ = tx.send(go_away(status.code(), status.message())).await;
+                let closed = Status::unavailable(format!(
+                    "the connection was closed for a protocol error: {}",
+                    status.message()
+                ));
+                stream::end_all(tx, streams, in_flight, &closed);
                 calls.close();
                 tokio::select! {
                     () = calls.wait() => {}
                     () = self.force_close.cancelled() => {
-                        stream::cut_off(tx, streams, self.shared.config.shutdown_grace);
+                        stream::cut_off(tx, streams, in_flight, self.shared.config.shutdown_grace);
                         abort_all(in_flight);
                     }
                 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::call::error_header;
-use super::{broken, Ending, Turn};
+use super::{broken, Ending, InFlight, Turn};
 use crate::metrics::MethodMetrics;
 use crate::protocol::codec::decode_header;
 use crate::protocol::{Frame, FrameKind, OutFrame, Outbox, StreamHeader, WindowUpdateHeader};
@@ -97,13 +97,24 @@ pub(super) fn on_frame(frame: Frame, turn: &Turn<'_>) -> Result<(), Ending> {
 
 /// Ends every stream still open when the shutdown grace has run out, each with a final
 /// `Unavailable` that says so, before the connection closes.
-pub(super) fn cut_off(tx: &Outbox, streams: &StreamTable, grace: Duration) {
+pub(super) fn cut_off(tx: &Outbox, streams: &StreamTable, in_flight: &InFlight, grace: Duration) {
     let status = Status::unavailable(format!(
         "the provider shut down: the stream was still open when its shutdown grace of \
          {grace:?} ran out"
     ));
+    end_all(tx, streams, in_flight, &status);
+}
+
+/// Ends every stream of the connection with `status`: its handler is dropped and the
+/// consumer is told. For a connection whose reader is gone (a protocol error), no message,
+/// half-close or credit can come any more, so a stream could only hang; its unary calls are
+/// left to finish.
+pub(super) fn end_all(tx: &Outbox, streams: &StreamTable, in_flight: &InFlight, status: &Status) {
     for id in streams.ids() {
         streams.remove(id);
-        let _ = tx.try_send(OutFrame::Response(error_header(id, &status), Bytes::new()));
+        if let Some(handle) = lock(in_flight).remove(&id) {
+            handle.abort();
+        }
+        let _ = tx.try_send(OutFrame::Response(error_header(id, status), Bytes::new()));
     }
 }
