@@ -252,3 +252,61 @@ async fn client_layers_see_a_stream_open_and_end_and_may_refuse_it() {
     assert_eq!(refused.code(), Code::PermissionDenied);
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_layers_wrap_a_stream_from_its_start_to_its_end() {
+    use mprpc::server::layer::{from_fn, Next, ServerCall};
+    use std::sync::{Arc, Mutex};
+    let log = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = log.clone();
+    let server = Server::new(ServerConfig::default())
+        .layer(from_fn(move |call: ServerCall, next: Next| {
+            let log = seen.clone();
+            async move {
+                let method = call.method().to_owned();
+                if method == "Chat" {
+                    return Err(mprpc::Status::permission_denied("no chatting"));
+                }
+                log.lock().unwrap().push(format!("start {method}"));
+                let outcome = next.run(call).await;
+                let code = outcome.as_ref().map_or_else(|s| s.code(), |_| Code::Ok);
+                log.lock().unwrap().push(format!("end {method} {code:?}"));
+                outcome
+            }
+        }))
+        .add_service(EchoServer::new(EchoService::named("a")));
+    let (addr, server) = spawn_local(server).await.expect("start provider");
+    let client = EchoClient::new(Channel::to_address(addr.to_string()));
+    let mut replies = client
+        .subscribe(StreamRequest {
+            count: 3,
+            interval_ms: 200,
+            fail_code: Code::Aborted.as_i32(),
+            ..StreamRequest::default()
+        })
+        .await
+        .unwrap();
+    for i in 0..3 {
+        replies.message().await.unwrap().unwrap();
+        if i < 2 {
+            // The layer is still inside the call while its replies flow (the last is
+            // at least 200 ms away).
+            assert_eq!(*log.lock().unwrap(), ["start Subscribe"]);
+        }
+    }
+    assert_eq!(replies.message().await.unwrap_err().code(), Code::Aborted);
+    let ended = log.clone();
+    wait_until("the layer sees the end", Duration::from_secs(5), || {
+        ended.lock().unwrap().len() == 2
+    })
+    .await;
+    assert_eq!(log.lock().unwrap()[1], "end Subscribe Aborted");
+    // A layer refuses a stream before its handler runs.
+    let mut refused = client
+        .chat(futures_util::stream::iter(vec![chunk(b"x")]))
+        .await
+        .unwrap();
+    let status = refused.message().await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status}");
+    server.shutdown().await.unwrap();
+}

@@ -47,7 +47,8 @@ impl Config {
     ///   `zookeeperport`): one without the other is an error, and at least one pair is needed.
     ///
     /// `rpcserverip:rpcserverport` becomes `server.address` (an IPv6 address is put in
-    /// brackets); `zookeeperip:zookeeperport` becomes a ZooKeeper `registry` with the default
+    /// brackets), where the provider also answers the original's protocol
+    /// (`server.protocols.legacy`); `zookeeperip:zookeeperport` becomes a ZooKeeper `registry` with the default
     /// root and session timeout. Without ZooKeeper keys the registry is an empty static list.
     pub fn from_legacy_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
         let entries = legacy_entries(text, origin)?;
@@ -67,6 +68,8 @@ impl Config {
         let mut config = Config::default();
         if let Some(address) = server {
             config.server.address = address;
+            // The original's callers expect its protocol on `rpcserverport`.
+            config.server.protocols.legacy = true;
         }
         if let Some(connect) = zookeeper {
             config.registry = RegistryConfig::Zookeeper {
@@ -280,6 +283,10 @@ mod tests {
     fn legacy_server_only_ipv6_and_port_zero() {
         let c = Config::from_legacy_str("rpcserverip=::1\nrpcserverport=0\n", "t.conf").unwrap();
         assert_eq!(c.server.address, "[::1]:0");
+        assert!(
+            c.server.protocols.legacy,
+            "the original's callers are served"
+        );
         assert_eq!(c.registry, RegistryConfig::default());
         let c = Config::from_legacy_str("zookeeperip=zk.local\nzookeeperport=2181", "t").unwrap();
         assert_eq!(c.server, ServerConfig::default());

@@ -86,6 +86,7 @@ mod check;
 mod client;
 mod legacy;
 mod logging;
+mod protocols;
 mod registry;
 mod resilience;
 mod server;
@@ -98,6 +99,7 @@ pub(crate) use auth::parse_hash;
 pub use auth::{AllowRule, ClientAuth, ServerAuth};
 pub use client::{ClientConfig, LoadBalance};
 pub use logging::LoggingConfig;
+pub use protocols::ProtocolsConfig;
 pub use registry::RegistryConfig;
 pub use resilience::{
     HedgeConfig, HedgeDelay, MethodConfig, MethodTable, OutlierConfig, RetryConfig,

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use super::adaptive_limit::AdaptiveLimitConfig;
 use super::auth::ServerAuth;
 use super::check::Check;
+use super::protocols::ProtocolsConfig;
 use super::tls::ServerTls;
 use super::{ConfigError, DEFAULT_MAX_FRAME_SIZE};
 use crate::protocol::limits::{
@@ -99,6 +100,8 @@ pub struct ServerConfig {
     /// Flow control of streaming calls: bytes of all the streams' messages on one connection
     /// this side takes in before the senders must wait. At least 1 KiB. Default 16 MiB.
     pub connection_window: usize,
+    /// Protocols answered on the port besides mprpc's own (`[server.protocols]`).
+    pub protocols: ProtocolsConfig,
 }
 
 impl Default for ServerConfig {
@@ -129,6 +132,7 @@ impl Default for ServerConfig {
             adaptive_limit: None,
             stream_window: 2 * 1024 * 1024,
             connection_window: 16 * 1024 * 1024,
+            protocols: ProtocolsConfig::default(),
         }
     }
 }

@@ -37,6 +37,10 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(s.shutdown_grace, Duration::from_secs(10));
     assert_eq!(s.idle_timeout, Duration::from_secs(300));
     assert_eq!(s.max_calls_per_connection, 4_096);
+    assert!(
+        !s.protocols.legacy,
+        "a TOML file turns the legacy protocol on explicitly"
+    );
     assert_eq!(s.max_unwritten_bytes, 64 << 20);
     assert_eq!(s.max_metadata_entries, 64);
     assert_eq!(s.max_metadata_bytes, 16 << 10);
@@ -107,6 +111,9 @@ weight = 250
 stream_window = 65536
 connection_window = 1048576
 
+[server.protocols]
+legacy = true
+
 [client]
 timeout = "500ms"
 connect_timeout = "2s"
@@ -162,6 +169,7 @@ stderr = true
             adaptive_limit: None,
             stream_window: 65536,
             connection_window: 1 << 20,
+            protocols: ProtocolsConfig { legacy: true },
         }
     );
     assert_eq!(

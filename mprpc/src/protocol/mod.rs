@@ -17,10 +17,12 @@
 //! - [`codec`]: a `tokio_util` decoder that caps every length before allocating;
 //! - [`outbox`]: the sending end of a connection's write queue, which counts its bytes;
 //! - [`writer`]: the task that owns a socket's write half and coalesces frames;
-//! - [`limits`]: bounds on what a header may carry, checked before it is decoded.
+//! - [`limits`]: bounds on what a header may carry, checked before it is decoded;
+//! - [`legacy`]: the original C++ mprpc's requests, for its callers (one call a connection).
 
 pub mod codec;
 pub mod frame;
+pub mod legacy;
 pub mod limits;
 pub mod outbox;
 pub mod writer;

@@ -429,9 +429,15 @@ async fn accept_loop(
         );
         let shared = shared.clone();
         connections.spawn(async move {
-            match transport::open(stream, shared.tls.as_ref()).await {
+            let detection = transport::Detection {
+                tls: shared.tls.as_ref(),
+                legacy: shared.config.protocols.legacy,
+                first_bytes_timeout: shared.config.idle_timeout,
+            };
+            match transport::open(stream, detection).await {
                 Ok(Opened::Plain(stream)) => conn.run_tcp(stream).await,
                 Ok(Opened::Tls(stream, identity)) => conn.run_tls(*stream, identity).await,
+                Ok(Opened::Legacy(stream)) => conn.run_legacy(stream).await,
                 Err(refused) => {
                     shared.metrics.protocol_error(refused.kind);
                     shared.complaints.warn(refused.kind, peer, &refused.status);

@@ -1,12 +1,17 @@
 //! What comes before mprpc's frames on a provider's connection: TLS or plaintext, told apart
 //! by the first byte (a TLS record starts `0x16`, an mprpc frame `mp`), the TLS handshake,
-//! and the refusal of a plaintext client by a provider that requires TLS.
+//! the refusal of a plaintext client by a provider that requires TLS, and (with
+//! `[server.protocols] legacy`) a request of the original C++ mprpc, told apart by its first
+//! four bytes (`protocol::legacy::may_be_legacy`).
 //!
-//! A provider without `[server.tls]` reads nothing here: its connections go straight to the
-//! wire protocol. Each connection is counted against `max_connections` before it gets here,
+//! A provider without `[server.tls]` and without the legacy protocol reads nothing here: its
+//! connections go straight to the wire protocol. One with either peeks at the first bytes,
+//! waiting for them at most `idle_timeout` (as long as mprpc's own reader waits for a
+//! request). Each connection is counted against `max_connections` before it gets here,
 //! so a flood of half-open handshakes holds at most that many connections, each for at most
 //! `handshake_timeout`.
 
+use std::io;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -25,6 +30,8 @@ pub(crate) enum Opened {
     Plain(TcpStream),
     /// TLS, with the client's identity under mutual TLS.
     Tls(Box<TlsStream<crate::tls::Wire>>, Option<PeerIdentity>),
+    /// Plaintext, in the original C++ mprpc's protocol.
+    Legacy(TcpStream),
 }
 
 /// Why a connection was not opened: its kind (for metrics and the rate-limited log) and what
@@ -43,41 +50,84 @@ pub(crate) struct ServerTls {
     pub(crate) handshake_timeout: Duration,
 }
 
-/// Opens `stream` for the wire protocol: as it is without TLS, else by its first byte.
-pub(crate) async fn open(stream: TcpStream, tls: Option<&ServerTls>) -> Result<Opened, Refused> {
-    let Some(tls) = tls else {
+/// How a provider tells its connections' protocols apart.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Detection<'a> {
+    pub(crate) tls: Option<&'a ServerTls>,
+    /// Whether the original C++ mprpc's requests are served.
+    pub(crate) legacy: bool,
+    /// How long to wait for a connection's first bytes when they have to be looked at.
+    pub(crate) first_bytes_timeout: Duration,
+}
+
+/// Opens `stream` for its protocol: as it is without TLS or the legacy protocol, else by
+/// its first bytes.
+pub(crate) async fn open(stream: TcpStream, detection: Detection<'_>) -> Result<Opened, Refused> {
+    if detection.tls.is_none() && !detection.legacy {
         return Ok(Opened::Plain(stream));
+    }
+    let (kind, timeout) = match detection.tls {
+        Some(tls) => ("tls_handshake", tls.handshake_timeout),
+        None => ("detection", detection.first_bytes_timeout),
     };
-    let mut first = [0u8; 1];
-    let peeked = tokio::time::timeout(tls.handshake_timeout, stream.peek(&mut first)).await;
-    match peeked {
-        Err(_) => Err(refused(
-            "tls_handshake",
-            Status::deadline_exceeded(format!(
-                "sent nothing within the handshake timeout of {:?}",
-                tls.handshake_timeout
-            )),
-        )),
-        Ok(Ok(0)) | Ok(Err(_)) => Err(refused(
-            "tls_handshake",
-            Status::unavailable("closed the connection before sending anything"),
-        )),
-        Ok(Ok(_)) if first[0] == TLS_HANDSHAKE_BYTE => match tls.acceptor.accept(stream).await {
-            Ok((stream, identity)) => Ok(Opened::Tls(Box::new(stream), identity)),
-            Err(e) => Err(refused(
-                "tls_handshake",
-                Status::unauthenticated(format!("TLS handshake failed: {e}")),
-            )),
-        },
-        Ok(Ok(_)) if tls.mode == TlsMode::Optional => Ok(Opened::Plain(stream)),
-        Ok(Ok(_)) => {
+    let mut first = [0u8; 4];
+    let wanted = if detection.legacy { 4 } else { 1 };
+    let peeked = tokio::time::timeout(timeout, peek_at_least(&stream, &mut first, wanted)).await;
+    let first = match peeked {
+        Err(_) => {
+            return Err(refused(
+                kind,
+                Status::deadline_exceeded(format!("sent nothing within {timeout:?}")),
+            ))
+        }
+        Ok(Ok(0)) | Ok(Err(_)) => {
+            return Err(refused(
+                kind,
+                Status::unavailable("closed the connection before sending anything"),
+            ))
+        }
+        Ok(Ok(n)) => &first[..n],
+    };
+    // Four bytes tell a legacy request from a TLS record (whose first byte a legacy header
+    // of 22 bytes shares).
+    let legacy = detection.legacy && crate::protocol::legacy::may_be_legacy(first);
+    if let Some(tls) = detection.tls {
+        if first[0] == TLS_HANDSHAKE_BYTE && !legacy {
+            return match tls.acceptor.accept(stream).await {
+                Ok((stream, identity)) => Ok(Opened::Tls(Box::new(stream), identity)),
+                Err(e) => Err(refused(
+                    "tls_handshake",
+                    Status::unauthenticated(format!("TLS handshake failed: {e}")),
+                )),
+            };
+        }
+        if tls.mode != TlsMode::Optional {
             let status = Status::unauthenticated(
-                "this provider requires TLS; give the consumer a CA to trust ([client.tls] ca, \
-                 or --tls-ca)",
+                "this provider requires TLS; give the consumer a CA to trust ([client.tls] \
+                 ca, or --tls-ca)",
             );
             refuse(stream, &status).await;
-            Err(refused("tls_required", status))
+            return Err(refused("tls_required", status));
         }
+    }
+    if legacy {
+        return Ok(Opened::Legacy(stream));
+    }
+    Ok(Opened::Plain(stream))
+}
+
+/// Peeks at the connection's first bytes until there are `wanted` (or the peer closed):
+/// their number. Clients send their first request whole, so the wait for more than the
+/// first segment holds is rare; it backs off from 1 ms to 100 ms.
+async fn peek_at_least(stream: &TcpStream, buf: &mut [u8], wanted: usize) -> io::Result<usize> {
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let n = stream.peek(buf).await?;
+        if n == 0 || n >= wanted {
+            return Ok(n);
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(100));
     }
 }
 

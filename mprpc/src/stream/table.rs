@@ -57,7 +57,12 @@ impl Link {
                 request_id,
                 increment,
             });
-            tokio::spawn(async move { outbox.send(frame).await });
+            // A stream dropped outside any runtime cannot wait: its connection is then
+            // closing (its queue full of what it cannot write), or its credit is owed by a
+            // stream nobody reads any more.
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move { outbox.send(frame).await });
+            }
         }
     }
 

@@ -39,7 +39,7 @@ impl Channel {
         let record = counters.start();
         let open = self
             .open_stream_on_provider((service, method, kind), request, deadline)
-            .instrument(span);
+            .instrument(span.clone());
         let opened = match deadline {
             Some(at) => tokio::time::timeout_at(at, open).await.unwrap_or_else(|_| {
                 Err(Status::deadline_exceeded(format!(
@@ -61,7 +61,8 @@ impl Channel {
         }
         let mut streaming = Streaming::new(opened.inbound.clone(), decode)
             .on_drop(opened.canceller())
-            .hold(stop.drop_guard())
+            // The call's span lasts as long as its stream.
+            .hold((stop.drop_guard(), span))
             .counted(counters, Some(record));
         if let Some(at) = deadline {
             streaming = streaming.with_deadline(at);

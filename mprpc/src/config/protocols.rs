@@ -1,0 +1,16 @@
+//! The `[server.protocols]` section: which protocols a provider answers on its port, beside
+//! mprpc's own (always on).
+
+use serde::Deserialize;
+
+/// The protocols served on the provider's port besides mprpc's own; each is told apart by a
+/// connection's first bytes (`docs/PROTOCOL.md`, "Protocol detection").
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProtocolsConfig {
+    /// The original C++ mprpc's requests (a little-endian header size, an `RpcHeader`, the
+    /// arguments; the reply is the bare response and a half-close), so that the original's
+    /// callers can call this provider. Default false in a TOML file; a provider started with
+    /// the original's `key=value` file serves it.
+    pub legacy: bool,
+}
