@@ -35,18 +35,21 @@ pub fn override_zookeeper(config: &mut mprpc::config::Config, connect: Option<St
             root,
             session_timeout,
             access,
+            legacy_layout,
             ..
         } => RegistryConfig::Zookeeper {
             connect,
             root,
             session_timeout,
             access,
+            legacy_layout,
         },
         RegistryConfig::Static { .. } => RegistryConfig::Zookeeper {
             connect,
             root: "/mprpc".to_owned(),
             session_timeout: std::time::Duration::from_secs(10),
             access: Default::default(),
+            legacy_layout: false,
         },
     };
 }

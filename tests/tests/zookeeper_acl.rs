@@ -351,6 +351,7 @@ async fn the_identity_comes_from_a_file(zk: &ZkServer) {
             auth_file: Some(file.path().to_owned()),
             ..ZkAccessConfig::default()
         },
+        legacy_layout: false,
     };
     let from_file = mprpc::registry::from_config(&config).unwrap();
     assert!(register(&*from_file, SERVICE, "127.0.0.1:2")
@@ -364,6 +365,7 @@ async fn the_identity_comes_from_a_file(zk: &ZkServer) {
             auth: Some(provider_identity()),
             ..ZkAccessConfig::default()
         },
+        legacy_layout: false,
     };
     assert_no_password(&format!("{config:?} {inline:?}"));
 }

@@ -77,6 +77,8 @@ impl Config {
                 root: default_zk_root(),
                 session_timeout: default_zk_session_timeout(),
                 access: ZkAccessConfig::default(),
+                // The original's callers look its layout up.
+                legacy_layout: true,
             };
         }
         config.validate(origin)?;
@@ -273,6 +275,7 @@ mod tests {
                 root: "/mprpc".into(),
                 session_timeout: Duration::from_secs(10),
                 access: Default::default(),
+                legacy_layout: true,
             }
         );
         assert_eq!(c.client, ClientConfig::default());

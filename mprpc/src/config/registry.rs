@@ -39,6 +39,10 @@ pub enum RegistryConfig {
         /// Digest authentication and node protection (flat keys of `[registry]`). Default:
         /// anonymous, nodes open to all.
         access: ZkAccessConfig,
+        /// The original C++ mprpc's layout too: providers also keep `/{Service}/{Method}`
+        /// (data `host:port`), so that the original's callers find them. Default false in a
+        /// TOML file, true with the original's `key=value` file.
+        legacy_layout: bool,
     },
 }
 
@@ -76,6 +80,7 @@ struct RawRegistry {
     auth_env: Option<String>,
     protected: Option<bool>,
     read_identity: Option<String>,
+    legacy_layout: Option<bool>,
 }
 
 impl RawRegistry {
@@ -109,6 +114,7 @@ impl TryFrom<RawRegistry> for RegistryConfig {
                     ("connect", raw.connect.is_some()),
                     ("root", raw.root.is_some()),
                     ("session_timeout", raw.session_timeout.is_some()),
+                    ("legacy_layout", raw.legacy_layout.is_some()),
                 ];
                 let stray = stray
                     .iter()
@@ -129,7 +135,7 @@ impl TryFrom<RawRegistry> for RegistryConfig {
                     return Err(
                         "unknown field `services`, kind `zookeeper` takes `connect`, \
                                 `root`, `session_timeout`, `auth`, `auth_file`, `auth_env`, \
-                                `protected` and `read_identity`"
+                                `protected`, `read_identity` and `legacy_layout`"
                             .to_owned(),
                     );
                 }
@@ -141,6 +147,7 @@ impl TryFrom<RawRegistry> for RegistryConfig {
                         .session_timeout
                         .unwrap_or_else(default_zk_session_timeout),
                     access,
+                    legacy_layout: raw.legacy_layout.unwrap_or(false),
                 })
             }
         }
@@ -165,6 +172,7 @@ impl RegistryConfig {
                 root,
                 session_timeout,
                 access,
+                ..
             } => {
                 check.that(
                     !connect.is_empty(),
@@ -226,6 +234,7 @@ mod tests {
                 root: "/mprpc".into(),
                 session_timeout: Duration::from_secs(10),
                 access: ZkAccessConfig::default(),
+                legacy_layout: false,
             }
         );
         let c = Config::from_toml_str("[registry]\nkind = \"static\"\n", "t.toml").unwrap();

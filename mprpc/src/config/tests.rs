@@ -133,6 +133,7 @@ kind = "zookeeper"
 connect = "zk1:2181,10.0.0.2:2181,[::1]:2181"
 root = "/services/rpc"
 session_timeout = "20s"
+legacy_layout = true
 
 [logging]
 dir = "/var/log/mprpc"
@@ -199,6 +200,7 @@ stderr = true
             root: "/services/rpc".into(),
             session_timeout: Duration::from_secs(20),
             access: Default::default(),
+            legacy_layout: true,
         }
     );
     assert_eq!(

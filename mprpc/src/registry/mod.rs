@@ -131,11 +131,15 @@ pub fn from_config(config: &RegistryConfig) -> Result<Arc<dyn Registry>, Registr
             root,
             session_timeout,
             access,
-        } => Ok(Arc::new(ZkRegistry::with_access(
-            connect.clone(),
-            root.clone(),
-            *session_timeout,
-            ZkAccess::from_config(access)?,
-        )?)),
+            legacy_layout,
+        } => Ok(Arc::new(
+            ZkRegistry::with_access(
+                connect.clone(),
+                root.clone(),
+                *session_timeout,
+                ZkAccess::from_config(access)?,
+            )?
+            .with_legacy_layout(*legacy_layout),
+        )),
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! `test_provider NAME [--config FILE] [--listen ADDR] [--zk CONNECT] [--root PATH]
 //! [--session-timeout-ms N] [--weight N] [--admin ADDR] [--max-unwritten-bytes N]
-//! [--tls-cert PEM --tls-key PEM] [--capacity N --delay-ms MS] [--quiet]`
+//! [--tls-cert PEM --tls-key PEM] [--capacity N --delay-ms MS] [--legacy-layout] [--quiet]`
 //!
 //! Listens on `--listen` (default `127.0.0.1:0`), registers in ZooKeeper when `--zk` is given,
 //! serves the admin pages on `--admin` (printing `admin on ADDR` first), prints
@@ -10,7 +10,8 @@
 //! stops gracefully on SIGINT/SIGTERM. With `--tls-cert`, it serves TLS only and re-reads the
 //! files on SIGHUP (and only then: the periodic check is an hour apart). `--config` takes the
 //! `[server]` section of a config file (its address unless `--listen` is given), e.g. an
-//! `[server.adaptive_limit]`. `--capacity N --delay-ms MS` make a provider of fixed capacity:
+//! `[server.adaptive_limit]`. `--legacy-layout` also keeps the original C++ mprpc's nodes in
+//! ZooKeeper (`/Echo/Echo`, ...). `--capacity N --delay-ms MS` make a provider of fixed capacity:
 //! every call waits `MS` more, holding one of `N` permits (`N / MS` calls per millisecond),
 //! the slow provider of `docs/RESILIENCE.md`.
 
@@ -36,9 +37,14 @@ async fn main() -> anyhow::Result<()> {
     let mut admin = None;
     let (mut tls_cert, mut tls_key) = (None, None);
     let (mut listen, mut capacity, mut delay_ms, mut quiet) = (None, None, 0, false);
+    let mut legacy_layout = false;
     while let Some(flag) = args.next() {
         if flag == "--quiet" {
             quiet = true;
+            continue;
+        }
+        if flag == "--legacy-layout" {
+            legacy_layout = true;
             continue;
         }
         let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
@@ -67,11 +73,10 @@ async fn main() -> anyhow::Result<()> {
         config.tls = Some(tls);
     }
     let registry: Arc<dyn Registry> = match zk {
-        Some(connect) => Arc::new(ZkRegistry::new(
-            connect,
-            root,
-            Duration::from_millis(session_ms),
-        )?),
+        Some(connect) => Arc::new(
+            ZkRegistry::new(connect, root, Duration::from_millis(session_ms))?
+                .with_legacy_layout(legacy_layout),
+        ),
         None => Arc::new(StaticRegistry::new(Default::default())),
     };
     let service = EchoService {

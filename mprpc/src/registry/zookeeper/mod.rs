@@ -9,6 +9,12 @@
 //! {root}/{service}/providers/{host:port}   EPHEMERAL, data = the ServiceInstance as JSON
 //! ```
 //!
+//! With the original C++ mprpc's layout too ([`ZkRegistry::with_legacy_layout`]), a provider
+//! also keeps `/{Service}/{Method}` (the service's unqualified name, at the ensemble's root):
+//! EPHEMERAL, data = `host:port`, one node per method shared by every provider of it (the
+//! original's layout has room for one; a node held by another live provider is left to it,
+//! and taken when it goes).
+//!
 //! One ZooKeeper session per [`ZkRegistry`], shared by everything the process registers and
 //! watches, on a thread of the registry's own ([`session`]). Providers' nodes are kept true by
 //! a supervisor that re-creates them after a session expiry (replacing a node left by a dead
@@ -38,7 +44,7 @@ use crate::future::BoxFuture;
 use crate::sync::lock;
 pub use access::{digest_id, ZkAccess};
 use follow::Listed;
-use session::{Command, Session, Settings};
+use session::{Command, Node, Session, Settings};
 
 /// How long registering may wait for ZooKeeper before failing.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(15);
@@ -54,6 +60,8 @@ struct Inner {
     root: String,
     session_timeout: Duration,
     access: ZkAccess,
+    /// Whether providers also keep the original C++ mprpc's nodes.
+    legacy_layout: bool,
     /// The session supervisor, started on first use.
     supervisor: OnceLock<Supervisor>,
     /// Followed services: one watcher task each, shared by every caller of `discover`.
@@ -136,10 +144,71 @@ impl ZkRegistry {
                 root,
                 session_timeout,
                 access,
+                legacy_layout: false,
                 supervisor: OnceLock::new(),
                 followed: Mutex::default(),
             }),
         })
+    }
+
+    /// The same registry, whose providers also keep the original C++ mprpc's nodes
+    /// (`/{Service}/{Method}`, data `host:port`), so that the original's callers find them.
+    /// Set it before the registry is shared (clones made before keep the old setting).
+    pub fn with_legacy_layout(mut self, on: bool) -> ZkRegistry {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.legacy_layout = on,
+            None => tracing::warn!("with_legacy_layout on a registry already shared: ignored"),
+        }
+        self
+    }
+
+    /// Keeps a node at `path`: waits until ZooKeeper has it (within [`REGISTER_TIMEOUT`]);
+    /// on failure nothing is kept.
+    async fn keep(&self, path: &str, node: Node) -> Result<(), RegistryError> {
+        let supervisor = self.supervisor();
+        let (ack, done) = oneshot::channel();
+        let path = path.to_owned();
+        supervisor
+            .commands
+            .send(Command::Register {
+                path: path.clone(),
+                node,
+                ack,
+            })
+            .map_err(|_| stopped())?;
+        let outcome = match tokio::time::timeout(REGISTER_TIMEOUT, done).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(stopped()),
+            Err(_) => Err(RegistryError::Unavailable(match self.trouble() {
+                Some(trouble) => format!(
+                    "{trouble} (gave up registering {path} after {REGISTER_TIMEOUT:?})"
+                ),
+                None => format!(
+                    "the registry at {} did not confirm registering {path} within {REGISTER_TIMEOUT:?}",
+                    self.inner.connect
+                ),
+            })),
+        };
+        if outcome.is_err() {
+            // Do not leave it to be registered later behind the caller's back.
+            let (ack, _) = oneshot::channel();
+            let _ = supervisor.commands.send(Command::Deregister { path, ack });
+        }
+        outcome
+    }
+
+    /// The original's nodes of `instance`: `/{Service}/{Method}` for each of its methods.
+    fn legacy_paths(instance: &ServiceInstance) -> Vec<String> {
+        let short = instance
+            .service
+            .rsplit('.')
+            .next()
+            .unwrap_or(&instance.service);
+        instance
+            .methods
+            .iter()
+            .map(|method| format!("/{short}/{method}"))
+            .collect()
     }
 
     /// The path of a service's providers.
@@ -240,26 +309,36 @@ fn validate_service(service: &str) -> Result<(), RegistryError> {
 }
 
 struct ZkRegistration {
-    path: String,
+    /// Its nodes: its own, then the original's layout's, if kept.
+    paths: Vec<String>,
     commands: mpsc::UnboundedSender<Command>,
 }
 
 impl Registration for ZkRegistration {
     fn deregister(self: Box<Self>) -> BoxFuture<Result<(), RegistryError>> {
         Box::pin(async move {
-            let (ack, done) = oneshot::channel();
-            let path = self.path.clone();
-            self.commands
-                .send(Command::Deregister { path, ack })
-                .map_err(|_| stopped())?;
-            match tokio::time::timeout(REGISTER_TIMEOUT, done).await {
-                Ok(Ok(result)) => result,
-                Ok(Err(_)) => Err(stopped()),
-                Err(_) => Err(RegistryError::Unavailable(format!(
-                    "ZooKeeper did not confirm removing {} in time",
-                    self.path
-                ))),
+            let mut outcome = Ok(());
+            for path in &self.paths {
+                let (ack, done) = oneshot::channel();
+                let path = path.clone();
+                self.commands
+                    .send(Command::Deregister {
+                        path: path.clone(),
+                        ack,
+                    })
+                    .map_err(|_| stopped())?;
+                let removed = match tokio::time::timeout(REGISTER_TIMEOUT, done).await {
+                    Ok(Ok(result)) => result,
+                    Ok(Err(_)) => Err(stopped()),
+                    Err(_) => Err(RegistryError::Unavailable(format!(
+                        "ZooKeeper did not confirm removing {path} in time"
+                    ))),
+                };
+                if outcome.is_ok() {
+                    outcome = removed;
+                }
             }
+            outcome
         })
     }
 }
@@ -286,43 +365,39 @@ impl Registry for ZkRegistry {
             );
             let data = serde_json::to_vec(&instance)
                 .map_err(|e| RegistryError::Config(format!("cannot encode the instance: {e}")))?;
-            let supervisor = this.supervisor();
-            let (ack, done) = oneshot::channel();
-            supervisor
-                .commands
-                .send(Command::Register {
-                    path: path.clone(),
-                    data,
-                    ack,
-                })
-                .map_err(|_| stopped())?;
-            let outcome = match tokio::time::timeout(REGISTER_TIMEOUT, done).await {
-                Ok(Ok(result)) => result,
-                Ok(Err(_)) => Err(stopped()),
-                Err(_) => Err(RegistryError::Unavailable(match this.trouble() {
-                    Some(trouble) => format!(
-                        "{trouble} (gave up registering {path} after {REGISTER_TIMEOUT:?})"
-                    ),
-                    None => format!(
-                        "the registry at {} did not confirm registering {path} within {REGISTER_TIMEOUT:?}",
-                        this.inner.connect
-                    ),
-                })),
-            };
-            if outcome.is_err() {
-                // Do not leave it to be registered later behind the caller's back.
-                let (ack, _) = oneshot::channel();
-                let _ = supervisor.commands.send(Command::Deregister {
-                    path: path.clone(),
-                    ack,
-                });
+            let mut paths = vec![path.clone()];
+            let mut outcome = this
+                .keep(
+                    &path,
+                    Node {
+                        data,
+                        shared: false,
+                    },
+                )
+                .await;
+            if outcome.is_ok() && this.inner.legacy_layout {
+                for legacy in ZkRegistry::legacy_paths(&instance) {
+                    let node = Node {
+                        data: instance.address.as_bytes().to_vec(),
+                        shared: true,
+                    };
+                    outcome = this.keep(&legacy, node).await;
+                    if outcome.is_err() {
+                        break;
+                    }
+                    paths.push(legacy);
+                }
             }
-            outcome?;
-            tracing::info!(%path, "registered in ZooKeeper");
-            Ok(Box::new(ZkRegistration {
-                path,
-                commands: supervisor.commands.clone(),
-            }) as Box<dyn Registration>)
+            let registration = ZkRegistration {
+                paths,
+                commands: this.supervisor().commands.clone(),
+            };
+            if let Err(e) = outcome {
+                let _ = Box::new(registration).deregister().await;
+                return Err(e);
+            }
+            tracing::info!(paths = ?registration.paths, "registered in ZooKeeper");
+            Ok(Box::new(registration) as Box<dyn Registration>)
         })
     }
 

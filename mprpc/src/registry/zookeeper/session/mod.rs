@@ -92,14 +92,21 @@ impl Session {
 
 type Ack = oneshot::Sender<Result<(), RegistryError>>;
 
+/// A node the registry keeps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Node {
+    pub(super) data: Vec<u8>,
+    /// Other providers may hold the same path (the original C++ mprpc's layout, one node per
+    /// method): one that another session holds with other data is left to it, and taken
+    /// when it goes. A node that is not shared names its provider in its path, so one held
+    /// by another session is this provider's own, left by an earlier session, and replaced.
+    pub(super) shared: bool,
+}
+
 /// Work for the supervisor.
 pub(super) enum Command {
-    /// Keep an ephemeral node at `path` with `data`.
-    Register {
-        path: String,
-        data: Vec<u8>,
-        ack: Ack,
-    },
+    /// Keep an ephemeral node at `path`.
+    Register { path: String, node: Node, ack: Ack },
     /// Stop keeping it, and delete it if it is ours.
     Deregister { path: String, ack: Ack },
     /// Follow the providers under `path` (see [`follow`](super::follow)).

@@ -9,6 +9,7 @@ use futures_util::future::join_all;
 use tokio::sync::mpsc;
 use zookeeper_client::{Client, CreateMode, Error as ZkError};
 
+use super::Node;
 use crate::registry::zookeeper::access::Guard;
 use crate::registry::RegistryError;
 
@@ -38,15 +39,16 @@ fn unavailable(what: &str, path: &str, e: ZkError) -> RegistryError {
     RegistryError::Unavailable(format!("{what} {path}: {e}"))
 }
 
-/// Makes sure `path` is an ephemeral node of this session holding `data`, with the guard's
-/// ACL. Fails with [`RegistryError::Denied`] when ZooKeeper refuses this identity, or when a
+/// Makes sure `path` is an ephemeral node of this session holding the node's data, with the
+/// guard's ACL (or, for a shared node, that some session holds it, see [`Node::shared`]). Fails with [`RegistryError::Denied`] when ZooKeeper refuses this identity, or when a
 /// protected registry finds a node above it that anyone may change.
 pub(super) async fn ensure_node(
     client: &Client,
     path: &str,
-    data: &[u8],
+    node: &Node,
     guard: &Guard,
 ) -> Result<(), RegistryError> {
+    let data = &node.data[..];
     let ephemeral = guard.create_options(CreateMode::Ephemeral);
     let persistent = guard.create_options(CreateMode::Persistent);
     let ours = client.session_id().0;
@@ -71,6 +73,14 @@ pub(super) async fn ensure_node(
                             .await
                             .map_err(|e| unavailable("cannot update", path, e))?;
                     }
+                    return Ok(());
+                }
+                Ok((old, _)) if node.shared && old != data => {
+                    tracing::debug!(
+                        %path,
+                        holder = %String::from_utf8_lossy(&old),
+                        "another provider holds this shared node; it is taken when it goes"
+                    );
                     return Ok(());
                 }
                 Ok((_, stat)) => {
@@ -118,7 +128,7 @@ pub(super) async fn delete_own(client: &Client, path: &str) -> Result<(), Regist
 /// at once. (Checking each node in turn would cost a round trip per registration, every time.)
 pub(super) async fn ensure_missing(
     client: &Client,
-    registrations: &HashMap<String, Vec<u8>>,
+    registrations: &HashMap<String, Node>,
     guard: &Guard,
 ) -> Option<Vec<(String, RegistryError)>> {
     let owned: HashSet<String> = match client.list_ephemerals("/").await {
@@ -131,7 +141,7 @@ pub(super) async fn ensure_missing(
     let missing = registrations
         .iter()
         .filter(|(path, _)| !owned.contains(*path))
-        .map(|(path, data)| async move { (path, ensure_node(client, path, data, guard).await) });
+        .map(|(path, node)| async move { (path, ensure_node(client, path, node, guard).await) });
     let failed = join_all(missing)
         .await
         .into_iter()

@@ -16,7 +16,7 @@ use zookeeper_client::{Client, SessionState, StateWatcher};
 
 use super::connect::connect_with_retry;
 use super::nodes::{arm_watch, delete_own, ensure_missing, ensure_node};
-use super::{Ack, Command, Session, Settings};
+use super::{Ack, Command, Node, Session, Settings};
 use crate::registry::zookeeper::follow::{self, Listed};
 use crate::registry::zookeeper::SessionStatus;
 use crate::registry::{RegistryError, ServiceInstance};
@@ -61,7 +61,7 @@ struct Supervisor<'a> {
     session: &'a watch::Sender<Session>,
     stop: &'a CancellationToken,
     /// The nodes to keep: path -> data.
-    registrations: HashMap<String, Vec<u8>>,
+    registrations: HashMap<String, Node>,
 }
 
 impl Supervisor<'_> {
@@ -98,8 +98,8 @@ impl Supervisor<'_> {
                 client = &mut attempt => return Some(client),
                 command = self.commands.recv() => match command {
                     None => return None,
-                    Some(Command::Register { path, data, ack }) => {
-                        self.registrations.insert(path.clone(), data);
+                    Some(Command::Register { path, node, ack }) => {
+                        self.registrations.insert(path.clone(), node);
                         waiting.push((path, ack));
                     }
                     Some(Command::Deregister { path, ack }) => {
@@ -280,9 +280,9 @@ impl Supervisor<'_> {
         connected: bool,
         fired_tx: &mpsc::UnboundedSender<String>,
     ) {
-        if let Some(data) = self.registrations.get(&path) {
+        if let Some(node) = self.registrations.get(&path) {
             if connected {
-                if let Err(e) = ensure_node(client, &path, data, &self.settings.guard).await {
+                if let Err(e) = ensure_node(client, &path, node, &self.settings.guard).await {
                     tracing::warn!(%path, "cannot restore: {e}");
                 }
             }
@@ -299,9 +299,9 @@ impl Supervisor<'_> {
         fired_tx: &mpsc::UnboundedSender<String>,
     ) {
         match command {
-            Command::Register { path, data, ack } => {
+            Command::Register { path, node, ack } => {
                 arm_watch(client, &path, fired_tx);
-                match ensure_node(client, &path, &data, &self.settings.guard).await {
+                match ensure_node(client, &path, &node, &self.settings.guard).await {
                     Ok(()) => {
                         let _ = ack.send(Ok(()));
                     }
@@ -317,7 +317,7 @@ impl Supervisor<'_> {
                         waiting.push((path.clone(), ack));
                     }
                 }
-                self.registrations.insert(path, data);
+                self.registrations.insert(path, node);
             }
             Command::Deregister { path, ack } => {
                 self.withdraw(&path, waiting);
@@ -345,9 +345,12 @@ mod tests {
 
     fn register(path: &str) -> (Command, oneshot::Receiver<Result<(), RegistryError>>) {
         let (ack, done) = oneshot::channel();
-        let data = b"instance".to_vec();
+        let node = Node {
+            data: b"instance".to_vec(),
+            shared: false,
+        };
         let path = path.to_owned();
-        (Command::Register { path, data, ack }, done)
+        (Command::Register { path, node, ack }, done)
     }
 
     fn is_withdrawn(answer: &Result<Result<(), RegistryError>, TryRecvError>) -> bool {
@@ -431,7 +434,11 @@ mod tests {
         let mut answers = Vec::new();
         for path in ["/a", "/b", "/a"] {
             let (ack, done) = oneshot::channel();
-            supervisor.registrations.insert(path.to_owned(), Vec::new());
+            let node = Node {
+                data: Vec::new(),
+                shared: false,
+            };
+            supervisor.registrations.insert(path.to_owned(), node);
             waiting.push((path.to_owned(), ack));
             answers.push(done);
         }
