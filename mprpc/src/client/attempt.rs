@@ -189,6 +189,23 @@ impl Channel {
     ) -> impl Future<Output = Result<Response<Bytes>, CallError>> + Send + 'a {
         async move {
             let mut watch = Watch::new(self, &endpoint, deadline);
+            if endpoint.is_legacy() {
+                // A call of its own: the original's protocol keeps no connection.
+                let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+                watch.sent_with(remaining, (service, method));
+                let _in_flight = endpoint.start_call();
+                let call = (service, method);
+                let result = Box::pin(super::legacy::call(
+                    endpoint.address(),
+                    call,
+                    body,
+                    remaining,
+                    &self.inner.config,
+                ))
+                .await;
+                watch.verdict = Some(verdict(&result, &mut watch));
+                return result;
+            }
             let conn = endpoint
                 .connection(&self.inner.config, &self.inner.metrics, self.tls()?)
                 .await
@@ -208,19 +225,24 @@ impl Channel {
                     body,
                 )
                 .await;
-            watch.verdict = Some(match &result {
-                Ok(_) => Verdict::Success,
-                Err(CallError::NotSent(_)) => Verdict::Neutral,
-                // Its own trouble, not a dependency's that its handler passed on.
-                Err(CallError::Failed(s)) if s.is_downstream() => Verdict::Success,
-                Err(CallError::Failed(s)) => match s.code() {
-                    Code::Unavailable => Verdict::Failure,
-                    Code::DeadlineExceeded => watch.timed_out(),
-                    _ => Verdict::Success,
-                },
-            });
+            watch.verdict = Some(verdict(&result, &mut watch));
             result
         }
+    }
+}
+
+/// What an attempt's outcome says about its provider.
+fn verdict(result: &Result<Response<Bytes>, CallError>, watch: &mut Watch<'_>) -> Verdict {
+    match result {
+        Ok(_) => Verdict::Success,
+        Err(CallError::NotSent(_)) => Verdict::Neutral,
+        // Its own trouble, not a dependency's that its handler passed on.
+        Err(CallError::Failed(s)) if s.is_downstream() => Verdict::Success,
+        Err(CallError::Failed(s)) => match s.code() {
+            Code::Unavailable => Verdict::Failure,
+            Code::DeadlineExceeded => watch.timed_out(),
+            _ => Verdict::Success,
+        },
     }
 }
 

@@ -18,6 +18,9 @@ use crate::Status;
 
 pub(crate) struct Endpoint {
     address: String,
+    /// The provider speaks the original C++ mprpc's protocol: a connection per call
+    /// (`client/legacy.rs`), none kept here.
+    legacy: bool,
     state: Mutex<State>,
     /// Held while connecting, so that concurrent callers share one attempt.
     connecting: tokio::sync::Mutex<()>,
@@ -66,9 +69,15 @@ impl Endpoint {
         &self.address
     }
 
-    pub(crate) fn new(address: String) -> Endpoint {
+    /// Whether the provider speaks the original C++ mprpc's protocol.
+    pub(crate) fn is_legacy(&self) -> bool {
+        self.legacy
+    }
+
+    pub(crate) fn new(address: String, legacy: bool) -> Endpoint {
         Endpoint {
             address,
+            legacy,
             state: Mutex::default(),
             connecting: tokio::sync::Mutex::new(()),
             in_flight: AtomicUsize::new(0),

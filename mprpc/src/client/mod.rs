@@ -22,6 +22,7 @@ mod blocking;
 mod connection;
 mod endpoint;
 pub mod layer;
+mod legacy;
 pub mod reflection;
 mod resilience;
 mod stream;
@@ -275,10 +276,7 @@ impl Channel {
                 return (instances, endpoints.clone());
             }
         }
-        let endpoints: Arc<[Arc<Endpoint>]> = instances
-            .iter()
-            .map(|i| self.endpoint(&i.address))
-            .collect();
+        let endpoints: Arc<[Arc<Endpoint>]> = instances.iter().map(|i| self.endpoint(i)).collect();
         *cache = Some((instances.clone(), endpoints.clone()));
         (instances, endpoints)
     }
@@ -325,18 +323,32 @@ impl Channel {
         Ok(state)
     }
 
-    fn endpoint(&self, address: &str) -> Arc<Endpoint> {
+    fn endpoint(&self, instance: &ServiceInstance) -> Arc<Endpoint> {
         let mut endpoints = self
             .inner
             .endpoints
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(e) = endpoints.get(address) {
+        let key = endpoint_key(instance);
+        if let Some(e) = endpoints.get(&key) {
             return e.clone();
         }
-        let e = Arc::new(Endpoint::new(address.to_owned()));
-        endpoints.insert(address.to_owned(), e.clone());
+        let e = Arc::new(Endpoint::new(
+            instance.address.clone(),
+            instance.is_legacy(),
+        ));
+        endpoints.insert(key, e.clone());
         e
+    }
+}
+
+/// The key of a provider's endpoint: its address, marked for a provider of the original
+/// C++ mprpc's protocol (the same address may be both, in two lists).
+fn endpoint_key(instance: &ServiceInstance) -> String {
+    if instance.is_legacy() {
+        format!("legacy:{}", instance.address)
+    } else {
+        instance.address.clone()
     }
 }
 
@@ -366,10 +378,10 @@ async fn prune_on_change(inner: Weak<Inner>, service: String, mut instances: Ins
                 s.instances
                     .borrow()
                     .iter()
-                    .map(|i| i.address.clone())
+                    .map(endpoint_key)
                     .collect::<Vec<_>>()
             })
-            .chain(instances.borrow().iter().map(|i| i.address.clone()))
+            .chain(instances.borrow().iter().map(endpoint_key))
             .collect();
         let mut endpoints = inner
             .endpoints

@@ -155,6 +155,14 @@ impl Channel {
         let mut last_error = None;
         for i in order {
             let endpoint = &endpoints[i];
+            if endpoint.is_legacy() {
+                last_error = Some(Status::unimplemented(format!(
+                    "the provider at {} speaks the original C++ mprpc's protocol, which has no \
+                     streaming calls",
+                    endpoint.address()
+                )));
+                continue;
+            }
             if endpoint.in_backoff() && last_error.is_none() && endpoints.len() > 1 {
                 continue;
             }

@@ -74,7 +74,7 @@ impl<'a> Check<'a> {
 
 /// Checks `host:port`: a socket address (`127.0.0.1:80`, `[::1]:80`) or a host name with a
 /// numeric port. Returns what is wrong.
-pub(super) fn check_host_port(address: &str, port_zero: bool) -> Result<(), String> {
+pub(crate) fn check_host_port(address: &str, port_zero: bool) -> Result<(), String> {
     let port_zero_error = || format!("`{address}`: port 0 is not allowed here");
     if let Ok(socket) = address.parse::<SocketAddr>() {
         return if socket.port() == 0 && !port_zero {

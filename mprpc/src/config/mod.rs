@@ -97,6 +97,7 @@ mod zk_access;
 pub use adaptive_limit::AdaptiveLimitConfig;
 pub(crate) use auth::parse_hash;
 pub use auth::{AllowRule, ClientAuth, ServerAuth};
+pub(crate) use check::check_host_port;
 pub use client::{ClientConfig, LoadBalance};
 pub use logging::LoggingConfig;
 pub use protocols::ProtocolsConfig;

@@ -46,7 +46,18 @@ pub struct ServiceInstance {
     pub metadata: BTreeMap<String, String>,
 }
 
+/// The metadata key that names the protocol a provider speaks, when it is not mprpc's own.
+pub const PROTOCOL_KEY: &str = "protocol";
+/// [`PROTOCOL_KEY`]'s value for a provider found in the original C++ mprpc's ZooKeeper
+/// layout: it speaks the original's protocol (one connection per call, no streaming).
+pub const LEGACY_PROTOCOL: &str = "legacy";
+
 impl ServiceInstance {
+    /// Whether the provider speaks the original C++ mprpc's protocol.
+    pub fn is_legacy(&self) -> bool {
+        self.metadata.get(PROTOCOL_KEY).map(String::as_str) == Some(LEGACY_PROTOCOL)
+    }
+
     /// An instance of `service` at `address`, with default weight and no metadata.
     pub fn new(service: impl Into<String>, address: impl Into<String>) -> ServiceInstance {
         ServiceInstance {

@@ -275,7 +275,7 @@ mod tests {
 
     fn endpoints(n: usize) -> Vec<Arc<Endpoint>> {
         (0..n)
-            .map(|i| Arc::new(Endpoint::new(format!("127.0.0.1:{}", 1000 + i))))
+            .map(|i| Arc::new(Endpoint::new(format!("127.0.0.1:{}", 1000 + i), false)))
             .collect()
     }
 

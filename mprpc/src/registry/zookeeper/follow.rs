@@ -83,13 +83,13 @@ pub(crate) const CONFIRM_DELAY: Duration =
 pub(super) async fn follow(
     session: watch::Receiver<Session>,
     protected: bool,
-    path: String,
+    (path, legacy): (String, Option<String>),
     tx: watch::Sender<Arc<Vec<ServiceInstance>>>,
     listed: watch::Sender<Listed>,
     stop: CancellationToken,
 ) {
     // Stopping drops the watch and the client wherever the follower is.
-    let mut listing = Listing::new(path, protected);
+    let mut listing = Listing::new(path, protected, legacy);
     tokio::select! {
         () = stop.cancelled() => {}
         () = follow_sessions(session, &mut listing, &tx, &listed) => {}

@@ -19,7 +19,7 @@ use zookeeper_client::{Client, Error as ZkError, Permission, Stat};
 
 use super::access::world_may_change;
 use crate::metrics::Metrics;
-use crate::registry::ServiceInstance;
+use crate::registry::{ServiceInstance, LEGACY_PROTOCOL, PROTOCOL_KEY};
 
 /// Why a provider node was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,13 +79,18 @@ pub(super) struct Listing {
     verdicts: HashMap<String, Verdict>,
     /// Whether the last reading was refused by the path's ACL (`NoAuth`).
     denied: bool,
+    /// For the original's layout: the service's full name.
+    legacy: Option<String>,
 }
 
 impl Listing {
-    pub(super) fn new(path: String, protected: bool) -> Listing {
+    /// A listing of `path`: a `providers` node, or with `legacy` (the service's full name)
+    /// the original C++ mprpc's `/{Service}`, whose children are methods holding `ip:port`.
+    pub(super) fn new(path: String, protected: bool, legacy: Option<String>) -> Listing {
         Listing {
             path,
             protected,
+            legacy,
             parent: None,
             verdicts: HashMap::new(),
             denied: false,
@@ -122,7 +127,10 @@ impl Listing {
             }
         };
         let open_parent = self.vet_parent(client, &stat).await?;
-        let reads = children.iter().map(|child| read_node(client, path, child));
+        let legacy = self.legacy.as_deref();
+        let reads = children
+            .iter()
+            .map(|child| read_node(client, path, child, legacy));
         let reads: Vec<Read> = join_all(reads).await.into_iter().collect::<Option<_>>()?;
         let this = &*self;
         let judged = children.iter().zip(reads).map(|(child, read)| async move {
@@ -146,6 +154,9 @@ impl Listing {
             verdicts.insert(child.clone(), verdict);
         }
         self.verdicts = verdicts;
+        if self.legacy.is_some() {
+            list = by_address(list);
+        }
         list.sort_by(|a, b| a.address.cmp(&b.address));
         Some(list)
     }
@@ -224,9 +235,15 @@ impl Listing {
 }
 
 /// Reads one node; `None` if ZooKeeper could not be read.
-async fn read_node(client: &Client, path: &str, child: &str) -> Option<Read> {
+async fn read_node(client: &Client, path: &str, child: &str, legacy: Option<&str>) -> Option<Read> {
     match client.get_data(&format!("{path}/{child}")).await {
-        Ok((data, stat)) => Some(Read::Node(Box::new(instance(path, child, &data)), stat)),
+        Ok((data, stat)) => {
+            let instance = match legacy {
+                Some(service) => legacy_instance(service, child, &data),
+                None => instance(path, child, &data),
+            };
+            Some(Read::Node(Box::new(instance), stat))
+        }
         // Gone between the listing and the read.
         Err(ZkError::NoNode) => Some(Read::Gone),
         Err(ZkError::NoAuth) => Some(Read::Unreadable),
@@ -249,4 +266,33 @@ fn instance(path: &str, child: &str, data: &[u8]) -> ServiceInstance {
         }
         Err(_) => ServiceInstance::new(path.rsplit('/').nth(1).unwrap_or_default(), child),
     }
+}
+
+/// The instance a node of the original's layout names: method `child` of `service` at the
+/// address the node holds (`ip:port`, as text).
+fn legacy_instance(service: &str, child: &str, data: &[u8]) -> ServiceInstance {
+    let address = String::from_utf8_lossy(data).trim().to_owned();
+    let mut instance = ServiceInstance::new(service, address);
+    instance.methods = vec![child.to_owned()];
+    instance
+        .metadata
+        .insert(PROTOCOL_KEY.to_owned(), LEGACY_PROTOCOL.to_owned());
+    instance
+}
+
+/// One instance per address, with the methods of every node that names it (the original's
+/// layout has a node per method). A node whose data is not an address is dropped.
+fn by_address(nodes: Vec<ServiceInstance>) -> Vec<ServiceInstance> {
+    let mut merged: Vec<ServiceInstance> = Vec::new();
+    for node in nodes {
+        if crate::config::check_host_port(&node.address, false).is_err() {
+            tracing::debug!(address = %node.address, "a node of the original's layout holds no address");
+            continue;
+        }
+        match merged.iter_mut().find(|i| i.address == node.address) {
+            Some(instance) => instance.methods.extend(node.methods),
+            None => merged.push(node),
+        }
+    }
+    merged
 }

@@ -13,7 +13,8 @@
 //! also keeps `/{Service}/{Method}` (the service's unqualified name, at the ensemble's root):
 //! EPHEMERAL, data = `host:port`, one node per method shared by every provider of it (the
 //! original's layout has room for one; a node held by another live provider is left to it,
-//! and taken when it goes).
+//! and taken when it goes). Its consumers then find providers in either layout
+//! ([`legacy`]).
 //!
 //! One ZooKeeper session per [`ZkRegistry`], shared by everything the process registers and
 //! watches, on a thread of the registry's own ([`session`]). Providers' nodes are kept true by
@@ -30,6 +31,7 @@
 
 mod access;
 mod follow;
+mod legacy;
 mod listing;
 mod session;
 
@@ -197,18 +199,21 @@ impl ZkRegistry {
         outcome
     }
 
-    /// The original's nodes of `instance`: `/{Service}/{Method}` for each of its methods.
-    fn legacy_paths(instance: &ServiceInstance) -> Vec<String> {
-        let short = instance
-            .service
-            .rsplit('.')
-            .next()
-            .unwrap_or(&instance.service);
-        instance
-            .methods
-            .iter()
-            .map(|method| format!("/{short}/{method}"))
-            .collect()
+    /// Starts following the providers under `path` (with `legacy`, the original's
+    /// `/{Service}` of that service).
+    fn follow(&self, path: String, legacy: Option<String>) -> Result<Followed, RegistryError> {
+        let (instances_tx, instances) = watch::channel(Arc::new(Vec::new()));
+        let (listed_tx, listed) = watch::channel(Listed::NotYet);
+        self.supervisor()
+            .commands
+            .send(Command::Follow {
+                path,
+                legacy,
+                instances: instances_tx,
+                listed: listed_tx,
+            })
+            .map_err(|_| stopped())?;
+        Ok(Followed { instances, listed })
     }
 
     /// The path of a service's providers.
@@ -376,7 +381,7 @@ impl Registry for ZkRegistry {
                 )
                 .await;
             if outcome.is_ok() && this.inner.legacy_layout {
-                for legacy in ZkRegistry::legacy_paths(&instance) {
+                for legacy in legacy::paths(&instance) {
                     let node = Node {
                         data: instance.address.as_bytes().to_vec(),
                         shared: true,
@@ -465,17 +470,14 @@ impl Registry for ZkRegistry {
                     None => {
                         // Followed from now on, listed or not: a later call finds the same
                         // follower (which keeps trying) instead of starting another.
-                        let (instances_tx, instances) = watch::channel(Arc::new(Vec::new()));
-                        let (listed_tx, listed) = watch::channel(Listed::NotYet);
-                        this.supervisor()
-                            .commands
-                            .send(Command::Follow {
-                                path: this.providers_path(&service),
-                                instances: instances_tx,
-                                listed: listed_tx,
-                            })
-                            .map_err(|_| stopped())?;
-                        let f = Followed { instances, listed };
+                        let native = this.follow(this.providers_path(&service), None)?;
+                        let f = if this.inner.legacy_layout {
+                            let path = format!("/{}", legacy::short_name(&service));
+                            let original = this.follow(path, Some(service.clone()))?;
+                            legacy::merge(native, original)
+                        } else {
+                            native
+                        };
                         followed.insert(service.clone(), f.clone());
                         f
                     }

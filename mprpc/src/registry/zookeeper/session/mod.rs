@@ -109,9 +109,11 @@ pub(super) enum Command {
     Register { path: String, node: Node, ack: Ack },
     /// Stop keeping it, and delete it if it is ours.
     Deregister { path: String, ack: Ack },
-    /// Follow the providers under `path` (see [`follow`](super::follow)).
+    /// Follow the providers under `path` (see [`follow`](super::follow)); with `legacy`
+    /// (the service's full name), `path` is the original C++ mprpc's `/{Service}`.
     Follow {
         path: String,
+        legacy: Option<String>,
         instances: watch::Sender<Arc<Vec<ServiceInstance>>>,
         listed: watch::Sender<Listed>,
     },

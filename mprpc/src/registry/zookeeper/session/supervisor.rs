@@ -69,13 +69,14 @@ impl Supervisor<'_> {
     fn follow(
         &self,
         path: String,
+        legacy: Option<String>,
         instances: watch::Sender<Arc<Vec<ServiceInstance>>>,
         listed: watch::Sender<Listed>,
     ) {
         tokio::spawn(follow::follow(
             self.session.subscribe(),
             self.settings.guard.access().is_protected(),
-            path,
+            (path, legacy),
             instances,
             listed,
             self.stop.clone(),
@@ -106,8 +107,8 @@ impl Supervisor<'_> {
                         self.withdraw(&path, waiting);
                         let _ = ack.send(Ok(()));
                     }
-                    Some(Command::Follow { path, instances, listed }) => {
-                        self.follow(path, instances, listed);
+                    Some(Command::Follow { path, legacy, instances, listed }) => {
+                        self.follow(path, legacy, instances, listed);
                     }
                 },
             }
@@ -325,9 +326,10 @@ impl Supervisor<'_> {
             }
             Command::Follow {
                 path,
+                legacy,
                 instances,
                 listed,
-            } => self.follow(path, instances, listed),
+            } => self.follow(path, legacy, instances, listed),
         }
     }
 }
