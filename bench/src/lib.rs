@@ -11,6 +11,7 @@
 //! | [`goals`] | the goals as ratios, PASS or MISS |
 //! | [`handshakes`] | new connections per second, with and without TLS (`bench handshakes`) |
 //! | [`scale`] | idle connections, providers behind the registry, ZooKeeper registration |
+//! | [`streaming`] | server and client streams side by side with tonic and raw TCP, and a stalled reader (`bench streaming`) |
 //! | [`machine`] | what machine the figures came from; CPU time and memory of a process |
 //!
 //! The binary `bench` ties them together; run it with
@@ -25,6 +26,7 @@ pub mod process;
 pub mod report;
 pub mod runner;
 pub mod scale;
+pub mod streaming;
 pub mod targets;
 
 use std::time::Duration;
@@ -63,6 +65,24 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         }
     };
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"))
+}
+
+/// `64`, `4096`, `4k`, `4KiB`, `1MiB`, `1m` as bytes.
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let number: usize = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size like 64, 4KiB or 1MiB"))?;
+    let scale = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" | "kb" => 1 << 10,
+        "m" | "mib" | "mb" => 1 << 20,
+        "g" | "gib" | "gb" => 1 << 30,
+        other => return Err(format!("unknown unit `{other}` in `{text}`")),
+    };
+    Ok(number * scale)
 }
 
 #[cfg(test)]

@@ -56,8 +56,29 @@ impl ServerProcess {
     /// Starts `bench serve` (this same executable) as `spec` says, and waits until it listens.
     /// Pins with `taskset -c CPU` when `taskset` exists, else with the server's own `--cpu`.
     pub fn spawn(spec: ServerSpec) -> anyhow::Result<ServerProcess> {
+        let mut args = vec![
+            "serve".to_owned(),
+            "--target".to_owned(),
+            spec.target.name().to_owned(),
+        ];
+        if let Some(certs) = &spec.certs {
+            args.push("--tls-dir".to_owned());
+            args.push(certs.dir().display().to_string());
+        }
+        ServerProcess::spawn_with(spec.target.name(), &args, spec.threads, spec.cpu)
+    }
+
+    /// Starts this same executable with `args` (a subcommand that takes `--threads` and
+    /// `--cpu`, and prints `listening ADDRESS` once it listens, like `bench serve`), and waits
+    /// until it listens. `name` names it in errors.
+    pub fn spawn_with(
+        name: &str,
+        args: &[String],
+        threads: usize,
+        cpu: Option<usize>,
+    ) -> anyhow::Result<ServerProcess> {
         let exe = std::env::current_exe().context("finding this executable")?;
-        let mut command = match spec.cpu {
+        let mut command = match cpu {
             Some(cpu) if have_taskset() => {
                 let mut c = Command::new("taskset");
                 c.arg("-c").arg(cpu.to_string()).arg(&exe);
@@ -65,24 +86,16 @@ impl ServerProcess {
             }
             _ => Command::new(&exe),
         };
-        command
-            .arg("serve")
-            .arg("--target")
-            .arg(spec.target.name())
-            .arg("--threads")
-            .arg(spec.threads.to_string());
-        if let (Some(cpu), false) = (spec.cpu, have_taskset()) {
+        command.args(args).arg("--threads").arg(threads.to_string());
+        if let (Some(cpu), false) = (cpu, have_taskset()) {
             command.arg("--cpu").arg(cpu.to_string());
-        }
-        if let Some(certs) = &spec.certs {
-            command.arg("--tls-dir").arg(certs.dir());
         }
         let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .with_context(|| format!("starting the {} server", spec.target))?;
+            .with_context(|| format!("starting the {name} server"))?;
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().context("no stdout")?;
         let mut line = String::new();
@@ -92,7 +105,7 @@ impl ServerProcess {
         let Some(address) = line.trim().strip_prefix(READY) else {
             let _ = child.kill();
             let _ = child.wait();
-            bail!("the {} server did not start (said {line:?})", spec.target);
+            bail!("the {name} server did not start (said {line:?})");
         };
         let address = address.parse().context("the server's address")?;
         Ok(ServerProcess {
@@ -174,6 +187,24 @@ pub fn serve_main(
         let settings = mprpc::config::ServerTls::new(certs.cert(), certs.key());
         mprpc::tls::Acceptor::new(&settings).context("the run's TLS certificate")?;
     }
+    serve_on(address, threads, cpu, move |listener| async move {
+        with_target!(target, T => T::serve(listener, certs.as_ref()).await)
+    })
+}
+
+/// The body of a server process: pins it to `cpu` (if given), listens on `address` on a
+/// runtime of `threads` workers, prints `listening ADDRESS`, runs `serve` on the listener,
+/// and exits when standard input closes.
+pub fn serve_on<F, Fut>(
+    address: &str,
+    threads: usize,
+    cpu: Option<usize>,
+    serve: F,
+) -> anyhow::Result<()>
+where
+    F: FnOnce(tokio::net::TcpListener) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
     if let Some(cpu) = cpu {
         machine::pin_to_cpu(cpu).context("pinning the server")?;
     }
@@ -197,6 +228,6 @@ pub fn serve_main(
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
         println!("{READY}{local}");
-        with_target!(target, T => T::serve(listener, certs.as_ref()).await)
+        serve(listener).await
     })
 }

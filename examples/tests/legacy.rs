@@ -26,7 +26,10 @@ use prost::Message;
 
 async fn start() -> (String, LocalServer) {
     let config = ServerConfig {
-        protocols: ProtocolsConfig { legacy: true },
+        protocols: ProtocolsConfig {
+            legacy: true,
+            ..ProtocolsConfig::default()
+        },
         ..ServerConfig::default()
     };
     let server = Server::new(config)

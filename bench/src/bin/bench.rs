@@ -6,6 +6,7 @@
 //! cargo run --release -p mprpc-bench -- --targets mprpc,tonic --payloads 64 --concurrency 128
 //! cargo run --release -p mprpc-bench -- scale        # idle connections, providers, ZooKeeper
 //! cargo run --release -p mprpc-bench -- handshakes   # new connections/s, with and without TLS
+//! cargo run --release -p mprpc-bench -- streaming    # server and client streams, a stalled reader
 //! ```
 //!
 //! Every server runs in a process of its own (`bench serve`, started by the driver, pinned
@@ -40,8 +41,9 @@ use mprpc_bench::certs::{Certs, RunCerts};
 use mprpc_bench::handshakes::{self, HandshakeOptions};
 use mprpc_bench::matrix::{self, Profile};
 use mprpc_bench::scale::{self, Part, ScaleOptions};
+use mprpc_bench::streaming::{self, StreamingOptions};
 use mprpc_bench::targets::TargetKind;
-use mprpc_bench::{goals, machine, parse_duration, process, report, runner};
+use mprpc_bench::{goals, machine, parse_duration, parse_size, process, report, runner};
 
 /// mprpc, tonic and a raw TCP echo under the same closed-loop echo load.
 #[derive(Parser, Debug)]
@@ -61,8 +63,28 @@ enum Cmd {
     Scale(ScaleOptions),
     /// New connections per second (connect, TLS handshake, one call), TLS targets and plain.
     Handshakes(HandshakeOptions),
+    /// Streaming calls: server and client streams side by side with tonic and raw TCP, and
+    /// what a stalled reader costs the server.
+    Streaming(StreamingOptions),
     /// Serve one target's echo server in this process (the driver starts these).
     Serve(ServeArgs),
+    /// Serve the raw TCP streams of `bench streaming` in this process (the driver starts it).
+    #[command(hide = true)]
+    ServeRawStream(RawStreamArgs),
+}
+
+/// `bench serve-raw-stream`.
+#[derive(Args, Debug)]
+struct RawStreamArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    addr: String,
+    /// Worker threads of the server's runtime.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Pin the process to this CPU (the driver uses `taskset` instead when it exists).
+    #[arg(long)]
+    cpu: Option<usize>,
 }
 
 /// The side-by-side run's settings.
@@ -139,24 +161,6 @@ struct ServeArgs {
     tls_dir: Option<std::path::PathBuf>,
 }
 
-/// `64`, `4096`, `4k`, `4KiB`, `1MiB`, `1m` as bytes.
-fn parse_size(text: &str) -> Result<usize, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let number: usize = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size like 64, 4KiB or 1MiB"))?;
-    let scale = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kib" | "kb" => 1 << 10,
-        "m" | "mib" | "mb" => 1 << 20,
-        "g" | "gib" | "gb" => 1 << 30,
-        other => return Err(format!("unknown unit `{other}` in `{text}`")),
-    };
-    Ok(number * scale)
-}
-
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
@@ -169,6 +173,10 @@ fn main() -> anyhow::Result<()> {
         ),
         Some(Cmd::Scale(options)) => run_scale(&options),
         Some(Cmd::Handshakes(options)) => run_handshakes(&options),
+        Some(Cmd::Streaming(options)) => run_streaming(&options),
+        Some(Cmd::ServeRawStream(a)) => {
+            process::serve_on(&a.addr, a.threads, a.cpu, streaming::raw::serve)
+        }
         Some(Cmd::Echo(args)) => run_echo(&args),
         None => run_echo(&cli.echo),
     }
@@ -374,6 +382,65 @@ fn run_handshakes(options: &HandshakeOptions) -> anyhow::Result<()> {
     }
     let _ = writeln!(out);
     let _ = write!(out, "{}", handshakes::table(&figures, options.connections));
+    print!("{out}");
+    Ok(())
+}
+
+fn run_streaming(options: &StreamingOptions) -> anyhow::Result<()> {
+    use std::fmt::Write;
+    if options.targets.is_empty() || options.parts.is_empty() {
+        bail!("--targets and --parts must name at least one");
+    }
+    let pin = !options.no_pin && machine::cpu_count() >= 2;
+    eprintln!(
+        "streaming: about {:.1} min",
+        options.estimate().as_secs_f64() / 60.0
+    );
+    let mut out = String::new();
+    preamble(
+        &mut out,
+        "Streaming calls: mprpc, tonic, raw TCP",
+        &format!(
+            "a fresh server process (1 worker) per part, target and repetition{}; the client in \
+             the driver, 1 worker{}; warm-up {:?}, window {:?}, {} repetition(s), the median \
+             reported; stalled reader: {:?}",
+            if pin { ", pinned to CPU 0" } else { "" },
+            if pin { ", pinned to CPU 1" } else { "" },
+            options.warmup,
+            options.duration,
+            options.reps,
+            options.stall,
+        ),
+    );
+    if pin {
+        machine::pin_to_cpu(1).context("pinning the client to CPU 1")?;
+    }
+    let runtime = runner::runtime("bench-client", 1)?;
+    let started = std::time::Instant::now();
+    let results = streaming::run(options, &runtime, pin);
+    let _ = writeln!(
+        out,
+        "- the run took {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    if !results.rates.is_empty() {
+        let _ = writeln!(out, "\n## Throughput on one stream\n");
+        let _ = write!(out, "{}", streaming::report::rates(&results.rates));
+    }
+    if !results.stalls.is_empty() {
+        let _ = writeln!(out, "\n## A reader that stops reading\n");
+        let _ = write!(
+            out,
+            "{}",
+            streaming::report::stalls(&results.stalls, options.stall)
+        );
+    }
+    let _ = writeln!(out, "\n## Goals\n");
+    let _ = write!(
+        out,
+        "{}",
+        goals::table(&streaming::report::checks(&results))
+    );
     print!("{out}");
     Ok(())
 }

@@ -18,7 +18,7 @@ use super::{check_len, required, Caller, Target, TargetKind};
 use crate::certs::Certs;
 use crate::proto::bench_client::BenchClient;
 use crate::proto::bench_server::{Bench, BenchServer};
-use crate::proto::{EchoRequest, EchoResponse};
+use crate::proto::{EchoRequest, EchoResponse, SubscribeRequest, UploadResponse};
 
 /// The mprpc target.
 #[derive(Debug, Default, Clone, Copy)]
@@ -35,7 +35,9 @@ pub struct MprpcTls;
 /// How many no-op layers [`MprpcLayers`] puts on each side.
 pub const LAYERS: usize = 3;
 
-/// The echo handler: answers with the request's payload and does nothing else.
+/// The echo handler: answers with the request's payload and does nothing else. Its two
+/// streaming methods (`bench streaming`) do as little: `subscribe` streams `count` replies
+/// sharing one payload buffer, `upload` counts what it reads.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct EchoHandler;
 
@@ -44,6 +46,38 @@ impl Bench for EchoHandler {
         Ok(EchoResponse {
             payload: request.into_inner().payload,
         })
+    }
+
+    type SubscribeStream = ::mprpc::stream::BoxStream<EchoResponse>;
+
+    async fn subscribe(
+        &self,
+        request: Request<SubscribeRequest>,
+    ) -> Result<Self::SubscribeStream, Status> {
+        let SubscribeRequest { count, size } = request.into_inner();
+        let payload = bytes::Bytes::from(vec![0x5A; size as usize]);
+        let replies = futures_util::stream::repeat_with(move || {
+            Ok(EchoResponse {
+                payload: payload.clone(),
+            })
+        });
+        Ok(Box::pin(futures_util::StreamExt::take(
+            replies,
+            usize::try_from(count).unwrap_or(usize::MAX),
+        )))
+    }
+
+    async fn upload(
+        &self,
+        request: Request<::mprpc::stream::Streaming<EchoRequest>>,
+    ) -> Result<UploadResponse, Status> {
+        let mut requests = request.into_inner();
+        let mut reply = UploadResponse::default();
+        while let Some(request) = requests.message().await? {
+            reply.messages += 1;
+            reply.bytes += request.payload.len() as u64;
+        }
+        Ok(reply)
     }
 }
 

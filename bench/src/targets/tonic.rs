@@ -17,7 +17,7 @@ use super::{check_len, required, Caller, Target, TargetKind};
 use crate::certs::Certs;
 use crate::grpc::bench_client::BenchClient;
 use crate::grpc::bench_server::{Bench, BenchServer};
-use crate::grpc::{EchoRequest, EchoResponse};
+use crate::grpc::{EchoRequest, EchoResponse, SubscribeRequest, UploadResponse};
 
 /// The tonic target.
 #[derive(Debug, Default, Clone, Copy)]
@@ -27,9 +27,16 @@ pub struct Tonic;
 #[derive(Debug, Default, Clone, Copy)]
 pub struct TonicTls;
 
-/// The echo handler: answers with the request's payload and does nothing else.
+/// The echo handler: answers with the request's payload and does nothing else. Its two
+/// streaming methods (`bench streaming`) are the same as mprpc's: `subscribe` streams `count`
+/// replies sharing one payload buffer, `upload` counts what it reads.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct TonicEcho;
+
+/// What the tonic `subscribe` returns.
+pub type ReplyStream = std::pin::Pin<
+    Box<dyn futures_util::Stream<Item = Result<EchoResponse, ::tonic::Status>> + Send + 'static>,
+>;
 
 #[::tonic::async_trait]
 impl Bench for TonicEcho {
@@ -40,6 +47,37 @@ impl Bench for TonicEcho {
         Ok(::tonic::Response::new(EchoResponse {
             payload: request.into_inner().payload,
         }))
+    }
+
+    type SubscribeStream = ReplyStream;
+
+    async fn subscribe(
+        &self,
+        request: ::tonic::Request<SubscribeRequest>,
+    ) -> Result<::tonic::Response<ReplyStream>, ::tonic::Status> {
+        let SubscribeRequest { count, size } = request.into_inner();
+        let payload = bytes::Bytes::from(vec![0x5A; size as usize]);
+        let replies = futures_util::stream::repeat_with(move || {
+            Ok(EchoResponse {
+                payload: payload.clone(),
+            })
+        });
+        Ok(::tonic::Response::new(Box::pin(
+            futures_util::StreamExt::take(replies, usize::try_from(count).unwrap_or(usize::MAX)),
+        )))
+    }
+
+    async fn upload(
+        &self,
+        request: ::tonic::Request<::tonic::Streaming<EchoRequest>>,
+    ) -> Result<::tonic::Response<UploadResponse>, ::tonic::Status> {
+        let mut requests = request.into_inner();
+        let mut reply = UploadResponse::default();
+        while let Some(request) = requests.message().await? {
+            reply.messages += 1;
+            reply.bytes += request.payload.len() as u64;
+        }
+        Ok(::tonic::Response::new(reply))
     }
 }
 

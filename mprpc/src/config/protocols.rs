@@ -13,4 +13,8 @@ pub struct ProtocolsConfig {
     /// callers can call this provider. Default false in a TOML file; a provider started with
     /// the original's `key=value` file serves it.
     pub legacy: bool,
+    /// HTTP/1.1 with JSON bodies: `POST /package.Service/Method` with the request as JSON
+    /// returns the reply as JSON (`curl -d '{"name": "..."}' host:port/fixbug.UserServiceRpc/Login`),
+    /// `GET /` lists the services. Default false: it widens what the port answers.
+    pub http: bool,
 }

@@ -170,7 +170,10 @@ stderr = true
             adaptive_limit: None,
             stream_window: 65536,
             connection_window: 1 << 20,
-            protocols: ProtocolsConfig { legacy: true },
+            protocols: ProtocolsConfig {
+                legacy: true,
+                http: false,
+            },
         }
     );
     assert_eq!(

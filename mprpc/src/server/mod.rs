@@ -218,6 +218,7 @@ impl Server {
             metrics: self.metrics,
             complaints: complaints::Complaints::default(),
             tls,
+            descriptors: connection::Descriptors::default(),
         });
         let (notify_shutdown, _) = watch::channel(false);
         let force_close = CancellationToken::new();
@@ -345,6 +346,8 @@ pub(crate) struct Shared {
     pub(crate) complaints: complaints::Complaints,
     /// TLS on the port, if configured.
     pub(crate) tls: Option<transport::ServerTls>,
+    /// The hosted services' descriptors, for HTTP/JSON callers.
+    pub(crate) descriptors: connection::Descriptors,
 }
 
 /// Graceful shutdown once the listener is closed: tells every connection to drain, waits
@@ -432,12 +435,14 @@ async fn accept_loop(
             let detection = transport::Detection {
                 tls: shared.tls.as_ref(),
                 legacy: shared.config.protocols.legacy,
+                http: shared.config.protocols.http,
                 first_bytes_timeout: shared.config.idle_timeout,
             };
             match transport::open(stream, detection).await {
                 Ok(Opened::Plain(stream)) => conn.run_tcp(stream).await,
                 Ok(Opened::Tls(stream, identity)) => conn.run_tls(*stream, identity).await,
                 Ok(Opened::Legacy(stream)) => conn.run_legacy(stream).await,
+                Ok(Opened::Http(stream)) => conn.run_http(stream).await,
                 Err(refused) => {
                     shared.metrics.protocol_error(refused.kind);
                     shared.complaints.warn(refused.kind, peer, &refused.status);

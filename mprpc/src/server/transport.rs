@@ -1,6 +1,7 @@
 //! What comes before mprpc's frames on a provider's connection: TLS or plaintext, told apart
 //! by the first byte (a TLS record starts `0x16`, an mprpc frame `mp`), the TLS handshake,
-//! the refusal of a plaintext client by a provider that requires TLS, and (with
+//! the refusal of a plaintext client by a provider that requires TLS, an HTTP/1.1 request
+//! line (with `[server.protocols] http`), and (with
 //! `[server.protocols] legacy`) a request of the original C++ mprpc, told apart by its first
 //! four bytes (`protocol::legacy::may_be_legacy`).
 //!
@@ -32,6 +33,8 @@ pub(crate) enum Opened {
     Tls(Box<TlsStream<crate::tls::Wire>>, Option<PeerIdentity>),
     /// Plaintext, in the original C++ mprpc's protocol.
     Legacy(TcpStream),
+    /// Plaintext HTTP/1.1 with JSON bodies.
+    Http(TcpStream),
 }
 
 /// Why a connection was not opened: its kind (for metrics and the rate-limited log) and what
@@ -56,6 +59,8 @@ pub(crate) struct Detection<'a> {
     pub(crate) tls: Option<&'a ServerTls>,
     /// Whether the original C++ mprpc's requests are served.
     pub(crate) legacy: bool,
+    /// Whether HTTP/1.1 requests with JSON bodies are served.
+    pub(crate) http: bool,
     /// How long to wait for a connection's first bytes when they have to be looked at.
     pub(crate) first_bytes_timeout: Duration,
 }
@@ -63,7 +68,7 @@ pub(crate) struct Detection<'a> {
 /// Opens `stream` for its protocol: as it is without TLS or the legacy protocol, else by
 /// its first bytes.
 pub(crate) async fn open(stream: TcpStream, detection: Detection<'_>) -> Result<Opened, Refused> {
-    if detection.tls.is_none() && !detection.legacy {
+    if detection.tls.is_none() && !detection.legacy && !detection.http {
         return Ok(Opened::Plain(stream));
     }
     let (kind, timeout) = match detection.tls {
@@ -71,7 +76,11 @@ pub(crate) async fn open(stream: TcpStream, detection: Detection<'_>) -> Result<
         None => ("detection", detection.first_bytes_timeout),
     };
     let mut first = [0u8; 4];
-    let wanted = if detection.legacy { 4 } else { 1 };
+    let wanted = if detection.legacy || detection.http {
+        4
+    } else {
+        1
+    };
     let peeked = tokio::time::timeout(timeout, peek_at_least(&stream, &mut first, wanted)).await;
     let first = match peeked {
         Err(_) => {
@@ -113,7 +122,18 @@ pub(crate) async fn open(stream: TcpStream, detection: Detection<'_>) -> Result<
     if legacy {
         return Ok(Opened::Legacy(stream));
     }
+    if detection.http && is_http(first) {
+        return Ok(Opened::Http(stream));
+    }
     Ok(Opened::Plain(stream))
+}
+
+/// Whether a connection's first four bytes start an HTTP/1.1 request line.
+fn is_http(first: &[u8]) -> bool {
+    const METHODS: [&[u8; 4]; 7] = [
+        b"GET ", b"POST", b"PUT ", b"HEAD", b"DELE", b"OPTI", b"PATC",
+    ];
+    METHODS.iter().any(|m| first.starts_with(&m[..]))
 }
 
 /// Peeks at the connection's first bytes until there are `wanted` (or the peer closed):

@@ -14,8 +14,11 @@
 //! Nothing a peer sends can take down anything but its own connection.
 
 mod call;
+mod http;
 mod legacy;
 mod stream;
+
+pub(crate) use self::http::Descriptors;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

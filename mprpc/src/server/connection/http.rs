@@ -1,0 +1,261 @@
+//! A connection in HTTP/1.1 with JSON bodies (`[server.protocols] http`), served by hyper:
+//! `POST /package.Service/Method` with the request as JSON returns the reply as JSON, run
+//! through the same stack as mprpc's own calls (admission, auth, metrics, tracing, layers);
+//! `GET /` lists the hosted services. Headers are the call's metadata (an `authorization`
+//! header carries a bearer token as for any caller), `mprpc-timeout-ms` its deadline; a
+//! failure is an HTTP status with `{"code", "status", "message"}` (`json.rs`).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{header, Method, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+
+use super::Connection;
+use crate::metrics::Side;
+use crate::server::dispatch::quote;
+use crate::server::layer::stack::Call;
+use crate::{Metadata, Request, Status};
+
+mod json;
+
+pub(crate) use json::Descriptors;
+
+type Reply = http::Response<Full<Bytes>>;
+
+/// The header that sets a call's deadline, in milliseconds.
+const TIMEOUT_HEADER: &str = "mprpc-timeout-ms";
+
+/// Headers that are HTTP's own, not the call's metadata.
+const NOT_METADATA: &[&str] = &[
+    "host",
+    "content-type",
+    "content-length",
+    "accept",
+    "accept-encoding",
+    "user-agent",
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "te",
+    "expect",
+    "upgrade",
+    TIMEOUT_HEADER,
+];
+
+impl Connection {
+    /// Serves HTTP/1.1 requests until the peer closes, the connection idles past
+    /// `frame_timeout` between requests, or the provider shuts down (requests in flight are
+    /// answered first).
+    pub(crate) async fn run_http(self, stream: TcpStream) {
+        let metrics = self.shared.metrics.clone();
+        metrics.connection(Side::Server, 1);
+        let conn = Arc::new(self);
+        let handler = conn.clone();
+        let service = hyper::service::service_fn(move |request| {
+            let conn = handler.clone();
+            async move { Ok::<_, Infallible>(conn.http_request(request).await) }
+        });
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(conn.shared.config.frame_timeout);
+        let serving = builder.serve_connection(TokioIo::new(stream), service);
+        tokio::pin!(serving);
+        let mut shutdown = conn.shutdown.clone();
+        let mut draining = *shutdown.borrow();
+        if draining {
+            serving.as_mut().graceful_shutdown();
+        }
+        loop {
+            tokio::select! {
+                served = serving.as_mut() => {
+                    if let Err(e) = served {
+                        tracing::debug!(peer = %conn.peer, "HTTP connection ended: {e}");
+                    }
+                    break;
+                }
+                changed = shutdown.changed(), if !draining => {
+                    draining = true;
+                    if changed.is_ok() {
+                        serving.as_mut().graceful_shutdown();
+                    }
+                }
+                () = conn.force_close.cancelled() => break,
+            }
+        }
+        metrics.connection(Side::Server, -1);
+    }
+
+    async fn http_request(&self, request: http::Request<Incoming>) -> Reply {
+        match self.http_call(request).await {
+            Ok(reply) => reply,
+            Err((code, status)) => {
+                self.shared.metrics.rejected(status.code());
+                let http = code.unwrap_or_else(|| json::http_status(status.code()));
+                respond(http, json::error_body(&status), &Metadata::new())
+            }
+        }
+    }
+
+    /// One request: the reply, or the failure (with an HTTP status of its own where the
+    /// call's status does not say it).
+    async fn http_call(
+        &self,
+        request: http::Request<Incoming>,
+    ) -> Result<Reply, (Option<u16>, Status)> {
+        let path = request.uri().path().to_owned();
+        if path == "/" {
+            if request.method() != Method::GET {
+                let status = Status::invalid_argument("`/` lists the services: use GET");
+                return Err((Some(405), status));
+            }
+            let listing = json::listing(self.shared.router.services());
+            return Ok(respond(200, listing, &Metadata::new()));
+        }
+        let Some((service_name, method_name)) = path.trim_start_matches('/').split_once('/') else {
+            let status = Status::not_found(format!(
+                "no method at `{}`: call POST /package.Service/Method",
+                quote(&path)
+            ));
+            return Err((Some(404), status));
+        };
+        if request.method() != Method::POST {
+            let status = Status::invalid_argument("a method is called with POST and a JSON body");
+            return Err((Some(405), status));
+        }
+        let router = &self.shared.router;
+        let no_method = |status| (Some(404), status);
+        let service = router
+            .get(service_name)
+            .cloned()
+            .ok_or_else(|| no_method(router.unknown_service(service_name)))?;
+        let method = service
+            .methods()
+            .iter()
+            .copied()
+            .find(|m| *m == method_name)
+            .ok_or_else(|| {
+                no_method(Status::unimplemented(format!(
+                    "service `{}` has no method `{}`",
+                    service.name(),
+                    quote(method_name)
+                )))
+            })?;
+        if service
+            .streaming_methods()
+            .iter()
+            .any(|(m, _)| *m == method)
+        {
+            let status = Status::unimplemented(format!(
+                "`{}/{method}` streams; HTTP/JSON calls are unary",
+                service.name()
+            ));
+            return Err((None, status));
+        }
+        let descriptor = self
+            .shared
+            .descriptors
+            .method(service.as_ref(), method)
+            .map_err(|s| (None, s))?;
+        let arrived = Instant::now();
+        let (parts, body) = request.into_parts();
+        let (metadata, deadline) = metadata(&parts.headers, arrived).map_err(|s| (None, s))?;
+        let limit = self.shared.config.max_frame_size;
+        let body = match Limited::new(body, limit).collect().await {
+            Ok(body) => body.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                let status = Status::resource_exhausted(format!(
+                    "the body is larger than the maximum of {limit} bytes"
+                ));
+                return Err((Some(413), status));
+            }
+            Err(e) => return Err((Some(400), Status::invalid_argument(e.to_string()))),
+        };
+        let encoded = json::request(&descriptor, &body).map_err(|s| (None, s))?;
+        if *self.shutdown.borrow() {
+            let status = Status::unavailable("provider is shutting down; the call was not run");
+            return Err((None, status));
+        }
+        let request = Request::from_parts(encoded, metadata, deadline, Some(self.peer));
+        let call = Call {
+            service: service.clone(),
+            method,
+            request,
+            arrived,
+            connection_calls: 1,
+        };
+        // Through the stack like any call: its failures are counted there, not here.
+        match self.shared.stack.clone().serve(call).await {
+            Ok(reply) => {
+                let (metadata, body) = reply.into_parts();
+                match json::reply(&descriptor, body) {
+                    Ok(json) => Ok(respond(200, json, &metadata)),
+                    Err(status) => Ok(respond(500, json::error_body(&status), &metadata)),
+                }
+            }
+            Err(status) => {
+                let http = json::http_status(status.code());
+                Ok(respond(http, json::error_body(&status), status.metadata()))
+            }
+        }
+    }
+}
+
+/// The call's metadata from the request's headers (HTTP's own left out), and its deadline.
+fn metadata(
+    headers: &http::HeaderMap,
+    arrived: Instant,
+) -> Result<(Metadata, Option<Instant>), Status> {
+    let mut metadata = Metadata::new();
+    for (name, value) in headers {
+        if NOT_METADATA.contains(&name.as_str()) {
+            continue;
+        }
+        if let Ok(value) = value.to_str() {
+            metadata.append(name.as_str(), value);
+        }
+    }
+    let deadline = match headers.get(TIMEOUT_HEADER) {
+        None => None,
+        Some(value) => {
+            let ms = value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .filter(|ms| *ms > 0)
+                .ok_or_else(|| {
+                    Status::invalid_argument(format!(
+                        "{TIMEOUT_HEADER} must be a number of milliseconds above 0"
+                    ))
+                })?;
+            Some(arrived + Duration::from_millis(ms))
+        }
+    };
+    Ok((metadata, deadline))
+}
+
+/// A JSON reply with `status`, and response metadata as headers.
+fn respond(status: u16, body: Vec<u8>, metadata: &Metadata) -> Reply {
+    let mut reply = http::Response::new(Full::new(Bytes::from(body)));
+    *reply.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = reply.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    for (key, value) in metadata.iter() {
+        if let (Ok(name), Ok(value)) = (
+            header::HeaderName::from_bytes(key.as_bytes()),
+            header::HeaderValue::from_str(value),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    reply
+}
