@@ -81,6 +81,11 @@ impl MethodMetrics {
         self.stream_messages[0].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts `n` stream messages this side sent.
+    pub fn stream_messages_sent(&self, n: u64) {
+        self.stream_messages[1].fetch_add(n, Ordering::Relaxed);
+    }
+
     /// Counts one stream message this side sent.
     pub fn stream_message_sent(&self) {
         self.stream_messages[1].fetch_add(1, Ordering::Relaxed);

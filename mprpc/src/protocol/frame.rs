@@ -215,6 +215,25 @@ pub enum OutFrame {
     HalfClose(StreamHeader),
     /// Flow-control credit.
     WindowUpdate(WindowUpdateHeader),
+    /// Frames already encoded, written as they are: a batch of one stream's messages
+    /// ([`encode_message`]), queued and written at once.
+    Encoded(Bytes),
+}
+
+/// Encodes a `Message` frame of stream `request_id` carrying `message` into `dst`, with no
+/// buffer of its own for the message (what a batch of a stream's replies is made of).
+pub fn encode_message(dst: &mut BytesMut, request_id: u64, message: &impl Message) {
+    let header = StreamHeader { request_id };
+    let (header_len, body_len) = (header.encoded_len(), message.encoded_len());
+    dst.reserve(FIXED_HEADER_LEN + header_len + body_len);
+    dst.put_slice(&MAGIC);
+    dst.put_u8(VERSION);
+    dst.put_u8(FrameKind::Message as u8);
+    dst.put_u32(header_len as u32);
+    dst.put_u32(body_len as u32);
+    // Cannot fail: capacity was reserved above.
+    let _ = header.encode(dst);
+    let _ = message.encode(dst);
 }
 
 impl OutFrame {
@@ -229,6 +248,7 @@ impl OutFrame {
             OutFrame::Message(h, b) => (h.encoded_len(), b.len()),
             OutFrame::HalfClose(h) => (h.encoded_len(), 0),
             OutFrame::WindowUpdate(h) => (h.encoded_len(), 0),
+            OutFrame::Encoded(b) => return b.len(),
         };
         FIXED_HEADER_LEN + header + body
     }
@@ -246,6 +266,7 @@ impl OutFrame {
             OutFrame::Message(h, body) => put_head(dst, FrameKind::Message, &h, body),
             OutFrame::HalfClose(h) => put_head(dst, FrameKind::HalfClose, &h, Bytes::new()),
             OutFrame::WindowUpdate(h) => put_head(dst, FrameKind::WindowUpdate, &h, Bytes::new()),
+            OutFrame::Encoded(frames) => frames,
         }
     }
 
@@ -253,6 +274,9 @@ impl OutFrame {
     /// counts (the same value when queued and when written). Cheaper than
     /// [`OutFrame::encoded_len`]: it adds lengths without encoding varints.
     pub fn budget_len(&self) -> usize {
+        if let OutFrame::Encoded(frames) = self {
+            return frames.len();
+        }
         fn entries(metadata: &[MetadataEntry]) -> usize {
             metadata
                 .iter()
@@ -271,7 +295,7 @@ impl OutFrame {
                 OutFrame::Ping(b) | OutFrame::Pong(b) => b.len(),
                 OutFrame::GoAway(h) => h.message.len(),
                 OutFrame::Message(_, b) => b.len(),
-                OutFrame::HalfClose(_) | OutFrame::WindowUpdate(_) => 0,
+                OutFrame::HalfClose(_) | OutFrame::WindowUpdate(_) | OutFrame::Encoded(_) => 0,
             }
     }
 

@@ -29,8 +29,8 @@ pub mod writer;
 
 pub use codec::{FrameDecoder, ProtocolError};
 pub use frame::{
-    metadata_from_wire, metadata_to_wire, CancelHeader, Frame, FrameKind, GoAwayHeader,
-    MetadataEntry, OutFrame, RequestHeader, ResponseHeader, StreamHeader, WindowUpdateHeader,
-    FIXED_HEADER_LEN, MAGIC, VERSION,
+    encode_message, metadata_from_wire, metadata_to_wire, CancelHeader, Frame, FrameKind,
+    GoAwayHeader, MetadataEntry, OutFrame, RequestHeader, ResponseHeader, StreamHeader,
+    WindowUpdateHeader, FIXED_HEADER_LEN, MAGIC, VERSION,
 };
 pub use outbox::Outbox;

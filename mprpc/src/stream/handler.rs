@@ -6,9 +6,10 @@
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use futures_util::{FutureExt, Stream, StreamExt};
 use prost::Message;
 
+use super::batch::Batch;
 use super::{Inbound, Outbound, Streaming};
 use crate::metrics::MethodMetrics;
 use crate::sync::lock;
@@ -97,6 +98,25 @@ impl ReplySink {
         }
     }
 
+    /// Adds a reply to `batch`: `Err(Ok(()))` never; `Err(Err(status))` when the stream
+    /// ends with a failure (the handler's, or a reply over the frame limit).
+    fn add<M: Message>(
+        &self,
+        batch: &mut Batch,
+        reply: Result<M, Status>,
+    ) -> Result<(), Result<(), Status>> {
+        let reply = reply.map_err(Err)?;
+        let size = reply.encoded_len();
+        if size + 64 > self.max_frame_size {
+            return Err(Err(Status::resource_exhausted(format!(
+                "a streamed reply of {size} bytes exceeds the maximum frame size of {} bytes",
+                self.max_frame_size
+            ))));
+        }
+        batch.push(&reply);
+        Ok(())
+    }
+
     /// Sends one encoded reply, once the caller has credit for it. A message over the
     /// frame limit fails the call with `ResourceExhausted`; a call the caller left fails
     /// with `Cancelled`.
@@ -119,17 +139,46 @@ impl ReplySink {
 
 /// Sends every message of a handler's `replies` down `sink`, and returns what the call's
 /// final `Response` carries: nothing (the messages went as the stream), or the failure the
-/// stream ended with.
+/// stream ended with (after the messages before it).
+///
+/// Replies that are ready together go together: after waiting for one, it takes the others
+/// the stream has ready (up to 64 KiB or 256 messages), encodes them straight into one
+/// buffer of frames and sends them as flow control allows (`batch.rs`). A stream that
+/// produces one reply at a time sends each at once.
 pub async fn send_stream<S, M>(sink: ReplySink, replies: S) -> Result<Bytes, Status>
 where
     S: Stream<Item = Result<M, Status>> + Send,
     M: Message,
 {
     let mut replies = std::pin::pin!(replies);
-    while let Some(reply) = replies.next().await {
-        sink.send(Bytes::from(reply?.encode_to_vec())).await?;
+    let mut batch = Batch::new(sink.outbound.id());
+    let mut ended = None;
+    while ended.is_none() {
+        match replies.next().await {
+            None => break,
+            Some(reply) => ended = sink.add(&mut batch, reply).err(),
+        }
+        while ended.is_none() && !batch.full() {
+            match replies.next().now_or_never() {
+                Some(Some(reply)) => ended = sink.add(&mut batch, reply).err(),
+                Some(None) => {
+                    ended = Some(Ok(()));
+                    break;
+                }
+                None => break,
+            }
+        }
+        let sent = sink
+            .outbound
+            .send_batch(&mut batch)
+            .await
+            .map_err(|_| Status::cancelled("the caller is gone"))?;
+        sink.counters.stream_messages_sent(sent as u64);
     }
-    Ok(Bytes::new())
+    match ended {
+        Some(Err(status)) => Err(status),
+        _ => Ok(Bytes::new()),
+    }
 }
 
 /// The request's stream of messages, for a client-streaming or bidirectional handler.

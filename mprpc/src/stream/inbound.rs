@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::table::Link;
 use super::window::{Overflow, RecvWindow};
@@ -14,6 +14,8 @@ use crate::{Metadata, Status};
 
 /// Messages up to this size are copied out of the read buffer when they have to wait.
 const COPY_BELOW: usize = 64 * 1024;
+/// The arena small messages are copied into grows by this much.
+const ARENA_CHUNK: usize = 16 * 1024;
 
 /// How a stream ended.
 #[derive(Debug, Clone)]
@@ -53,6 +55,8 @@ struct State {
     waker: Option<Waker>,
     /// The consumer is gone: messages are discarded as they arrive, their credit returned.
     detached: bool,
+    /// Where small messages that have to wait are copied.
+    arena: BytesMut,
 }
 
 impl Inbound {
@@ -86,7 +90,13 @@ impl Inbound {
         // has to wait behind others gets its own copy (a small one: a large message is most
         // of its buffer).
         let body = if !state.queue.is_empty() && body.len() <= COPY_BELOW {
-            Bytes::copy_from_slice(&body)
+            // Copied into this stream's own arena (16 KiB chunks): one allocation for many
+            // small messages, and what they pin is this stream's alone.
+            if state.arena.capacity() - state.arena.len() < body.len() {
+                state.arena = BytesMut::with_capacity(ARENA_CHUNK.max(body.len()));
+            }
+            state.arena.extend_from_slice(&body);
+            state.arena.split().freeze()
         } else {
             body
         };

@@ -14,6 +14,7 @@
 //! - `streaming.rs`: [`Streaming`], what reads a stream on either side;
 //! - `handler.rs`: what a provider hands a streaming handler, and how its replies are sent.
 
+mod batch;
 mod handler;
 mod inbound;
 mod streaming;

@@ -9,6 +9,7 @@
 //! that arrives while the receiver's view is at or below zero is a sender ignoring its
 //! credit.
 
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use tokio::sync::Notify;
@@ -67,6 +68,10 @@ impl SendWindow {
 
     /// Waits until there is credit, then takes `size` bytes of it.
     pub(crate) async fn take(&self, size: usize) -> Result<(), Closed> {
+        // Most of the time there is credit: no waiter is set up for it.
+        if self.try_take(size)? {
+            return Ok(());
+        }
         loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);
@@ -74,6 +79,39 @@ impl SendWindow {
             changed.as_mut().enable();
             if self.try_take(size)? {
                 return Ok(());
+            }
+            changed.await;
+        }
+    }
+
+    /// Waits until there is credit, then takes it for the leading messages of `sizes` that
+    /// may go: each while the credit before it is above zero (the rule a receiver checks
+    /// message by message). Returns how many (at least one, for a non-empty `sizes`).
+    pub(crate) async fn take_leading(&self, sizes: &[usize]) -> Result<usize, Closed> {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            {
+                let mut credit = lock(&self.state);
+                if credit.closed {
+                    return Err(Closed);
+                }
+                let mut n = 0;
+                while n < sizes.len() && credit.available > 0 {
+                    credit.available -= to_i64(sizes[n] as u64);
+                    n += 1;
+                }
+                if n > 0 || sizes.is_empty() {
+                    return Ok(n);
+                }
+            }
+            // Registered, then checked again: a grant or a close between the two is seen.
+            changed.as_mut().enable();
+            {
+                let credit = lock(&self.state);
+                if credit.available > 0 || credit.closed {
+                    continue;
+                }
             }
             changed.await;
         }
@@ -101,20 +139,15 @@ impl SendWindow {
 }
 
 /// A receiver's side of a window: its view of the sender's credit, and what it has taken in
-/// since it last granted more.
+/// since it last granted more. Atomics, not a lock: it is touched twice per message.
 #[derive(Debug)]
 pub(crate) struct RecvWindow {
     /// The window the receiver keeps the sender at.
     window: u64,
-    state: Mutex<RecvState>,
-}
-
-#[derive(Debug)]
-struct RecvState {
     /// Granted minus received.
-    credit: i64,
+    credit: AtomicI64,
     /// Received and consumed (or discarded) since the last grant.
-    consumed: u64,
+    consumed: AtomicU64,
 }
 
 /// A message arrived while the sender had no credit left.
@@ -130,23 +163,21 @@ impl RecvWindow {
     pub(crate) fn new(initial: u64, window: u64) -> RecvWindow {
         RecvWindow {
             window: window.max(1),
-            state: Mutex::new(RecvState {
-                credit: to_i64(initial),
-                // Raising the window is owed from the start.
-                consumed: window.saturating_sub(initial),
-            }),
+            credit: AtomicI64::new(to_i64(initial)),
+            // Raising the window is owed from the start.
+            consumed: AtomicU64::new(window.saturating_sub(initial)),
         }
     }
 
-    /// A message of `size` bytes arrived.
+    /// A message of `size` bytes arrived. (Called by the connection's reader alone, so the
+    /// check and the subtraction need not be one step.)
     pub(crate) fn received(&self, size: usize) -> Result<(), Overflow> {
-        let mut state = lock(&self.state);
-        if state.credit <= 0 {
+        if self.credit.load(Ordering::Acquire) <= 0 {
             return Err(Overflow {
                 window: self.window,
             });
         }
-        state.credit -= to_i64(size as u64);
+        self.credit.fetch_sub(to_i64(size as u64), Ordering::AcqRel);
         Ok(())
     }
 
@@ -154,23 +185,25 @@ impl RecvWindow {
     /// grant is made once half the window has been consumed, so that credit is returned in
     /// a few frames, not one per message.
     pub(crate) fn consumed(&self, size: usize) -> Option<u64> {
-        let mut state = lock(&self.state);
-        state.consumed += size as u64;
-        if state.consumed < self.window / 2 {
+        let total = self.consumed.fetch_add(size as u64, Ordering::AcqRel) + size as u64;
+        if total < self.window / 2 {
             return None;
         }
-        let grant = std::mem::take(&mut state.consumed);
-        state.credit = state.credit.saturating_add(to_i64(grant));
-        Some(grant)
+        self.grant_consumed()
     }
 
     /// The grant owed at once, before anything is consumed (the raise from the initial
     /// window to the configured one), if any.
     pub(crate) fn initial_grant(&self) -> Option<u64> {
-        let mut state = lock(&self.state);
-        let grant = std::mem::take(&mut state.consumed);
+        self.grant_consumed()
+    }
+
+    /// Turns what was consumed into credit: the grant, if any (one caller of several racing
+    /// gets it).
+    fn grant_consumed(&self) -> Option<u64> {
+        let grant = self.consumed.swap(0, Ordering::AcqRel);
         (grant > 0).then(|| {
-            state.credit = state.credit.saturating_add(to_i64(grant));
+            self.credit.fetch_add(to_i64(grant), Ordering::AcqRel);
             grant
         })
     }
@@ -203,6 +236,19 @@ mod tests {
         assert_eq!(window.available(), 5);
         window.close();
         assert_eq!(window.take(1).await, Err(Closed));
+    }
+
+    #[tokio::test]
+    async fn a_batch_takes_the_messages_that_start_with_credit() {
+        let window = SendWindow::new(100);
+        // 60 + 50 leaves -10: the third does not start with credit.
+        assert_eq!(window.take_leading(&[60, 50, 10]).await, Ok(2));
+        assert_eq!(window.available(), -10);
+        assert_eq!(window.try_take(1), Ok(false));
+        window.grant(11);
+        assert_eq!(window.take_leading(&[10, 10]).await, Ok(1));
+        window.close();
+        assert_eq!(window.take_leading(&[1]).await, Err(Closed));
     }
 
     #[test]

@@ -20,6 +20,9 @@ use crate::status::{printable, MAX_PEER_MESSAGE};
 use crate::sync::lock;
 use crate::{Code, Response, Status};
 
+/// Frames read in a burst (taken without waiting) between two readings of the clock.
+const CLOCK_EVERY: u32 = 256;
+
 pub(super) async fn read_loop<R: AsyncRead + Unpin>(
     rd: R,
     shared: Arc<ConnShared>,
@@ -29,14 +32,22 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
     let mut frames = FramedRead::with_capacity(rd, FrameDecoder::new(max_frame_size), 64 * 1024);
     let closed = close.clone().cancelled_owned();
     tokio::pin!(closed);
+    // Frames taken without waiting since the clock was last read.
+    let mut unclocked = 0u32;
     let reason = loop {
         let next = match frames.next().now_or_never() {
             // A frame already read: no need to look at the cancellation first.
-            Some(next) => next,
-            None => tokio::select! {
-                () = &mut closed => break Status::unavailable(format!("connection to {} was closed", shared.address)),
-                next = frames.next() => next,
-            },
+            Some(next) => {
+                unclocked += 1;
+                next
+            }
+            None => {
+                unclocked = CLOCK_EVERY;
+                tokio::select! {
+                    () = &mut closed => break Status::unavailable(format!("connection to {} was closed", shared.address)),
+                    next = frames.next() => next,
+                }
+            }
         };
         let frame = match next {
             None => {
@@ -48,8 +59,13 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
             Some(Err(e)) => break read_error(&e, &shared.address),
             Some(Ok(frame)) => frame,
         };
-        let ms = shared.opened.elapsed().as_millis() as u64;
-        shared.last_read_ms.store(ms, Ordering::Relaxed);
+        // The clock is read after a wait for the socket, and every so many frames of a
+        // burst: a stream of small messages would otherwise read it per message.
+        if unclocked >= CLOCK_EVERY {
+            unclocked = 0;
+            let ms = shared.opened.elapsed().as_millis() as u64;
+            shared.last_read_ms.store(ms, Ordering::Relaxed);
+        }
         match frame.kind {
             FrameKind::Response => {
                 if let Err(reason) = on_response(&shared, frame) {
