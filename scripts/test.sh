@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what the tests need from Debian's
-# packages (ZooKeeper; Chromium and tesseract for the admin page test), then runs every test
+# packages (ZooKeeper; Chromium and tesseract for the admin page test) and PyPI (grpcio, for
+# the gRPC test), then runs every test
 # of every crate: unit, integration, process and example tests, and doc tests. Each ZooKeeper
 # test starts and stops its own private server.
 set -euo pipefail
@@ -32,6 +33,13 @@ install_tools() {
     fi
 }
 install_tools
+
+# The gRPC test (tests/tests/grpc.rs) calls a provider with Python's grpcio, from PyPI.
+if ! python3 -c 'import grpc' 2>/dev/null; then
+    echo "test.sh: installing grpcio from PyPI" >&2
+    python3 -m pip install --quiet --disable-pip-version-check grpcio >&2 ||
+        echo "test.sh: could not install grpcio: the gRPC test will fail" >&2
+fi
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -17,4 +17,9 @@ pub struct ProtocolsConfig {
     /// returns the reply as JSON (`curl -d '{"name": "..."}' host:port/fixbug.UserServiceRpc/Login`),
     /// `GET /` lists the services. Default false: it widens what the port answers.
     pub http: bool,
+    /// gRPC (HTTP/2, `application/grpc`): unary calls of every hosted service, with
+    /// `grpc-timeout` as the deadline, headers as metadata, the status in trailers, and
+    /// `grpc.health.v1.Health/Check`, so that any gRPC client (Go, Java, Python, `grpcurl`)
+    /// can call the provider. Default false: it widens what the port answers.
+    pub grpc: bool,
 }

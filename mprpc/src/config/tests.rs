@@ -173,6 +173,7 @@ stderr = true
             protocols: ProtocolsConfig {
                 legacy: true,
                 http: false,
+                grpc: false,
             },
         }
     );

@@ -436,6 +436,7 @@ async fn accept_loop(
                 tls: shared.tls.as_ref(),
                 legacy: shared.config.protocols.legacy,
                 http: shared.config.protocols.http,
+                grpc: shared.config.protocols.grpc,
                 first_bytes_timeout: shared.config.idle_timeout,
             };
             match transport::open(stream, detection).await {
@@ -443,6 +444,7 @@ async fn accept_loop(
                 Ok(Opened::Tls(stream, identity)) => conn.run_tls(*stream, identity).await,
                 Ok(Opened::Legacy(stream)) => conn.run_legacy(stream).await,
                 Ok(Opened::Http(stream)) => conn.run_http(stream).await,
+                Ok(Opened::Grpc(stream)) => conn.run_grpc(stream).await,
                 Err(refused) => {
                     shared.metrics.protocol_error(refused.kind);
                     shared.complaints.warn(refused.kind, peer, &refused.status);

@@ -1,7 +1,8 @@
 //! What comes before mprpc's frames on a provider's connection: TLS or plaintext, told apart
 //! by the first byte (a TLS record starts `0x16`, an mprpc frame `mp`), the TLS handshake,
 //! the refusal of a plaintext client by a provider that requires TLS, an HTTP/1.1 request
-//! line (with `[server.protocols] http`), and (with
+//! line (with `[server.protocols] http`), HTTP/2's preface (with `[server.protocols] grpc`),
+//! and (with
 //! `[server.protocols] legacy`) a request of the original C++ mprpc, told apart by its first
 //! four bytes (`protocol::legacy::may_be_legacy`).
 //!
@@ -35,6 +36,8 @@ pub(crate) enum Opened {
     Legacy(TcpStream),
     /// Plaintext HTTP/1.1 with JSON bodies.
     Http(TcpStream),
+    /// Plaintext HTTP/2 carrying gRPC.
+    Grpc(TcpStream),
 }
 
 /// Why a connection was not opened: its kind (for metrics and the rate-limited log) and what
@@ -61,6 +64,8 @@ pub(crate) struct Detection<'a> {
     pub(crate) legacy: bool,
     /// Whether HTTP/1.1 requests with JSON bodies are served.
     pub(crate) http: bool,
+    /// Whether gRPC (HTTP/2 with prior knowledge) is served.
+    pub(crate) grpc: bool,
     /// How long to wait for a connection's first bytes when they have to be looked at.
     pub(crate) first_bytes_timeout: Duration,
 }
@@ -68,7 +73,7 @@ pub(crate) struct Detection<'a> {
 /// Opens `stream` for its protocol: as it is without TLS or the legacy protocol, else by
 /// its first bytes.
 pub(crate) async fn open(stream: TcpStream, detection: Detection<'_>) -> Result<Opened, Refused> {
-    if detection.tls.is_none() && !detection.legacy && !detection.http {
+    if detection.tls.is_none() && !detection.legacy && !detection.http && !detection.grpc {
         return Ok(Opened::Plain(stream));
     }
     let (kind, timeout) = match detection.tls {
@@ -76,7 +81,7 @@ pub(crate) async fn open(stream: TcpStream, detection: Detection<'_>) -> Result<
         None => ("detection", detection.first_bytes_timeout),
     };
     let mut first = [0u8; 4];
-    let wanted = if detection.legacy || detection.http {
+    let wanted = if detection.legacy || detection.http || detection.grpc {
         4
     } else {
         1
@@ -124,6 +129,10 @@ pub(crate) async fn open(stream: TcpStream, detection: Detection<'_>) -> Result<
     }
     if detection.http && is_http(first) {
         return Ok(Opened::Http(stream));
+    }
+    // HTTP/2's connection preface, `PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n`.
+    if detection.grpc && first.starts_with(b"PRI ") {
+        return Ok(Opened::Grpc(stream));
     }
     Ok(Opened::Plain(stream))
 }

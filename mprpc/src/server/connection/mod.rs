@@ -14,6 +14,7 @@
 //! Nothing a peer sends can take down anything but its own connection.
 
 mod call;
+mod grpc;
 mod http;
 mod legacy;
 mod stream;

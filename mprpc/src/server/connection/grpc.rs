@@ -1,0 +1,372 @@
+//! A connection in gRPC (`[server.protocols] grpc`): HTTP/2 served by hyper, each unary call
+//! (`POST /package.Service/Method`, `application/grpc`, one length-prefixed message) run
+//! through the same stack as mprpc's own calls (admission, auth, metrics, tracing, layers).
+//! `grpc-timeout` is the call's deadline, the other headers its metadata; the reply is the
+//! length-prefixed message with `grpc-status` in trailers, a failure a "trailers-only"
+//! response (`grpc-status` and `grpc-message` in the headers). gRPC's status codes are
+//! mprpc's. `grpc.health.v1.Health/Check` is answered here (`health.rs`).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use http::{header, HeaderMap, HeaderValue, Method};
+use http_body_util::{BodyExt, Either, Empty, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+
+use super::Connection;
+use crate::metrics::Side;
+use crate::server::dispatch::quote;
+use crate::server::layer::stack::Call;
+use crate::{Code, Metadata, Request, Status};
+
+mod health;
+
+/// A reply's body: its message, then its trailers; or nothing at all for a trailers-only
+/// reply, whose HEADERS frame must end the stream.
+type Body = Either<
+    StreamBody<futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>>,
+    Empty<Bytes>,
+>;
+
+/// Headers that are HTTP's or gRPC's own, not the call's metadata.
+const NOT_METADATA: &[&str] = &[
+    "content-type",
+    "content-length",
+    "te",
+    "user-agent",
+    "grpc-timeout",
+    "grpc-encoding",
+    "grpc-accept-encoding",
+    "accept-encoding",
+];
+
+impl Connection {
+    /// Serves HTTP/2 until the peer closes or the provider shuts down (calls in flight are
+    /// answered first: a GOAWAY, then the end).
+    pub(crate) async fn run_grpc(self, stream: TcpStream) {
+        let metrics = self.shared.metrics.clone();
+        metrics.connection(Side::Server, 1);
+        let conn = Arc::new(self);
+        let handler = conn.clone();
+        let service = hyper::service::service_fn(move |request| {
+            let conn = handler.clone();
+            async move { Ok::<_, Infallible>(conn.grpc_request(request).await) }
+        });
+        let config = &conn.shared.config;
+        let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(
+                u32::try_from(config.max_calls_per_connection).unwrap_or(u32::MAX),
+            )
+            .max_header_list_size(
+                u32::try_from(config.metadata_limits().max_bytes)
+                    .unwrap_or(u32::MAX)
+                    .saturating_add(8192),
+            )
+            .keep_alive_interval(config.idle_timeout / 4)
+            .keep_alive_timeout(config.frame_timeout);
+        let serving = builder.serve_connection(TokioIo::new(stream), service);
+        tokio::pin!(serving);
+        let mut shutdown = conn.shutdown.clone();
+        let mut draining = *shutdown.borrow();
+        if draining {
+            serving.as_mut().graceful_shutdown();
+        }
+        loop {
+            tokio::select! {
+                served = serving.as_mut() => {
+                    if let Err(e) = served {
+                        tracing::debug!(peer = %conn.peer, "gRPC connection ended: {e}");
+                    }
+                    break;
+                }
+                changed = shutdown.changed(), if !draining => {
+                    draining = true;
+                    if changed.is_ok() {
+                        serving.as_mut().graceful_shutdown();
+                    }
+                }
+                () = conn.force_close.cancelled() => break,
+            }
+        }
+        metrics.connection(Side::Server, -1);
+    }
+
+    async fn grpc_request(&self, request: http::Request<Incoming>) -> http::Response<Body> {
+        match self.grpc_call(request).await {
+            Ok((metadata, message)) => {
+                let mut framed = BytesMut::with_capacity(5 + message.len());
+                framed.put_u8(0);
+                framed.put_u32(message.len() as u32);
+                framed.put(message);
+                let mut trailers = HeaderMap::new();
+                trailers.insert("grpc-status", HeaderValue::from_static("0"));
+                let frames = vec![
+                    Ok(Frame::data(framed.freeze())),
+                    Ok(Frame::trailers(trailers)),
+                ];
+                let body = StreamBody::new(futures_util::stream::iter(frames));
+                let mut reply = response(Either::Left(body));
+                put_metadata(reply.headers_mut(), &metadata);
+                reply
+            }
+            Err(status) => {
+                let mut reply = response(Either::Right(Empty::new()));
+                let headers = reply.headers_mut();
+                put_metadata(headers, status.metadata());
+                put_status(headers, &status);
+                reply
+            }
+        }
+    }
+
+    /// One call: the reply's metadata and message, or its failure.
+    async fn grpc_call(
+        &self,
+        request: http::Request<Incoming>,
+    ) -> Result<(Metadata, Bytes), Status> {
+        let refused = |status: Status| {
+            self.shared.metrics.rejected(status.code());
+            status
+        };
+        if request.method() != Method::POST {
+            return Err(refused(Status::unimplemented(
+                "gRPC calls are POST requests",
+            )));
+        }
+        let path = request.uri().path().to_owned();
+        let Some((service_name, method_name)) = path.trim_start_matches('/').split_once('/') else {
+            return Err(refused(Status::unimplemented(format!(
+                "no method at `{}`",
+                quote(&path)
+            ))));
+        };
+        if let Some(encoding) = request.headers().get("grpc-encoding") {
+            if encoding != "identity" {
+                return Err(refused(Status::unimplemented(format!(
+                    "grpc-encoding {encoding:?} is not supported; send messages uncompressed"
+                ))));
+            }
+        }
+        let arrived = Instant::now();
+        let (parts, body) = request.into_parts();
+        let limit = self.shared.config.max_frame_size;
+        let body = match Limited::new(body, limit.saturating_add(5)).collect().await {
+            Ok(body) => body.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                return Err(refused(Status::resource_exhausted(format!(
+                    "the request is larger than the maximum of {limit} bytes"
+                ))))
+            }
+            Err(e) => {
+                return Err(refused(Status::cancelled(format!(
+                    "the request did not arrive whole: {e}"
+                ))))
+            }
+        };
+        let message = unframe(body, limit).map_err(refused)?;
+        if service_name == health::SERVICE {
+            return health::check(self, method_name, message).map(|m| (Metadata::new(), m));
+        }
+        let router = &self.shared.router;
+        let service = router
+            .get(service_name)
+            .cloned()
+            .ok_or_else(|| refused(router.unknown_service(service_name)))?;
+        let method = service
+            .methods()
+            .iter()
+            .copied()
+            .find(|m| *m == method_name)
+            .ok_or_else(|| {
+                refused(Status::unimplemented(format!(
+                    "service `{}` has no method `{}`",
+                    service.name(),
+                    quote(method_name)
+                )))
+            })?;
+        if service
+            .streaming_methods()
+            .iter()
+            .any(|(m, _)| *m == method)
+        {
+            return Err(refused(Status::unimplemented(format!(
+                "`{}/{method}` streams; this provider's gRPC serves unary calls",
+                service.name()
+            ))));
+        }
+        let (metadata, deadline) = metadata(&parts.headers, arrived).map_err(refused)?;
+        if *self.shutdown.borrow() {
+            return Err(refused(Status::unavailable(
+                "provider is shutting down; the call was not run",
+            )));
+        }
+        let request = Request::from_parts(message, metadata, deadline, Some(self.peer));
+        let call = Call {
+            service: service.clone(),
+            method,
+            request,
+            arrived,
+            connection_calls: 1,
+        };
+        // Through the stack like any call: its failures are counted there.
+        let reply = self.shared.stack.clone().serve(call).await?;
+        if reply.get_ref().len() > limit {
+            return Err(Status::resource_exhausted(format!(
+                "the reply of {} bytes exceeds the maximum of {limit} bytes",
+                reply.get_ref().len()
+            )));
+        }
+        Ok(reply.into_parts())
+    }
+}
+
+/// The one message of a unary request: a flag byte (0, uncompressed), a big-endian `u32`
+/// length, the message.
+fn unframe(mut body: Bytes, limit: usize) -> Result<Bytes, Status> {
+    if body.len() < 5 {
+        return Err(Status::invalid_argument(format!(
+            "a gRPC request of {} bytes: not one length-prefixed message",
+            body.len()
+        )));
+    }
+    let compressed = body.get_u8();
+    let len = body.get_u32() as usize;
+    if compressed != 0 {
+        return Err(Status::unimplemented(
+            "compressed messages are not supported",
+        ));
+    }
+    if len > limit {
+        return Err(Status::resource_exhausted(format!(
+            "a message of {len} bytes exceeds the maximum of {limit} bytes"
+        )));
+    }
+    if body.len() != len {
+        return Err(Status::invalid_argument(format!(
+            "a unary call carries one message of {len} bytes; {} bytes came",
+            body.len()
+        )));
+    }
+    Ok(body)
+}
+
+/// The call's metadata from the request's headers, and its deadline from `grpc-timeout`.
+fn metadata(headers: &HeaderMap, arrived: Instant) -> Result<(Metadata, Option<Instant>), Status> {
+    let mut metadata = Metadata::new();
+    for (name, value) in headers {
+        let name = name.as_str();
+        if NOT_METADATA.contains(&name) || name.ends_with("-bin") {
+            continue;
+        }
+        if let Ok(value) = value.to_str() {
+            metadata.append(name, value);
+        }
+    }
+    let deadline = match headers.get("grpc-timeout") {
+        None => None,
+        Some(value) => Some(arrived + timeout(value)?),
+    };
+    Ok((metadata, deadline))
+}
+
+/// `grpc-timeout`: up to 8 digits and a unit (`H`, `M`, `S`, `m`, `u`, `n`).
+fn timeout(value: &HeaderValue) -> Result<Duration, Status> {
+    let bad = || Status::invalid_argument(format!("grpc-timeout {value:?} is not a timeout"));
+    let text = value.to_str().map_err(|_| bad())?;
+    if text.len() < 2 || text.len() > 9 {
+        return Err(bad());
+    }
+    let (digits, unit) = text.split_at(text.len() - 1);
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    Ok(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return Err(bad()),
+    })
+}
+
+fn response(body: Body) -> http::Response<Body> {
+    let mut reply = http::Response::new(body);
+    reply.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    reply
+}
+
+/// `grpc-status` and `grpc-message` (percent-encoded, as the protocol asks).
+fn put_status(headers: &mut HeaderMap, status: &Status) {
+    let code = match status.code() {
+        Code::Ok => Code::Unknown,
+        code => code,
+    };
+    headers.insert("grpc-status", HeaderValue::from(code.as_i32()));
+    let mut message = String::new();
+    for b in status.message().bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            message.push(b as char);
+        } else {
+            message.push_str(&format!("%{b:02X}"));
+        }
+    }
+    if let Ok(value) = HeaderValue::from_str(&message) {
+        headers.insert("grpc-message", value);
+    }
+}
+
+/// Response metadata as headers (what is not a valid header is left out).
+fn put_metadata(headers: &mut HeaderMap, metadata: &Metadata) {
+    for (key, value) in metadata.iter() {
+        if let (Ok(name), Ok(value)) = (
+            header::HeaderName::from_bytes(key.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            headers.append(name, value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse() {
+        let t = |s: &'static str| timeout(&HeaderValue::from_static(s));
+        assert_eq!(t("100m").unwrap(), Duration::from_millis(100));
+        assert_eq!(t("2S").unwrap(), Duration::from_secs(2));
+        assert_eq!(t("1H").unwrap(), Duration::from_secs(3600));
+        assert_eq!(t("5u").unwrap(), Duration::from_micros(5));
+        assert!(t("100").is_err());
+        assert!(t("123456789S").is_err());
+        assert!(t("xS").is_err());
+    }
+
+    #[test]
+    fn a_request_is_one_length_prefixed_message() {
+        let framed = Bytes::from_static(b"\x00\x00\x00\x00\x02hi");
+        assert_eq!(unframe(framed, 16).unwrap(), Bytes::from_static(b"hi"));
+        let two = Bytes::from_static(b"\x00\x00\x00\x00\x01h\x00\x00\x00\x00\x01i");
+        assert_eq!(unframe(two, 16).unwrap_err().code(), Code::InvalidArgument);
+        let big = Bytes::from_static(b"\x00\x00\x01\x00\x00");
+        assert_eq!(
+            unframe(big, 16).unwrap_err().code(),
+            Code::ResourceExhausted
+        );
+        let compressed = Bytes::from_static(b"\x01\x00\x00\x00\x00");
+        assert_eq!(
+            unframe(compressed, 16).unwrap_err().code(),
+            Code::Unimplemented
+        );
+    }
+}
