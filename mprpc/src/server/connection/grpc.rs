@@ -17,6 +17,7 @@ use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
+use super::unary::unary_method;
 use super::Connection;
 use crate::metrics::Side;
 use crate::server::dispatch::quote;
@@ -71,29 +72,7 @@ impl Connection {
             .keep_alive_interval(config.idle_timeout / 4)
             .keep_alive_timeout(config.frame_timeout);
         let serving = builder.serve_connection(TokioIo::new(stream), service);
-        tokio::pin!(serving);
-        let mut shutdown = conn.shutdown.clone();
-        let mut draining = *shutdown.borrow();
-        if draining {
-            serving.as_mut().graceful_shutdown();
-        }
-        loop {
-            tokio::select! {
-                served = serving.as_mut() => {
-                    if let Err(e) = served {
-                        tracing::debug!(peer = %conn.peer, "gRPC connection ended: {e}");
-                    }
-                    break;
-                }
-                changed = shutdown.changed(), if !draining => {
-                    draining = true;
-                    if changed.is_ok() {
-                        serving.as_mut().graceful_shutdown();
-                    }
-                }
-                () = conn.force_close.cancelled() => break,
-            }
-        }
+        conn.serve_hyper(serving, "gRPC").await;
         metrics.connection(Side::Server, -1);
     }
 
@@ -178,28 +157,8 @@ impl Connection {
             .get(service_name)
             .cloned()
             .ok_or_else(|| refused(router.unknown_service(service_name)))?;
-        let method = service
-            .methods()
-            .iter()
-            .copied()
-            .find(|m| *m == method_name)
-            .ok_or_else(|| {
-                refused(Status::unimplemented(format!(
-                    "service `{}` has no method `{}`",
-                    service.name(),
-                    quote(method_name)
-                )))
-            })?;
-        if service
-            .streaming_methods()
-            .iter()
-            .any(|(m, _)| *m == method)
-        {
-            return Err(refused(Status::unimplemented(format!(
-                "`{}/{method}` streams; this provider's gRPC serves unary calls",
-                service.name()
-            ))));
-        }
+        let method = unary_method(&service, method_name, "this provider's gRPC")
+            .map_err(|e| refused(e.into_status()))?;
         let (metadata, deadline) = metadata(&parts.headers, arrived).map_err(refused)?;
         if *self.shutdown.borrow() {
             return Err(refused(Status::unavailable(

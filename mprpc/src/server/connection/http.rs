@@ -16,6 +16,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
+use super::unary::{unary_method, NoMethod};
 use super::Connection;
 use crate::metrics::Side;
 use crate::server::dispatch::quote;
@@ -66,29 +67,7 @@ impl Connection {
             .timer(TokioTimer::new())
             .header_read_timeout(conn.shared.config.frame_timeout);
         let serving = builder.serve_connection(TokioIo::new(stream), service);
-        tokio::pin!(serving);
-        let mut shutdown = conn.shutdown.clone();
-        let mut draining = *shutdown.borrow();
-        if draining {
-            serving.as_mut().graceful_shutdown();
-        }
-        loop {
-            tokio::select! {
-                served = serving.as_mut() => {
-                    if let Err(e) = served {
-                        tracing::debug!(peer = %conn.peer, "HTTP connection ended: {e}");
-                    }
-                    break;
-                }
-                changed = shutdown.changed(), if !draining => {
-                    draining = true;
-                    if changed.is_ok() {
-                        serving.as_mut().graceful_shutdown();
-                    }
-                }
-                () = conn.force_close.cancelled() => break,
-            }
-        }
+        conn.serve_hyper(serving, "HTTP").await;
         metrics.connection(Side::Server, -1);
     }
 
@@ -135,29 +114,11 @@ impl Connection {
             .get(service_name)
             .cloned()
             .ok_or_else(|| no_method(router.unknown_service(service_name)))?;
-        let method = service
-            .methods()
-            .iter()
-            .copied()
-            .find(|m| *m == method_name)
-            .ok_or_else(|| {
-                no_method(Status::unimplemented(format!(
-                    "service `{}` has no method `{}`",
-                    service.name(),
-                    quote(method_name)
-                )))
-            })?;
-        if service
-            .streaming_methods()
-            .iter()
-            .any(|(m, _)| *m == method)
-        {
-            let status = Status::unimplemented(format!(
-                "`{}/{method}` streams; HTTP/JSON calls are unary",
-                service.name()
-            ));
-            return Err((None, status));
-        }
+        let method = match unary_method(&service, method_name, "HTTP/JSON") {
+            Ok(method) => method,
+            Err(NoMethod::Unknown(status)) => return Err(no_method(status)),
+            Err(streams) => return Err((None, streams.into_status())),
+        };
         let descriptor = self
             .shared
             .descriptors

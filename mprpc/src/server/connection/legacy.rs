@@ -16,6 +16,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::unary::unary_method;
 use super::Connection;
 use crate::metrics::Side;
 use crate::protocol::legacy::{LegacyDecoder, LegacyRequest};
@@ -179,29 +180,8 @@ fn route(router: &Router, request: &LegacyRequest) -> Result<Route, Unrouted> {
             }
         }
     };
-    let method = service
-        .methods()
-        .iter()
-        .copied()
-        .find(|m| *m == request.method);
-    let Some(method) = method else {
-        let status = Status::unimplemented(format!(
-            "service `{}` has no method `{}`",
-            service.name(),
-            quote(&request.method)
-        ));
-        return Err((Some(service), status));
-    };
-    if service
-        .streaming_methods()
-        .iter()
-        .any(|(m, _)| *m == method)
-    {
-        let status = Status::unimplemented(format!(
-            "`{}/{method}` streams; the original's protocol has unary calls only",
-            service.name()
-        ));
-        return Err((Some(service), status));
+    match unary_method(&service, &request.method, "the original's protocol") {
+        Ok(method) => Ok((service, method)),
+        Err(e) => Err((Some(service), e.into_status())),
     }
-    Ok((service, method))
 }

@@ -18,6 +18,7 @@ mod grpc;
 mod http;
 mod legacy;
 mod stream;
+mod unary;
 
 pub(crate) use self::http::Descriptors;
 

@@ -1,0 +1,123 @@
+//! What the protocols besides mprpc's own (HTTP/JSON, gRPC, the original's) share: finding
+//! the unary method a call names, and serving a hyper connection until it ends, draining it
+//! when the provider shuts down.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use super::Connection;
+use crate::server::dispatch::quote;
+use crate::server::service::Service;
+use crate::Status;
+
+/// Why a call names no unary method of its service.
+pub(super) enum NoMethod {
+    /// The service has no such method.
+    Unknown(Status),
+    /// The method streams; the protocol (`protocol`) carries unary calls only.
+    Streams(Status),
+}
+
+impl NoMethod {
+    pub(super) fn into_status(self) -> Status {
+        match self {
+            NoMethod::Unknown(status) | NoMethod::Streams(status) => status,
+        }
+    }
+}
+
+/// The method `name` of `service`, if it is a unary one; `protocol` names the caller's
+/// protocol in the refusal of a streaming method.
+pub(super) fn unary_method(
+    service: &Arc<dyn Service>,
+    name: &str,
+    protocol: &str,
+) -> Result<&'static str, NoMethod> {
+    let Some(method) = service.methods().iter().copied().find(|m| *m == name) else {
+        return Err(NoMethod::Unknown(Status::unimplemented(format!(
+            "service `{}` has no method `{}`",
+            service.name(),
+            quote(name)
+        ))));
+    };
+    if service
+        .streaming_methods()
+        .iter()
+        .any(|(m, _)| *m == method)
+    {
+        return Err(NoMethod::Streams(Status::unimplemented(format!(
+            "`{}/{method}` streams; {protocol} carries unary calls only",
+            service.name()
+        ))));
+    }
+    Ok(method)
+}
+
+/// A hyper connection (HTTP/1.1 or HTTP/2) that can be asked to finish what it has and stop.
+pub(super) trait Graceful: Future {
+    fn graceful(self: Pin<&mut Self>);
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl<I, B, S> Graceful for hyper::server::conn::http1::Connection<I, S>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<BoxError>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<BoxError>,
+{
+    fn graceful(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<I, B, S, E> Graceful for hyper::server::conn::http2::Connection<I, S, E>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<BoxError>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<BoxError>,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
+{
+    fn graceful(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl Connection {
+    /// Serves `serving` until it ends, asking it to finish gracefully when the provider
+    /// starts shutting down, and dropping it when the shutdown grace has run out.
+    pub(super) async fn serve_hyper<F, E>(&self, serving: F, protocol: &str)
+    where
+        F: Graceful<Output = Result<(), E>>,
+        E: std::fmt::Display,
+    {
+        tokio::pin!(serving);
+        let mut shutdown = self.shutdown.clone();
+        let mut draining = *shutdown.borrow();
+        if draining {
+            serving.as_mut().graceful();
+        }
+        loop {
+            tokio::select! {
+                served = serving.as_mut() => {
+                    if let Err(e) = served {
+                        tracing::debug!(peer = %self.peer, "{protocol} connection ended: {e}");
+                    }
+                    return;
+                }
+                changed = shutdown.changed(), if !draining => {
+                    draining = true;
+                    if changed.is_ok() {
+                        serving.as_mut().graceful();
+                    }
+                }
+                () = self.force_close.cancelled() => return,
+            }
+        }
+    }
+}
