@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::{header, HeaderMap, HeaderValue, Method};
-use http_body_util::{BodyExt, Either, Empty, Limited, StreamBody};
+use http_body_util::{Either, Empty, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
-use super::unary::unary_method;
+use super::unary::{read_body, unary_method, BodyError};
 use super::Connection;
 use crate::metrics::Side;
 use crate::server::dispatch::quote;
@@ -135,14 +135,20 @@ impl Connection {
         let arrived = Instant::now();
         let (parts, body) = request.into_parts();
         let limit = self.shared.config.max_frame_size;
-        let body = match Limited::new(body, limit.saturating_add(5)).collect().await {
-            Ok(body) => body.to_bytes(),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+        let timeout = self.shared.config.frame_timeout;
+        let body = match read_body(body, &parts.headers, limit.saturating_add(5), timeout).await {
+            Ok(body) => body,
+            Err(BodyError::TooLarge) => {
                 return Err(refused(Status::resource_exhausted(format!(
                     "the request is larger than the maximum of {limit} bytes"
                 ))))
             }
-            Err(e) => {
+            Err(BodyError::Slow) => {
+                return Err(refused(Status::deadline_exceeded(format!(
+                    "the request did not arrive within frame_timeout ({timeout:?})"
+                ))))
+            }
+            Err(BodyError::Broken(e)) => {
                 return Err(refused(Status::cancelled(format!(
                     "the request did not arrive whole: {e}"
                 ))))

@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{header, Method, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
-use super::unary::{unary_method, NoMethod};
+use super::unary::{read_body, unary_method, BodyError, NoMethod};
 use super::Connection;
 use crate::metrics::Side;
 use crate::server::dispatch::quote;
@@ -128,15 +128,22 @@ impl Connection {
         let (parts, body) = request.into_parts();
         let (metadata, deadline) = metadata(&parts.headers, arrived).map_err(|s| (None, s))?;
         let limit = self.shared.config.max_frame_size;
-        let body = match Limited::new(body, limit).collect().await {
-            Ok(body) => body.to_bytes(),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+        let timeout = self.shared.config.frame_timeout;
+        let body = match read_body(body, &parts.headers, limit, timeout).await {
+            Ok(body) => body,
+            Err(BodyError::TooLarge) => {
                 let status = Status::resource_exhausted(format!(
                     "the body is larger than the maximum of {limit} bytes"
                 ));
                 return Err((Some(413), status));
             }
-            Err(e) => return Err((Some(400), Status::invalid_argument(e.to_string()))),
+            Err(BodyError::Slow) => {
+                let status = Status::deadline_exceeded(format!(
+                    "the body did not arrive within frame_timeout ({timeout:?})"
+                ));
+                return Err((Some(408), status));
+            }
+            Err(BodyError::Broken(e)) => return Err((Some(400), Status::invalid_argument(e))),
         };
         let encoded = json::request(&descriptor, &body).map_err(|s| (None, s))?;
         if *self.shutdown.borrow() {

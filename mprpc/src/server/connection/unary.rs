@@ -5,6 +5,10 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
 
 use super::Connection;
 use crate::server::dispatch::quote;
@@ -52,6 +56,40 @@ pub(super) fn unary_method(
         ))));
     }
     Ok(method)
+}
+
+/// Why a request's body was not read.
+pub(super) enum BodyError {
+    /// Larger than the limit (announced, or as it came).
+    TooLarge,
+    /// Not whole within the time allowed.
+    Slow,
+    /// The peer broke it off.
+    Broken(String),
+}
+
+/// Reads a request's body whole: at most `limit` bytes (a larger `content-length` is refused
+/// before anything is read), within `timeout` (a peer that announces a body and sends it
+/// slowly, or never, holds the call no longer).
+pub(super) async fn read_body(
+    body: hyper::body::Incoming,
+    headers: &http::HeaderMap,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, BodyError> {
+    let announced = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
+        Err(_) => Err(BodyError::Slow),
+        Ok(Ok(body)) => Ok(body.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
+        Ok(Err(e)) => Err(BodyError::Broken(e.to_string())),
+    }
 }
 
 /// A hyper connection (HTTP/1.1 or HTTP/2) that can be asked to finish what it has and stop.
