@@ -11,6 +11,8 @@
 //! | TLS vs gRPC over TLS | mprpc-tls calls/s ÷ tonic-tls's, 64 B and 4 KiB, 128 in flight, 1 connection | ≥ 2 |
 //! | cost of TLS | mprpc-tls calls/s ÷ mprpc's, 4 KiB, 128 in flight, 1 connection | ≥ 0.70 |
 //! | bulk over TLS | mprpc-tls calls/s ÷ mprpc's, 1 MiB, 1 in flight, 1 connection | ≥ 0.60 |
+//! | gRPC front end | tonic-on-mprpc calls/s ÷ tonic's (the same tonic client), 64 B and 4 KiB, 128 in flight, 1 connection | ≥ 1 |
+//! | gRPC front end, tail | tonic-on-mprpc p99 ÷ tonic's, the same points | ≤ 1 |
 //!
 //! A goal is checked at every point of its kind that the run measured for both sides.
 
@@ -67,7 +69,7 @@ struct Goal {
     applies: fn(&Point) -> bool,
 }
 
-const GOALS: [Goal; 9] = [
+const GOALS: [Goal; 11] = [
     Goal {
         name: "calls/s ≥ 2× tonic",
         subject: TargetKind::Mprpc,
@@ -143,6 +145,22 @@ const GOALS: [Goal; 9] = [
         reference: TargetKind::Mprpc,
         needed: Needed::AtLeast(0.6),
         applies: |p| p.payload == 1 << 20 && p.concurrency == 1 && p.connections == 1,
+    },
+    Goal {
+        name: "tonic client: mprpc's gRPC calls/s ≥ 1× a tonic server's",
+        subject: TargetKind::TonicOnMprpc,
+        figure: Figure::CallsPerSecond,
+        reference: TargetKind::Tonic,
+        needed: Needed::AtLeast(1.0),
+        applies: |p| matches!(p.payload, 64 | 4096) && p.concurrency == 128 && p.connections == 1,
+    },
+    Goal {
+        name: "tonic client: mprpc's gRPC p99 no worse than a tonic server's",
+        subject: TargetKind::TonicOnMprpc,
+        figure: Figure::P99,
+        reference: TargetKind::Tonic,
+        needed: Needed::AtMost(1.0),
+        applies: |p| matches!(p.payload, 64 | 4096) && p.concurrency == 128 && p.connections == 1,
     },
 ];
 
@@ -365,5 +383,26 @@ mod tests {
         assert!(cost.pass, "0.75 of plain");
         let bulk = tls.iter().find(|c| c.goal.contains("1 MiB")).unwrap();
         assert!(!bulk.pass, "0.5 of plain");
+    }
+
+    #[test]
+    fn grpc_front_end_goals_need_both_tonic_targets() {
+        let alone = [sized(TargetKind::TonicOnMprpc, 64, 128, 60_000, 2000)];
+        assert!(check(&alone).is_empty());
+        let results = [
+            sized(TargetKind::TonicOnMprpc, 64, 128, 60_000, 2000),
+            sized(TargetKind::Tonic, 64, 128, 50_000, 1000),
+            // Not a goal's point: 16 in flight.
+            sized(TargetKind::TonicOnMprpc, 64, 16, 40_000, 300),
+            sized(TargetKind::Tonic, 64, 16, 45_000, 350),
+        ];
+        let checks = check(&results);
+        assert_eq!(checks.len(), 2, "{checks:?}");
+        let rate = checks.iter().find(|c| c.goal.contains("calls/s")).unwrap();
+        assert!(rate.pass);
+        assert!((rate.ratio - 1.2).abs() < 1e-9);
+        assert!(rate.mprpc.starts_with("tonic-on-mprpc "), "{}", rate.mprpc);
+        let tail = checks.iter().find(|c| c.goal.contains("p99")).unwrap();
+        assert!(!tail.pass, "2 ms against 1 ms");
     }
 }

@@ -90,8 +90,8 @@ struct RawStreamArgs {
 /// The side-by-side run's settings.
 #[derive(Args, Debug, Clone)]
 struct EchoArgs {
-    /// Targets, comma-separated (also: mprpc-tls, tonic-tls; not in the default list, to
-    /// keep the default run's length).
+    /// Targets, comma-separated (also: mprpc-tls, tonic-tls, tonic-on-mprpc; not in the
+    /// default list, to keep the default run's length).
     #[arg(
         long,
         value_enum,
@@ -576,13 +576,22 @@ mod tests {
         let cli = Cli::parse_from(["bench"]);
         assert!(cli.command.is_none());
         let p = cli.echo.profile().unwrap();
-        // Every target but the two over TLS (they would add 32 points, about 5 minutes).
-        let plain: Vec<_> = TargetKind::ALL.into_iter().filter(|t| !t.tls()).collect();
+        // Every target but the two over TLS (they would add 32 points, about 5 minutes) and
+        // tonic-on-mprpc (16 more).
+        let plain: Vec<_> = TargetKind::ALL
+            .into_iter()
+            .filter(|t| !t.tls() && *t != TargetKind::TonicOnMprpc)
+            .collect();
         assert_eq!(p.targets, plain);
         assert_eq!(plain.len(), 5);
         assert_eq!(p.payloads, vec![64, 4096, 1 << 20]);
         assert_eq!(p.concurrency, vec![1, 16, 128, 1024]);
         assert_eq!(p.connections, vec![1, 64]);
+        let asked = Cli::parse_from(["bench", "--targets", "tonic,tonic-on-mprpc"]).echo;
+        assert_eq!(
+            asked.profile().unwrap().targets,
+            [TargetKind::Tonic, TargetKind::TonicOnMprpc]
+        );
         assert_eq!(
             (p.reps, p.warmup, p.duration),
             (3, Duration::from_secs(1), Duration::from_secs(2))

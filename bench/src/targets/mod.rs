@@ -7,6 +7,7 @@
 //! | [`mprpc`] over TLS | the same with `[server.tls]` (rustls, ring) | the same with `[client.tls]` trusting the run's CA |
 //! | [`tonic`] | a tonic server of the same `.proto` (gRPC over HTTP/2) | a tonic client over a tonic `Channel` (one HTTP/2 connection) |
 //! | [`tonic`] over TLS | the same with `ServerTlsConfig` (rustls, ring) | the same with `ClientTlsConfig` trusting the run's CA |
+//! | [`tonic`] on mprpc | the [`mprpc`] provider with `[server.protocols] grpc` (gRPC on its own port) | the [`tonic`] client |
 //! | [`raw`] pipelined | a hand-written echo of `u32` length-prefixed frames | many frames in flight on one connection, replies in order |
 //! | [`raw`] per call | the same echo server | a new TCP connection for every call (the original C++ mprpc's way) |
 //!
@@ -81,6 +82,8 @@ pub enum TargetKind {
     Tonic,
     /// tonic over TLS (rustls with ring, like mprpc's).
     TonicTls,
+    /// tonic's client calling the mprpc provider's gRPC front end (`protocols.grpc`).
+    TonicOnMprpc,
     /// Raw length-prefixed TCP echo, many calls pipelined on each connection.
     RawPipelined,
     /// Raw length-prefixed TCP echo, a new connection for each call.
@@ -89,12 +92,13 @@ pub enum TargetKind {
 
 impl TargetKind {
     /// Every target, in report order.
-    pub const ALL: [TargetKind; 7] = [
+    pub const ALL: [TargetKind; 8] = [
         TargetKind::Mprpc,
         TargetKind::MprpcLayers,
         TargetKind::MprpcTls,
         TargetKind::Tonic,
         TargetKind::TonicTls,
+        TargetKind::TonicOnMprpc,
         TargetKind::RawPipelined,
         TargetKind::RawPerCall,
     ];
@@ -107,6 +111,7 @@ impl TargetKind {
             TargetKind::MprpcTls => "mprpc-tls",
             TargetKind::Tonic => "tonic",
             TargetKind::TonicTls => "tonic-tls",
+            TargetKind::TonicOnMprpc => "tonic-on-mprpc",
             TargetKind::RawPipelined => "raw-pipelined",
             TargetKind::RawPerCall => "raw-per-call",
         }
@@ -157,6 +162,10 @@ macro_rules! with_target {
             }
             $crate::targets::TargetKind::TonicTls => {
                 type $t = $crate::targets::tonic::TonicTls;
+                $body
+            }
+            $crate::targets::TargetKind::TonicOnMprpc => {
+                type $t = $crate::targets::tonic::TonicOnMprpc;
                 $body
             }
             $crate::targets::TargetKind::RawPipelined => {
@@ -222,6 +231,27 @@ mod tests {
             assert!(!echoes::<tonic::Tonic>(tonic_tls, certs).await);
             assert!(!echoes::<tonic::TonicTls>(tonic_plain, certs).await);
             assert!(mprpc::MprpcTls::connect(mprpc_tls, None).await.is_err());
+        });
+        made.close().unwrap();
+    }
+
+    #[test]
+    fn tonic_calls_mprpc_only_with_grpc_on() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let made = RunCerts::make().unwrap();
+        let certs = made.certs();
+        runtime.block_on(async {
+            let grpc = start::<tonic::TonicOnMprpc>(certs).await;
+            let plain = start::<mprpc::Mprpc>(certs).await;
+            assert!(echoes::<tonic::TonicOnMprpc>(grpc, certs).await);
+            // mprpc's own clients still reach the same port.
+            assert!(echoes::<mprpc::Mprpc>(grpc, certs).await);
+            // Without `protocols.grpc` the provider does not answer gRPC.
+            assert!(!echoes::<tonic::TonicOnMprpc>(plain, certs).await);
         });
         made.close().unwrap();
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use ::mprpc::client::layer::{self as client_layer, ClientCall};
 use ::mprpc::client::Channel;
-use ::mprpc::config::{ClientConfig, ClientTls, ServerConfig, ServerTls};
+use ::mprpc::config::{ClientConfig, ClientTls, ProtocolsConfig, ServerConfig, ServerTls};
 use ::mprpc::server::layer::{self as server_layer, Next, ServerCall};
 use ::mprpc::server::Server;
 use ::mprpc::{Request, Status};
@@ -110,6 +110,18 @@ pub fn tls_server_config(certs: &Certs) -> ServerConfig {
     }
 }
 
+/// [`server_config`] with `[server.protocols] grpc`: the same port also answers gRPC (the
+/// `tonic-on-mprpc` target).
+pub fn grpc_server_config() -> ServerConfig {
+    ServerConfig {
+        protocols: ProtocolsConfig {
+            grpc: true,
+            ..ProtocolsConfig::default()
+        },
+        ..server_config()
+    }
+}
+
 /// [`client_config`] with `[client.tls]` trusting the CA in `certs`.
 pub fn tls_client_config(certs: &Certs) -> ClientConfig {
     ClientConfig {
@@ -156,7 +168,7 @@ impl MprpcCaller {
 }
 
 /// A provider of the echo service with `layers` no-op user layers.
-fn provider(config: ServerConfig, layers: usize) -> Server {
+pub(crate) fn provider(config: ServerConfig, layers: usize) -> Server {
     let mut server = Server::new(config);
     for _ in 0..layers {
         server = server.layer(server_layer::from_fn(|call: ServerCall, next: Next| {

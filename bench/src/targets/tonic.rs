@@ -4,6 +4,8 @@
 //! stream of its own. [`TonicTls`] is the same over TLS (tonic's `tls-ring`: rustls with the
 //! ring provider, as mprpc's): the server with the run's provider certificate, the client
 //! trusting the run's CA and checking the name `127.0.0.1` (what mprpc's client checks).
+//! [`TonicOnMprpc`] is the same client calling the mprpc provider (the `mprpc` target's server
+//! and [`EchoHandler`](super::mprpc::EchoHandler)) with `[server.protocols] grpc` on.
 
 use std::net::SocketAddr;
 
@@ -26,6 +28,10 @@ pub struct Tonic;
 /// The tonic target over TLS.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct TonicTls;
+
+/// tonic's client against the mprpc provider's gRPC front end.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TonicOnMprpc;
 
 /// The echo handler: answers with the request's payload and does nothing else. Its two
 /// streaming methods (`bench streaming`) are the same as mprpc's: `subscribe` streams `count`
@@ -156,5 +162,20 @@ impl Target for TonicTls {
             .ca_certificate(Certificate::from_pem(read(&certs.ca())?))
             .domain_name(address.ip().to_string());
         connect(Endpoint::from_shared(format!("https://{address}"))?.tls_config(tls)?).await
+    }
+}
+
+impl Target for TonicOnMprpc {
+    type Caller = TonicCaller;
+
+    async fn serve(listener: tokio::net::TcpListener, _: Option<&Certs>) -> anyhow::Result<()> {
+        super::mprpc::provider(super::mprpc::grpc_server_config(), 0)
+            .serve(listener, std::future::pending())
+            .await?;
+        Ok(())
+    }
+
+    async fn connect(address: SocketAddr, certs: Option<&Certs>) -> anyhow::Result<TonicCaller> {
+        Tonic::connect(address, certs).await
     }
 }
