@@ -12,10 +12,10 @@
 //! | [`auth`] | bearer tokens, principals and allow lists |
 //! | [`request`] | [`Request`] and [`Metadata`]: a message with its call context |
 //! | [`response`] | [`Response`]: a reply message with its response metadata |
-//! | [`protocol`] | the frame format and its codec (see `docs/PROTOCOL.md`) |
+//! | [`protocol`] | the frame format and its codec (see `docs/PROTOCOL.md`), and the original C++ mprpc's wire format |
 //! | [`stream`] | streaming calls: [`stream::Streaming`], flow-control windows, a connection's open streams |
-//! | [`server`] | the provider: listener, connections, dispatch, graceful shutdown |
-//! | [`client`] | the consumer: channel, multiplexed connections, load balancing |
+//! | [`server`] | the provider: listener, protocol detection, connections (mprpc's frames, the original's protocol, HTTP/JSON, gRPC), dispatch, graceful shutdown |
+//! | [`client`] | the consumer: channel, multiplexed connections, load balancing, calls to the original's providers |
 //! | [`reflection`] | the messages of the built-in service that tells tools what a provider hosts ([`client::reflection`] calls it) |
 //! | [`registry`] | where providers are registered and found: the seam and the static list |
 //! | [`admin`] | the optional HTTP admin port: `/metrics`, `/status`, `/health` |
