@@ -149,6 +149,26 @@ impl Inbound {
         Poll::Pending
     }
 
+    /// [`poll_next`](Self::poll_next), with every other message queued behind the one
+    /// returned moved into `more` (empty when called): one lock for them all. Their credit is
+    /// the caller's to return as it hands them on ([`returned`](Self::returned)), so what this
+    /// side holds stays within its window.
+    pub(crate) fn poll_next_batch(
+        &self,
+        cx: &mut Context<'_>,
+        more: &mut VecDeque<Bytes>,
+    ) -> Poll<Next> {
+        let mut state = lock(&self.state);
+        if let Some(body) = state.queue.pop_front() {
+            std::mem::swap(&mut state.queue, more);
+            drop(state);
+            self.returned(body.len());
+            return Poll::Ready(Next::Message(body));
+        }
+        drop(state);
+        self.poll_next(cx)
+    }
+
     /// The consumer is gone: what is queued is discarded and later messages are too, their
     /// credit returned so the sender is not held up by a reader that will never read.
     pub(crate) fn detach(&self) {
@@ -168,7 +188,7 @@ impl Inbound {
 
     /// Credit for `size` bytes consumed or discarded goes back to the sender, for the
     /// stream (while it is open) and the connection.
-    fn returned(&self, size: usize) {
+    pub(crate) fn returned(&self, size: usize) {
         if let Some(grant) = self.window.consumed(size) {
             if lock(&self.state).end.is_none() {
                 self.link.grant(self.id, grant);

@@ -1,6 +1,7 @@
 //! [`Streaming`]: the stream of messages a handler reads from its caller, or a caller from
 //! its provider.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future as _;
 use std::pin::Pin;
@@ -26,6 +27,9 @@ pub(crate) type Ending = Result<Metadata, Status>;
 /// handler).
 pub struct Streaming<T> {
     inbound: Arc<Inbound>,
+    /// Messages taken from the queue in one go and not handed on yet (their credit is
+    /// returned as they are).
+    local: VecDeque<Bytes>,
     decode: fn(Bytes) -> Result<T, Status>,
     /// The call's end on this side (a deadline), if it has one.
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
@@ -63,6 +67,7 @@ impl<T> Streaming<T> {
     pub(crate) fn new(inbound: Arc<Inbound>, decode: fn(Bytes) -> Result<T, Status>) -> Self {
         Streaming {
             inbound,
+            local: VecDeque::new(),
             decode,
             deadline: None,
             trailers: None,
@@ -112,6 +117,7 @@ impl<T> Streaming<T> {
         self.owns_inbound = false;
         Streaming {
             inbound: self.inbound.clone(),
+            local: std::mem::take(&mut self.local),
             decode,
             deadline: self.deadline.take(),
             trailers: self.trailers.take(),
@@ -136,7 +142,7 @@ impl<T> Streaming<T> {
 
     /// Bytes received and not read yet (at most the flow-control window, and one message).
     pub fn buffered_bytes(&self) -> usize {
-        self.inbound.queued_bytes()
+        self.inbound.queued_bytes() + self.local.iter().map(Bytes::len).sum::<usize>()
     }
 
     fn end(&mut self, ending: Ending) {
@@ -179,7 +185,14 @@ impl<T> Stream for Streaming<T> {
                 ));
             }
         }
-        match this.inbound.poll_next(cx) {
+        if let Some(body) = this.local.pop_front() {
+            this.inbound.returned(body.len());
+            if let Some(counters) = &this.hooks.counters {
+                counters.stream_message_received();
+            }
+            return Poll::Ready(Some((this.decode)(body)));
+        }
+        match this.inbound.poll_next_batch(cx, &mut this.local) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Next::Message(body)) => {
                 if let Some(counters) = &this.hooks.counters {
@@ -207,6 +220,10 @@ impl<T> Drop for Streaming<T> {
     fn drop(&mut self) {
         if !self.owns_inbound {
             return;
+        }
+        let held: usize = self.local.drain(..).map(|b| b.len()).sum();
+        if held > 0 {
+            self.inbound.returned(held);
         }
         self.inbound.detach();
         if let Some(cancel) = self.hooks.on_drop.take() {
