@@ -34,11 +34,12 @@ install_tools() {
 }
 install_tools
 
-# The gRPC test (tests/tests/grpc.rs) calls a provider with Python's grpcio, from PyPI.
-if ! python3 -c 'import grpc' 2>/dev/null; then
-    echo "test.sh: installing grpcio from PyPI" >&2
-    python3 -m pip install --quiet --disable-pip-version-check grpcio >&2 ||
-        echo "test.sh: could not install grpcio: the gRPC test will fail" >&2
+# The gRPC tests (tests/tests/grpc.rs, all_protocols.rs) call a provider with Python's grpcio
+# and grpcio-reflection, from PyPI.
+if ! python3 -c 'import grpc, grpc_reflection' 2>/dev/null; then
+    echo "test.sh: installing grpcio and grpcio-reflection from PyPI" >&2
+    python3 -m pip install --quiet --disable-pip-version-check grpcio grpcio-reflection >&2 ||
+        echo "test.sh: could not install grpcio: the gRPC tests will fail" >&2
 fi
 
 log=$(mktemp)

@@ -75,6 +75,21 @@ def main():
     ok = sum(1 for i, f in enumerate(futures) if f.result().startswith(field_bytes(1, bytes([i]))))
     print("concurrent", ok)
 
+    # Server reflection, as grpcurl uses it (v1) and as grpcio-reflection does (v1alpha).
+    reflect = channel.stream_stream("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", **identity)
+    answers = list(reflect(iter([field_bytes(7, b"")]), timeout=10))
+    print("reflection_v1", len(answers), b"mprpc.test.Echo" in answers[0])
+    from google.protobuf.descriptor_pool import DescriptorPool
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+        ProtoReflectionDescriptorDatabase,
+    )
+
+    database = ProtoReflectionDescriptorDatabase(channel)
+    print("services", " ".join(sorted(database.get_services())))
+    pool = DescriptorPool(database)
+    print("methods", " ".join(m.name for m in pool.FindServiceByName("mprpc.test.Echo").methods))
+    print("fields", " ".join(f.name for f in pool.FindMessageTypeByName("mprpc.test.EchoRequest").fields))
+
 
 if __name__ == "__main__":
     main()

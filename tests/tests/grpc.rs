@@ -1,7 +1,8 @@
 //! gRPC on the RPC port (`[server.protocols] grpc`), called by Python's `grpcio` (from PyPI,
 //! installed by `scripts/test.sh`): a call with metadata, a failure with its status and
 //! message, a deadline from `grpc-timeout`, unknown methods, the standard health service,
-//! 200 calls at once on one connection; and mprpc's own callers on the same port.
+//! 200 calls at once on one connection, server reflection (v1 as `grpcurl` asks it, v1alpha
+//! through `grpcio-reflection`); and mprpc's own callers on the same port.
 
 use std::process::Command;
 
@@ -66,6 +67,21 @@ async fn grpcio_calls_an_mprpc_provider() {
     assert_eq!(line("health_service"), "0801", "{stdout}");
     assert_eq!(line("health_unknown"), "NOT_FOUND", "{stdout}");
     assert_eq!(line("concurrent"), "200", "{stdout}");
+    // Reflection, both versions: the services, then a service's and a message's shape.
+    assert_eq!(line("reflection_v1"), "1 True", "{stdout}");
+    assert!(
+        line("services").split(' ').any(|s| s == "mprpc.test.Echo"),
+        "{stdout}"
+    );
+    assert_eq!(
+        line("methods"),
+        "Echo Read Subscribe Upload Chat",
+        "{stdout}"
+    );
+    assert!(
+        line("fields").starts_with("payload delay_ms fail_code"),
+        "{stdout}"
+    );
     // mprpc's own callers, on the same port.
     let client = EchoClient::new(Channel::to_address(addr.to_string()));
     client

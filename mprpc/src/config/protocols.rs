@@ -19,7 +19,7 @@ pub struct ProtocolsConfig {
     pub http: bool,
     /// gRPC (HTTP/2, `application/grpc`): unary calls of every hosted service, with
     /// `grpc-timeout` as the deadline, headers as metadata, the status in trailers, and
-    /// `grpc.health.v1.Health/Check`, so that any gRPC client (Go, Java, Python, `grpcurl`)
-    /// can call the provider. Default false: it widens what the port answers.
+    /// `grpc.health.v1.Health/Check` and server reflection, so that any gRPC client (Go,
+    /// Java, Python, `grpcurl`) can call the provider. Default false: it widens what the port answers.
     pub grpc: bool,
 }

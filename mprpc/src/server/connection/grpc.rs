@@ -4,7 +4,8 @@
 //! `grpc-timeout` is the call's deadline, the other headers its metadata; the reply is the
 //! length-prefixed message with `grpc-status` in trailers, a failure a "trailers-only"
 //! response (`grpc-status` and `grpc-message` in the headers). gRPC's status codes are
-//! mprpc's. `grpc.health.v1.Health/Check` is answered here (`health.rs`).
+//! mprpc's. `grpc.health.v1.Health/Check` (`health.rs`) and server reflection
+//! (`reflection.rs`) are answered here.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -25,13 +26,15 @@ use crate::server::layer::stack::Call;
 use crate::{Code, Metadata, Request, Status};
 
 mod health;
+mod reflection;
 
 /// A reply's body: its message, then its trailers; or nothing at all for a trailers-only
 /// reply, whose HEADERS frame must end the stream.
-type Body = Either<
-    StreamBody<futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>>,
-    Empty<Bytes>,
->;
+type Body = Either<Either<Fixed, Empty<Bytes>>, StreamBody<Streamed>>;
+type Fixed =
+    StreamBody<futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>>;
+/// A body produced as it goes (reflection's answers).
+type Streamed = futures_util::stream::BoxStream<'static, Result<Frame<Bytes>, Infallible>>;
 
 /// Headers that are HTTP's or gRPC's own, not the call's metadata.
 const NOT_METADATA: &[&str] = &[
@@ -77,6 +80,15 @@ impl Connection {
     }
 
     async fn grpc_request(&self, request: http::Request<Incoming>) -> http::Response<Body> {
+        let path = request.uri().path();
+        let reflection = reflection::SERVICES.iter().any(|s| {
+            path.strip_prefix('/').and_then(|p| p.strip_prefix(s)) == Some("/ServerReflectionInfo")
+        });
+        if reflection && request.method() == Method::POST {
+            let mut frames = self.reflect(request.into_body());
+            let stream = futures_util::stream::poll_fn(move |cx| frames.poll_recv(cx));
+            return response(Either::Right(StreamBody::new(Box::pin(stream))));
+        }
         match self.grpc_call(request).await {
             Ok((metadata, message)) => {
                 let mut framed = BytesMut::with_capacity(5 + message.len());
@@ -90,12 +102,12 @@ impl Connection {
                     Ok(Frame::trailers(trailers)),
                 ];
                 let body = StreamBody::new(futures_util::stream::iter(frames));
-                let mut reply = response(Either::Left(body));
+                let mut reply = response(Either::Left(Either::Left(body)));
                 put_metadata(reply.headers_mut(), &metadata);
                 reply
             }
             Err(status) => {
-                let mut reply = response(Either::Right(Empty::new()));
+                let mut reply = response(Either::Left(Either::Right(Empty::new())));
                 let headers = reply.headers_mut();
                 put_metadata(headers, status.metadata());
                 put_status(headers, &status);

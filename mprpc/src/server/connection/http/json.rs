@@ -27,6 +27,21 @@ impl std::fmt::Debug for Descriptors {
 }
 
 impl Descriptors {
+    /// The descriptors of `service`, decoded once; `None` for a service built without them.
+    pub(crate) fn pool(&self, service: &dyn Service) -> Option<DescriptorPool> {
+        let mut pools = lock(&self.pools);
+        pools
+            .entry(service.name())
+            .or_insert_with(|| {
+                let set = service.file_descriptor_set();
+                if set.is_empty() {
+                    return None;
+                }
+                DescriptorPool::decode(set).ok()
+            })
+            .clone()
+    }
+
     /// The descriptor of `service`'s `method`: `Unimplemented` for a service built without
     /// descriptors (its messages cannot be read from JSON).
     pub(crate) fn method(
@@ -35,13 +50,7 @@ impl Descriptors {
         method: &str,
     ) -> Result<MethodDescriptor, Status> {
         let name = service.name();
-        let pool = {
-            let mut pools = lock(&self.pools);
-            pools
-                .entry(name)
-                .or_insert_with(|| DescriptorPool::decode(service.file_descriptor_set()).ok())
-                .clone()
-        };
+        let pool = self.pool(service);
         pool.and_then(|pool| pool.get_service_by_name(name))
             .and_then(|s| s.methods().find(|m| m.name() == method))
             .ok_or_else(|| {
