@@ -86,11 +86,6 @@ impl MethodMetrics {
         self.stream_messages[1].fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Counts one stream message this side sent.
-    pub fn stream_message_sent(&self) {
-        self.stream_messages[1].fetch_add(1, Ordering::Relaxed);
-    }
-
     fn finish(&self, code: Code, elapsed: Duration) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.calls.fetch_add(1, Ordering::Relaxed);

@@ -132,7 +132,7 @@ impl ReplySink {
             .send(body)
             .await
             .map_err(|_| Status::cancelled("the caller is gone"))?;
-        self.counters.stream_message_sent();
+        self.counters.stream_messages_sent(1);
         Ok(())
     }
 }

@@ -146,7 +146,7 @@ async fn send_all(
         if outbound.send(body).await.is_err() {
             return Ok(());
         }
-        counters.stream_message_sent();
+        counters.stream_messages_sent(1);
     }
     let _ = outbound.half_close().await;
     Ok(())

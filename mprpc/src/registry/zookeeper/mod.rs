@@ -19,7 +19,8 @@
 //! One ZooKeeper session per [`ZkRegistry`], shared by everything the process registers and
 //! watches, on a thread of the registry's own ([`session`]). Providers' nodes are kept true by
 //! a supervisor that re-creates them after a session expiry (replacing a node left by a dead
-//! session of ours), after a reconnect, and when someone deletes them ([`session`]).
+//! session of ours), after a reconnect, and when someone deletes them ([`session`]); what a
+//! registration hands it is in `registration.rs`.
 //! Consumers follow each service with a persistent recursive watch, re-armed after every
 //! reconnect to work around a defect of the client crate, merge bursts of changes, and refuse
 //! to apply a sudden empty or mostly-empty list until a second look confirms it ([`follow`]);
@@ -33,20 +34,21 @@ mod access;
 mod follow;
 mod legacy;
 mod listing;
+mod registration;
 mod session;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
 use super::{Instances, Registration, Registry, RegistryError, ServiceInstance};
 use crate::future::BoxFuture;
 use crate::sync::lock;
 pub use access::{digest_id, ZkAccess};
 use follow::Listed;
-use session::{Command, Node, Session, Settings};
+use session::{Command, Session, Settings};
 
 /// How long registering may wait for ZooKeeper before failing.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(15);
@@ -164,41 +166,6 @@ impl ZkRegistry {
         self
     }
 
-    /// Keeps a node at `path`: waits until ZooKeeper has it (within [`REGISTER_TIMEOUT`]);
-    /// on failure nothing is kept.
-    async fn keep(&self, path: &str, node: Node) -> Result<(), RegistryError> {
-        let supervisor = self.supervisor();
-        let (ack, done) = oneshot::channel();
-        let path = path.to_owned();
-        supervisor
-            .commands
-            .send(Command::Register {
-                path: path.clone(),
-                node,
-                ack,
-            })
-            .map_err(|_| stopped())?;
-        let outcome = match tokio::time::timeout(REGISTER_TIMEOUT, done).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(stopped()),
-            Err(_) => Err(RegistryError::Unavailable(match self.trouble() {
-                Some(trouble) => format!(
-                    "{trouble} (gave up registering {path} after {REGISTER_TIMEOUT:?})"
-                ),
-                None => format!(
-                    "the registry at {} did not confirm registering {path} within {REGISTER_TIMEOUT:?}",
-                    self.inner.connect
-                ),
-            })),
-        };
-        if outcome.is_err() {
-            // Do not leave it to be registered later behind the caller's back.
-            let (ack, _) = oneshot::channel();
-            let _ = supervisor.commands.send(Command::Deregister { path, ack });
-        }
-        outcome
-    }
-
     /// Starts following the providers under `path` (with `legacy`, the original's
     /// `/{Service}` of that service).
     fn follow(&self, path: String, legacy: Option<String>) -> Result<Followed, RegistryError> {
@@ -313,97 +280,13 @@ fn validate_service(service: &str) -> Result<(), RegistryError> {
     Ok(())
 }
 
-struct ZkRegistration {
-    /// Its nodes: its own, then the original's layout's, if kept.
-    paths: Vec<String>,
-    commands: mpsc::UnboundedSender<Command>,
-}
-
-impl Registration for ZkRegistration {
-    fn deregister(self: Box<Self>) -> BoxFuture<Result<(), RegistryError>> {
-        Box::pin(async move {
-            let mut outcome = Ok(());
-            for path in &self.paths {
-                let (ack, done) = oneshot::channel();
-                let path = path.clone();
-                self.commands
-                    .send(Command::Deregister {
-                        path: path.clone(),
-                        ack,
-                    })
-                    .map_err(|_| stopped())?;
-                let removed = match tokio::time::timeout(REGISTER_TIMEOUT, done).await {
-                    Ok(Ok(result)) => result,
-                    Ok(Err(_)) => Err(stopped()),
-                    Err(_) => Err(RegistryError::Unavailable(format!(
-                        "ZooKeeper did not confirm removing {path} in time"
-                    ))),
-                };
-                if outcome.is_ok() {
-                    outcome = removed;
-                }
-            }
-            outcome
-        })
-    }
-}
-
 impl Registry for ZkRegistry {
     fn register(
         &self,
         instance: ServiceInstance,
     ) -> BoxFuture<Result<Box<dyn Registration>, RegistryError>> {
         let this = self.clone();
-        Box::pin(async move {
-            validate_service(&instance.service)?;
-            this.inner.access.may_register()?;
-            if instance.address.is_empty() || instance.address.contains('/') {
-                return Err(RegistryError::Config(format!(
-                    "`{}` cannot be a provider address",
-                    instance.address
-                )));
-            }
-            let path = format!(
-                "{}/{}",
-                this.providers_path(&instance.service),
-                instance.address
-            );
-            let data = serde_json::to_vec(&instance)
-                .map_err(|e| RegistryError::Config(format!("cannot encode the instance: {e}")))?;
-            let mut paths = vec![path.clone()];
-            let mut outcome = this
-                .keep(
-                    &path,
-                    Node {
-                        data,
-                        shared: false,
-                    },
-                )
-                .await;
-            if outcome.is_ok() && this.inner.legacy_layout {
-                for legacy in legacy::paths(&instance) {
-                    let node = Node {
-                        data: instance.address.as_bytes().to_vec(),
-                        shared: true,
-                    };
-                    outcome = this.keep(&legacy, node).await;
-                    if outcome.is_err() {
-                        break;
-                    }
-                    paths.push(legacy);
-                }
-            }
-            let registration = ZkRegistration {
-                paths,
-                commands: this.supervisor().commands.clone(),
-            };
-            if let Err(e) = outcome {
-                let _ = Box::new(registration).deregister().await;
-                return Err(e);
-            }
-            tracing::info!(paths = ?registration.paths, "registered in ZooKeeper");
-            Ok(Box::new(registration) as Box<dyn Registration>)
-        })
+        Box::pin(async move { this.register_instance(instance).await })
     }
 
     fn services(&self) -> BoxFuture<Result<Vec<String>, RegistryError>> {

@@ -18,7 +18,7 @@ use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
-use super::unary::{read_body, unary_method, BodyError};
+use super::unary::{metadata_from_headers, put_metadata, read_body, unary_method, BodyError};
 use super::Connection;
 use crate::metrics::Side;
 use crate::server::dispatch::quote;
@@ -235,16 +235,9 @@ fn unframe(mut body: Bytes, limit: usize) -> Result<Bytes, Status> {
 
 /// The call's metadata from the request's headers, and its deadline from `grpc-timeout`.
 fn metadata(headers: &HeaderMap, arrived: Instant) -> Result<(Metadata, Option<Instant>), Status> {
-    let mut metadata = Metadata::new();
-    for (name, value) in headers {
-        let name = name.as_str();
-        if NOT_METADATA.contains(&name) || name.ends_with("-bin") {
-            continue;
-        }
-        if let Ok(value) = value.to_str() {
-            metadata.append(name, value);
-        }
-    }
+    let metadata = metadata_from_headers(headers, |name| {
+        NOT_METADATA.contains(&name) || name.ends_with("-bin")
+    });
     let deadline = match headers.get("grpc-timeout") {
         None => None,
         Some(value) => Some(arrived + timeout(value)?),
@@ -298,18 +291,6 @@ fn put_status(headers: &mut HeaderMap, status: &Status) {
     }
     if let Ok(value) = HeaderValue::from_str(&message) {
         headers.insert("grpc-message", value);
-    }
-}
-
-/// Response metadata as headers (what is not a valid header is left out).
-fn put_metadata(headers: &mut HeaderMap, metadata: &Metadata) {
-    for (key, value) in metadata.iter() {
-        if let (Ok(name), Ok(value)) = (
-            header::HeaderName::from_bytes(key.as_bytes()),
-            HeaderValue::from_str(value),
-        ) {
-            headers.append(name, value);
-        }
     }
 }
 

@@ -16,7 +16,9 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
-use super::unary::{read_body, unary_method, BodyError, NoMethod};
+use super::unary::{
+    metadata_from_headers, put_metadata, read_body, unary_method, BodyError, NoMethod,
+};
 use super::Connection;
 use crate::metrics::Side;
 use crate::server::dispatch::quote;
@@ -180,15 +182,7 @@ fn metadata(
     headers: &http::HeaderMap,
     arrived: Instant,
 ) -> Result<(Metadata, Option<Instant>), Status> {
-    let mut metadata = Metadata::new();
-    for (name, value) in headers {
-        if NOT_METADATA.contains(&name.as_str()) {
-            continue;
-        }
-        if let Ok(value) = value.to_str() {
-            metadata.append(name.as_str(), value);
-        }
-    }
+    let metadata = metadata_from_headers(headers, |name| NOT_METADATA.contains(&name));
     let deadline = match headers.get(TIMEOUT_HEADER) {
         None => None,
         Some(value) => {
@@ -217,13 +211,6 @@ fn respond(status: u16, body: Vec<u8>, metadata: &Metadata) -> Reply {
         header::CONTENT_TYPE,
         header::HeaderValue::from_static("application/json"),
     );
-    for (key, value) in metadata.iter() {
-        if let (Ok(name), Ok(value)) = (
-            header::HeaderName::from_bytes(key.as_bytes()),
-            header::HeaderValue::from_str(value),
-        ) {
-            headers.append(name, value);
-        }
-    }
+    put_metadata(headers, metadata);
     reply
 }

@@ -13,7 +13,7 @@ use http_body_util::{BodyExt, Limited};
 use super::Connection;
 use crate::server::dispatch::quote;
 use crate::server::service::Service;
-use crate::Status;
+use crate::{Metadata, Status};
 
 /// Why a call names no unary method of its service.
 pub(super) enum NoMethod {
@@ -56,6 +56,36 @@ pub(super) fn unary_method(
         ))));
     }
     Ok(method)
+}
+
+/// A call's metadata from an HTTP request's headers: every header but those `skip` names
+/// (HTTP's or the protocol's own), and those whose value is not text.
+pub(super) fn metadata_from_headers(
+    headers: &http::HeaderMap,
+    skip: impl Fn(&str) -> bool,
+) -> Metadata {
+    let mut metadata = Metadata::new();
+    for (name, value) in headers {
+        if skip(name.as_str()) {
+            continue;
+        }
+        if let Ok(value) = value.to_str() {
+            metadata.append(name.as_str(), value);
+        }
+    }
+    metadata
+}
+
+/// Response metadata as headers (what is not a valid header is left out).
+pub(super) fn put_metadata(headers: &mut http::HeaderMap, metadata: &Metadata) {
+    for (key, value) in metadata.iter() {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(key.as_bytes()),
+            http::HeaderValue::from_str(value),
+        ) {
+            headers.append(name, value);
+        }
+    }
 }
 
 /// Why a request's body was not read.
