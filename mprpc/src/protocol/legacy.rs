@@ -12,7 +12,8 @@
 //! original wrote the size in its host's order, little-endian on the x86 machines it ran on.
 //!
 //! [`LegacyDecoder`] takes a request in as many reads as it comes in (the original could not),
-//! and caps both lengths before it allocates.
+//! and caps both lengths; memory is taken as the bytes arrive, never for what a header only
+//! announces.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use prost::Message;
@@ -124,7 +125,6 @@ impl LegacyDecoder {
                     limit: self.max_args,
                 });
             }
-            src.reserve(header.args_size as usize);
             self.header = Some(header);
         }
         let Some(header) = &self.header else {

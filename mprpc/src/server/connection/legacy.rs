@@ -117,6 +117,9 @@ impl Connection {
                     ))
                 }
             }
+            // Grown as the bytes come (at most doubling what is here), never to the size a
+            // header announces: a peer announcing 16 MiB and sending nothing costs little.
+            buf.reserve(buf.len().max(4096));
             let read = tokio::select! {
                 read = tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)) => read,
                 () = self.force_close.cancelled() => {
