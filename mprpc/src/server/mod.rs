@@ -59,7 +59,7 @@ use crate::metrics::Metrics;
 use crate::reflection::ServiceInfo;
 use crate::registry::{Registration, Registry, RegistryError, ServiceInstance};
 use crate::tls::Acceptor;
-use transport::Opened;
+use transport::{Opened, Protocol};
 
 /// A provider: a set of services and the settings to serve them with.
 #[derive(Debug)]
@@ -179,8 +179,15 @@ impl Server {
         let tls_stop = CancellationToken::new();
         let tls = match &self.config.tls {
             Some(settings) => Some(transport::ServerTls {
-                acceptor: Acceptor::start(settings, tls_stop.clone())
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?,
+                acceptor: Acceptor::start_offering(
+                    settings,
+                    transport::alpn_protocols(
+                        self.config.protocols.http,
+                        self.config.protocols.grpc,
+                    ),
+                    tls_stop.clone(),
+                )
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?,
                 mode: settings.mode,
                 handshake_timeout: settings.handshake_timeout,
             }),
@@ -440,11 +447,13 @@ async fn accept_loop(
                 first_bytes_timeout: shared.config.idle_timeout,
             };
             match transport::open(stream, detection).await {
-                Ok(Opened::Plain(stream)) => conn.run_tcp(stream).await,
-                Ok(Opened::Tls(stream, identity)) => conn.run_tls(*stream, identity).await,
-                Ok(Opened::Legacy(stream)) => conn.run_legacy(stream).await,
-                Ok(Opened::Http(stream)) => conn.run_http(stream).await,
-                Ok(Opened::Grpc(stream)) => conn.run_grpc(stream).await,
+                Ok(Opened::Plain(Protocol::Mprpc, stream)) => conn.run_tcp(stream).await,
+                Ok(Opened::Plain(protocol, stream)) => conn.run_protocol(protocol, stream).await,
+                Ok(Opened::Tls(protocol, stream, identity)) => {
+                    conn.with_identity(identity)
+                        .run_protocol(protocol, *stream)
+                        .await
+                }
                 Err(refused) => {
                     shared.metrics.protocol_error(refused.kind);
                     shared.complaints.warn(refused.kind, peer, &refused.status);

@@ -22,6 +22,8 @@ use crate::config::ServerTls;
 #[derive(Clone)]
 pub struct Acceptor {
     settings: Arc<ServerTls>,
+    /// The application protocols offered by ALPN, in order of preference.
+    alpn: Arc<Vec<Vec<u8>>>,
     current: Arc<RwLock<Arc<ServerConfig>>>,
 }
 
@@ -40,15 +42,31 @@ type Stamp = Vec<Option<(SystemTime, u64)>>;
 impl Acceptor {
     /// Reads the files once, without watching them.
     pub fn new(settings: &ServerTls) -> Result<Acceptor, TlsError> {
+        Acceptor::offering(settings, Vec::new())
+    }
+
+    /// Reads the files once; the handshake offers `alpn` (ALPN protocol names, in order of
+    /// preference) to clients that offer ALPN.
+    pub(crate) fn offering(settings: &ServerTls, alpn: Vec<Vec<u8>>) -> Result<Acceptor, TlsError> {
         Ok(Acceptor {
-            current: Arc::new(RwLock::new(Arc::new(build(settings)?))),
+            current: Arc::new(RwLock::new(Arc::new(build(settings, &alpn)?))),
             settings: Arc::new(settings.clone()),
+            alpn: Arc::new(alpn),
         })
     }
 
     /// Reads the files, and watches them until `stop` is cancelled.
     pub fn start(settings: &ServerTls, stop: CancellationToken) -> Result<Acceptor, TlsError> {
-        let acceptor = Acceptor::new(settings)?;
+        Acceptor::start_offering(settings, Vec::new(), stop)
+    }
+
+    /// [`Acceptor::start`], offering `alpn` in the handshake.
+    pub(crate) fn start_offering(
+        settings: &ServerTls,
+        alpn: Vec<Vec<u8>>,
+        stop: CancellationToken,
+    ) -> Result<Acceptor, TlsError> {
+        let acceptor = Acceptor::offering(settings, alpn)?;
         let watcher = acceptor.clone();
         // Listening for SIGHUP starts here, before the provider serves: a SIGHUP from then on
         // reloads, and never ends the process.
@@ -96,7 +114,7 @@ impl Acceptor {
 
     /// Reads the files again now; on failure the old configuration stays.
     pub fn reload(&self) -> Result<(), TlsError> {
-        let config = build(&self.settings)?;
+        let config = build(&self.settings, &self.alpn)?;
         *self
             .current
             .write()
@@ -147,7 +165,7 @@ impl Acceptor {
 }
 
 /// A rustls server configuration from the files.
-fn build(settings: &ServerTls) -> Result<ServerConfig, TlsError> {
+fn build(settings: &ServerTls, alpn: &[Vec<u8>]) -> Result<ServerConfig, TlsError> {
     let certs = files::certificates(&settings.cert)?;
     let key = files::private_key(&settings.key)?;
     let builder = ServerConfig::builder_with_provider(provider())
@@ -172,6 +190,7 @@ fn build(settings: &ServerTls) -> Result<ServerConfig, TlsError> {
     })?;
     // Our order of suites (AES-128-GCM first, see `provider`), whatever the client's.
     config.ignore_client_order = true;
+    config.alpn_protocols = alpn.to_vec();
     Ok(config)
 }
 

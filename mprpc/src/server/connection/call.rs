@@ -31,7 +31,7 @@ use crate::server::layer::stack::{Call, Outcome};
 use crate::server::service::Service;
 use crate::stream::MethodKind;
 use crate::sync::lock;
-use crate::{Code, Metadata, Request, Status};
+use crate::{Code, Metadata, Status};
 
 /// What becomes of a request read off the wire.
 enum Admitted {
@@ -183,10 +183,7 @@ impl Connection {
             return Ok(Admitted::Dropped);
         }
         let metadata = metadata_from_wire(header.metadata);
-        let mut request = Request::from_parts(frame.body, metadata, deadline, Some(self.peer));
-        if let Some(identity) = &self.identity {
-            request.extensions_mut().insert(identity.clone());
-        }
+        let request = self.request(frame.body, metadata, deadline);
         let call = Call {
             service,
             method,

@@ -16,14 +16,13 @@ use http::{header, HeaderMap, HeaderValue, Method};
 use http_body_util::{Either, Empty, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::net::TcpStream;
 
 use super::unary::{metadata_from_headers, put_metadata, read_body, unary_method, BodyError};
-use super::Connection;
+use super::{Connection, Io};
 use crate::metrics::Side;
 use crate::server::dispatch::quote;
 use crate::server::layer::stack::Call;
-use crate::{Code, Metadata, Request, Status};
+use crate::{Code, Metadata, Status};
 
 mod health;
 mod reflection;
@@ -51,7 +50,7 @@ const NOT_METADATA: &[&str] = &[
 impl Connection {
     /// Serves HTTP/2 until the peer closes or the provider shuts down (calls in flight are
     /// answered first: a GOAWAY, then the end).
-    pub(crate) async fn run_grpc(self, stream: TcpStream) {
+    pub(crate) async fn run_grpc<S: Io>(self, stream: S) {
         let metrics = self.shared.metrics.clone();
         metrics.connection(Side::Server, 1);
         let conn = Arc::new(self);
@@ -183,7 +182,7 @@ impl Connection {
                 "provider is shutting down; the call was not run",
             )));
         }
-        let request = Request::from_parts(message, metadata, deadline, Some(self.peer));
+        let request = self.request(message, metadata, deadline);
         let call = Call {
             service: service.clone(),
             method,

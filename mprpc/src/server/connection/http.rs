@@ -14,16 +14,15 @@ use http::{header, Method, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpStream;
 
 use super::unary::{
     metadata_from_headers, put_metadata, read_body, unary_method, BodyError, NoMethod,
 };
-use super::Connection;
+use super::{Connection, Io};
 use crate::metrics::Side;
 use crate::server::dispatch::quote;
 use crate::server::layer::stack::Call;
-use crate::{Metadata, Request, Status};
+use crate::{Metadata, Status};
 
 mod json;
 
@@ -55,7 +54,7 @@ impl Connection {
     /// Serves HTTP/1.1 requests until the peer closes, the connection idles past
     /// `frame_timeout` between requests, or the provider shuts down (requests in flight are
     /// answered first).
-    pub(crate) async fn run_http(self, stream: TcpStream) {
+    pub(crate) async fn run_http<S: Io>(self, stream: S) {
         let metrics = self.shared.metrics.clone();
         metrics.connection(Side::Server, 1);
         let conn = Arc::new(self);
@@ -152,7 +151,7 @@ impl Connection {
             let status = Status::unavailable("provider is shutting down; the call was not run");
             return Err((None, status));
         }
-        let request = Request::from_parts(encoded, metadata, deadline, Some(self.peer));
+        let request = self.request(encoded, metadata, deadline);
         let call = Call {
             service: service.clone(),
             method,

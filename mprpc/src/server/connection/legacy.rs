@@ -14,16 +14,15 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use super::unary::unary_method;
-use super::Connection;
+use super::{Connection, Io};
 use crate::metrics::Side;
 use crate::protocol::legacy::{LegacyDecoder, LegacyRequest};
 use crate::server::dispatch::{quote, Router};
 use crate::server::layer::stack::Call;
 use crate::server::service::Service;
-use crate::{Metadata, Request, Status};
+use crate::{Metadata, Status};
 
 mod reply;
 
@@ -40,7 +39,7 @@ struct Unanswered(&'static str, Status);
 
 impl Connection {
     /// Serves one call of the original's protocol, then closes.
-    pub(crate) async fn run_legacy(self, mut stream: TcpStream) {
+    pub(crate) async fn run_legacy<S: Io>(self, mut stream: S) {
         let metrics = self.shared.metrics.clone();
         metrics.connection(Side::Server, 1);
         match self.legacy_call(&mut stream).await {
@@ -63,7 +62,7 @@ impl Connection {
     }
 
     /// Reads the request and runs it: the reply to send, or why there is none.
-    async fn legacy_call(&self, stream: &mut TcpStream) -> Result<Bytes, Unanswered> {
+    async fn legacy_call<S: Io>(&self, stream: &mut S) -> Result<Bytes, Unanswered> {
         let request = self.read_legacy(stream).await?;
         let (service, method) = match route(&self.shared.router, &request) {
             Ok(found) => found,
@@ -80,7 +79,7 @@ impl Connection {
             return Ok(failure_reply(service.as_ref(), method, &status));
         }
         let arrived = Instant::now();
-        let request = Request::from_parts(request.args, Metadata::new(), None, Some(self.peer));
+        let request = self.request(request.args, Metadata::new(), None);
         let call = Call {
             service: service.clone(),
             method,
@@ -101,7 +100,7 @@ impl Connection {
     }
 
     /// Reads one whole request, within `frame_timeout` of its first byte.
-    async fn read_legacy(&self, stream: &mut TcpStream) -> Result<LegacyRequest, Unanswered> {
+    async fn read_legacy<S: Io>(&self, stream: &mut S) -> Result<LegacyRequest, Unanswered> {
         let config = &self.shared.config;
         let mut decoder = LegacyDecoder::new(config.max_frame_size);
         let mut buf = BytesMut::with_capacity(1024);

@@ -32,11 +32,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::task::{AbortHandle, JoinHandle};
-use tokio_rustls::server::TlsStream;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::transport::Protocol;
 use super::Shared;
 use crate::config::CallerClock;
 use crate::metrics::{QueuedBytes, Side};
@@ -49,6 +49,11 @@ use crate::stream::{StreamTable, Windows};
 use crate::sync::lock;
 use crate::tls::PeerIdentity;
 use crate::{Code, Status};
+
+/// What a connection runs on: TCP, or TLS over it.
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
 
 /// Read buffer size to start with; it grows for larger frames.
 const READ_CAPACITY: usize = 16 * 1024;
@@ -135,16 +140,38 @@ impl Connection {
         self.run(rd, wr).await;
     }
 
-    /// Serves a TLS connection until it ends; under mutual TLS, every request carries the
-    /// client's identity in its extensions.
-    pub(crate) async fn run_tls(
-        mut self,
-        stream: TlsStream<crate::tls::Wire>,
-        identity: Option<PeerIdentity>,
-    ) {
+    /// The connection of a client with this identity (under mutual TLS): every request
+    /// carries it in its extensions.
+    pub(crate) fn with_identity(mut self, identity: Option<PeerIdentity>) -> Connection {
         self.identity = identity;
-        let (rd, wr) = tokio::io::split(stream);
-        self.run(rd, wr).await;
+        self
+    }
+
+    /// Serves a connection in `protocol` until it ends.
+    pub(crate) async fn run_protocol<S: Io>(self, protocol: Protocol, stream: S) {
+        match protocol {
+            Protocol::Mprpc => {
+                let (rd, wr) = tokio::io::split(stream);
+                self.run(rd, wr).await;
+            }
+            Protocol::Legacy => self.run_legacy(stream).await,
+            Protocol::Http => self.run_http(stream).await,
+            Protocol::Grpc => self.run_grpc(stream).await,
+        }
+    }
+
+    /// A request of this connection's: its peer, and its client's identity under mutual TLS.
+    fn request(
+        &self,
+        body: bytes::Bytes,
+        metadata: crate::Metadata,
+        deadline: Option<Instant>,
+    ) -> crate::Request<bytes::Bytes> {
+        let mut request = crate::Request::from_parts(body, metadata, deadline, Some(self.peer));
+        if let Some(identity) = &self.identity {
+            request.extensions_mut().insert(identity.clone());
+        }
+        request
     }
 
     async fn run<R, W>(mut self, rd: R, wr: W)

@@ -6,7 +6,12 @@
 //! `[server.protocols] legacy`) a request of the original C++ mprpc, told apart by its first
 //! four bytes (`protocol::legacy::may_be_legacy`).
 //!
-//! A provider without `[server.tls]` and without the legacy protocol reads nothing here: its
+//! Inside TLS (`inner.rs`) the protocol is chosen again, among mprpc, HTTP/JSON and gRPC:
+//! by ALPN when the client offered it (`http/1.1`, `h2`), else by the first four bytes read
+//! through TLS, which are then read again by the protocol's own reader (`rewind.rs`). The
+//! original's protocol has no TLS.
+//!
+//! A provider without `[server.tls]` and without another protocol reads nothing here: its
 //! connections go straight to the wire protocol. One with either peeks at the first bytes,
 //! waiting for them at most `idle_timeout` (as long as mprpc's own reader waits for a
 //! request). Each connection is counted against `max_connections` before it gets here,
@@ -26,18 +31,34 @@ use crate::protocol::{GoAwayHeader, OutFrame};
 use crate::tls::{Acceptor, PeerIdentity, TLS_HANDSHAKE_BYTE};
 use crate::{Code, Status};
 
-/// A connection ready for the wire protocol.
+mod inner;
+mod rewind;
+
+pub(crate) use inner::alpn_protocols;
+pub(crate) use rewind::Rewind;
+
+/// The protocol a connection speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Protocol {
+    /// mprpc's own frames.
+    Mprpc,
+    /// The original C++ mprpc's protocol (plaintext only).
+    Legacy,
+    /// HTTP/1.1 with JSON bodies.
+    Http,
+    /// HTTP/2 carrying gRPC.
+    Grpc,
+}
+
+/// A TLS connection, with the bytes read to detect its protocol put back.
+pub(crate) type TlsConnection = Rewind<TlsStream<crate::tls::Wire>>;
+
+/// A connection ready for its protocol.
 pub(crate) enum Opened {
     /// Plaintext.
-    Plain(TcpStream),
+    Plain(Protocol, TcpStream),
     /// TLS, with the client's identity under mutual TLS.
-    Tls(Box<TlsStream<crate::tls::Wire>>, Option<PeerIdentity>),
-    /// Plaintext, in the original C++ mprpc's protocol.
-    Legacy(TcpStream),
-    /// Plaintext HTTP/1.1 with JSON bodies.
-    Http(TcpStream),
-    /// Plaintext HTTP/2 carrying gRPC.
-    Grpc(TcpStream),
+    Tls(Protocol, Box<TlsConnection>, Option<PeerIdentity>),
 }
 
 /// Why a connection was not opened: its kind (for metrics and the rate-limited log) and what
@@ -74,7 +95,7 @@ pub(crate) struct Detection<'a> {
 /// its first bytes.
 pub(crate) async fn open(stream: TcpStream, detection: Detection<'_>) -> Result<Opened, Refused> {
     if detection.tls.is_none() && !detection.legacy && !detection.http && !detection.grpc {
-        return Ok(Opened::Plain(stream));
+        return Ok(Opened::Plain(Protocol::Mprpc, stream));
     }
     let (kind, timeout) = match detection.tls {
         Some(tls) => ("tls_handshake", tls.handshake_timeout),
@@ -107,13 +128,14 @@ pub(crate) async fn open(stream: TcpStream, detection: Detection<'_>) -> Result<
     let legacy = detection.legacy && crate::protocol::legacy::may_be_legacy(first);
     if let Some(tls) = detection.tls {
         if first[0] == TLS_HANDSHAKE_BYTE && !legacy {
-            return match tls.acceptor.accept(stream).await {
-                Ok((stream, identity)) => Ok(Opened::Tls(Box::new(stream), identity)),
-                Err(e) => Err(refused(
+            let (stream, identity) = tls.acceptor.accept(stream).await.map_err(|e| {
+                refused(
                     "tls_handshake",
                     Status::unauthenticated(format!("TLS handshake failed: {e}")),
-                )),
-            };
+                )
+            })?;
+            let (protocol, stream) = inner::detect(stream, detection).await?;
+            return Ok(Opened::Tls(protocol, Box::new(stream), identity));
         }
         if tls.mode != TlsMode::Optional {
             let status = Status::unauthenticated(
@@ -125,16 +147,22 @@ pub(crate) async fn open(stream: TcpStream, detection: Detection<'_>) -> Result<
         }
     }
     if legacy {
-        return Ok(Opened::Legacy(stream));
+        return Ok(Opened::Plain(Protocol::Legacy, stream));
     }
+    Ok(Opened::Plain(by_first_bytes(first, detection), stream))
+}
+
+/// mprpc, HTTP/JSON or gRPC, by a connection's first four bytes (mprpc if they are neither
+/// of the other two, or those are off: mprpc's reader then refuses what is not mprpc).
+fn by_first_bytes(first: &[u8], detection: Detection<'_>) -> Protocol {
     if detection.http && is_http(first) {
-        return Ok(Opened::Http(stream));
+        Protocol::Http
+    } else if detection.grpc && first.starts_with(b"PRI ") {
+        // HTTP/2's connection preface, `PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n`.
+        Protocol::Grpc
+    } else {
+        Protocol::Mprpc
     }
-    // HTTP/2's connection preface, `PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n`.
-    if detection.grpc && first.starts_with(b"PRI ") {
-        return Ok(Opened::Grpc(stream));
-    }
-    Ok(Opened::Plain(stream))
 }
 
 /// Whether a connection's first four bytes start an HTTP/1.1 request line.
