@@ -27,6 +27,8 @@ fn request_header(id: u64) -> RequestHeader {
         sent_unix_us: 0,
         kind: 0,
         window: 0,
+        encoding: 0,
+        accept_encoding: 0,
     }
 }
 
@@ -38,6 +40,7 @@ fn response_header(id: u64) -> ResponseHeader {
         metadata: Vec::new(),
         details: Default::default(),
         not_run: false,
+        encoding: 0,
     }
 }
 

@@ -47,6 +47,7 @@ pub mod auth;
 pub mod client;
 #[doc(hidden)]
 pub mod codegen;
+pub mod compression;
 pub mod config;
 pub mod context;
 mod future;

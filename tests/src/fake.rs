@@ -79,6 +79,7 @@ pub fn response_marked(request_id: u64, code: i32, message: &str, not_run: bool)
         metadata: vec![],
         details: Default::default(),
         not_run,
+        encoding: 0,
     };
     encode(OutFrame::Response(header, Bytes::new()))
 }

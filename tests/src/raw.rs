@@ -39,6 +39,8 @@ pub fn request(
             sent_unix_us: unix_now_us(),
             kind: 0,
             window: 0,
+            encoding: 0,
+            accept_encoding: 0,
         },
         body,
     )
@@ -60,6 +62,8 @@ pub fn stream_request(id: u64, method: &str, kind: u32, window: u64, body: Bytes
             sent_unix_us: unix_now_us(),
             kind,
             window,
+            encoding: 0,
+            accept_encoding: 0,
         },
         body,
     )

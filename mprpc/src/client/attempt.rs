@@ -17,6 +17,7 @@ use super::endpoint::Endpoint;
 use super::layer::{Attempt, ClientCall};
 use super::resilience::outlier::{self, Verdict};
 use super::{read, Channel};
+use crate::compression::Accepted;
 use crate::protocol::metadata_to_wire;
 use crate::{Code, Metadata, Request, Response, Status};
 
@@ -216,6 +217,11 @@ impl Channel {
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             watch.sent_with(remaining, (service, method));
             let _in_flight = endpoint.start_call();
+            // Compressed for each attempt: the original's providers, tried above, take only
+            // the message as it is.
+            let outgoing = self.inner.config.compression.outgoing();
+            let (body, encoding) = outgoing.apply(body, Accepted::ALL);
+            let body = (body, encoding, outgoing.accepted());
             let result = conn
                 .call(
                     service,

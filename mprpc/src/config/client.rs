@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use super::auth::ClientAuth;
 use super::check::Check;
+use super::compression::CompressionConfig;
 use super::resilience::{validate_methods, HedgeConfig, MethodTable, OutlierConfig, RetryConfig};
 use super::tls::ClientTls;
 use super::{ConfigError, DEFAULT_MAX_FRAME_SIZE};
@@ -70,6 +71,9 @@ pub struct ClientConfig {
     /// want; the caller's dropping it, or a dead provider, ends it).
     #[serde(with = "humantime_serde::option")]
     pub stream_timeout: Option<Duration>,
+    /// Compression of requests, and of the replies asked for (`[client.compression]`).
+    /// Default: off.
+    pub compression: CompressionConfig,
 }
 
 /// How a consumer spreads calls over the providers of a service.
@@ -112,6 +116,7 @@ impl Default for ClientConfig {
             stream_window: 2 * 1024 * 1024,
             connection_window: 16 * 1024 * 1024,
             stream_timeout: None,
+            compression: CompressionConfig::default(),
         }
     }
 }

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use super::adaptive_limit::AdaptiveLimitConfig;
 use super::auth::ServerAuth;
 use super::check::Check;
+use super::compression::CompressionConfig;
 use super::protocols::ProtocolsConfig;
 use super::tls::ServerTls;
 use super::{ConfigError, DEFAULT_MAX_FRAME_SIZE};
@@ -102,6 +103,9 @@ pub struct ServerConfig {
     pub connection_window: usize,
     /// Protocols answered on the port besides mprpc's own (`[server.protocols]`).
     pub protocols: ProtocolsConfig,
+    /// Compression of replies, for callers that ask for it (`[server.compression]`).
+    /// Default: off.
+    pub compression: CompressionConfig,
 }
 
 impl Default for ServerConfig {
@@ -133,6 +137,7 @@ impl Default for ServerConfig {
             stream_window: 2 * 1024 * 1024,
             connection_window: 16 * 1024 * 1024,
             protocols: ProtocolsConfig::default(),
+            compression: CompressionConfig::default(),
         }
     }
 }

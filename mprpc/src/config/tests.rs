@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::*;
+use crate::compression::Encoding;
 
 pub(super) fn parse_err(
     result: Result<Config, ConfigError>,
@@ -114,6 +115,10 @@ connection_window = 1048576
 [server.protocols]
 legacy = true
 
+[server.compression]
+encoding = "zstd"
+threshold = 512
+
 [client]
 timeout = "500ms"
 connect_timeout = "2s"
@@ -174,6 +179,10 @@ stderr = true
                 legacy: true,
                 http: false,
                 grpc: false,
+            },
+            compression: CompressionConfig {
+                encoding: Some(Encoding::Zstd),
+                threshold: 512,
             },
         }
     );
@@ -429,4 +438,19 @@ fn resilience_tables_parse_and_are_checked() {
     );
     let (_, _, message) = parse_err(bad("[client.hedge]\ndelay = \"p200\""));
     assert!(message.contains("p200"), "{message}");
+}
+
+#[test]
+fn an_unknown_compression_is_named_with_its_key() {
+    let text = "[client.compression]\nencoding = \"brotli\"";
+    let err = Config::from_toml_str(text, "c.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("client.compression.encoding"), "{err}");
+    assert!(err.contains("unknown encoding `brotli`"), "{err}");
+    let text =
+        "[client.compression]\nencoding = \"none\"\n[server.compression]\nencoding = \"gzip\"";
+    let config = Config::from_toml_str(text, "c.toml").unwrap();
+    assert_eq!(config.client.compression.encoding, None);
+    assert_eq!(config.server.compression.encoding, Some(Encoding::Gzip));
 }

@@ -223,6 +223,8 @@ mod tests {
                     sent_unix_us: 0,
                     kind: 0,
                     window: 0,
+                    encoding: 0,
+                    accept_encoding: 0,
                 },
                 Bytes::from_static(b"\x0a\x03bob"),
             ),
@@ -235,6 +237,7 @@ mod tests {
                     metadata: vec![],
                     details: Default::default(),
                     not_run: false,
+                    encoding: 0,
                 },
                 Bytes::new(),
             ),
@@ -289,6 +292,8 @@ mod tests {
                 sent_unix_us: 0,
                 kind: 0,
                 window: 0,
+                encoding: 0,
+                accept_encoding: 0,
             },
             Bytes::from_static(b"\x0a\x09zhang san\x12\x03123"),
         )
@@ -308,6 +313,7 @@ mod tests {
                 metadata: vec![],
                 details: Default::default(),
                 not_run: false,
+                encoding: 0,
             },
             Bytes::from_static(b"\x0a\x00"),
         )
@@ -412,7 +418,7 @@ mod tests {
                 .enumerate()
                 .map(|(i, b)| {
                     OutFrame::Response(
-                        ResponseHeader { request_id: i as u64, code: 0, message: String::new(), metadata: vec![], details: Bytes::new(), not_run: false },
+                        ResponseHeader { request_id: i as u64, code: 0, message: String::new(), metadata: vec![], details: Bytes::new(), not_run: false, encoding: 0 },
                         Bytes::from(b.clone()),
                     )
                 })

@@ -127,6 +127,15 @@ pub struct RequestHeader {
     /// (0: the protocol's initial window).
     #[prost(uint64, tag = "8")]
     pub window: u64,
+    /// How the body is compressed: 0 not at all, 1 gzip, 2 zstd
+    /// ([`crate::compression::Encoding`]). A provider that does not know the value refuses
+    /// the call `Unimplemented`.
+    #[prost(uint32, tag = "9")]
+    pub encoding: u32,
+    /// The encodings the caller takes its reply's body in: a bit per `encoding` value
+    /// (`1 << 1` gzip, `1 << 2` zstd); 0, the reply is not compressed.
+    #[prost(uint32, tag = "10")]
+    pub accept_encoding: u32,
 }
 
 /// Header of a [`FrameKind::Response`] frame.
@@ -153,6 +162,10 @@ pub struct ResponseHeader {
     /// provider, as a call that was never sent, whatever its method.
     #[prost(bool, tag = "6")]
     pub not_run: bool,
+    /// How the body is compressed, as in [`RequestHeader::encoding`]; never an encoding the
+    /// request did not accept.
+    #[prost(uint32, tag = "7")]
+    pub encoding: u32,
 }
 
 /// Header of a [`FrameKind::Cancel`] frame.

@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::reader::{fail_all, read_loop};
 
+use crate::compression::{decompress, Accepted, Encoding};
 use crate::config::ClientConfig;
 use crate::metrics::{Metrics, Side};
 use crate::protocol::writer::{write_loop, BusyHint};
@@ -38,7 +39,10 @@ use crate::sync::lock;
 use crate::tls::Connector;
 use crate::{Response, Status};
 
-type Waiter = oneshot::Sender<Result<Response<Bytes>, CallError>>;
+/// A reply as the reader hands it to its call: the response, and how its body is compressed
+/// (the call decompresses it, in its own task).
+type Reply = (Response<Bytes>, Option<Encoding>);
+type Waiter = oneshot::Sender<Result<Reply, CallError>>;
 
 /// Pings from the provider are answered while fewer bytes than this wait to be written.
 const PONG_ROOM: usize = 1024 * 1024;
@@ -211,7 +215,7 @@ impl Connection {
         method: &'a str,
         metadata: Vec<MetadataEntry>,
         timeout: Option<Duration>,
-        body: Bytes,
+        (body, encoding, accepted): (Bytes, Option<Encoding>, Accepted),
     ) -> impl Future<Output = Result<Response<Bytes>, CallError>> + Send + 'a {
         async move {
             let shared = &self.shared;
@@ -239,6 +243,8 @@ impl Connection {
                 sent_unix_us: unix_now_us(),
                 kind: 0,
                 window: 0,
+                encoding: encoding.map_or(0, Encoding::wire),
+                accept_encoding: accepted.wire(),
             };
             if shared
                 .tx
@@ -256,7 +262,17 @@ impl Connection {
             let outcome = reply_rx.await;
             guard.armed = false;
             match outcome {
-                Ok(result) => result,
+                Ok(Ok((response, None))) => Ok(response),
+                Ok(Ok((response, Some(encoding)))) => {
+                    let (metadata, body) = response.into_parts();
+                    match decompress(encoding, &body, shared.max_frame_size) {
+                        Ok(body) => Ok(Response::from_parts(metadata, body)),
+                        Err(e) => Err(CallError::Failed(
+                            e.into_status(&format!("the reply from {}", shared.address)),
+                        )),
+                    }
+                }
+                Ok(Err(e)) => Err(e),
                 // The reader dropped the waiter without answering: only when closing.
                 Err(_) => Err(CallError::Failed(self.closed_reason().unwrap_or_else(
                     || Status::unavailable(format!("connection to {} closed", shared.address)),

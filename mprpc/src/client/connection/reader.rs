@@ -10,6 +10,7 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use super::{CallError, ConnShared, PONG_ROOM};
+use crate::compression::Encoding;
 use crate::protocol::codec::decode_header;
 use crate::protocol::limits::{MetadataLimits, MetadataTooLarge};
 use crate::protocol::{
@@ -128,7 +129,13 @@ fn on_response(shared: &ConnShared, frame: Frame) -> Result<(), Status> {
     };
     let metadata = metadata_from_wire(header.metadata);
     let result = if header.code == 0 {
-        Ok(Response::from_parts(metadata, frame.body))
+        match Encoding::from_wire(header.encoding) {
+            Ok(encoding) => Ok((Response::from_parts(metadata, frame.body), encoding)),
+            Err(unknown) => Err(CallError::Failed(Status::internal(format!(
+                "provider {} sent a reply compressed with an unknown encoding ({unknown})",
+                shared.address
+            )))),
+        }
     } else {
         let status = Status::from_wire(header.code, &header.message)
             .with_details(header.details)

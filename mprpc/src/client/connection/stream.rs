@@ -59,6 +59,9 @@ impl Connection {
             sent_unix_us: unix_now_us(),
             kind: kind.wire(),
             window: shared.streams.windows().stream,
+            // Streams' messages are not compressed (yet).
+            encoding: 0,
+            accept_encoding: 0,
         };
         if shared
             .tx

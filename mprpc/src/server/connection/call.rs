@@ -19,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 
 use super::{broken, stream, Connection, Ending, Turn};
+use crate::compression::{decompress, Accepted, Encoding, Outgoing};
 use crate::metrics::Side;
 use crate::protocol::codec::decode_header;
 use crate::protocol::limits::MetadataTooLarge;
@@ -33,10 +34,14 @@ use crate::stream::MethodKind;
 use crate::sync::lock;
 use crate::{Code, Metadata, Status};
 
+/// How a request's body is compressed, and the encodings its caller takes the reply in.
+type Compression = (Option<Encoding>, Accepted);
+
 /// What becomes of a request read off the wire.
 enum Admitted {
-    /// It goes to the stack (with its id, its kind and the window of a streaming call).
-    Call(Call, u64, (MethodKind, u64)),
+    /// It goes to the stack (with its id, its kind and the window of a streaming call, and
+    /// how its body is compressed and its reply may be).
+    Call(Call, u64, (MethodKind, u64), Compression),
     /// It is refused at once with this reply.
     Refused(u64, Status),
     /// The provider is shutting down: refused at once, marked as never run.
@@ -54,9 +59,9 @@ impl Connection {
         cancelled: &[u64],
         turn: &Turn<'_>,
     ) -> Result<(), Ending> {
-        let (mut call, id, (kind, window)) =
+        let (mut call, id, (kind, window), compression) =
             match self.admit(frame, caller_gone, cancelled, turn.draining)? {
-                Admitted::Call(call, id, stream) => (call, id, stream),
+                Admitted::Call(call, id, stream, compression) => (call, id, stream, compression),
                 Admitted::Refused(id, status) => {
                     self.shared.metrics.rejected(status.code());
                     let reply = OutFrame::Response(error_header(id, &status), Bytes::new());
@@ -83,7 +88,7 @@ impl Connection {
             let limits = (max_frame_size, counters);
             stream::open(turn, (id, kind, window), &mut call.request, limits)
         });
-        let work = self.work(call, id, turn);
+        let work = self.work(call, (id, compression), turn);
         match stream {
             // A unary call's future has nothing more in it than before streams existed.
             None => self.start(work, id, turn).await,
@@ -97,18 +102,33 @@ impl Connection {
         }
     }
 
-    /// The call's work: the stack, then the reply.
-    fn work(&self, call: Call, id: u64, turn: &Turn<'_>) -> impl Future<Output = ()> + Send {
+    /// The call's work: its body decompressed, the stack, then the reply (compressed if both
+    /// sides want it).
+    fn work(
+        &self,
+        mut call: Call,
+        (id, (encoding, accepted)): (u64, Compression),
+        turn: &Turn<'_>,
+    ) -> impl Future<Output = ()> + Send {
         let stack = self.shared.stack.clone();
         let max_frame_size = self.shared.config.max_frame_size;
+        let outgoing = self.shared.config.compression.outgoing();
+        let metrics = self.shared.metrics.clone();
         let tx = turn.tx.clone();
         let task_in_flight = turn.in_flight.clone();
         let busy = BusyGuard::enter(self.busy.clone());
         async move {
             let _busy = busy;
-            let outcome = stack.serve(call).await;
+            let outcome = match encoding.map(|e| inflate(&mut call, e, max_frame_size)) {
+                Some(Err(status)) => {
+                    metrics.rejected(status.code());
+                    Err(status)
+                }
+                _ => stack.serve(call).await,
+            };
             lock(&task_in_flight).remove(&id);
-            let _ = tx.send(reply_frame(id, outcome, max_frame_size)).await;
+            let reply = reply_frame(id, outcome, max_frame_size, (outgoing, accepted));
+            let _ = tx.send(reply).await;
         }
     }
 
@@ -174,6 +194,17 @@ impl Connection {
             Ok(kind) => kind,
             Err(status) => return Ok(Admitted::Refused(id, status)),
         };
+        let encoding = match Encoding::from_wire(header.encoding) {
+            Ok(encoding) => encoding,
+            Err(unknown) => {
+                let status = Status::unimplemented(format!(
+                    "the request is compressed with an encoding this provider does not know \
+                     ({unknown}; it knows 1 gzip and 2 zstd)"
+                ));
+                return Ok(Admitted::Refused(id, status));
+            }
+        };
+        let compression = (encoding, Accepted::from_wire(header.accept_encoding));
         let arrived = Instant::now();
         let deadline = self.deadline(&header, arrived);
         if deadline.is_some_and(|d| d <= arrived) {
@@ -191,7 +222,7 @@ impl Connection {
             arrived,
             connection_calls: self.busy.count(),
         };
-        Ok(Admitted::Call(call, id, (kind, header.window)))
+        Ok(Admitted::Call(call, id, (kind, header.window), compression))
     }
 
     /// The hosted service and method the request names.
@@ -280,26 +311,47 @@ impl Drop for BusyGuard {
     }
 }
 
-/// The reply frame for a call's outcome. A reply too large for a frame is replaced by a
+/// The call's body, compressed with `encoding`, decompressed in place (at most
+/// `max_frame_size` bytes).
+fn inflate(call: &mut Call, encoding: Encoding, max_frame_size: usize) -> Result<(), Status> {
+    let body = call.request.get_mut();
+    *body = decompress(encoding, body, max_frame_size).map_err(|e| e.into_status("the request"))?;
+    Ok(())
+}
+
+/// The reply frame for a call's outcome, its body compressed when the provider's settings
+/// and the caller's accepted encodings agree. A reply too large for a frame is replaced by a
 /// `ResourceExhausted` failure.
-fn reply_frame(id: u64, outcome: Outcome, max_frame_size: usize) -> OutFrame {
+fn reply_frame(
+    id: u64,
+    outcome: Outcome,
+    max_frame_size: usize,
+    (outgoing, accepted): (Outgoing, Accepted),
+) -> OutFrame {
     match outcome {
-        Ok(reply) if reply.get_ref().len() + 64 > max_frame_size => {
-            let status = Status::resource_exhausted(format!(
-                "the reply of {} bytes exceeds the maximum frame size of {max_frame_size} bytes",
-                reply.get_ref().len()
-            ));
-            OutFrame::Response(error_header(id, &status), Bytes::new())
-        }
         Ok(reply) => {
             let (metadata, body) = reply.into_parts();
-            OutFrame::Response(ok_header(id, metadata), body)
+            let (body, encoding) = outgoing.apply(body, accepted);
+            if body.len() + 64 > max_frame_size {
+                let status = Status::resource_exhausted(format!(
+                    "the reply of {} bytes{} exceeds the maximum frame size of \
+                     {max_frame_size} bytes",
+                    body.len(),
+                    if encoding.is_some() {
+                        " (compressed)"
+                    } else {
+                        ""
+                    },
+                ));
+                return OutFrame::Response(error_header(id, &status), Bytes::new());
+            }
+            OutFrame::Response(ok_header(id, metadata, encoding), body)
         }
         Err(status) => OutFrame::Response(error_header(id, &status), Bytes::new()),
     }
 }
 
-fn ok_header(request_id: u64, metadata: Metadata) -> ResponseHeader {
+fn ok_header(request_id: u64, metadata: Metadata, encoding: Option<Encoding>) -> ResponseHeader {
     ResponseHeader {
         request_id,
         code: 0,
@@ -307,6 +359,7 @@ fn ok_header(request_id: u64, metadata: Metadata) -> ResponseHeader {
         metadata: metadata_to_wire(metadata),
         details: Default::default(),
         not_run: false,
+        encoding: encoding.map_or(0, Encoding::wire),
     }
 }
 
@@ -327,6 +380,7 @@ pub(super) fn error_header(request_id: u64, status: &Status) -> ResponseHeader {
         metadata: metadata_to_wire(status.metadata().clone()),
         details: status.details().clone(),
         not_run: false,
+        encoding: 0,
     }
 }
 

@@ -19,6 +19,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use super::unary::{metadata_from_headers, put_metadata, read_body, unary_method, BodyError};
 use super::{Connection, Io};
+use crate::compression::{decompress, Accepted, Encoding};
 use crate::metrics::Side;
 use crate::server::dispatch::quote;
 use crate::server::layer::stack::Call;
@@ -88,10 +89,18 @@ impl Connection {
             let stream = futures_util::stream::poll_fn(move |cx| frames.poll_recv(cx));
             return response(Either::Right(StreamBody::new(Box::pin(stream))));
         }
+        // The encodings the caller takes its reply in.
+        let accepted = request
+            .headers()
+            .get("grpc-accept-encoding")
+            .and_then(|v| v.to_str().ok())
+            .map_or(Accepted::NONE, Accepted::from_list);
         match self.grpc_call(request).await {
             Ok((metadata, message)) => {
+                let outgoing = self.shared.config.compression.outgoing();
+                let (message, encoding) = outgoing.apply(message, accepted);
                 let mut framed = BytesMut::with_capacity(5 + message.len());
-                framed.put_u8(0);
+                framed.put_u8(u8::from(encoding.is_some()));
                 framed.put_u32(message.len() as u32);
                 framed.put(message);
                 let mut trailers = HeaderMap::new();
@@ -103,6 +112,10 @@ impl Connection {
                 let body = StreamBody::new(futures_util::stream::iter(frames));
                 let mut reply = response(Either::Left(Either::Left(body)));
                 put_metadata(reply.headers_mut(), &metadata);
+                if let Some(encoding) = encoding {
+                    let name = HeaderValue::from_static(encoding.name());
+                    reply.headers_mut().insert("grpc-encoding", name);
+                }
                 reply
             }
             Err(status) => {
@@ -136,13 +149,18 @@ impl Connection {
                 quote(&path)
             ))));
         };
-        if let Some(encoding) = request.headers().get("grpc-encoding") {
-            if encoding != "identity" {
-                return Err(refused(Status::unimplemented(format!(
-                    "grpc-encoding {encoding:?} is not supported; send messages uncompressed"
-                ))));
-            }
-        }
+        let encoding = match request.headers().get("grpc-encoding") {
+            None => None,
+            Some(name) if name == "identity" => None,
+            Some(name) => match name.to_str().ok().and_then(Encoding::from_name) {
+                Some(encoding) => Some(encoding),
+                None => {
+                    return Err(refused(Status::unimplemented(format!(
+                        "grpc-encoding {name:?} is not supported; this provider takes {ACCEPTED}"
+                    ))))
+                }
+            },
+        };
         let arrived = Instant::now();
         let (parts, body) = request.into_parts();
         let limit = self.shared.config.max_frame_size;
@@ -165,7 +183,7 @@ impl Connection {
                 ))))
             }
         };
-        let message = unframe(body, limit).map_err(refused)?;
+        let message = unframe(body, limit, encoding).map_err(refused)?;
         if service_name == health::SERVICE {
             return health::check(self, method_name, message).map(|m| (Metadata::new(), m));
         }
@@ -202,9 +220,10 @@ impl Connection {
     }
 }
 
-/// The one message of a unary request: a flag byte (0, uncompressed), a big-endian `u32`
-/// length, the message.
-fn unframe(mut body: Bytes, limit: usize) -> Result<Bytes, Status> {
+/// The one message of a unary request: a flag byte (1: compressed with the call's
+/// `grpc-encoding`), a big-endian `u32` length, the message; decompressed, at most `limit`
+/// bytes.
+fn unframe(mut body: Bytes, limit: usize, encoding: Option<Encoding>) -> Result<Bytes, Status> {
     if body.len() < 5 {
         return Err(Status::invalid_argument(format!(
             "a gRPC request of {} bytes: not one length-prefixed message",
@@ -213,11 +232,6 @@ fn unframe(mut body: Bytes, limit: usize) -> Result<Bytes, Status> {
     }
     let compressed = body.get_u8();
     let len = body.get_u32() as usize;
-    if compressed != 0 {
-        return Err(Status::unimplemented(
-            "compressed messages are not supported",
-        ));
-    }
     if len > limit {
         return Err(Status::resource_exhausted(format!(
             "a message of {len} bytes exceeds the maximum of {limit} bytes"
@@ -229,7 +243,18 @@ fn unframe(mut body: Bytes, limit: usize) -> Result<Bytes, Status> {
             body.len()
         )));
     }
-    Ok(body)
+    match (compressed, encoding) {
+        (0, _) => Ok(body),
+        (1, Some(encoding)) => {
+            decompress(encoding, &body, limit).map_err(|e| e.into_status("the request"))
+        }
+        (1, None) => Err(Status::internal(
+            "the message is marked compressed but the call has no grpc-encoding",
+        )),
+        (flag, _) => Err(Status::internal(format!(
+            "a message flag of {flag}: 0 (uncompressed) or 1 (compressed)"
+        ))),
+    }
 }
 
 /// The call's metadata from the request's headers, and its deadline from `grpc-timeout`.
@@ -264,12 +289,17 @@ fn timeout(value: &HeaderValue) -> Result<Duration, Status> {
     })
 }
 
+/// The encodings a provider takes requests in, for `grpc-accept-encoding`.
+const ACCEPTED: &str = "zstd,gzip";
+
 fn response(body: Body) -> http::Response<Body> {
     let mut reply = http::Response::new(body);
-    reply.headers_mut().insert(
+    let headers = reply.headers_mut();
+    headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/grpc"),
     );
+    headers.insert("grpc-accept-encoding", HeaderValue::from_static(ACCEPTED));
     reply
 }
 
@@ -296,6 +326,7 @@ fn put_status(headers: &mut HeaderMap, status: &Status) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compression::compress;
 
     #[test]
     fn grpc_timeouts_parse() {
@@ -312,18 +343,37 @@ mod tests {
     #[test]
     fn a_request_is_one_length_prefixed_message() {
         let framed = Bytes::from_static(b"\x00\x00\x00\x00\x02hi");
-        assert_eq!(unframe(framed, 16).unwrap(), Bytes::from_static(b"hi"));
+        assert_eq!(
+            unframe(framed, 16, None).unwrap(),
+            Bytes::from_static(b"hi")
+        );
         let two = Bytes::from_static(b"\x00\x00\x00\x00\x01h\x00\x00\x00\x00\x01i");
-        assert_eq!(unframe(two, 16).unwrap_err().code(), Code::InvalidArgument);
+        let e = unframe(two, 16, None).unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument);
         let big = Bytes::from_static(b"\x00\x00\x01\x00\x00");
+        let e = unframe(big, 16, None).unwrap_err();
+        assert_eq!(e.code(), Code::ResourceExhausted);
+        let unnamed = Bytes::from_static(b"\x01\x00\x00\x00\x00");
         assert_eq!(
-            unframe(big, 16).unwrap_err().code(),
-            Code::ResourceExhausted
+            unframe(unnamed, 16, None).unwrap_err().code(),
+            Code::Internal
         );
-        let compressed = Bytes::from_static(b"\x01\x00\x00\x00\x00");
-        assert_eq!(
-            unframe(compressed, 16).unwrap_err().code(),
-            Code::Unimplemented
-        );
+    }
+
+    #[test]
+    fn a_compressed_request_is_decompressed_within_the_limit() {
+        let frame = |packed: Bytes| {
+            let mut framed = BytesMut::new();
+            framed.put_u8(1);
+            framed.put_u32(packed.len() as u32);
+            framed.put(packed);
+            framed.freeze()
+        };
+        let hello = frame(compress(Encoding::Gzip, b"hello"));
+        let message = unframe(hello, 64, Some(Encoding::Gzip)).unwrap();
+        assert_eq!(message, Bytes::from_static(b"hello"));
+        let bomb = frame(compress(Encoding::Zstd, &[0u8; 100_000]));
+        let e = unframe(bomb, 1000, Some(Encoding::Zstd)).unwrap_err();
+        assert_eq!(e.code(), Code::ResourceExhausted, "{e}");
     }
 }

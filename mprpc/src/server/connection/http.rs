@@ -3,7 +3,10 @@
 //! through the same stack as mprpc's own calls (admission, auth, metrics, tracing, layers);
 //! `GET /` lists the hosted services. Headers are the call's metadata (an `authorization`
 //! header carries a bearer token as for any caller), `mprpc-timeout-ms` its deadline; a
-//! failure is an HTTP status with `{"code", "status", "message"}` (`json.rs`).
+//! failure is an HTTP status with `{"code", "status", "message"}` (`json.rs`). A body sent
+//! with `Content-Encoding: gzip` or `zstd` is decompressed (at most `max_frame_size`); a
+//! reply is compressed when the provider has `[server.compression]` and the request's
+//! `Accept-Encoding` names its encoding.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -19,6 +22,7 @@ use super::unary::{
     metadata_from_headers, put_metadata, read_body, unary_method, BodyError, NoMethod,
 };
 use super::{Connection, Io};
+use crate::compression::{decompress, Accepted, DecompressError, Encoding};
 use crate::metrics::Side;
 use crate::server::dispatch::quote;
 use crate::server::layer::stack::Call;
@@ -30,6 +34,9 @@ pub(crate) use json::Descriptors;
 
 type Reply = http::Response<Full<Bytes>>;
 
+/// A reply before it is sent: its HTTP status, JSON body and response metadata.
+struct Answer(u16, Vec<u8>, Metadata);
+
 /// The header that sets a call's deadline, in milliseconds.
 const TIMEOUT_HEADER: &str = "mprpc-timeout-ms";
 
@@ -40,6 +47,7 @@ const NOT_METADATA: &[&str] = &[
     "content-length",
     "accept",
     "accept-encoding",
+    "content-encoding",
     "user-agent",
     "connection",
     "keep-alive",
@@ -73,14 +81,40 @@ impl Connection {
     }
 
     async fn http_request(&self, request: http::Request<Incoming>) -> Reply {
-        match self.http_call(request).await {
-            Ok(reply) => reply,
+        let accepted = request
+            .headers()
+            .get(header::ACCEPT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .map_or(Accepted::NONE, Accepted::from_list);
+        let answer = match self.http_call(request).await {
+            Ok(answer) => answer,
             Err((code, status)) => {
                 self.shared.metrics.rejected(status.code());
                 let http = code.unwrap_or_else(|| json::http_status(status.code()));
                 respond(http, json::error_body(&status), &Metadata::new())
             }
+        };
+        let outgoing = self.shared.config.compression.outgoing();
+        let Answer(status, body, metadata) = answer;
+        let (body, encoding) = outgoing.apply(Bytes::from(body), accepted);
+        let mut reply = http::Response::new(Full::new(body));
+        *reply.status_mut() =
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let headers = reply.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/json"),
+        );
+        if outgoing.encoding.is_some() {
+            let vary = header::HeaderValue::from_static("accept-encoding");
+            headers.insert(header::VARY, vary);
         }
+        if let Some(encoding) = encoding {
+            let name = header::HeaderValue::from_static(encoding.name());
+            headers.insert(header::CONTENT_ENCODING, name);
+        }
+        put_metadata(headers, &metadata);
+        reply
     }
 
     /// One request: the reply, or the failure (with an HTTP status of its own where the
@@ -88,7 +122,7 @@ impl Connection {
     async fn http_call(
         &self,
         request: http::Request<Incoming>,
-    ) -> Result<Reply, (Option<u16>, Status)> {
+    ) -> Result<Answer, (Option<u16>, Status)> {
         let path = request.uri().path().to_owned();
         if path == "/" {
             if request.method() != Method::GET {
@@ -146,6 +180,7 @@ impl Connection {
             }
             Err(BodyError::Broken(e)) => return Err((Some(400), Status::invalid_argument(e))),
         };
+        let body = inflate(&parts.headers, body, limit)?;
         let encoded = json::request(&descriptor, &body).map_err(|s| (None, s))?;
         if *self.shutdown.borrow() {
             let status = Status::unavailable("provider is shutting down; the call was not run");
@@ -202,14 +237,37 @@ fn metadata(
 }
 
 /// A JSON reply with `status`, and response metadata as headers.
-fn respond(status: u16, body: Vec<u8>, metadata: &Metadata) -> Reply {
-    let mut reply = http::Response::new(Full::new(Bytes::from(body)));
-    *reply.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let headers = reply.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
-    );
-    put_metadata(headers, metadata);
-    reply
+fn respond(status: u16, body: Vec<u8>, metadata: &Metadata) -> Answer {
+    Answer(status, body, metadata.clone())
+}
+
+/// The body as sent, decompressed if its `Content-Encoding` says so: at most `limit` bytes
+/// (more is 413), an encoding this provider does not know 415, a body that does not
+/// decompress 400.
+fn inflate(
+    headers: &http::HeaderMap,
+    body: Bytes,
+    limit: usize,
+) -> Result<Bytes, (Option<u16>, Status)> {
+    let Some(name) = headers.get(header::CONTENT_ENCODING) else {
+        return Ok(body);
+    };
+    let name = name.to_str().unwrap_or("").trim();
+    if name.is_empty() || name.eq_ignore_ascii_case("identity") {
+        return Ok(body);
+    }
+    let Some(encoding) = Encoding::from_name(name) else {
+        let status = Status::unimplemented(format!(
+            "Content-Encoding `{}` is not supported; send gzip, zstd or nothing",
+            quote(name)
+        ));
+        return Err((Some(415), status));
+    };
+    decompress(encoding, &body, limit).map_err(|e| {
+        let http = match e {
+            DecompressError::TooLarge { .. } => 413,
+            DecompressError::Corrupt { .. } => 400,
+        };
+        (Some(http), e.into_status("the body"))
+    })
 }
