@@ -13,6 +13,7 @@
 //! | bulk over TLS | mprpc-tls calls/s ÷ mprpc's, 1 MiB, 1 in flight, 1 connection | ≥ 0.60 |
 //! | gRPC front end | tonic-on-mprpc calls/s ÷ tonic's (the same tonic client), 64 B and 4 KiB, 128 in flight, 1 connection | ≥ 1 |
 //! | gRPC front end, tail | tonic-on-mprpc p99 ÷ tonic's, the same points | ≤ 1 |
+//! | cost of detection | mprpc-detect calls/s ÷ mprpc's, 64 B, 128 in flight, 1 connection | ≥ 0.95 |
 //!
 //! A goal is checked at every point of its kind that the run measured for both sides.
 
@@ -69,7 +70,7 @@ struct Goal {
     applies: fn(&Point) -> bool,
 }
 
-const GOALS: [Goal; 11] = [
+const GOALS: [Goal; 12] = [
     Goal {
         name: "calls/s ≥ 2× tonic",
         subject: TargetKind::Mprpc,
@@ -161,6 +162,14 @@ const GOALS: [Goal; 11] = [
         reference: TargetKind::Tonic,
         needed: Needed::AtMost(1.0),
         applies: |p| matches!(p.payload, 64 | 4096) && p.concurrency == 128 && p.connections == 1,
+    },
+    Goal {
+        name: "detection: calls/s ≥ 0.95× mprpc with every protocol on",
+        subject: TargetKind::MprpcDetect,
+        figure: Figure::CallsPerSecond,
+        reference: TargetKind::Mprpc,
+        needed: Needed::AtLeast(0.95),
+        applies: |p| p.payload == 64 && p.concurrency == 128 && p.connections == 1,
     },
 ];
 

@@ -408,9 +408,9 @@ mod tests {
     #[test]
     fn the_plan_skips_what_makes_no_sense() {
         let (points, notes) = plan(&profile());
-        // 64 B: 4 levels x 1 connection + 2 levels x 64 connections for the seven
+        // 64 B: 4 levels x 1 connection + 2 levels x 64 connections for the eight
         // multiplexed targets, 4 for raw-per-call; 1 MiB: 3 + 1 each, and 3.
-        assert_eq!(points.len(), 7 * 6 + 4 + 7 * 4 + 3);
+        assert_eq!(points.len(), 8 * 6 + 4 + 8 * 4 + 3);
         assert!(!points
             .iter()
             .any(|p| p.payload == 1 << 20 && p.concurrency == 1024));

@@ -90,8 +90,8 @@ struct RawStreamArgs {
 /// The side-by-side run's settings.
 #[derive(Args, Debug, Clone)]
 struct EchoArgs {
-    /// Targets, comma-separated (also: mprpc-tls, tonic-tls, tonic-on-mprpc; not in the
-    /// default list, to keep the default run's length).
+    /// Targets, comma-separated (also: mprpc-tls, tonic-tls, tonic-on-mprpc, mprpc-detect;
+    /// not in the default list, to keep the default run's length).
     #[arg(
         long,
         value_enum,
@@ -577,10 +577,12 @@ mod tests {
         assert!(cli.command.is_none());
         let p = cli.echo.profile().unwrap();
         // Every target but the two over TLS (they would add 32 points, about 5 minutes) and
-        // tonic-on-mprpc (16 more).
+        // tonic-on-mprpc and mprpc-detect (16 more each).
         let plain: Vec<_> = TargetKind::ALL
             .into_iter()
-            .filter(|t| !t.tls() && *t != TargetKind::TonicOnMprpc)
+            .filter(|t| {
+                !t.tls() && !matches!(t, TargetKind::TonicOnMprpc | TargetKind::MprpcDetect)
+            })
             .collect();
         assert_eq!(p.targets, plain);
         assert_eq!(plain.len(), 5);

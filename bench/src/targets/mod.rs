@@ -78,6 +78,9 @@ pub enum TargetKind {
     MprpcLayers,
     /// mprpc over TLS (`[server.tls]`, `[client.tls]`).
     MprpcTls,
+    /// mprpc's own caller against a provider that also serves the original's protocol,
+    /// HTTP/JSON and gRPC on its port: what protocol detection costs.
+    MprpcDetect,
     /// gRPC: tonic's server and client, with prost messages.
     Tonic,
     /// tonic over TLS (rustls with ring, like mprpc's).
@@ -92,10 +95,11 @@ pub enum TargetKind {
 
 impl TargetKind {
     /// Every target, in report order.
-    pub const ALL: [TargetKind; 8] = [
+    pub const ALL: [TargetKind; 9] = [
         TargetKind::Mprpc,
         TargetKind::MprpcLayers,
         TargetKind::MprpcTls,
+        TargetKind::MprpcDetect,
         TargetKind::Tonic,
         TargetKind::TonicTls,
         TargetKind::TonicOnMprpc,
@@ -109,6 +113,7 @@ impl TargetKind {
             TargetKind::Mprpc => "mprpc",
             TargetKind::MprpcLayers => "mprpc-layers",
             TargetKind::MprpcTls => "mprpc-tls",
+            TargetKind::MprpcDetect => "mprpc-detect",
             TargetKind::Tonic => "tonic",
             TargetKind::TonicTls => "tonic-tls",
             TargetKind::TonicOnMprpc => "tonic-on-mprpc",
@@ -154,6 +159,10 @@ macro_rules! with_target {
             }
             $crate::targets::TargetKind::MprpcTls => {
                 type $t = $crate::targets::mprpc::MprpcTls;
+                $body
+            }
+            $crate::targets::TargetKind::MprpcDetect => {
+                type $t = $crate::targets::mprpc::MprpcDetect;
                 $body
             }
             $crate::targets::TargetKind::Tonic => {

@@ -32,6 +32,10 @@ pub struct MprpcLayers;
 #[derive(Debug, Default, Clone, Copy)]
 pub struct MprpcTls;
 
+/// The mprpc target against a provider serving every protocol on its port.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MprpcDetect;
+
 /// How many no-op layers [`MprpcLayers`] puts on each side.
 pub const LAYERS: usize = 3;
 
@@ -117,6 +121,19 @@ pub fn grpc_server_config() -> ServerConfig {
         protocols: ProtocolsConfig {
             grpc: true,
             ..ProtocolsConfig::default()
+        },
+        ..server_config()
+    }
+}
+
+/// [`server_config`] with every protocol of `[server.protocols]` on: each connection's first
+/// bytes are looked at to choose its protocol (the `mprpc-detect` target).
+pub fn detecting_server_config() -> ServerConfig {
+    ServerConfig {
+        protocols: ProtocolsConfig {
+            legacy: true,
+            http: true,
+            grpc: true,
         },
         ..server_config()
     }
@@ -245,6 +262,25 @@ impl Target for MprpcTls {
         let caller = MprpcCaller::with_config(&[address], tls_client_config(certs), 0);
         caller.call(b"hello").await.map_err(|e| {
             anyhow::anyhow!("the first call to the mprpc provider over TLS failed: {e}")
+        })?;
+        Ok(caller)
+    }
+}
+
+impl Target for MprpcDetect {
+    type Caller = MprpcCaller;
+
+    async fn serve(listener: tokio::net::TcpListener, _: Option<&Certs>) -> anyhow::Result<()> {
+        provider(detecting_server_config(), 0)
+            .serve(listener, std::future::pending())
+            .await?;
+        Ok(())
+    }
+
+    async fn connect(address: SocketAddr, _: Option<&Certs>) -> anyhow::Result<MprpcCaller> {
+        let caller = MprpcCaller::over(&[address]);
+        caller.call(b"hello").await.map_err(|e| {
+            anyhow::anyhow!("the first call to the provider with every protocol failed: {e}")
         })?;
         Ok(caller)
     }
