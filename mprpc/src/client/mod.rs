@@ -40,6 +40,9 @@ use prost::Message;
 use self::balance::Balancer;
 pub use self::blocking::{BlockingChannel, BlockingStreaming};
 use self::connection::CallError;
+/// One connection to a provider, for the provider's gRPC front end, which runs gRPC's
+/// streaming calls over one in-process (`connection/bridge.rs`).
+pub(crate) use self::connection::Connection as ProviderConnection;
 use self::endpoint::Endpoint;
 use crate::auth::BearerToken;
 use crate::config::{ClientConfig, Config};

@@ -10,6 +10,7 @@
 //! provider reaches the caller escaped and cut ([`Status::from_wire`]). The reader is in
 //! `reader.rs`.
 
+mod bridge;
 mod reader;
 mod stream;
 

@@ -11,7 +11,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use http::{header, HeaderMap, HeaderValue, Method};
 use http_body_util::{Either, Empty, StreamBody};
 use hyper::body::{Frame, Incoming};
@@ -19,14 +19,18 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use super::unary::{metadata_from_headers, put_metadata, read_body, unary_method, BodyError};
 use super::{Connection, Io};
-use crate::compression::{decompress, Accepted, Encoding};
+use crate::compression::{Accepted, Encoding};
 use crate::metrics::Side;
 use crate::server::dispatch::quote;
 use crate::server::layer::stack::Call;
 use crate::{Code, Metadata, Status};
 
 mod health;
+mod messages;
 mod reflection;
+mod stream;
+
+use stream::Bridge;
 
 /// A reply's body: its message, then its trailers; or nothing at all for a trailers-only
 /// reply, whose HEADERS frame must end the stream.
@@ -56,9 +60,11 @@ impl Connection {
         metrics.connection(Side::Server, 1);
         let conn = Arc::new(self);
         let handler = conn.clone();
+        let bridge = Arc::new(Bridge::default());
+        let streams = bridge.clone();
         let service = hyper::service::service_fn(move |request| {
-            let conn = handler.clone();
-            async move { Ok::<_, Infallible>(conn.grpc_request(request).await) }
+            let (conn, bridge) = (handler.clone(), streams.clone());
+            async move { Ok::<_, Infallible>(conn.grpc_request(&bridge, request).await) }
         });
         let config = &conn.shared.config;
         let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
@@ -76,10 +82,15 @@ impl Connection {
             .keep_alive_timeout(config.frame_timeout);
         let serving = builder.serve_connection(TokioIo::new(stream), service);
         conn.serve_hyper(serving, "gRPC").await;
+        bridge.close(conn.shared.config.shutdown_grace).await;
         metrics.connection(Side::Server, -1);
     }
 
-    async fn grpc_request(&self, request: http::Request<Incoming>) -> http::Response<Body> {
+    async fn grpc_request(
+        &self,
+        bridge: &Bridge,
+        request: http::Request<Incoming>,
+    ) -> http::Response<Body> {
         let path = request.uri().path();
         let reflection = reflection::SERVICES.iter().any(|s| {
             path.strip_prefix('/').and_then(|p| p.strip_prefix(s)) == Some("/ServerReflectionInfo")
@@ -95,20 +106,19 @@ impl Connection {
             .get("grpc-accept-encoding")
             .and_then(|v| v.to_str().ok())
             .map_or(Accepted::NONE, Accepted::from_list);
+        if request.method() == Method::POST {
+            if let Some(route) = self.streaming_route(request.uri().path()) {
+                return self.grpc_stream(bridge, request, route, accepted).await;
+            }
+        }
         match self.grpc_call(request).await {
             Ok((metadata, message)) => {
                 let outgoing = self.shared.config.compression.outgoing();
-                let (message, encoding) = outgoing.apply(message, accepted);
-                let mut framed = BytesMut::with_capacity(5 + message.len());
-                framed.put_u8(u8::from(encoding.is_some()));
-                framed.put_u32(message.len() as u32);
-                framed.put(message);
+                let encoding = outgoing.choose(message.len(), accepted);
+                let framed = messages::frame(message, encoding);
                 let mut trailers = HeaderMap::new();
                 trailers.insert("grpc-status", HeaderValue::from_static("0"));
-                let frames = vec![
-                    Ok(Frame::data(framed.freeze())),
-                    Ok(Frame::trailers(trailers)),
-                ];
+                let frames = vec![Ok(Frame::data(framed)), Ok(Frame::trailers(trailers))];
                 let body = StreamBody::new(futures_util::stream::iter(frames));
                 let mut reply = response(Either::Left(Either::Left(body)));
                 put_metadata(reply.headers_mut(), &metadata);
@@ -149,18 +159,7 @@ impl Connection {
                 quote(&path)
             ))));
         };
-        let encoding = match request.headers().get("grpc-encoding") {
-            None => None,
-            Some(name) if name == "identity" => None,
-            Some(name) => match name.to_str().ok().and_then(Encoding::from_name) {
-                Some(encoding) => Some(encoding),
-                None => {
-                    return Err(refused(Status::unimplemented(format!(
-                        "grpc-encoding {name:?} is not supported; this provider takes {ACCEPTED}"
-                    ))))
-                }
-            },
-        };
+        let encoding = request_encoding(request.headers()).map_err(refused)?;
         let arrived = Instant::now();
         let (parts, body) = request.into_parts();
         let limit = self.shared.config.max_frame_size;
@@ -243,17 +242,21 @@ fn unframe(mut body: Bytes, limit: usize, encoding: Option<Encoding>) -> Result<
             body.len()
         )));
     }
-    match (compressed, encoding) {
-        (0, _) => Ok(body),
-        (1, Some(encoding)) => {
-            decompress(encoding, &body, limit).map_err(|e| e.into_status("the request"))
-        }
-        (1, None) => Err(Status::internal(
-            "the message is marked compressed but the call has no grpc-encoding",
-        )),
-        (flag, _) => Err(Status::internal(format!(
-            "a message flag of {flag}: 0 (uncompressed) or 1 (compressed)"
-        ))),
+    messages::open(compressed, body, encoding, limit)
+}
+
+/// The call's `grpc-encoding`: `None` for none or `identity`, `Unimplemented` for one this
+/// provider does not take.
+fn request_encoding(headers: &HeaderMap) -> Result<Option<Encoding>, Status> {
+    match headers.get("grpc-encoding") {
+        None => Ok(None),
+        Some(name) if name == "identity" => Ok(None),
+        Some(name) => match name.to_str().ok().and_then(Encoding::from_name) {
+            Some(encoding) => Ok(Some(encoding)),
+            None => Err(Status::unimplemented(format!(
+                "grpc-encoding {name:?} is not supported; this provider takes {ACCEPTED}"
+            ))),
+        },
     }
 }
 
@@ -325,6 +328,8 @@ fn put_status(headers: &mut HeaderMap, status: &Status) {
 
 #[cfg(test)]
 mod tests {
+    use bytes::{BufMut, BytesMut};
+
     use super::*;
     use crate::compression::compress;
 

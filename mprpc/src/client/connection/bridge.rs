@@ -1,0 +1,69 @@
+//! A consumer's connection over an in-process byte pipe instead of TCP, and the raw
+//! streaming calls made on it. The provider's gRPC front end runs gRPC's streaming calls
+//! through one (`server/connection/grpc/stream.rs`): each becomes an mprpc stream to the
+//! provider's own stack, with its flow control, deadline, cancellation, limits, layers and
+//! metrics, and no second implementation of any of them.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::{CallError, Connection};
+use crate::client::stream::Outgoing;
+use crate::config::ClientConfig;
+use crate::metrics::{Metrics, Side};
+use crate::protocol::MetadataEntry;
+use crate::stream::{MethodKind, Streaming};
+use crate::Status;
+
+impl Connection {
+    /// A connection over `rd` and `wr` (one end of an in-process pipe), called `name` in
+    /// errors and logs.
+    pub(crate) fn over<R, W>(
+        rd: R,
+        wr: W,
+        name: &str,
+        config: &ClientConfig,
+        metrics: Metrics,
+    ) -> Connection
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        Connection::start(rd, wr, name, config, metrics)
+    }
+
+    /// Opens a streaming call with encoded messages: `body` is the request of a
+    /// server-streaming call, `requests` the stream of the others, sent as credit allows and
+    /// half-closed at their end. Dropping the returned stream before its end cancels the
+    /// call.
+    pub(crate) async fn stream_raw(
+        &self,
+        call: (&str, &str, MethodKind),
+        (metadata, timeout): (Vec<MetadataEntry>, Option<Duration>),
+        body: Bytes,
+        requests: Option<Outgoing>,
+        metrics: &Metrics,
+    ) -> Result<Streaming<Bytes>, Status> {
+        let (service, method, _) = call;
+        let mut opened = self
+            .open_stream(call, metadata, timeout, body)
+            .await
+            .map_err(|e| match e {
+                CallError::NotSent(status) | CallError::Failed(status) => status,
+            })?;
+        let stop = tokio_util::sync::CancellationToken::new();
+        let counters = metrics.method(Side::Client, service, method);
+        if let Some(requests) = requests {
+            opened.pump(requests, stop.clone(), counters);
+        }
+        let mut streaming = Streaming::new(opened.inbound.clone(), Ok)
+            .on_drop(opened.canceller())
+            .hold(stop.drop_guard());
+        if let Some(timeout) = timeout {
+            streaming = streaming.with_deadline(tokio::time::Instant::now() + timeout);
+        }
+        Ok(streaming)
+    }
+}

@@ -1,0 +1,94 @@
+//! gRPC streaming calls (`[server.protocols] grpc`) from Python's `grpcio`: server, client
+//! and bidirectional streams run as the provider's own streams, with failures mid-stream,
+//! `grpc-timeout` over the whole stream, compressed requests, a bidirectional call whose
+//! requests wait for the answers, and a caller's cancel reaching the handler; mprpc's own
+//! callers stream on the same port meanwhile.
+
+use std::process::Command;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use mprpc::client::Channel;
+use mprpc::config::{ProtocolsConfig, ServerConfig};
+use mprpc::server::{spawn_local, Server};
+use mprpc_tests::{wait_until, EchoClient, EchoServer, EchoService, StreamRequest};
+
+const CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/python/grpc_streams.py");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpcio_streams_with_an_mprpc_provider() {
+    let config = ServerConfig {
+        protocols: ProtocolsConfig {
+            grpc: true,
+            ..ProtocolsConfig::default()
+        },
+        ..ServerConfig::default()
+    };
+    let service = EchoService::named("grpc-streams");
+    let counters = service.counters.clone();
+    let server = Server::new(config).add_service(EchoServer::new(service));
+    let (addr, handle) = spawn_local(server).await.expect("start provider");
+
+    // An mprpc caller streaming on the same port while grpcio runs.
+    let client = EchoClient::new(Channel::to_address(addr.to_string()));
+    let own = tokio::spawn(async move {
+        let request = StreamRequest {
+            count: 200,
+            interval_ms: 2,
+            ..StreamRequest::default()
+        };
+        let replies = client.subscribe(request).await?;
+        Ok::<usize, mprpc::Status>(replies.count().await)
+    });
+
+    let target = addr.to_string();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("timeout")
+            .args(["90", "python3", CLIENT, &target])
+            .output()
+            .expect("run python3")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "grpc_streams.py failed:\n{stdout}\n{stderr}"
+    );
+    let line = |name: &str| -> String {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no `{name}` line in:\n{stdout}\n{stderr}"))
+            .to_owned()
+    };
+    assert_eq!(line("subscribe"), "0,1,2,3,4");
+    assert_eq!(line("subscribe_payload"), "xxx");
+    assert_eq!(line("failure"), "3 NOT_FOUND gone");
+    assert_eq!(line("deadline"), "DEADLINE_EXCEEDED after_some True");
+    assert_eq!(line("upload"), "100 1000");
+    assert_eq!(line("upload_gzip"), "20 100000");
+    assert_eq!(line("chat"), "abc");
+    assert_eq!(line("chat_paced"), "ABCDE");
+    assert_eq!(line("cancelled"), "CANCELLED");
+
+    // The cancelled stream's handler was dropped, promptly: every stream started has ended.
+    wait_until(
+        "every stream's handler ended",
+        Duration::from_secs(10),
+        || {
+            let c = &counters;
+            c.started.load(Ordering::SeqCst)
+                == c.finished.load(Ordering::SeqCst) + c.abandoned.load(Ordering::SeqCst)
+        },
+    )
+    .await;
+    assert!(
+        counters.abandoned.load(Ordering::SeqCst) >= 2,
+        "the deadline's and the cancel's streams were abandoned"
+    );
+    assert_eq!(own.await.unwrap().unwrap(), 200);
+    handle.shutdown().await.unwrap();
+}
