@@ -41,6 +41,7 @@ fn response_header(id: u64) -> ResponseHeader {
         details: Default::default(),
         not_run: false,
         encoding: 0,
+        accept_encoding: 0,
     }
 }
 

@@ -80,6 +80,7 @@ pub fn response_marked(request_id: u64, code: i32, message: &str, not_run: bool)
         details: Default::default(),
         not_run,
         encoding: 0,
+        accept_encoding: 0,
     };
     encode(OutFrame::Response(header, Bytes::new()))
 }

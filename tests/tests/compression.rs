@@ -139,6 +139,13 @@ async fn replies_are_compressed_only_when_asked_and_large_enough() {
         let header = &responses(&frames)[0];
         assert_eq!((header.request_id, header.code), (id, 0));
         assert_eq!(header.encoding, expected, "call {id}");
+        // The provider says it takes compressed requests to callers that accept some.
+        let says = if accept == Accepted::NONE {
+            0
+        } else {
+            Accepted::ALL.wire()
+        };
+        assert_eq!(header.accept_encoding, says, "call {id}");
         let body = match expected {
             0 => frame.body.clone(),
             _ => mprpc::compression::decompress(Encoding::Zstd, &frame.body, 1 << 20).unwrap(),
@@ -196,8 +203,11 @@ async fn bombs_garbage_and_unknown_encodings_get_a_clear_status() {
         .unwrap();
     let frames = read_until(&mut conn, FrameKind::Response, LIMIT).await;
     assert_eq!(responses(&frames)[0].code, 0);
-    // A consumer whose requests decompress past the provider's limit.
-    let status = client(&addr, CompressionConfig::with(Encoding::Gzip))
+    // A consumer whose requests decompress past the provider's limit (once the provider has
+    // said, in its first reply, that it takes compressed requests).
+    let consumer = client(&addr, CompressionConfig::with(Encoding::Gzip));
+    consumer.echo(EchoRequest::default()).await.unwrap();
+    let status = consumer
         .echo(EchoRequest {
             payload: vec![0; 60 * 1024],
             delay_ms: 0,

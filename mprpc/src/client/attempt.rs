@@ -17,7 +17,6 @@ use super::endpoint::Endpoint;
 use super::layer::{Attempt, ClientCall};
 use super::resilience::outlier::{self, Verdict};
 use super::{read, Channel};
-use crate::compression::Accepted;
 use crate::protocol::metadata_to_wire;
 use crate::{Code, Metadata, Request, Response, Status};
 
@@ -217,10 +216,10 @@ impl Channel {
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             watch.sent_with(remaining, (service, method));
             let _in_flight = endpoint.start_call();
-            // Compressed for each attempt: the original's providers, tried above, take only
-            // the message as it is.
+            // Compressed for each attempt, once the provider has said it takes compressed
+            // requests (the original's providers, tried above, take only the message).
             let outgoing = self.inner.config.compression.outgoing();
-            let (body, encoding) = outgoing.apply(body, Accepted::ALL);
+            let (body, encoding) = outgoing.apply(body, conn.provider_accepts());
             let body = (body, encoding, outgoing.accepted());
             let result = conn
                 .call(

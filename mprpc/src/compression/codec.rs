@@ -63,31 +63,74 @@ pub fn compress(encoding: Encoding, message: &[u8]) -> Bytes {
 }
 
 /// `message`, compressed with `encoding`, decompressed: at most `limit` bytes, whatever the
-/// message claims (it is read through a bound, never sized from its own header).
+/// message claims (it is read through a bound, never sized from its own header, into memory
+/// that grows with what comes out and never past `limit` plus a little). Every gzip member
+/// is read (RFC 1952 allows several); zstd's window is held to what `limit` needs.
 pub fn decompress(
     encoding: Encoding,
     message: &[u8],
     limit: usize,
 ) -> Result<Bytes, DecompressError> {
-    let bound = (limit as u64).saturating_add(1);
-    let mut out = Vec::with_capacity(message.len().saturating_mul(2).min(limit));
-    let read = match encoding {
-        Encoding::Gzip => flate2::read::GzDecoder::new(message)
-            .take(bound)
-            .read_to_end(&mut out),
-        Encoding::Zstd => zstd::stream::read::Decoder::with_buffer(message)
-            .and_then(|decoder| decoder.take(bound).read_to_end(&mut out)),
+    let corrupt = |e: std::io::Error| DecompressError::Corrupt {
+        encoding,
+        reason: e.to_string(),
     };
-    if let Err(e) = read {
-        return Err(DecompressError::Corrupt {
-            encoding,
-            reason: e.to_string(),
-        });
+    let out = match encoding {
+        Encoding::Gzip => read_bounded(flate2::read::MultiGzDecoder::new(message), limit),
+        Encoding::Zstd => {
+            let mut decoder = zstd::stream::read::Decoder::with_buffer(message).map_err(corrupt)?;
+            // A window over twice the largest output allowed is refused, not allocated: its
+            // frame announces more than `limit` (a window is at most the content's size,
+            // rounded up to a power of two).
+            let log = usize::BITS - limit.max(1024).saturating_sub(1).leading_zeros() + 1;
+            decoder.window_log_max(log.clamp(10, 31)).map_err(corrupt)?;
+            read_bounded(decoder, limit).map_err(|e| match e {
+                e if e.to_string().contains("too much memory") => {
+                    std::io::Error::new(std::io::ErrorKind::OutOfMemory, e)
+                }
+                e => e,
+            })
+        }
+    };
+    match out {
+        Ok(Some(out)) => Ok(Bytes::from(out)),
+        Ok(None) => Err(DecompressError::TooLarge { limit }),
+        Err(e) if e.kind() == std::io::ErrorKind::OutOfMemory => {
+            Err(DecompressError::TooLarge { limit })
+        }
+        Err(e) => Err(corrupt(e)),
     }
-    if out.len() > limit {
-        return Err(DecompressError::TooLarge { limit });
+}
+
+/// Everything `reader` gives, or `None` past `limit` bytes. The buffer grows with what
+/// comes (doubling, from 16 KiB), capped at `limit + 1`.
+fn read_bounded(mut reader: impl Read, limit: usize) -> std::io::Result<Option<Vec<u8>>> {
+    let cap = limit.saturating_add(1);
+    let mut out: Vec<u8> = Vec::new();
+    loop {
+        if out.len() == out.capacity() {
+            if out.len() >= cap {
+                return Ok(None);
+            }
+            let grow = out.len().max(16 * 1024).min(cap - out.len());
+            out.reserve_exact(grow);
+        }
+        let start = out.len();
+        let room = out.capacity() - start;
+        out.resize(start + room, 0);
+        match reader.read(&mut out[start..]) {
+            Ok(0) => {
+                out.truncate(start);
+                return Ok(Some(out));
+            }
+            Ok(n) => out.truncate(start + n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => out.truncate(start),
+            Err(e) => return Err(e),
+        }
+        if out.len() > limit {
+            return Ok(None);
+        }
     }
-    Ok(Bytes::from(out))
 }
 
 #[cfg(test)]
@@ -121,6 +164,27 @@ mod tests {
             let e = decompress(encoding, &bomb, 1024 * 1024).unwrap_err();
             assert!(matches!(e, DecompressError::TooLarge { limit } if limit == 1024 * 1024));
             assert_eq!(Status::from(e).code(), Code::ResourceExhausted);
+        }
+    }
+
+    #[test]
+    fn every_gzip_member_is_read() {
+        let mut two = compress(Encoding::Gzip, b"hello ").to_vec();
+        two.extend_from_slice(&compress(Encoding::Gzip, b"world"));
+        let out = decompress(Encoding::Gzip, &two, 1024).unwrap();
+        assert_eq!(out, Bytes::from_static(b"hello world"));
+    }
+
+    #[test]
+    fn output_exactly_at_the_limit_passes() {
+        for encoding in Encoding::ALL {
+            let packed = compress(encoding, &[9u8; 100_000]);
+            assert_eq!(
+                decompress(encoding, &packed, 100_000).unwrap().len(),
+                100_000
+            );
+            let e = decompress(encoding, &packed, 99_999).unwrap_err();
+            assert!(matches!(e, DecompressError::TooLarge { .. }), "{e}");
         }
     }
 

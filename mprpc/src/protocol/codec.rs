@@ -250,6 +250,7 @@ mod tests {
                     details: Default::default(),
                     not_run: false,
                     encoding: 0,
+                    accept_encoding: 0,
                 },
                 Bytes::new(),
             ),
@@ -326,6 +327,7 @@ mod tests {
                 details: Default::default(),
                 not_run: false,
                 encoding: 0,
+                accept_encoding: 0,
             },
             Bytes::from_static(b"\x0a\x00"),
         )
@@ -436,7 +438,7 @@ mod tests {
                 .enumerate()
                 .map(|(i, b)| {
                     OutFrame::Response(
-                        ResponseHeader { request_id: i as u64, code: 0, message: String::new(), metadata: vec![], details: Bytes::new(), not_run: false, encoding: 0 },
+                        ResponseHeader { request_id: i as u64, code: 0, message: String::new(), metadata: vec![], details: Bytes::new(), not_run: false, encoding: 0, accept_encoding: 0 },
                         Bytes::from(b.clone()),
                     )
                 })

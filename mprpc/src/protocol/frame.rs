@@ -166,6 +166,12 @@ pub struct ResponseHeader {
     /// request did not accept.
     #[prost(uint32, tag = "7")]
     pub encoding: u32,
+    /// The encodings the provider takes requests in, as in
+    /// [`RequestHeader::accept_encoding`]; sent to callers that accept some themselves. A
+    /// consumer compresses its requests only once its provider has said so: a provider
+    /// older than compression would read a compressed body as the message.
+    #[prost(uint32, tag = "8")]
+    pub accept_encoding: u32,
 }
 
 /// Header of a [`FrameKind::Cancel`] frame.

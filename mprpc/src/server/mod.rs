@@ -200,6 +200,7 @@ impl Server {
         let _stop_admin = admin_stop.drop_guard();
         let shared = Arc::new(Shared {
             stack: Arc::new(Stack {
+                max_message: self.config.max_frame_size,
                 admission: Admission::new(
                     self.config.max_concurrent_calls,
                     self.config.max_calls_per_connection,

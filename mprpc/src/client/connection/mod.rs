@@ -70,6 +70,8 @@ struct ConnShared {
     streams: StreamTable,
     /// The most bytes of one stream's messages a consumer sends in a frame.
     max_frame_size: usize,
+    /// The provider said it takes compressed requests (`ResponseHeader::accept_encoding`).
+    decompresses: AtomicBool,
 }
 
 #[derive(Default)]
@@ -150,6 +152,7 @@ impl Connection {
             opened: Instant::now(),
             last_read_ms: AtomicU64::new(0),
             busy,
+            decompresses: AtomicBool::new(false),
         });
         let close = CancellationToken::new();
         let writer_shared = Arc::downgrade(&shared);
@@ -192,6 +195,15 @@ impl Connection {
             config.ping_timeout,
         ));
         Connection { shared, close }
+    }
+
+    /// The encodings the provider takes requests in: none until it has said so in a reply.
+    pub(crate) fn provider_accepts(&self) -> Accepted {
+        if self.shared.decompresses.load(Ordering::Relaxed) {
+            Accepted::ALL
+        } else {
+            Accepted::NONE
+        }
     }
 
     /// Whether new calls may use this connection.

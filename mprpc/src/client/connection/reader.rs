@@ -127,6 +127,9 @@ fn on_response(shared: &ConnShared, frame: Frame) -> Result<(), Status> {
         super::stream::on_response(shared, header, frame.body);
         return Ok(());
     };
+    if header.accept_encoding != 0 && !shared.decompresses.load(Ordering::Relaxed) {
+        shared.decompresses.store(true, Ordering::Relaxed);
+    }
     let metadata = metadata_from_wire(header.metadata);
     let result = if header.code == 0 {
         match Encoding::from_wire(header.encoding) {

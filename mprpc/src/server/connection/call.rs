@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 
 use super::{broken, stream, Connection, Ending, Turn};
-use crate::compression::{decompress, Accepted, Encoding, Outgoing};
+use crate::compression::{Accepted, Encoding, Outgoing};
 use crate::metrics::Side;
 use crate::protocol::codec::decode_header;
 use crate::protocol::limits::MetadataTooLarge;
@@ -34,14 +34,13 @@ use crate::stream::MethodKind;
 use crate::sync::lock;
 use crate::{Code, Metadata, Status};
 
-/// How a request's body is compressed, and the encodings its caller takes the reply in.
-type Compression = (Option<Encoding>, Accepted);
-
 /// What becomes of a request read off the wire.
+// Lives for a moment on the reader's stack; boxing the call would cost an allocation per call.
+#[allow(clippy::large_enum_variant)]
 enum Admitted {
     /// It goes to the stack (with its id, its kind and the window of a streaming call, and
-    /// how its body is compressed and its reply may be).
-    Call(Call, u64, (MethodKind, u64), Compression),
+    /// the encodings its caller takes the reply in).
+    Call(Call, u64, (MethodKind, u64), Accepted),
     /// It is refused at once with this reply.
     Refused(u64, Status),
     /// The provider is shutting down: refused at once, marked as never run.
@@ -59,9 +58,9 @@ impl Connection {
         cancelled: &[u64],
         turn: &Turn<'_>,
     ) -> Result<(), Ending> {
-        let (mut call, id, (kind, window), compression) =
+        let (mut call, id, (kind, window), accepted) =
             match self.admit(frame, caller_gone, cancelled, turn.draining)? {
-                Admitted::Call(call, id, stream, compression) => (call, id, stream, compression),
+                Admitted::Call(call, id, stream, accepted) => (call, id, stream, accepted),
                 Admitted::Refused(id, status) => {
                     self.shared.metrics.rejected(status.code());
                     let reply = OutFrame::Response(error_header(id, &status), Bytes::new());
@@ -88,7 +87,7 @@ impl Connection {
             let limits = (max_frame_size, counters);
             stream::open(turn, (id, kind, window), &mut call.request, limits)
         });
-        let work = self.work(call, (id, compression), turn);
+        let work = self.work(call, (id, accepted), turn);
         match stream {
             // A unary call's future has nothing more in it than before streams existed.
             None => self.start(work, id, turn).await,
@@ -102,30 +101,29 @@ impl Connection {
         }
     }
 
-    /// The call's work: its body decompressed, the stack, then the reply (compressed if both
-    /// sides want it).
+    /// The call's work: the stack (which decompresses its body), then the reply (compressed
+    /// if both sides want it, in the call's own task).
     fn work(
         &self,
-        mut call: Call,
-        (id, (encoding, accepted)): (u64, Compression),
+        call: Call,
+        (id, accepted): (u64, Accepted),
         turn: &Turn<'_>,
     ) -> impl Future<Output = ()> + Send {
         let stack = self.shared.stack.clone();
         let max_frame_size = self.shared.config.max_frame_size;
         let outgoing = self.shared.config.compression.outgoing();
-        let metrics = self.shared.metrics.clone();
         let tx = turn.tx.clone();
         let task_in_flight = turn.in_flight.clone();
         let busy = BusyGuard::enter(self.busy.clone());
         async move {
             let _busy = busy;
-            let outcome = match encoding.map(|e| inflate(&mut call, e, max_frame_size)) {
-                Some(Err(status)) => {
-                    metrics.rejected(status.code());
-                    Err(status)
+            let outcome = stack.serve(call).await;
+            if let Ok(reply) = &outcome {
+                if outgoing.choose(reply.get_ref().len(), accepted).is_some() {
+                    // Compressed off the connection's reader, which polls a call inline.
+                    tokio::task::yield_now().await;
                 }
-                _ => stack.serve(call).await,
-            };
+            }
             lock(&task_in_flight).remove(&id);
             let reply = reply_frame(id, outcome, max_frame_size, (outgoing, accepted));
             let _ = tx.send(reply).await;
@@ -204,7 +202,7 @@ impl Connection {
                 return Ok(Admitted::Refused(id, status));
             }
         };
-        let compression = (encoding, Accepted::from_wire(header.accept_encoding));
+        let accepted = Accepted::from_wire(header.accept_encoding);
         let arrived = Instant::now();
         let deadline = self.deadline(&header, arrived);
         if deadline.is_some_and(|d| d <= arrived) {
@@ -221,8 +219,9 @@ impl Connection {
             request,
             arrived,
             connection_calls: self.busy.count(),
+            encoding,
         };
-        Ok(Admitted::Call(call, id, (kind, header.window), compression))
+        Ok(Admitted::Call(call, id, (kind, header.window), accepted))
     }
 
     /// The hosted service and method the request names.
@@ -311,14 +310,6 @@ impl Drop for BusyGuard {
     }
 }
 
-/// The call's body, compressed with `encoding`, decompressed in place (at most
-/// `max_frame_size` bytes).
-fn inflate(call: &mut Call, encoding: Encoding, max_frame_size: usize) -> Result<(), Status> {
-    let body = call.request.get_mut();
-    *body = decompress(encoding, body, max_frame_size).map_err(|e| e.into_status("the request"))?;
-    Ok(())
-}
-
 /// The reply frame for a call's outcome, its body compressed when the provider's settings
 /// and the caller's accepted encodings agree. A reply too large for a frame is replaced by a
 /// `ResourceExhausted` failure.
@@ -345,7 +336,11 @@ fn reply_frame(
                 ));
                 return OutFrame::Response(error_header(id, &status), Bytes::new());
             }
-            OutFrame::Response(ok_header(id, metadata, encoding), body)
+            let mut header = ok_header(id, metadata, encoding);
+            if accepted != Accepted::NONE {
+                header.accept_encoding = Accepted::ALL.wire();
+            }
+            OutFrame::Response(header, body)
         }
         Err(status) => OutFrame::Response(error_header(id, &status), Bytes::new()),
     }
@@ -360,6 +355,7 @@ fn ok_header(request_id: u64, metadata: Metadata, encoding: Option<Encoding>) ->
         details: Default::default(),
         not_run: false,
         encoding: encoding.map_or(0, Encoding::wire),
+        accept_encoding: 0,
     }
 }
 
@@ -381,6 +377,7 @@ pub(super) fn error_header(request_id: u64, status: &Status) -> ResponseHeader {
         details: status.details().clone(),
         not_run: false,
         encoding: 0,
+        accept_encoding: 0,
     }
 }
 

@@ -193,6 +193,7 @@ impl Connection {
             request,
             arrived,
             connection_calls: 1,
+            encoding: None,
         };
         // Through the stack like any call: its failures are counted there, not here.
         match self.shared.stack.clone().serve(call).await {

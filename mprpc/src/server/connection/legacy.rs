@@ -86,6 +86,7 @@ impl Connection {
             request,
             arrived,
             connection_calls: 1,
+            encoding: None,
         };
         let outcome = tokio::select! {
             outcome = self.shared.stack.clone().serve(call) => outcome,

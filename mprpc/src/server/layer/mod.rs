@@ -24,7 +24,7 @@
 //!
 //! - [`from_fn`]: layers and interceptors from closures;
 //! - [`tower`](from_tower): tower middleware as a layer;
-//! - the built-ins, one file each: `auth`, `admission`, `metrics`, `trace`, `deadline`,
+//! - the built-ins, one file each: `auth`, `admission`, `inflate`, `metrics`, `trace`, `deadline`,
 //!   `catch_panic`, and `adaptive/` (the adaptive concurrency limit: the layer, and its
 //!   arithmetic in `estimator.rs`), composed in `stack.rs`.
 
@@ -34,6 +34,7 @@ mod auth;
 mod catch_panic;
 mod deadline;
 mod from_fn;
+mod inflate;
 mod metrics;
 pub(crate) mod stack;
 mod tower;

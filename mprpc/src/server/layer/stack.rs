@@ -10,6 +10,8 @@
 //!    the latency; a call over it is shed, refused `ResourceExhausted` and counted as
 //!    rejected and as shed. It samples each admitted call's latency, from its arrival to
 //!    the end of the rest of the stack.
+//! 3. [`inflate`](super::inflate), for a compressed request: its body decompressed (at most
+//!    `max_frame_size`), in the call's own task.
 //! 3. [`metrics`](super::metrics): the call's count, latency and code per method.
 //! 4. [`trace`](super::trace): the `rpc.server` span and the trace the handler continues.
 //! 5. [`deadline`](super::deadline): the caller's remaining budget; past it the rest of the
@@ -47,7 +49,8 @@ use super::admission::Admission;
 use super::deadline::Deadline;
 use super::trace::Traced;
 use super::{
-    adaptive, admission, auth, catch_panic, deadline, metrics, trace, Layer, Next, ServerCall,
+    adaptive, admission, auth, catch_panic, deadline, inflate, metrics, trace, Layer, Next,
+    ServerCall,
 };
 use crate::auth::Auth;
 use crate::metrics::Metrics;
@@ -68,6 +71,8 @@ pub(crate) struct Call {
     pub(crate) arrived: Instant,
     /// Calls in flight on its connection when it arrived.
     pub(crate) connection_calls: usize,
+    /// How its body is compressed, if it is.
+    pub(crate) encoding: Option<crate::compression::Encoding>,
 }
 
 /// The stack of a provider, built once.
@@ -78,6 +83,8 @@ pub(crate) struct Stack {
     /// Tokens and allow lists, with `[server.auth]`.
     pub(crate) auth: Option<Auth>,
     pub(crate) metrics: Metrics,
+    /// The largest request body, decompressed (`max_frame_size`).
+    pub(crate) max_message: usize,
     /// The user's layers, outermost first.
     pub(crate) layers: Arc<[Arc<dyn Layer>]>,
 }
@@ -114,6 +121,11 @@ impl Stack {
                 Some(limit) => Some(adaptive::admit(limit, &self.metrics, call.arrived)?),
                 None => None,
             };
+            if inflate::needed(&call) {
+                // Off the connection's reader (which polls a call's start inline) first.
+                tokio::task::yield_now().await;
+                inflate::inflate(&mut call, self.max_message, &self.metrics)?;
+            }
             let record = metrics::start(&self.metrics, &call);
             let guarded = Guarded {
                 traced: Some(trace::start(&call)),

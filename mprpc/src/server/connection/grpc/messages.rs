@@ -16,11 +16,22 @@ pub(super) fn open(
     encoding: Option<Encoding>,
     limit: usize,
 ) -> Result<Bytes, Status> {
-    match (flag, encoding) {
-        (0, _) => Ok(message),
-        (1, Some(encoding)) => {
+    match encoding_of(flag, encoding)? {
+        None => Ok(message),
+        Some(encoding) => {
             decompress(encoding, &message, limit).map_err(|e| e.into_status("a request message"))
         }
+    }
+}
+
+/// How a message with `flag` is compressed, in a call with `grpc-encoding` `encoding`.
+pub(super) fn encoding_of(
+    flag: u8,
+    encoding: Option<Encoding>,
+) -> Result<Option<Encoding>, Status> {
+    match (flag, encoding) {
+        (0, _) => Ok(None),
+        (1, Some(encoding)) => Ok(Some(encoding)),
         (1, None) => Err(Status::internal(
             "a message is marked compressed but the call has no grpc-encoding",
         )),
