@@ -492,3 +492,31 @@ async fn protocol_errors_are_counted_by_kind() {
     assert_eq!(errors["unsupported_version"], 1, "{errors:?}");
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_whose_frame_would_be_too_large_fails_alone() {
+    // The message fits max_frame_size, its header with it does not: the consumer refuses
+    // the call itself (the provider would have closed the connection, failing every call
+    // on it), and the connection serves on.
+    let (addr, handle, _) = start(ServerConfig::default()).await;
+    let channel = Channel::to_address(addr.clone());
+    let max = mprpc::config::ClientConfig::default().max_frame_size;
+    let mut request = mprpc::Request::new(Bytes::from(vec![0u8; max - 100]));
+    request.metadata_mut().insert("padding", "p".repeat(1000));
+    let status = channel
+        .unary_raw("mprpc.test.Echo", "Echo", request)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status}");
+    assert!(status.message().contains("header and message"), "{status}");
+    let client = EchoClient::new(channel);
+    let reply = client
+        .echo(EchoRequest {
+            payload: b"still".to_vec(),
+            ..EchoRequest::default()
+        })
+        .await
+        .expect("the connection serves on");
+    assert_eq!(reply.payload, b"still");
+    handle.shutdown().await.unwrap();
+}

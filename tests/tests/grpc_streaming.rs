@@ -92,3 +92,58 @@ async fn grpcio_streams_with_an_mprpc_provider() {
     assert_eq!(own.await.unwrap().unwrap(), 200);
     handle.shutdown().await.unwrap();
 }
+
+/// A server-streaming request whose message fits `max_frame_size` but whose frame on the
+/// bridge would not: that call is refused, and the connection's other streams carry on.
+const GRPCIO_TOO_LARGE: &str = r#"
+import sys, grpc
+channel = grpc.insecure_channel(sys.argv[1])
+subscribe = channel.unary_stream("/mprpc.test.Echo/Subscribe",
+    request_serializer=lambda b: b, response_deserializer=lambda b: b)
+def request(count, payload):
+    n, length = len(payload), b""
+    while True:
+        length += bytes([(n & 0x7F) | (0x80 if n > 0x7F else 0)])
+        n >>= 7
+        if not n:
+            break
+    return bytes([8, count]) + bytes([50]) + length + payload
+try:
+    list(subscribe(request(1, b"x" * (64 * 1024 - 40)), timeout=10))
+    print("large none")
+except grpc.RpcError as e:
+    print("large", e.code().name)
+print("after", len(list(subscribe(request(3, b"y"), timeout=10))))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_too_large_for_the_bridge_fails_alone() {
+    let config = ServerConfig {
+        max_frame_size: 64 * 1024,
+        protocols: ProtocolsConfig {
+            grpc: true,
+            ..ProtocolsConfig::default()
+        },
+        ..ServerConfig::default()
+    };
+    let server = Server::new(config).add_service(EchoServer::new(EchoService::named("small")));
+    let (addr, handle) = spawn_local(server).await.expect("start provider");
+    let target = addr.to_string();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("timeout")
+            .args(["60", "python3", "-c", GRPCIO_TOO_LARGE, &target])
+            .output()
+            .expect("run python3")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("large RESOURCE_EXHAUSTED"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("after 3"), "{stdout}\n{stderr}");
+    handle.shutdown().await.unwrap();
+}

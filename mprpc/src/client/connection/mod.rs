@@ -45,6 +45,26 @@ use crate::{Response, Status};
 type Reply = (Response<Bytes>, Option<Encoding>);
 type Waiter = oneshot::Sender<Result<Reply, CallError>>;
 
+/// A request whose message leaves at least this much of `max_frame_size` for its header is
+/// not measured: its frame fits.
+const HEADER_ROOM: usize = 64 * 1024;
+
+/// Refuses a request whose frame (header and message) would exceed `max`: the provider
+/// would close the whole connection for it, failing every other call on it.
+fn check_fits(header: &RequestHeader, body: usize, max: usize) -> Result<(), Status> {
+    if body.saturating_add(HEADER_ROOM) <= max {
+        return Ok(());
+    }
+    let size = prost::Message::encoded_len(header) + body;
+    if size > max {
+        return Err(Status::resource_exhausted(format!(
+            "the request's frame of {size} bytes (its header and message) exceeds the maximum \
+             frame size of {max} bytes"
+        )));
+    }
+    Ok(())
+}
+
 /// Pings from the provider are answered while fewer bytes than this wait to be written.
 const PONG_ROOM: usize = 1024 * 1024;
 
@@ -259,6 +279,11 @@ impl Connection {
                 encoding: encoding.map_or(0, Encoding::wire),
                 accept_encoding: accepted.wire(),
             };
+            if let Err(status) = check_fits(&header, body.len(), shared.max_frame_size) {
+                guard.armed = false;
+                lock(&shared.pending).waiters.remove(&id);
+                return Err(CallError::NotSent(status));
+            }
             if shared
                 .tx
                 .send(OutFrame::Request(header, body))

@@ -63,6 +63,10 @@ impl Connection {
             encoding: 0,
             accept_encoding: 0,
         };
+        if let Err(status) = super::check_fits(&header, body.len(), shared.max_frame_size) {
+            shared.streams.remove(id);
+            return Err(CallError::NotSent(status));
+        }
         if shared
             .tx
             .send(OutFrame::Request(header, body))

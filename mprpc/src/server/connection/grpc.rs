@@ -96,7 +96,11 @@ impl Connection {
             path.strip_prefix('/').and_then(|p| p.strip_prefix(s)) == Some("/ServerReflectionInfo")
         });
         if reflection && request.method() == Method::POST {
-            let mut frames = self.reflect(request.into_body());
+            let encoding = match request_encoding(request.headers()) {
+                Ok(encoding) => encoding,
+                Err(status) => return failure(&status),
+            };
+            let mut frames = self.reflect(request.into_body(), encoding);
             let stream = futures_util::stream::poll_fn(move |cx| frames.poll_recv(cx));
             return response(Either::Right(StreamBody::new(Box::pin(stream))));
         }
@@ -128,13 +132,7 @@ impl Connection {
                 }
                 reply
             }
-            Err(status) => {
-                let mut reply = response(Either::Left(Either::Right(Empty::new())));
-                let headers = reply.headers_mut();
-                put_metadata(headers, status.metadata());
-                put_status(headers, &status);
-                reply
-            }
+            Err(status) => failure(&status),
         }
     }
 
@@ -295,6 +293,15 @@ fn timeout(value: &HeaderValue) -> Result<Duration, Status> {
         "n" => Duration::from_nanos(n),
         _ => return Err(bad()),
     })
+}
+
+/// A "trailers-only" reply: the failure's status and metadata in the headers.
+fn failure(status: &Status) -> http::Response<Body> {
+    let mut reply = response(Either::Left(Either::Right(Empty::new())));
+    let headers = reply.headers_mut();
+    put_metadata(headers, status.metadata());
+    put_status(headers, status);
+    reply
 }
 
 /// The encodings a provider takes requests in, for `grpc-accept-encoding`.

@@ -2,6 +2,8 @@
 //! `grpc-encoding`), a big-endian `u32` length, the message; read from a request body one
 //! at a time, and framed for a reply.
 
+use std::time::{Duration, Instant};
+
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -54,23 +56,35 @@ pub(super) fn frame(message: Bytes, encoding: Option<Encoding>) -> Bytes {
     framed.freeze()
 }
 
-/// The messages of a request body, as they arrive.
+/// The messages of a request body, as they arrive; each must arrive whole within
+/// `frame_timeout` of its first byte.
 pub(super) struct Messages {
     body: Incoming,
     buf: BytesMut,
     limit: usize,
     encoding: Option<Encoding>,
+    frame_timeout: Duration,
+    /// When the message now arriving began.
+    since: Option<Instant>,
     ended: bool,
 }
 
 impl Messages {
-    /// The messages of `body`, each at most `limit` bytes (compressed and not).
-    pub(super) fn new(body: Incoming, limit: usize, encoding: Option<Encoding>) -> Messages {
+    /// The messages of `body`, each at most `limit` bytes (compressed and not), each whole
+    /// within `frame_timeout`.
+    pub(super) fn new(
+        body: Incoming,
+        limit: usize,
+        encoding: Option<Encoding>,
+        frame_timeout: Duration,
+    ) -> Messages {
         Messages {
             body,
             buf: BytesMut::new(),
             limit,
             encoding,
+            frame_timeout,
+            since: None,
             ended: false,
         }
     }
@@ -91,6 +105,7 @@ impl Messages {
                     let flag = self.buf[0];
                     self.buf.advance(5);
                     let message = self.buf.split_to(len).freeze();
+                    self.since = (!self.buf.is_empty()).then(Instant::now);
                     return Some(open(flag, message, self.encoding, self.limit));
                 }
             }
@@ -101,10 +116,30 @@ impl Messages {
                     ))
                 });
             }
-            match self.body.frame().await {
+            let frame = match self.since {
+                // Between messages: a stream may idle (its deadline bounds it).
+                None => self.body.frame().await,
+                Some(since) => {
+                    let by = since + self.frame_timeout;
+                    match tokio::time::timeout_at(by.into(), self.body.frame()).await {
+                        Ok(frame) => frame,
+                        Err(_) => {
+                            return Some(Err(Status::deadline_exceeded(format!(
+                                "a request message did not arrive whole within frame_timeout \
+                                 ({:?})",
+                                self.frame_timeout
+                            ))))
+                        }
+                    }
+                }
+            };
+            match frame {
                 None => self.ended = true,
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
+                        if self.since.is_none() && !data.is_empty() {
+                            self.since = Some(Instant::now());
+                        }
                         self.buf.extend_from_slice(&data);
                     }
                 }

@@ -10,15 +10,18 @@
 
 use std::convert::Infallible;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use http::{HeaderMap, HeaderValue};
-use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming};
 use prost::Message;
 use prost_reflect::DescriptorPool;
 use tokio::sync::mpsc;
 
 use super::super::Connection;
+use super::messages::{frame, Messages};
+use super::put_status;
+use crate::compression::Encoding;
+use crate::Status;
 
 /// The services' names: the current one and the older one.
 pub(super) const SERVICES: [&str; 2] = [
@@ -108,7 +111,7 @@ pub(super) type Frames = mpsc::Receiver<Result<Frame<Bytes>, Infallible>>;
 impl Connection {
     /// Answers a reflection call: a task reads the requests as they come and sends each
     /// answer; the returned receiver is the response body.
-    pub(super) fn reflect(&self, body: Incoming) -> Frames {
+    pub(super) fn reflect(&self, body: Incoming, encoding: Option<Encoding>) -> Frames {
         let (tx, rx) = mpsc::channel(16);
         let pools: Vec<(String, DescriptorPool)> = self
             .shared
@@ -119,40 +122,34 @@ impl Connection {
                 Some((s.name().to_owned(), pool))
             })
             .collect();
-        let limit = self.shared.config.max_frame_size;
+        let config = &self.shared.config;
+        let mut messages =
+            Messages::new(body, config.max_frame_size, encoding, config.frame_timeout);
         tokio::spawn(async move {
-            let mut body = body;
-            let mut buf = BytesMut::new();
-            while let Some(Ok(frame)) = body.frame().await {
-                let Ok(data) = frame.into_data() else {
-                    continue;
-                };
-                buf.extend_from_slice(&data);
-                while buf.len() >= 5 {
-                    let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
-                    if len > limit {
-                        return;
-                    }
-                    if buf.len() < 5 + len {
+            let mut trailers = HeaderMap::new();
+            loop {
+                let message = match messages.next().await {
+                    None => break,
+                    Some(Ok(message)) => message,
+                    Some(Err(status)) => {
+                        put_status(&mut trailers, &status);
                         break;
                     }
-                    buf.advance(5);
-                    let message = buf.split_to(len).freeze();
-                    let Ok(request) = ServerReflectionRequest::decode(message) else {
-                        return;
-                    };
-                    let answer = answer(&pools, request).encode_to_vec();
-                    let mut framed = BytesMut::with_capacity(5 + answer.len());
-                    framed.put_u8(0);
-                    framed.put_u32(answer.len() as u32);
-                    framed.put_slice(&answer);
-                    if tx.send(Ok(Frame::data(framed.freeze()))).await.is_err() {
-                        return;
-                    }
+                };
+                let Ok(request) = ServerReflectionRequest::decode(message) else {
+                    let status = Status::invalid_argument("not a ServerReflectionRequest");
+                    put_status(&mut trailers, &status);
+                    break;
+                };
+                let answer = answer(&pools, request).encode_to_vec();
+                let framed = frame(Bytes::from(answer), None);
+                if tx.send(Ok(Frame::data(framed))).await.is_err() {
+                    return;
                 }
             }
-            let mut trailers = HeaderMap::new();
-            trailers.insert("grpc-status", HeaderValue::from_static("0"));
+            if !trailers.contains_key("grpc-status") {
+                trailers.insert("grpc-status", HeaderValue::from_static("0"));
+            }
             let _ = tx.send(Ok(Frame::trailers(trailers))).await;
         });
         rx

@@ -18,13 +18,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue};
-use http_body_util::{Either, Empty, StreamBody};
+use http_body_util::{Either, StreamBody};
 use hyper::body::{Frame, Incoming};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::messages::{frame, Messages};
-use super::{metadata, put_status, request_encoding, response, Body};
+use super::{failure, metadata, put_status, request_encoding, response, Body};
 use crate::client::ProviderConnection;
 use crate::compression::Accepted;
 use crate::config::ClientConfig;
@@ -40,32 +40,55 @@ use crate::Status;
 /// The bytes the in-process pipe holds each way.
 const PIPE_BYTES: usize = 256 * 1024;
 
-/// A gRPC connection's bridge to mprpc's streams, started by its first streaming call.
+/// A gRPC connection's bridge to mprpc's streams, started by its first streaming call,
+/// and started again if it breaks.
 #[derive(Default)]
 pub(in crate::server::connection) struct Bridge {
-    started: tokio::sync::Mutex<Option<Arc<ProviderConnection>>>,
-    /// The provider side's task, awaited when the gRPC connection ends.
-    serving: Mutex<Option<JoinHandle<()>>>,
+    state: tokio::sync::Mutex<BridgeState>,
     /// The consumer side's counters (the provider side counts in the provider's).
     metrics: Metrics,
 }
 
+#[derive(Default)]
+struct BridgeState {
+    connection: Option<Arc<ProviderConnection>>,
+    /// The provider sides' tasks, awaited (and if need be aborted) when the gRPC connection
+    /// ends.
+    serving: Vec<JoinHandle<()>>,
+    /// The gRPC connection has ended: no new bridge.
+    closed: bool,
+}
+
 impl Bridge {
     /// Closes the bridge once its gRPC connection has ended: the pipe closes, and its
-    /// provider side finishes (within the shutdown grace, like any connection).
+    /// provider side finishes (within the shutdown grace, like any connection), or is
+    /// aborted.
     pub(in crate::server::connection) async fn close(&self, grace: Duration) {
-        self.started.lock().await.take();
-        let serving = lock(&self.serving).take();
-        if let Some(serving) = serving {
-            let _ = tokio::time::timeout(grace + Duration::from_secs(1), serving).await;
+        let serving = {
+            let mut state = self.state.lock().await;
+            state.closed = true;
+            state.connection = None;
+            std::mem::take(&mut state.serving)
+        };
+        for mut serving in serving {
+            let limit = grace + Duration::from_secs(1);
+            if tokio::time::timeout(limit, &mut serving).await.is_err() {
+                serving.abort();
+            }
         }
     }
 
-    async fn connection(&self, conn: &Connection) -> Arc<ProviderConnection> {
-        let mut started = self.started.lock().await;
-        if let Some(bridge) = started.as_ref() {
-            return bridge.clone();
+    /// The bridge's consumer side: the one running, or a new one if there is none or it
+    /// broke.
+    async fn connection(&self, conn: &Connection) -> Result<Arc<ProviderConnection>, Status> {
+        let mut state = self.state.lock().await;
+        if state.closed {
+            return Err(Status::unavailable("the gRPC connection is closing"));
         }
+        if let Some(bridge) = state.connection.as_ref().filter(|c| c.is_usable()) {
+            return Ok(bridge.clone());
+        }
+        state.serving.retain(|task| !task.is_finished());
         let (near, far) = tokio::io::duplex(PIPE_BYTES);
         let provider_side = Connection {
             peer: conn.peer,
@@ -78,13 +101,15 @@ impl Bridge {
             identity: conn.identity.clone(),
         };
         let (rd, wr) = tokio::io::split(far);
-        *lock(&self.serving) = Some(tokio::spawn(provider_side.run(rd, wr)));
+        state.serving.push(tokio::spawn(provider_side.run(rd, wr)));
         let config = &conn.shared.config;
         let client = ClientConfig {
             max_frame_size: config.max_frame_size,
             stream_window: config.stream_window,
             connection_window: config.connection_window,
             write_timeout: config.write_timeout,
+            // Often enough that the provider side never finds the pipe idle.
+            ping_interval: (config.idle_timeout / 3).max(Duration::from_millis(100)),
             ..ClientConfig::default()
         };
         let (rd, wr) = tokio::io::split(near);
@@ -96,8 +121,8 @@ impl Bridge {
             &client,
             self.metrics.clone(),
         ));
-        *started = Some(bridge.clone());
-        bridge
+        state.connection = Some(bridge.clone());
+        Ok(bridge)
     }
 }
 
@@ -140,10 +165,7 @@ impl Connection {
             }
             Err(status) => {
                 self.shared.metrics.rejected(status.code());
-                let mut reply = response(Either::Left(Either::Right(Empty::new())));
-                put_metadata(reply.headers_mut(), status.metadata());
-                put_status(reply.headers_mut(), &status);
-                reply
+                failure(&status)
             }
         }
     }
@@ -165,36 +187,53 @@ impl Connection {
                 "provider is shutting down; the call was not run",
             ));
         }
-        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        let limit = self.shared.config.max_frame_size;
-        let mut messages = Messages::new(body, limit, encoding);
+        let config = &self.shared.config;
+        let (limit, frame_timeout) = (config.max_frame_size, config.frame_timeout);
+        let mut messages = Messages::new(body, limit, encoding, frame_timeout);
         let failure = Failure::default();
         let (first, requests) = if kind.client_streams() {
             (Bytes::new(), Some(failure.watch(messages)))
         } else {
-            // The one request of a server-streaming call.
-            let first = match messages.next().await {
-                Some(message) => message?,
-                None => {
-                    return Err(Status::internal(
-                        "a server-streaming call needs its request message",
-                    ))
-                }
-            };
-            if messages.next().await.is_some() {
-                return Err(Status::internal(
-                    "a server-streaming call carries one request message",
-                ));
-            }
+            // The one request of a server-streaming call, whole within `frame_timeout` (and
+            // the call's deadline).
+            let by = arrived + frame_timeout;
+            let by = deadline.map_or(by, |d| d.min(by));
+            let read = tokio::time::timeout_at(by.into(), one_message(&mut messages)).await;
+            let first = read.unwrap_or_else(|_| {
+                Err(Status::deadline_exceeded(format!(
+                    "the request message did not arrive within {:?}",
+                    by.saturating_duration_since(arrived)
+                )))
+            })?;
             (first, None)
         };
-        let connection = bridge.connection(self).await;
+        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let connection = bridge.connection(self).await?;
         let call = (service.name(), method, kind);
         let call_metadata = (metadata_to_wire(metadata), timeout);
         let replies = connection
             .stream_raw(call, call_metadata, first, requests, &bridge.metrics)
             .await?;
         Ok((replies, failure))
+    }
+}
+
+/// The one request message of a server-streaming call, and the end of its body.
+async fn one_message(messages: &mut Messages) -> Result<Bytes, Status> {
+    let first = match messages.next().await {
+        Some(message) => message?,
+        None => {
+            return Err(Status::internal(
+                "a server-streaming call needs its request message",
+            ))
+        }
+    };
+    match messages.next().await {
+        None => Ok(first),
+        Some(Err(status)) => Err(status),
+        Some(Ok(_)) => Err(Status::internal(
+            "a server-streaming call carries one request message",
+        )),
     }
 }
 
