@@ -69,7 +69,7 @@ pub fn decode_request<M: prost::Message + Default>(
 
 /// Encodes a reply message.
 pub fn encode_response<M: prost::Message>(message: &M) -> Bytes {
-    Bytes::from(message.encode_to_vec())
+    crate::protocol::pool::encode(message)
 }
 
 /// The answer to a method the service does not have.

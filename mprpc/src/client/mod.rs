@@ -178,7 +178,7 @@ impl Channel {
         Resp: Message + Default,
     {
         // Encoded before the future: it holds bytes, whatever the message type.
-        let request = request.map(|m| Bytes::from(m.encode_to_vec()));
+        let request = request.map(|m| crate::protocol::pool::encode(&m));
         async move {
             let reply = self
                 .unary_raw_with_metadata(service, method, request)
@@ -200,7 +200,7 @@ impl Channel {
         Resp: Message + Default,
     {
         // Encoded before the future: it holds bytes, whatever the message type.
-        let request = request.map(|m| Bytes::from(m.encode_to_vec()));
+        let request = request.map(|m| crate::protocol::pool::encode(&m));
         async move {
             let (metadata, body) = self
                 .unary_raw_with_metadata(service, method, request)

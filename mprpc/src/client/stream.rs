@@ -29,7 +29,7 @@ impl Channel {
         Req: Message,
         Resp: Message + Default + 'static,
     {
-        let request = request.map(|m| Bytes::from(m.encode_to_vec()));
+        let request = request.map(|m| crate::protocol::pool::encode(&m));
         let kind = MethodKind::ServerStreaming;
         self.open_typed((service, method, kind), request, None, decode::<Resp>)
             .await

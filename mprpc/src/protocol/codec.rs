@@ -4,17 +4,22 @@
 //! the network is checked against the configured maximum before any memory is reserved for
 //! it, and memory for a frame is reserved as its bytes arrive (doubling what has come until
 //! an eighth of the frame is here, then the rest at once), so a peer cannot make us allocate
-//! by announcing a huge frame: memory held for a frame is at most eight times what came. The decoder notes
+//! by announcing a huge frame: memory held for a frame is at most eight times what came.
+//! The body of a large frame (from [`pool::LARGE`](super::pool) bytes) is gathered, once
+//! an eighth of the frame has come, into a buffer of the process-wide pool (`pool.rs`)
+//! rather than the read buffer, so that large messages reuse memory instead of faulting in
+//! fresh pages each time. The decoder notes
 //! when a partial frame began, so that its owner can close a connection that trickles a frame
 //! in slower than it is willing to wait ([`FrameDecoder::partial_frame`]).
 
 use std::io;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 
 use super::frame::{Frame, FrameKind, FIXED_HEADER_LEN, MAGIC, VERSION};
+use super::pool;
 use crate::Status;
 
 /// Why a byte stream could not be decoded. After any of these the stream is unusable: the
@@ -92,11 +97,22 @@ const FIRST_RESERVE: usize = 64 * 1024;
 const RESERVE_REST_AFTER: usize = 8;
 
 /// Splits a byte stream into [`Frame`]s.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct FrameDecoder {
     max_frame_size: usize,
     /// The frame being received, if only part of it has arrived.
     partial: Option<PartialFrame>,
+    /// A large frame whose body is being gathered into a pooled buffer.
+    assembly: Option<Assembly>,
+}
+
+/// A large frame on its way: its kind, header, and the body so far.
+#[derive(Debug)]
+struct Assembly {
+    kind: FrameKind,
+    header: Bytes,
+    body: Vec<u8>,
+    body_len: usize,
 }
 
 /// A frame of which only part has arrived.
@@ -114,6 +130,7 @@ impl FrameDecoder {
         FrameDecoder {
             max_frame_size,
             partial: None,
+            assembly: None,
         }
     }
 
@@ -152,7 +169,17 @@ impl Decoder for FrameDecoder {
     type Item = Frame;
     type Error = ProtocolError;
 
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, ProtocolError> {
+        match self.decode(src)? {
+            Some(frame) => Ok(Some(frame)),
+            None => self.ended(src),
+        }
+    }
+
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, ProtocolError> {
+        if self.assembly.is_some() {
+            return Ok(self.gather(src));
+        }
         // Check what we can as soon as the bytes are there, so that garbage is refused at
         // once rather than after waiting for twelve bytes that may never come.
         if !src.is_empty() && src[0] != MAGIC[0] {
@@ -186,6 +213,23 @@ impl Decoder for FrameDecoder {
             });
         }
         let total = FIXED_HEADER_LEN + header_len + body_len;
+        if src.len() < total
+            && body_len >= pool::LARGE
+            && src.len() >= (total / RESERVE_REST_AFTER).max(FIXED_HEADER_LEN + header_len)
+        {
+            // Large, and on its way: the rest of its body goes into a pooled buffer.
+            src.advance(FIXED_HEADER_LEN);
+            let header = Bytes::copy_from_slice(&src[..header_len]);
+            src.advance(header_len);
+            self.assembly = Some(Assembly {
+                kind,
+                header,
+                body: pool::take(body_len),
+                body_len,
+            });
+            self.waiting(Some(total));
+            return Ok(self.gather(src));
+        }
         if src.len() < total {
             // Reserve as the bytes come, doubling what is here until an eighth of the frame
             // has come, then the rest: a fixed header announcing 16 MiB costs nothing until
@@ -205,6 +249,41 @@ impl Decoder for FrameDecoder {
         let header = src.split_to(header_len).freeze();
         let body = src.split_to(body_len).freeze();
         Ok(Some(Frame { kind, header, body }))
+    }
+}
+
+impl FrameDecoder {
+    /// The end of the stream: a frame still partial (in the read buffer, or gathered) is
+    /// an error, not a clean end.
+    fn ended(&self, src: &BytesMut) -> Result<Option<Frame>, ProtocolError> {
+        if src.is_empty() && self.assembly.is_none() {
+            return Ok(None);
+        }
+        Err(ProtocolError::Io(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the connection closed in the middle of a frame",
+        )))
+    }
+
+    /// Moves what `src` holds of the large frame being gathered into its body: the frame,
+    /// once whole.
+    fn gather(&mut self, src: &mut BytesMut) -> Option<Frame> {
+        let assembly = self.assembly.as_mut()?;
+        let n = (assembly.body_len - assembly.body.len()).min(src.len());
+        assembly.body.extend_from_slice(&src[..n]);
+        src.advance(n);
+        if assembly.body.len() < assembly.body_len {
+            return None;
+        }
+        let Assembly {
+            kind, header, body, ..
+        } = self.assembly.take()?;
+        self.partial = None;
+        Some(Frame {
+            kind,
+            header,
+            body: pool::freeze(body),
+        })
     }
 }
 
@@ -368,16 +447,64 @@ mod tests {
         buf.extend_from_slice(&vec![0u8; 1 << 20]);
         assert!(d.decode(&mut buf).unwrap().is_none());
         assert!(buf.capacity() <= 4 << 20, "reserved {}", buf.capacity());
-        // An eighth: the rest is reserved at once, no more.
+        // An eighth: the body goes into a buffer of its whole size (a large frame's, from
+        // the pool), and the read buffer is free again.
         buf.extend_from_slice(&vec![0u8; 1 << 20]);
         assert!(d.decode(&mut buf).unwrap().is_none());
-        let whole = FIXED_HEADER_LEN + (16 << 20);
-        assert!(buf.capacity() >= whole, "reserved {}", buf.capacity());
-        assert!(buf.capacity() < 20 << 20, "reserved {}", buf.capacity());
+        assert!(buf.is_empty());
+        let gathering = d.assembly.as_ref().expect("gathered");
+        assert!(gathering.body.capacity() >= 16 << 20);
+        assert_eq!(gathering.body.len(), 2 << 20);
         buf.extend_from_slice(&vec![0u8; 14 << 20]);
         let frame = d.decode(&mut buf).unwrap().expect("complete");
         assert_eq!(frame.body.len(), 16 << 20);
         assert_eq!(d.partial_frame(), None);
+    }
+
+    /// The bytes of a Ping frame with `body`.
+    fn ping_frame(body: &[u8]) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        OutFrame::Ping(Bytes::copy_from_slice(body)).encode(&mut out);
+        out.to_vec()
+    }
+
+    #[test]
+    fn large_frames_in_pieces_between_small_ones_decode_whole() {
+        let large: Vec<u8> = (0..(3 * pool::LARGE)).map(|i| (i % 251) as u8).collect();
+        let mut wire = ping_frame(b"a");
+        wire.extend(ping_frame(&large));
+        wire.extend(ping_frame(b"b"));
+        wire.extend(ping_frame(&large[..pool::LARGE]));
+        for piece in [1000, 64 * 1024, 100_003] {
+            let mut d = FrameDecoder::new(16 << 20);
+            let mut buf = BytesMut::new();
+            let mut bodies = Vec::new();
+            for chunk in wire.chunks(piece) {
+                buf.extend_from_slice(chunk);
+                while let Some(frame) = d.decode(&mut buf).unwrap() {
+                    assert_eq!(frame.kind, FrameKind::Ping);
+                    bodies.push(frame.body);
+                }
+            }
+            assert_eq!(bodies.len(), 4, "pieces of {piece}");
+            assert_eq!(&bodies[0][..], b"a");
+            assert_eq!(&bodies[1][..], &large[..]);
+            assert_eq!(&bodies[2][..], b"b");
+            assert_eq!(&bodies[3][..], &large[..pool::LARGE]);
+            assert_eq!(d.partial_frame(), None);
+            assert!(buf.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_large_frame_cut_short_is_an_error_at_the_end() {
+        let wire = ping_frame(&vec![1u8; 2 * pool::LARGE]);
+        let mut d = FrameDecoder::new(16 << 20);
+        let mut buf = BytesMut::from(&wire[..wire.len() / 2]);
+        assert!(d.decode(&mut buf).unwrap().is_none());
+        assert!(d.partial_frame().is_some());
+        let e = d.decode_eof(&mut buf).unwrap_err();
+        assert!(e.to_string().contains("middle of a frame"), "{e}");
     }
 
     #[test]

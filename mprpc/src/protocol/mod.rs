@@ -25,6 +25,7 @@ pub mod frame;
 pub mod legacy;
 pub mod limits;
 pub mod outbox;
+pub(crate) mod pool;
 pub mod writer;
 
 pub use codec::{FrameDecoder, ProtocolError};
