@@ -27,6 +27,7 @@ fn request_header(id: u64) -> RequestHeader {
         sent_unix_us: 0,
         kind: 0,
         window: 0,
+        batches: false,
     }
 }
 

@@ -39,6 +39,7 @@ pub fn request(
             sent_unix_us: unix_now_us(),
             kind: 0,
             window: 0,
+            batches: false,
         },
         body,
     )
@@ -60,6 +61,7 @@ pub fn stream_request(id: u64, method: &str, kind: u32, window: u64, body: Bytes
             sent_unix_us: unix_now_us(),
             kind,
             window,
+            batches: false,
         },
         body,
     )

@@ -148,6 +148,7 @@ async fn a_truncated_frame_then_close_leaves_the_provider_serving() {
             sent_unix_us: 0,
             kind: 0,
             window: 0,
+            batches: false,
         },
         bytes::Bytes::from_static(b"\x0a\x05hello"),
     )

@@ -223,6 +223,7 @@ mod tests {
                     sent_unix_us: 0,
                     kind: 0,
                     window: 0,
+                    batches: false,
                 },
                 Bytes::from_static(b"\x0a\x03bob"),
             ),
@@ -289,6 +290,7 @@ mod tests {
                 sent_unix_us: 0,
                 kind: 0,
                 window: 0,
+                batches: false,
             },
             Bytes::from_static(b"\x0a\x09zhang san\x12\x03123"),
         )

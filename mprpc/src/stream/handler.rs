@@ -82,38 +82,47 @@ pub(crate) fn decode_message<M: Message + Default>(body: Bytes) -> Result<M, Sta
 pub struct ReplySink {
     outbound: Outbound,
     max_frame_size: usize,
+    /// The caller reads `MessageBatch` frames.
+    batched: bool,
     counters: Arc<MethodMetrics>,
 }
 
 impl ReplySink {
     pub(crate) fn new(
         outbound: Outbound,
-        max_frame_size: usize,
+        (max_frame_size, batched): (usize, bool),
         counters: Arc<MethodMetrics>,
     ) -> ReplySink {
         ReplySink {
             outbound,
             max_frame_size,
+            batched,
             counters,
         }
     }
 
-    /// Adds a reply to `batch`: `Err(Ok(()))` never; `Err(Err(status))` when the stream
-    /// ends with a failure (the handler's, or a reply over the frame limit).
+    /// Adds a reply to `batch`, or holds it in `held` for the next batch if it does not fit
+    /// in this one's frame. `Err(status)` when the stream ends with a failure (the
+    /// handler's, or a reply over the frame limit).
     fn add<M: Message>(
         &self,
         batch: &mut Batch,
         reply: Result<M, Status>,
-    ) -> Result<(), Result<(), Status>> {
-        let reply = reply.map_err(Err)?;
+        held: &mut Option<M>,
+    ) -> Result<(), Status> {
+        let reply = reply?;
         let size = reply.encoded_len();
         if size + 64 > self.max_frame_size {
-            return Err(Err(Status::resource_exhausted(format!(
+            return Err(Status::resource_exhausted(format!(
                 "a streamed reply of {size} bytes exceeds the maximum frame size of {} bytes",
                 self.max_frame_size
-            ))));
+            )));
         }
-        batch.push(&reply);
+        if batch.fits(size) {
+            batch.push(&reply, size);
+        } else {
+            *held = Some(reply);
+        }
         Ok(())
     }
 
@@ -142,29 +151,42 @@ impl ReplySink {
 /// stream ended with (after the messages before it).
 ///
 /// Replies that are ready together go together: after waiting for one, it takes the others
-/// the stream has ready (up to 64 KiB or 256 messages), encodes them straight into one
-/// buffer of frames and sends them as flow control allows (`batch.rs`). A stream that
-/// produces one reply at a time sends each at once.
+/// the stream has ready (up to 64 KiB or 1024 messages, and the frame limit), encodes them
+/// straight into one buffer (one `MessageBatch` frame, for a caller that reads them) and
+/// sends them as flow control allows (`batch.rs`). A stream that produces one reply at a
+/// time sends each at once.
 pub async fn send_stream<S, M>(sink: ReplySink, replies: S) -> Result<Bytes, Status>
 where
     S: Stream<Item = Result<M, Status>> + Send,
     M: Message,
 {
     let mut replies = std::pin::pin!(replies);
-    let mut batch = Batch::new(sink.outbound.id());
-    let mut ended = None;
-    while ended.is_none() {
-        match replies.next().await {
+    let mut batch = Batch::new(sink.outbound.id(), sink.batched, sink.max_frame_size);
+    // A reply that did not fit in the last batch's frame: the first of the next.
+    let mut held: Option<M> = None;
+    // Set once the stream has ended: `Ok` for its end, `Err` for its failure.
+    let mut ended: Option<Result<(), Status>> = None;
+    while ended.is_none() || held.is_some() {
+        let first = match held.take() {
+            Some(reply) => Some(Ok(reply)),
+            None => replies.next().await,
+        };
+        match first {
             None => break,
-            Some(reply) => ended = sink.add(&mut batch, reply).err(),
-        }
-        while ended.is_none() && !batch.full() {
-            match replies.next().now_or_never() {
-                Some(Some(reply)) => ended = sink.add(&mut batch, reply).err(),
-                Some(None) => {
-                    ended = Some(Ok(()));
-                    break;
+            Some(reply) => {
+                if let Err(status) = sink.add(&mut batch, reply, &mut held) {
+                    ended = Some(Err(status));
                 }
+            }
+        }
+        while ended.is_none() && held.is_none() && !batch.full() {
+            match replies.next().now_or_never() {
+                Some(Some(reply)) => {
+                    if let Err(status) = sink.add(&mut batch, reply, &mut held) {
+                        ended = Some(Err(status));
+                    }
+                }
+                Some(None) => ended = Some(Ok(())),
                 None => break,
             }
         }

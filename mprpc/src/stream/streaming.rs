@@ -11,8 +11,9 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures_util::Stream;
 
-use super::inbound::{End, Inbound, Next};
+use super::inbound::{Chunk, End, Inbound, Next};
 use crate::metrics::{CallRecord, MethodMetrics};
+use crate::protocol::batch::{next_batched, LEN_PREFIX};
 use crate::{Metadata, Status};
 
 /// How a stream ended, as its end hook is told: its trailers, or its failure.
@@ -27,9 +28,14 @@ pub(crate) type Ending = Result<Metadata, Status>;
 /// handler).
 pub struct Streaming<T> {
     inbound: Arc<Inbound>,
-    /// Messages taken from the queue in one go and not handed on yet (their credit is
-    /// returned as they are).
-    local: VecDeque<Bytes>,
+    /// Chunks taken from the queue in one go and not handed on yet (their credit is
+    /// returned as their messages are).
+    local: VecDeque<Chunk>,
+    /// What is left of the `MessageBatch` run being read, sliced a message at a time.
+    run: Bytes,
+    /// The credit and the count of the run's messages handed on, returned and counted
+    /// together as its last one is.
+    run_read: (usize, u64),
     decode: fn(Bytes) -> Result<T, Status>,
     /// The call's end on this side (a deadline), if it has one.
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
@@ -68,6 +74,8 @@ impl<T> Streaming<T> {
         Streaming {
             inbound,
             local: VecDeque::new(),
+            run: Bytes::new(),
+            run_read: (0, 0),
             decode,
             deadline: None,
             trailers: None,
@@ -118,6 +126,8 @@ impl<T> Streaming<T> {
         Streaming {
             inbound: self.inbound.clone(),
             local: std::mem::take(&mut self.local),
+            run: std::mem::take(&mut self.run),
+            run_read: std::mem::take(&mut self.run_read),
             decode,
             deadline: self.deadline.take(),
             trailers: self.trailers.take(),
@@ -142,7 +152,55 @@ impl<T> Streaming<T> {
 
     /// Bytes received and not read yet (at most the flow-control window, and one message).
     pub fn buffered_bytes(&self) -> usize {
-        self.inbound.queued_bytes() + self.local.iter().map(Bytes::len).sum::<usize>()
+        self.inbound.queued_bytes()
+            + self.local.iter().map(|c| c.body.len()).sum::<usize>()
+            + self.run.len()
+    }
+
+    /// The next message already taken from the queue, if any: off the run being read, else
+    /// the next chunk's.
+    fn next_local(&mut self) -> Option<Bytes> {
+        loop {
+            if !self.run.is_empty() {
+                if let Some(body) = next_batched(&mut self.run) {
+                    self.run_read.0 += LEN_PREFIX + body.len();
+                    self.run_read.1 += 1;
+                    if self.run.is_empty() {
+                        // Its last message: the run's credit goes back as it is handed on.
+                        self.settle_run();
+                    }
+                    return Some(body);
+                }
+            }
+            self.settle_run();
+            let chunk = self.local.pop_front()?;
+            if chunk.batched {
+                self.run = chunk.body;
+            } else {
+                self.inbound.returned(chunk.body.len());
+                self.count(1);
+                return Some(chunk.body);
+            }
+        }
+    }
+
+    /// Returns the credit of the run's messages handed on, and counts them; what is left of
+    /// the run (nothing, for a run the reader checked) is dropped with its credit.
+    fn settle_run(&mut self) {
+        let (credit, count) = std::mem::take(&mut self.run_read);
+        let credit = credit + std::mem::take(&mut self.run).len();
+        if credit > 0 {
+            self.inbound.returned(credit);
+        }
+        if count > 0 {
+            self.count(count);
+        }
+    }
+
+    fn count(&self, n: u64) {
+        if let Some(counters) = &self.hooks.counters {
+            counters.stream_messages_received(n);
+        }
     }
 
     fn end(&mut self, ending: Ending) {
@@ -185,43 +243,45 @@ impl<T> Stream for Streaming<T> {
                 ));
             }
         }
-        if let Some(body) = this.local.pop_front() {
-            this.inbound.returned(body.len());
-            if let Some(counters) = &this.hooks.counters {
-                counters.stream_message_received();
+        loop {
+            if let Some(body) = this.next_local() {
+                return Poll::Ready(Some((this.decode)(body)));
             }
-            return Poll::Ready(Some((this.decode)(body)));
+            match this.inbound.poll_chunks(cx, &mut this.local) {
+                Poll::Ready(Next::Chunks) => {}
+                Poll::Ready(Next::End(end)) => return this.ended(end),
+                Poll::Pending => return Poll::Pending,
+            }
         }
-        match this.inbound.poll_next_batch(cx, &mut this.local) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Next::Message(body)) => {
-                if let Some(counters) = &this.hooks.counters {
-                    counters.stream_message_received();
-                }
-                Poll::Ready(Some((this.decode)(body)))
-            }
-            Poll::Ready(Next::End(End::Failed(status))) => {
-                this.end(Err(status.clone()));
+    }
+}
+
+impl<T> Streaming<T> {
+    /// The stream's end, read.
+    fn ended(&mut self, end: End) -> Poll<Option<Result<T, Status>>> {
+        match end {
+            End::Failed(status) => {
+                self.end(Err(status.clone()));
                 Poll::Ready(Some(Err(status)))
             }
-            Poll::Ready(Next::End(End::Finished { trailers, body })) => {
-                this.end(Ok(trailers.clone()));
-                this.trailers = Some(trailers);
+            End::Finished { trailers, body } => {
+                self.end(Ok(trailers.clone()));
+                self.trailers = Some(trailers);
                 match body {
-                    Some(body) => Poll::Ready(Some((this.decode)(body))),
+                    Some(body) => Poll::Ready(Some((self.decode)(body))),
                     None => Poll::Ready(None),
                 }
             }
         }
     }
 }
-
 impl<T> Drop for Streaming<T> {
     fn drop(&mut self) {
         if !self.owns_inbound {
             return;
         }
-        let held: usize = self.local.drain(..).map(|b| b.len()).sum();
+        self.settle_run();
+        let held: usize = self.local.drain(..).map(|c| c.body.len()).sum();
         if held > 0 {
             self.inbound.returned(held);
         }

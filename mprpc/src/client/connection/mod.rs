@@ -239,6 +239,7 @@ impl Connection {
                 sent_unix_us: unix_now_us(),
                 kind: 0,
                 window: 0,
+                batches: false,
             };
             if shared
                 .tx

@@ -59,6 +59,7 @@ impl Connection {
             sent_unix_us: unix_now_us(),
             kind: kind.wire(),
             window: shared.streams.windows().stream,
+            batches: kind.server_streams(),
         };
         if shared
             .tx
@@ -170,7 +171,8 @@ pub(super) fn on_response(shared: &ConnShared, header: ResponseHeader, body: Byt
     shared.streams.finish(header.request_id, end);
 }
 
-/// A `Message` or `WindowUpdate` frame from the provider. An `Err` closes the connection.
+/// A `Message`, `MessageBatch` or `WindowUpdate` frame from the provider. An `Err` closes
+/// the connection.
 pub(super) fn on_frame(shared: &ConnShared, frame: Frame) -> Result<(), Status> {
     let address = &shared.address;
     let bad = |e| Status::internal(format!("from {address}: {e}"));
@@ -182,7 +184,11 @@ pub(super) fn on_frame(shared: &ConnShared, frame: Frame) -> Result<(), Status> 
         return Ok(());
     }
     let header: StreamHeader = decode_header(&frame).map_err(bad)?;
-    match shared.streams.on_message(header.request_id, frame.body) {
+    let batched = frame.kind == FrameKind::MessageBatch;
+    match shared
+        .streams
+        .on_message(header.request_id, frame.body, batched)
+    {
         Ok(()) => Ok(()),
         Err(Refused::Connection(o)) => Err(Status::internal(format!(
             "provider {address} sent stream messages past the connection's flow-control \
@@ -195,11 +201,24 @@ pub(super) fn on_frame(shared: &ConnShared, frame: Frame) -> Result<(), Status> 
                  bytes",
                 o.window
             ));
-            shared.streams.finish(id, End::Failed(status));
-            let _ = shared
-                .tx
-                .try_send(OutFrame::Cancel(CancelHeader { request_id: id }));
+            fail_stream(shared, id, status);
+            Ok(())
+        }
+        Err(Refused::Malformed(id, e)) => {
+            fail_stream(
+                shared,
+                id,
+                Status::internal(format!("provider {address} sent {e}")),
+            );
             Ok(())
         }
     }
+}
+
+/// Fails stream `id` with the provider's fault `status`, and cancels it.
+fn fail_stream(shared: &ConnShared, id: u64, status: Status) {
+    shared.streams.finish(id, End::Failed(status));
+    let _ = shared
+        .tx
+        .try_send(OutFrame::Cancel(CancelHeader { request_id: id }));
 }

@@ -35,8 +35,9 @@ use crate::{Code, Metadata, Request, Status};
 
 /// What becomes of a request read off the wire.
 enum Admitted {
-    /// It goes to the stack (with its id, its kind and the window of a streaming call).
-    Call(Call, u64, (MethodKind, u64)),
+    /// It goes to the stack (with its id, its kind, and the window of a streaming call and
+    /// whether its caller reads `MessageBatch` frames).
+    Call(Call, u64, (MethodKind, u64, bool)),
     /// It is refused at once with this reply.
     Refused(u64, Status),
     /// The provider is shutting down: refused at once, marked as never run.
@@ -54,7 +55,7 @@ impl Connection {
         cancelled: &[u64],
         turn: &Turn<'_>,
     ) -> Result<(), Ending> {
-        let (mut call, id, (kind, window)) =
+        let (mut call, id, (kind, window, batches)) =
             match self.admit(frame, caller_gone, cancelled, turn.draining)? {
                 Admitted::Call(call, id, stream) => (call, id, stream),
                 Admitted::Refused(id, status) => {
@@ -81,7 +82,7 @@ impl Connection {
             let counters =
                 (self.shared.metrics).method(Side::Server, call.service.name(), call.method);
             let limits = (max_frame_size, counters);
-            stream::open(turn, (id, kind, window), &mut call.request, limits)
+            stream::open(turn, (id, kind, window, batches), &mut call.request, limits)
         });
         let work = self.work(call, id, turn);
         match stream {
@@ -194,7 +195,11 @@ impl Connection {
             arrived,
             connection_calls: self.busy.count(),
         };
-        Ok(Admitted::Call(call, id, (kind, header.window)))
+        Ok(Admitted::Call(
+            call,
+            id,
+            (kind, header.window, header.batches),
+        ))
     }
 
     /// The hosted service and method the request names.
