@@ -8,16 +8,30 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::buf::Take;
+use bytes::{Buf, Bytes};
 use futures_util::Stream;
 
 use super::inbound::{Chunk, End, Inbound, Next};
 use crate::metrics::{CallRecord, MethodMetrics};
-use crate::protocol::batch::{next_batched, LEN_PREFIX};
+use crate::protocol::batch::{next_len, LEN_PREFIX};
 use crate::{Metadata, Status};
 
 /// How a stream ended, as its end hook is told: its trailers, or its failure.
 pub(crate) type Ending = Result<Metadata, Status>;
+
+/// Messages handed on per unit of the task's cooperative budget.
+const CHARGE_EVERY: u32 = 16;
+
+/// How a stream's messages are decoded: from the bytes of one message, in place in the buffer
+/// they came in (so a message sliced off a run costs no buffer of its own).
+pub(crate) type Decode<T> = fn(Take<&mut Bytes>) -> Result<T, Status>;
+
+/// [`Decode`] for a stream of encoded messages: each message's bytes, as they are.
+pub(crate) fn encoded(mut message: Take<&mut Bytes>) -> Result<Bytes, Status> {
+    let len = message.remaining();
+    Ok(message.copy_to_bytes(len))
+}
 
 /// A stream of messages from the other side of a call: a handler's requests, or a caller's
 /// replies. Each item is a message, or the failure that ended the stream; after the last
@@ -36,11 +50,13 @@ pub struct Streaming<T> {
     /// The credit and the count of the run's messages handed on, returned and counted
     /// together as its last one is.
     run_read: (usize, u64),
-    decode: fn(Bytes) -> Result<T, Status>,
+    decode: Decode<T>,
     /// The call's end on this side (a deadline), if it has one.
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     trailers: Option<Metadata>,
     done: bool,
+    /// Messages handed on since the task's cooperative budget was last charged.
+    uncharged: u32,
     hooks: Hooks,
     /// Whether dropping this value lets go of the queue (not when it was only retyped).
     owns_inbound: bool,
@@ -70,7 +86,7 @@ impl<T> fmt::Debug for Streaming<T> {
 }
 
 impl<T> Streaming<T> {
-    pub(crate) fn new(inbound: Arc<Inbound>, decode: fn(Bytes) -> Result<T, Status>) -> Self {
+    pub(crate) fn new(inbound: Arc<Inbound>, decode: Decode<T>) -> Self {
         Streaming {
             inbound,
             local: VecDeque::new(),
@@ -80,6 +96,7 @@ impl<T> Streaming<T> {
             deadline: None,
             trailers: None,
             done: false,
+            uncharged: 0,
             hooks: Hooks::default(),
             owns_inbound: true,
         }
@@ -121,7 +138,7 @@ impl<T> Streaming<T> {
     }
 
     /// The same stream, its messages decoded by `decode`.
-    pub(crate) fn retype<U>(mut self, decode: fn(Bytes) -> Result<U, Status>) -> Streaming<U> {
+    pub(crate) fn retype<U>(mut self, decode: Decode<U>) -> Streaming<U> {
         self.owns_inbound = false;
         Streaming {
             inbound: self.inbound.clone(),
@@ -132,6 +149,7 @@ impl<T> Streaming<T> {
             deadline: self.deadline.take(),
             trailers: self.trailers.take(),
             done: self.done,
+            uncharged: self.uncharged,
             hooks: std::mem::take(&mut self.hooks),
             owns_inbound: true,
         }
@@ -157,31 +175,41 @@ impl<T> Streaming<T> {
             + self.run.len()
     }
 
-    /// The next message already taken from the queue, if any: off the run being read, else
-    /// the next chunk's.
-    fn next_local(&mut self) -> Option<Bytes> {
+    /// The next message already taken from the queue, decoded, if any: off the run being
+    /// read, else the next chunk's.
+    fn next_local(&mut self) -> Option<Result<T, Status>> {
         loop {
-            if !self.run.is_empty() {
-                if let Some(body) = next_batched(&mut self.run) {
-                    self.run_read.0 += LEN_PREFIX + body.len();
-                    self.run_read.1 += 1;
-                    if self.run.is_empty() {
-                        // Its last message: the run's credit goes back as it is handed on.
-                        self.settle_run();
-                    }
-                    return Some(body);
+            if let Some(len) = next_len(&mut self.run) {
+                let rest = self.run.len() - len;
+                let message = (self.decode)((&mut self.run).take(len));
+                // What a failed decode left of the message.
+                if self.run.len() > rest {
+                    self.run.advance(self.run.len() - rest);
                 }
+                self.run_read.0 += LEN_PREFIX + len;
+                self.run_read.1 += 1;
+                if self.run.is_empty() {
+                    // Its last message: the run's credit goes back as it is handed on.
+                    self.settle_run();
+                }
+                return Some(message);
             }
             self.settle_run();
-            let chunk = self.local.pop_front()?;
+            let mut chunk = self.local.pop_front()?;
             if chunk.batched {
                 self.run = chunk.body;
             } else {
                 self.inbound.returned(chunk.body.len());
                 self.count(1);
-                return Some(chunk.body);
+                return Some(self.decode_whole(&mut chunk.body));
             }
         }
+    }
+
+    /// Decodes all of `body`, one message.
+    fn decode_whole(&self, body: &mut Bytes) -> Result<T, Status> {
+        let len = body.len();
+        (self.decode)(body.take(len))
     }
 
     /// Returns the credit of the run's messages handed on, and counts them; what is left of
@@ -243,9 +271,18 @@ impl<T> Stream for Streaming<T> {
                 ));
             }
         }
+        // Messages already here are handed on without a yield, however many: the task is
+        // charged one unit of its budget per few of them, so that it lets the others on its
+        // thread run in time (the connection's writer, with the credit it returns).
+        if this.uncharged >= CHARGE_EVERY {
+            let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
+            coop.made_progress();
+            this.uncharged = 0;
+        }
         loop {
-            if let Some(body) = this.next_local() {
-                return Poll::Ready(Some((this.decode)(body)));
+            if let Some(message) = this.next_local() {
+                this.uncharged += 1;
+                return Poll::Ready(Some(message));
             }
             match this.inbound.poll_chunks(cx, &mut this.local) {
                 Poll::Ready(Next::Chunks) => {}
@@ -268,7 +305,7 @@ impl<T> Streaming<T> {
                 self.end(Ok(trailers.clone()));
                 self.trailers = Some(trailers);
                 match body {
-                    Some(body) => Poll::Ready(Some((self.decode)(body))),
+                    Some(mut body) => Poll::Ready(Some(self.decode_whole(&mut body))),
                     None => Poll::Ready(None),
                 }
             }
