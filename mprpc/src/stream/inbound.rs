@@ -16,8 +16,11 @@ use super::window::{Overflow, RecvWindow};
 use crate::sync::lock;
 use crate::{Metadata, Status};
 
-/// Messages up to this size are copied out of the read buffer when they have to wait.
-const COPY_BELOW: usize = 64 * 1024;
+/// Messages (and runs of them) below this size are copied out of the read buffer when they
+/// have to wait. One this large is a good part of its buffer (a connection's read buffer is
+/// reserved 64 KiB at a time, at most doubling), so it pins at most a few times its size; a
+/// provider's runs of small replies are about twice as large, and are not copied.
+const COPY_BELOW: usize = 32 * 1024;
 /// The arena small messages are copied into grows by this much.
 const ARENA_CHUNK: usize = 16 * 1024;
 
@@ -105,7 +108,7 @@ impl Inbound {
         // alive: a stream that is not read would hold a 64 KiB buffer per 64-byte message.
         // One that has to wait behind others gets its own copy (a small one: a large message
         // is most of its buffer).
-        let body = if !state.queue.is_empty() && body.len() <= COPY_BELOW {
+        let body = if !state.queue.is_empty() && body.len() < COPY_BELOW {
             // Copied into this stream's own arena (16 KiB chunks): one allocation for many
             // small messages, and what they pin is this stream's alone.
             if state.arena.capacity() - state.arena.len() < body.len() {
