@@ -391,6 +391,14 @@ mod tests {
     }
 
     #[test]
+    fn a_kind_past_the_known_ones_is_refused_by_number() {
+        let mut buf = BytesMut::from(&b"mp\x01\x0b\x00\x00\x00\x00\x00\x00\x00\x00"[..]);
+        let err = FrameDecoder::new(1024).decode(&mut buf).unwrap_err();
+        assert!(matches!(err, ProtocolError::UnknownKind(11)), "{err}");
+        assert_eq!(err.to_string(), "unknown frame kind 11");
+    }
+
+    #[test]
     fn partial_frame_waits() {
         let bytes = encode_stream(sample_frames());
         let mut buf = BytesMut::from(&bytes[..bytes.len() - 1]);
