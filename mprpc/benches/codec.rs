@@ -29,6 +29,7 @@ fn request_header(id: u64) -> RequestHeader {
         window: 0,
         encoding: 0,
         accept_encoding: 0,
+        batches: false,
     }
 }
 

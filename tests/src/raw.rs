@@ -41,6 +41,7 @@ pub fn request(
             window: 0,
             encoding: 0,
             accept_encoding: 0,
+            batches: false,
         },
         body,
     )
@@ -64,6 +65,7 @@ pub fn stream_request(id: u64, method: &str, kind: u32, window: u64, body: Bytes
             window,
             encoding: 0,
             accept_encoding: 0,
+            batches: false,
         },
         body,
     )

@@ -150,6 +150,7 @@ async fn a_truncated_frame_then_close_leaves_the_provider_serving() {
             window: 0,
             encoding: 0,
             accept_encoding: 0,
+            batches: false,
         },
         bytes::Bytes::from_static(b"\x0a\x05hello"),
     )

@@ -73,6 +73,7 @@ fn raw_request(id: u64, body: Bytes, encoding: u32, accept: Accepted) -> BytesMu
             window: 0,
             encoding,
             accept_encoding: accept.wire(),
+            batches: false,
         },
         body,
     )

@@ -5,6 +5,7 @@
 //! there (no connection, a provider going away) is opened on the next. Once open it stays
 //! on its provider: a stream is not retried or hedged.
 
+use bytes::buf::Take;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use prost::Message;
@@ -12,7 +13,7 @@ use prost::Message;
 use super::connection::{CallError, OpenStream};
 use super::Channel;
 use crate::protocol::metadata_to_wire;
-use crate::stream::{IntoStreamingRequest, MethodKind, Streaming};
+use crate::stream::{encoded, Decode, IntoStreamingRequest, MethodKind, Streaming};
 use crate::{Request, Status};
 
 pub(crate) use crate::stream::EncodedStream as Outgoing;
@@ -108,7 +109,7 @@ impl Channel {
             (true, None) => Some(Box::pin(futures_util::stream::empty()) as Outgoing),
             (false, _) => None,
         };
-        self.open_typed((service, method, kind), request, requests, Ok)
+        self.open_typed((service, method, kind), request, requests, encoded)
             .await
     }
 
@@ -117,7 +118,7 @@ impl Channel {
         call: (&str, &str, MethodKind),
         request: Request<Bytes>,
         requests: Option<Outgoing>,
-        decode: fn(Bytes) -> Result<T, Status>,
+        decode: Decode<T>,
     ) -> Result<Streaming<T>, Status> {
         if self.layers.outer.is_empty() {
             return self.stream_unlayered(call, request, requests, decode).await;
@@ -210,6 +211,6 @@ fn split<Req: Message + 'static>(
     (request, requests.expect("set by map"))
 }
 
-fn decode<M: Message + Default>(body: Bytes) -> Result<M, Status> {
+fn decode<M: Message + Default>(body: Take<&mut Bytes>) -> Result<M, Status> {
     M::decode(body).map_err(|e| Status::internal(format!("cannot decode a streamed reply: {e}")))
 }

@@ -76,9 +76,9 @@ impl MethodMetrics {
         }
     }
 
-    /// Counts one stream message this side received.
-    pub fn stream_message_received(&self) {
-        self.stream_messages[0].fetch_add(1, Ordering::Relaxed);
+    /// Counts `n` stream messages this side received (read by the application).
+    pub fn stream_messages_received(&self, n: u64) {
+        self.stream_messages[0].fetch_add(n, Ordering::Relaxed);
     }
 
     /// Counts `n` stream messages this side sent.

@@ -316,6 +316,7 @@ mod tests {
                     window: 0,
                     encoding: 0,
                     accept_encoding: 0,
+                    batches: false,
                 },
                 Bytes::from_static(b"\x0a\x03bob"),
             ),
@@ -386,6 +387,7 @@ mod tests {
                 window: 0,
                 encoding: 0,
                 accept_encoding: 0,
+                batches: false,
             },
             Bytes::from_static(b"\x0a\x09zhang san\x12\x03123"),
         )
@@ -539,6 +541,14 @@ mod tests {
             matches!(err, ProtocolError::UnsupportedVersion { found: 9 }),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_kind_past_the_known_ones_is_refused_by_number() {
+        let mut buf = BytesMut::from(&b"mp\x01\x0b\x00\x00\x00\x00\x00\x00\x00\x00"[..]);
+        let err = FrameDecoder::new(1024).decode(&mut buf).unwrap_err();
+        assert!(matches!(err, ProtocolError::UnknownKind(11)), "{err}");
+        assert_eq!(err.to_string(), "unknown frame kind 11");
     }
 
     #[test]

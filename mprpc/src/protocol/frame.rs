@@ -38,6 +38,11 @@ pub enum FrameKind {
     /// The receiver grants more flow-control credit, for one stream or (request id 0) the
     /// whole connection: [`WindowUpdateHeader`], no body.
     WindowUpdate = 9,
+    /// A run of one stream's messages: [`StreamHeader`] + each message preceded by its
+    /// length (`batch.rs`). Sent only to a caller that asked for them
+    /// ([`RequestHeader::batches`]), and only while the sender has credit; its whole body
+    /// counts against it.
+    MessageBatch = 10,
 }
 
 impl FrameKind {
@@ -53,6 +58,7 @@ impl FrameKind {
             7 => FrameKind::Message,
             8 => FrameKind::HalfClose,
             9 => FrameKind::WindowUpdate,
+            10 => FrameKind::MessageBatch,
             _ => return None,
         })
     }
@@ -136,6 +142,10 @@ pub struct RequestHeader {
     /// (`1 << 1` gzip, `1 << 2` zstd); 0, the reply is not compressed.
     #[prost(uint32, tag = "10")]
     pub accept_encoding: u32,
+    /// For a call whose replies stream: the caller reads them in
+    /// [`FrameKind::MessageBatch`] frames (else each comes in a `Message` frame of its own).
+    #[prost(bool, tag = "11")]
+    pub batches: bool,
 }
 
 /// Header of a [`FrameKind::Response`] frame.
@@ -182,7 +192,8 @@ pub struct CancelHeader {
     pub request_id: u64,
 }
 
-/// Header of [`FrameKind::Message`] and [`FrameKind::HalfClose`] frames.
+/// Header of [`FrameKind::Message`], [`FrameKind::MessageBatch`] and [`FrameKind::HalfClose`]
+/// frames.
 #[derive(Clone, PartialEq, Eq, Message)]
 pub struct StreamHeader {
     /// The id of the call whose stream this is.
@@ -235,7 +246,7 @@ pub enum OutFrame {
     /// Flow-control credit.
     WindowUpdate(WindowUpdateHeader),
     /// Frames already encoded, written as they are: a batch of one stream's messages
-    /// ([`encode_message`]), queued and written at once.
+    /// ([`encode_message`], or one `MessageBatch` frame), queued and written at once.
     Encoded(Bytes),
 }
 

@@ -14,12 +14,14 @@
 //! share one connection and are answered in any order.
 //!
 //! - [`frame`]: the fixed header, frame kinds and the protobuf headers;
+//! - [`batch`]: `MessageBatch` frames, a run of one stream's messages in one frame;
 //! - [`codec`]: a `tokio_util` decoder that caps every length before allocating;
 //! - [`outbox`]: the sending end of a connection's write queue, which counts its bytes;
 //! - [`writer`]: the task that owns a socket's write half and coalesces frames;
 //! - [`limits`]: bounds on what a header may carry, checked before it is decoded;
 //! - [`legacy`]: the original C++ mprpc's requests, for its callers (one call a connection).
 
+pub mod batch;
 pub mod codec;
 pub mod frame;
 pub mod legacy;

@@ -3,10 +3,14 @@
 //! see a streaming call like any other, from its start to its end), and taken out by the
 //! generated adapter.
 
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
+use bytes::buf::Take;
 use bytes::Bytes;
-use futures_util::{FutureExt, Stream, StreamExt};
+
+use futures_util::{Stream, StreamExt};
 use prost::Message;
 
 use super::batch::Batch;
@@ -71,7 +75,7 @@ impl IoParts {
 }
 
 /// Decodes a message of a stream; a bad one is `InvalidArgument`.
-pub(crate) fn decode_message<M: Message + Default>(body: Bytes) -> Result<M, Status> {
+pub(crate) fn decode_message<M: Message + Default>(body: Take<&mut Bytes>) -> Result<M, Status> {
     M::decode(body)
         .map_err(|e| Status::invalid_argument(format!("cannot decode a streamed message: {e}")))
 }
@@ -82,39 +86,31 @@ pub(crate) fn decode_message<M: Message + Default>(body: Bytes) -> Result<M, Sta
 pub struct ReplySink {
     outbound: Outbound,
     max_frame_size: usize,
+    /// The caller reads `MessageBatch` frames.
+    batched: bool,
     counters: Arc<MethodMetrics>,
 }
 
 impl ReplySink {
     pub(crate) fn new(
         outbound: Outbound,
-        max_frame_size: usize,
+        (max_frame_size, batched): (usize, bool),
         counters: Arc<MethodMetrics>,
     ) -> ReplySink {
         ReplySink {
             outbound,
             max_frame_size,
+            batched,
             counters,
         }
     }
 
-    /// Adds a reply to `batch`: `Err(Ok(()))` never; `Err(Err(status))` when the stream
-    /// ends with a failure (the handler's, or a reply over the frame limit).
-    fn add<M: Message>(
-        &self,
-        batch: &mut Batch,
-        reply: Result<M, Status>,
-    ) -> Result<(), Result<(), Status>> {
-        let reply = reply.map_err(Err)?;
-        let size = reply.encoded_len();
-        if size + 64 > self.max_frame_size {
-            return Err(Err(Status::resource_exhausted(format!(
-                "a streamed reply of {size} bytes exceeds the maximum frame size of {} bytes",
-                self.max_frame_size
-            ))));
-        }
-        batch.push(&reply);
-        Ok(())
+    /// The failure of a reply of `size` bytes over the frame limit.
+    fn too_large(&self, size: usize) -> Status {
+        Status::resource_exhausted(format!(
+            "a streamed reply of {size} bytes exceeds the maximum frame size of {} bytes",
+            self.max_frame_size
+        ))
     }
 
     /// Sends one encoded reply, once the caller has credit for it. A message over the
@@ -122,11 +118,7 @@ impl ReplySink {
     /// with `Cancelled`.
     pub async fn send(&self, body: Bytes) -> Result<(), Status> {
         if body.len() + 64 > self.max_frame_size {
-            return Err(Status::resource_exhausted(format!(
-                "a streamed reply of {} bytes exceeds the maximum frame size of {} bytes",
-                body.len(),
-                self.max_frame_size
-            )));
+            return Err(self.too_large(body.len()));
         }
         self.outbound
             .send(body)
@@ -142,31 +134,31 @@ impl ReplySink {
 /// stream ended with (after the messages before it).
 ///
 /// Replies that are ready together go together: after waiting for one, it takes the others
-/// the stream has ready (up to 64 KiB or 256 messages), encodes them straight into one
-/// buffer of frames and sends them as flow control allows (`batch.rs`). A stream that
-/// produces one reply at a time sends each at once.
+/// the stream has ready (up to 64 KiB or 1024 messages, and the frame limit), encodes them
+/// straight into one buffer (one `MessageBatch` frame, for a caller that reads them) and
+/// sends them as flow control allows (`batch.rs`). A stream that produces one reply at a
+/// time sends each at once.
 pub async fn send_stream<S, M>(sink: ReplySink, replies: S) -> Result<Bytes, Status>
 where
     S: Stream<Item = Result<M, Status>> + Send,
     M: Message,
 {
     let mut replies = std::pin::pin!(replies);
-    let mut batch = Batch::new(sink.outbound.id());
-    let mut ended = None;
-    while ended.is_none() {
-        match replies.next().await {
-            None => break,
-            Some(reply) => ended = sink.add(&mut batch, reply).err(),
-        }
-        while ended.is_none() && !batch.full() {
-            match replies.next().now_or_never() {
-                Some(Some(reply)) => ended = sink.add(&mut batch, reply).err(),
-                Some(None) => {
-                    ended = Some(Ok(()));
-                    break;
-                }
+    let mut batch = Batch::new(sink.outbound.id(), sink.batched, sink.max_frame_size);
+    // A reply that did not fit in the last batch's frame: the first of the next.
+    let mut held: Option<M> = None;
+    // Set once the stream has ended: `Ok` for its end, `Err` for its failure.
+    let mut ended: Option<Result<(), Status>> = None;
+    while ended.is_none() || held.is_some() {
+        let first = match held.take() {
+            Some(reply) => Ok(reply),
+            None => match replies.next().await {
                 None => break,
-            }
+                Some(reply) => reply,
+            },
+        };
+        if let Some(end) = fill(&sink, replies.as_mut(), first, &mut batch, &mut held) {
+            ended = Some(end);
         }
         let sent = sink
             .outbound
@@ -178,6 +170,52 @@ where
     match ended {
         Some(Err(status)) => Err(status),
         _ => Ok(Bytes::new()),
+    }
+}
+
+/// Adds `first` to `batch`, then every reply `replies` has ready, polled without waiting
+/// (with a waker that does nothing: a stream that is not ready is polled again, and waited
+/// for, by the caller), until the batch is full or a reply does not fit in its frame (that
+/// one is `held` for the next). Returns the stream's end, if it came: `Ok` for its end, `Err`
+/// for its failure (the handler's, or a reply over the frame limit).
+fn fill<S, M>(
+    sink: &ReplySink,
+    mut replies: Pin<&mut S>,
+    first: Result<M, Status>,
+    batch: &mut Batch,
+    held: &mut Option<M>,
+) -> Option<Result<(), Status>>
+where
+    S: Stream<Item = Result<M, Status>>,
+    M: Message,
+{
+    let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+    let mut next = Some(first);
+    loop {
+        let reply = match next.take() {
+            Some(reply) => reply,
+            None => match replies.as_mut().poll_next(&mut cx) {
+                Poll::Ready(Some(reply)) => reply,
+                Poll::Ready(None) => return Some(Ok(())),
+                Poll::Pending => return None,
+            },
+        };
+        let reply = match reply {
+            Ok(reply) => reply,
+            Err(status) => return Some(Err(status)),
+        };
+        let size = reply.encoded_len();
+        if size + 64 > sink.max_frame_size {
+            return Some(Err(sink.too_large(size)));
+        }
+        if !batch.fits(size) {
+            *held = Some(reply);
+            return None;
+        }
+        batch.push(&reply, size);
+        if batch.full() {
+            return None;
+        }
     }
 }
 

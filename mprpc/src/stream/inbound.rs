@@ -1,5 +1,9 @@
 //! The receiving end of one stream: the messages the connection's reader has taken in and
 //! the consumer has not, the stream's end, and the credit returned as messages are consumed.
+//!
+//! The queue holds what the frames carried, as they carried it: one message, or the body of
+//! a `MessageBatch` frame (a run of messages, checked by the reader), queued with one lock
+//! and sliced into messages by the consumer ([`Streaming`](super::Streaming)).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -12,8 +16,11 @@ use super::window::{Overflow, RecvWindow};
 use crate::sync::lock;
 use crate::{Metadata, Status};
 
-/// Messages up to this size are copied out of the read buffer when they have to wait.
-const COPY_BELOW: usize = 64 * 1024;
+/// Messages (and runs of them) below this size are copied out of the read buffer when they
+/// have to wait. One this large is a good part of its buffer (a connection's read buffer is
+/// reserved 64 KiB at a time, at most doubling), so it pins at most a few times its size; a
+/// provider's runs of small replies are about twice as large, and are not copied.
+const COPY_BELOW: usize = 32 * 1024;
 /// The arena small messages are copied into grows by this much.
 const ARENA_CHUNK: usize = 16 * 1024;
 
@@ -30,9 +37,19 @@ pub(crate) enum End {
     Failed(Status),
 }
 
+/// What one frame of the stream carried.
+#[derive(Debug)]
+pub(crate) struct Chunk {
+    /// One message, or a run of them.
+    pub(crate) body: Bytes,
+    /// `body` is a `MessageBatch` frame's: length-prefixed messages, checked.
+    pub(crate) batched: bool,
+}
+
 /// What a consumer of the stream gets next.
 pub(crate) enum Next {
-    Message(Bytes),
+    /// Chunks were moved to the consumer's queue.
+    Chunks,
     End(End),
 }
 
@@ -48,7 +65,7 @@ pub(crate) struct Inbound {
 
 #[derive(Debug, Default)]
 struct State {
-    queue: VecDeque<Bytes>,
+    queue: VecDeque<Chunk>,
     end: Option<End>,
     /// The end was handed to the consumer.
     ended: bool,
@@ -76,8 +93,10 @@ impl Inbound {
         }
     }
 
-    /// A message arrived (the connection-level credit was checked by the caller).
-    pub(super) fn push(&self, body: Bytes) -> Result<(), Overflow> {
+    /// A message, or a run of them, arrived (the connection-level credit was checked by the
+    /// caller).
+    pub(super) fn push(&self, chunk: Chunk) -> Result<(), Overflow> {
+        let Chunk { body, batched } = chunk;
         self.window.received(body.len())?;
         let mut state = lock(&self.state);
         if state.detached || state.end.is_some() {
@@ -85,11 +104,11 @@ impl Inbound {
             self.returned(body.len());
             return Ok(());
         }
-        // A message is a slice of the connection's read buffer, and keeps all of it alive: a
-        // stream that is not read would hold a 64 KiB buffer per 64-byte message. One that
-        // has to wait behind others gets its own copy (a small one: a large message is most
-        // of its buffer).
-        let body = if !state.queue.is_empty() && body.len() <= COPY_BELOW {
+        // A message (or run) is a slice of the connection's read buffer, and keeps all of it
+        // alive: a stream that is not read would hold a 64 KiB buffer per 64-byte message.
+        // One that has to wait behind others gets its own copy (a small one: a large message
+        // is most of its buffer).
+        let body = if !state.queue.is_empty() && body.len() < COPY_BELOW {
             // Copied into this stream's own arena (16 KiB chunks): one allocation for many
             // small messages, and what they pin is this stream's alone.
             if state.arena.capacity() - state.arena.len() < body.len() {
@@ -100,7 +119,7 @@ impl Inbound {
         } else {
             body
         };
-        state.queue.push_back(body);
+        state.queue.push_back(Chunk { body, batched });
         let waker = state.waker.take();
         drop(state);
         if let Some(waker) = waker {
@@ -124,14 +143,20 @@ impl Inbound {
         }
     }
 
-    /// The next message or the end, once there is one. After the end, `Pending` forever (the
-    /// owner does not poll again).
-    pub(crate) fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Next> {
+    /// Moves every chunk queued into `more` (empty when called), with one lock, or gives the
+    /// end once there is no chunk left, else waits. Their credit is the caller's to return as
+    /// it hands their messages on ([`returned`](Self::returned)), so what this side holds
+    /// stays within its window. After the end, `Pending` forever (the owner does not poll
+    /// again).
+    pub(crate) fn poll_chunks(
+        &self,
+        cx: &mut Context<'_>,
+        more: &mut VecDeque<Chunk>,
+    ) -> Poll<Next> {
         let mut state = lock(&self.state);
-        if let Some(body) = state.queue.pop_front() {
-            drop(state);
-            self.returned(body.len());
-            return Poll::Ready(Next::Message(body));
+        if !state.queue.is_empty() {
+            std::mem::swap(&mut state.queue, more);
+            return Poll::Ready(Next::Chunks);
         }
         if !state.ended {
             if let Some(end) = state.end.clone() {
@@ -149,32 +174,12 @@ impl Inbound {
         Poll::Pending
     }
 
-    /// [`poll_next`](Self::poll_next), with every other message queued behind the one
-    /// returned moved into `more` (empty when called): one lock for them all. Their credit is
-    /// the caller's to return as it hands them on ([`returned`](Self::returned)), so what this
-    /// side holds stays within its window.
-    pub(crate) fn poll_next_batch(
-        &self,
-        cx: &mut Context<'_>,
-        more: &mut VecDeque<Bytes>,
-    ) -> Poll<Next> {
-        let mut state = lock(&self.state);
-        if let Some(body) = state.queue.pop_front() {
-            std::mem::swap(&mut state.queue, more);
-            drop(state);
-            self.returned(body.len());
-            return Poll::Ready(Next::Message(body));
-        }
-        drop(state);
-        self.poll_next(cx)
-    }
-
     /// The consumer is gone: what is queued is discarded and later messages are too, their
     /// credit returned so the sender is not held up by a reader that will never read.
     pub(crate) fn detach(&self) {
         let mut state = lock(&self.state);
         state.detached = true;
-        let dropped: usize = state.queue.drain(..).map(|b| b.len()).sum();
+        let dropped: usize = state.queue.drain(..).map(|c| c.body.len()).sum();
         drop(state);
         if dropped > 0 {
             self.returned(dropped);
@@ -183,7 +188,7 @@ impl Inbound {
 
     /// Bytes queued and not consumed.
     pub(crate) fn queued_bytes(&self) -> usize {
-        lock(&self.state).queue.iter().map(Bytes::len).sum()
+        lock(&self.state).queue.iter().map(|c| c.body.len()).sum()
     }
 
     /// Credit for `size` bytes consumed or discarded goes back to the sender, for the

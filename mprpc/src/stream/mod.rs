@@ -32,6 +32,7 @@ pub use self::handler::{send_stream, ReplySink};
 pub(crate) use self::handler::{server_streaming_request, streaming_request};
 pub(crate) use self::inbound::{End, Inbound};
 pub use self::streaming::Streaming;
+pub(crate) use self::streaming::{encoded, Decode};
 pub use self::table::Windows;
 pub(crate) use self::table::{Announced, Outbound, Refused, StreamTable};
 use crate::Status;

@@ -8,15 +8,30 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::buf::Take;
+use bytes::{Buf, Bytes};
 use futures_util::Stream;
 
-use super::inbound::{End, Inbound, Next};
+use super::inbound::{Chunk, End, Inbound, Next};
 use crate::metrics::{CallRecord, MethodMetrics};
+use crate::protocol::batch::{next_len, LEN_PREFIX};
 use crate::{Metadata, Status};
 
 /// How a stream ended, as its end hook is told: its trailers, or its failure.
 pub(crate) type Ending = Result<Metadata, Status>;
+
+/// Messages handed on per unit of the task's cooperative budget.
+const CHARGE_EVERY: u32 = 16;
+
+/// How a stream's messages are decoded: from the bytes of one message, in place in the buffer
+/// they came in (so a message sliced off a run costs no buffer of its own).
+pub(crate) type Decode<T> = fn(Take<&mut Bytes>) -> Result<T, Status>;
+
+/// [`Decode`] for a stream of encoded messages: each message's bytes, as they are.
+pub(crate) fn encoded(mut message: Take<&mut Bytes>) -> Result<Bytes, Status> {
+    let len = message.remaining();
+    Ok(message.copy_to_bytes(len))
+}
 
 /// A stream of messages from the other side of a call: a handler's requests, or a caller's
 /// replies. Each item is a message, or the failure that ended the stream; after the last
@@ -27,14 +42,21 @@ pub(crate) type Ending = Result<Metadata, Status>;
 /// handler).
 pub struct Streaming<T> {
     inbound: Arc<Inbound>,
-    /// Messages taken from the queue in one go and not handed on yet (their credit is
-    /// returned as they are).
-    local: VecDeque<Bytes>,
-    decode: fn(Bytes) -> Result<T, Status>,
+    /// Chunks taken from the queue in one go and not handed on yet (their credit is
+    /// returned as their messages are).
+    local: VecDeque<Chunk>,
+    /// What is left of the `MessageBatch` run being read, sliced a message at a time.
+    run: Bytes,
+    /// The credit and the count of the run's messages handed on, returned and counted
+    /// together as its last one is.
+    run_read: (usize, u64),
+    decode: Decode<T>,
     /// The call's end on this side (a deadline), if it has one.
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     trailers: Option<Metadata>,
     done: bool,
+    /// Messages handed on since the task's cooperative budget was last charged.
+    uncharged: u32,
     hooks: Hooks,
     /// Whether dropping this value lets go of the queue (not when it was only retyped).
     owns_inbound: bool,
@@ -64,14 +86,17 @@ impl<T> fmt::Debug for Streaming<T> {
 }
 
 impl<T> Streaming<T> {
-    pub(crate) fn new(inbound: Arc<Inbound>, decode: fn(Bytes) -> Result<T, Status>) -> Self {
+    pub(crate) fn new(inbound: Arc<Inbound>, decode: Decode<T>) -> Self {
         Streaming {
             inbound,
             local: VecDeque::new(),
+            run: Bytes::new(),
+            run_read: (0, 0),
             decode,
             deadline: None,
             trailers: None,
             done: false,
+            uncharged: 0,
             hooks: Hooks::default(),
             owns_inbound: true,
         }
@@ -113,15 +138,18 @@ impl<T> Streaming<T> {
     }
 
     /// The same stream, its messages decoded by `decode`.
-    pub(crate) fn retype<U>(mut self, decode: fn(Bytes) -> Result<U, Status>) -> Streaming<U> {
+    pub(crate) fn retype<U>(mut self, decode: Decode<U>) -> Streaming<U> {
         self.owns_inbound = false;
         Streaming {
             inbound: self.inbound.clone(),
             local: std::mem::take(&mut self.local),
+            run: std::mem::take(&mut self.run),
+            run_read: std::mem::take(&mut self.run_read),
             decode,
             deadline: self.deadline.take(),
             trailers: self.trailers.take(),
             done: self.done,
+            uncharged: self.uncharged,
             hooks: std::mem::take(&mut self.hooks),
             owns_inbound: true,
         }
@@ -142,7 +170,65 @@ impl<T> Streaming<T> {
 
     /// Bytes received and not read yet (at most the flow-control window, and one message).
     pub fn buffered_bytes(&self) -> usize {
-        self.inbound.queued_bytes() + self.local.iter().map(Bytes::len).sum::<usize>()
+        self.inbound.queued_bytes()
+            + self.local.iter().map(|c| c.body.len()).sum::<usize>()
+            + self.run.len()
+    }
+
+    /// The next message already taken from the queue, decoded, if any: off the run being
+    /// read, else the next chunk's.
+    fn next_local(&mut self) -> Option<Result<T, Status>> {
+        loop {
+            if let Some(len) = next_len(&mut self.run) {
+                let rest = self.run.len() - len;
+                let message = (self.decode)((&mut self.run).take(len));
+                // What a failed decode left of the message.
+                if self.run.len() > rest {
+                    self.run.advance(self.run.len() - rest);
+                }
+                self.run_read.0 += LEN_PREFIX + len;
+                self.run_read.1 += 1;
+                if self.run.is_empty() {
+                    // Its last message: the run's credit goes back as it is handed on.
+                    self.settle_run();
+                }
+                return Some(message);
+            }
+            self.settle_run();
+            let mut chunk = self.local.pop_front()?;
+            if chunk.batched {
+                self.run = chunk.body;
+            } else {
+                self.inbound.returned(chunk.body.len());
+                self.count(1);
+                return Some(self.decode_whole(&mut chunk.body));
+            }
+        }
+    }
+
+    /// Decodes all of `body`, one message.
+    fn decode_whole(&self, body: &mut Bytes) -> Result<T, Status> {
+        let len = body.len();
+        (self.decode)(body.take(len))
+    }
+
+    /// Returns the credit of the run's messages handed on, and counts them; what is left of
+    /// the run (nothing, for a run the reader checked) is dropped with its credit.
+    fn settle_run(&mut self) {
+        let (credit, count) = std::mem::take(&mut self.run_read);
+        let credit = credit + std::mem::take(&mut self.run).len();
+        if credit > 0 {
+            self.inbound.returned(credit);
+        }
+        if count > 0 {
+            self.count(count);
+        }
+    }
+
+    fn count(&self, n: u64) {
+        if let Some(counters) = &self.hooks.counters {
+            counters.stream_messages_received(n);
+        }
     }
 
     fn end(&mut self, ending: Ending) {
@@ -185,43 +271,54 @@ impl<T> Stream for Streaming<T> {
                 ));
             }
         }
-        if let Some(body) = this.local.pop_front() {
-            this.inbound.returned(body.len());
-            if let Some(counters) = &this.hooks.counters {
-                counters.stream_message_received();
-            }
-            return Poll::Ready(Some((this.decode)(body)));
+        // Messages already here are handed on without a yield, however many: the task is
+        // charged one unit of its budget per few of them, so that it lets the others on its
+        // thread run in time (the connection's writer, with the credit it returns).
+        if this.uncharged >= CHARGE_EVERY {
+            let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
+            coop.made_progress();
+            this.uncharged = 0;
         }
-        match this.inbound.poll_next_batch(cx, &mut this.local) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Next::Message(body)) => {
-                if let Some(counters) = &this.hooks.counters {
-                    counters.stream_message_received();
-                }
-                Poll::Ready(Some((this.decode)(body)))
+        loop {
+            if let Some(message) = this.next_local() {
+                this.uncharged += 1;
+                return Poll::Ready(Some(message));
             }
-            Poll::Ready(Next::End(End::Failed(status))) => {
-                this.end(Err(status.clone()));
+            match this.inbound.poll_chunks(cx, &mut this.local) {
+                Poll::Ready(Next::Chunks) => {}
+                Poll::Ready(Next::End(end)) => return this.ended(end),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+impl<T> Streaming<T> {
+    /// The stream's end, read.
+    fn ended(&mut self, end: End) -> Poll<Option<Result<T, Status>>> {
+        match end {
+            End::Failed(status) => {
+                self.end(Err(status.clone()));
                 Poll::Ready(Some(Err(status)))
             }
-            Poll::Ready(Next::End(End::Finished { trailers, body })) => {
-                this.end(Ok(trailers.clone()));
-                this.trailers = Some(trailers);
+            End::Finished { trailers, body } => {
+                self.end(Ok(trailers.clone()));
+                self.trailers = Some(trailers);
                 match body {
-                    Some(body) => Poll::Ready(Some((this.decode)(body))),
+                    Some(mut body) => Poll::Ready(Some(self.decode_whole(&mut body))),
                     None => Poll::Ready(None),
                 }
             }
         }
     }
 }
-
 impl<T> Drop for Streaming<T> {
     fn drop(&mut self) {
         if !self.owns_inbound {
             return;
         }
-        let held: usize = self.local.drain(..).map(|b| b.len()).sum();
+        self.settle_run();
+        let held: usize = self.local.drain(..).map(|c| c.body.len()).sum();
         if held > 0 {
             self.inbound.returned(held);
         }

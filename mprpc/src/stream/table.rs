@@ -9,9 +9,10 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 
 use super::batch::Batch;
-use super::inbound::{End, Inbound};
+use super::inbound::{Chunk, End, Inbound};
 use super::window::{Closed, Overflow, RecvWindow, SendWindow};
 use super::window::{INITIAL_CONNECTION_WINDOW, INITIAL_STREAM_WINDOW};
+use crate::protocol::batch::{check_batch, BadBatch};
 use crate::protocol::{OutFrame, Outbox, StreamHeader, WindowUpdateHeader};
 use crate::sync::lock;
 use crate::Status;
@@ -133,6 +134,8 @@ pub(crate) enum Refused {
     Connection(Overflow),
     /// The peer sent past one stream's window: that stream ends.
     Stream(u64, Overflow),
+    /// The peer sent a `MessageBatch` frame that is not a run of messages: that stream ends.
+    Malformed(u64, BadBatch),
 }
 
 /// A connection's open streams.
@@ -203,14 +206,23 @@ impl StreamTable {
         (inbound, outbound)
     }
 
-    /// A `Message` frame arrived for stream `id`. One for a stream that is not open (it
-    /// ended while the message was on its way) is discarded, its credit returned.
-    pub(crate) fn on_message(&self, id: u64, body: Bytes) -> Result<(), Refused> {
+    /// A `Message` frame (`batched`: a `MessageBatch` frame, checked here) arrived for
+    /// stream `id`. One for a stream that is not open (it ended while the message was on its
+    /// way) is discarded, its credit returned.
+    pub(crate) fn on_message(&self, id: u64, body: Bytes, batched: bool) -> Result<(), Refused> {
         let size = body.len();
         self.link.recv.received(size).map_err(Refused::Connection)?;
+        if batched {
+            if let Err(e) = check_batch(&body) {
+                self.link.returned(size);
+                return Err(Refused::Malformed(id, e));
+            }
+        }
         let inbound = lock(&self.entries).get(&id).and_then(|e| e.inbound.clone());
         match inbound {
-            Some(inbound) => inbound.push(body).map_err(|o| Refused::Stream(id, o)),
+            Some(inbound) => inbound
+                .push(Chunk { body, batched })
+                .map_err(|o| Refused::Stream(id, o)),
             None => {
                 self.link.returned(size);
                 Ok(())
@@ -327,9 +339,25 @@ impl Outbound {
             .map_err(|_| Closed)
     }
 
-    /// Sends the messages of `batch` as flow control allows, waiting for credit as needed,
-    /// each message with credit above zero before it in both windows; returns how many.
+    /// Sends the messages of `batch` as flow control allows, waiting for credit as needed;
+    /// returns how many. A `MessageBatch` frame goes whole once both windows have credit
+    /// above zero, its body taken from both. `Message` frames go each with credit above zero
+    /// before it in both windows.
     pub(crate) async fn send_batch(&self, batch: &mut Batch) -> Result<usize, Closed> {
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        if batch.batched() {
+            let (frame, credit, count) = batch.take_frame();
+            self.window.take(credit).await?;
+            self.link.send.take(credit).await?;
+            self.link
+                .outbox
+                .send(OutFrame::Encoded(frame))
+                .await
+                .map_err(|_| Closed)?;
+            return Ok(count);
+        }
         let mut sent = 0;
         while !batch.is_empty() {
             let sizes = batch.message_sizes();

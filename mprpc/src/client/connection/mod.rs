@@ -278,6 +278,7 @@ impl Connection {
                 window: 0,
                 encoding: encoding.map_or(0, Encoding::wire),
                 accept_encoding: accepted.wire(),
+                batches: false,
             };
             if let Err(status) = check_fits(&header, body.len(), shared.max_frame_size) {
                 guard.armed = false;

@@ -91,7 +91,7 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
                 }
             }
             FrameKind::Pong => {}
-            FrameKind::Message | FrameKind::WindowUpdate => {
+            FrameKind::Message | FrameKind::MessageBatch | FrameKind::WindowUpdate => {
                 if let Err(reason) = super::stream::on_frame(&shared, frame) {
                     break reason;
                 }

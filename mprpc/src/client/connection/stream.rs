@@ -62,6 +62,7 @@ impl Connection {
             // Streams' messages are not compressed (yet).
             encoding: 0,
             accept_encoding: 0,
+            batches: kind.server_streams(),
         };
         if let Err(status) = super::check_fits(&header, body.len(), shared.max_frame_size) {
             shared.streams.remove(id);
@@ -177,7 +178,8 @@ pub(super) fn on_response(shared: &ConnShared, header: ResponseHeader, body: Byt
     shared.streams.finish(header.request_id, end);
 }
 
-/// A `Message` or `WindowUpdate` frame from the provider. An `Err` closes the connection.
+/// A `Message`, `MessageBatch` or `WindowUpdate` frame from the provider. An `Err` closes
+/// the connection.
 pub(super) fn on_frame(shared: &ConnShared, frame: Frame) -> Result<(), Status> {
     let address = &shared.address;
     let bad = |e| Status::internal(format!("from {address}: {e}"));
@@ -189,7 +191,11 @@ pub(super) fn on_frame(shared: &ConnShared, frame: Frame) -> Result<(), Status> 
         return Ok(());
     }
     let header: StreamHeader = decode_header(&frame).map_err(bad)?;
-    match shared.streams.on_message(header.request_id, frame.body) {
+    let batched = frame.kind == FrameKind::MessageBatch;
+    match shared
+        .streams
+        .on_message(header.request_id, frame.body, batched)
+    {
         Ok(()) => Ok(()),
         Err(Refused::Connection(o)) => Err(Status::internal(format!(
             "provider {address} sent stream messages past the connection's flow-control \
@@ -202,11 +208,24 @@ pub(super) fn on_frame(shared: &ConnShared, frame: Frame) -> Result<(), Status> 
                  bytes",
                 o.window
             ));
-            shared.streams.finish(id, End::Failed(status));
-            let _ = shared
-                .tx
-                .try_send(OutFrame::Cancel(CancelHeader { request_id: id }));
+            fail_stream(shared, id, status);
+            Ok(())
+        }
+        Err(Refused::Malformed(id, e)) => {
+            fail_stream(
+                shared,
+                id,
+                Status::internal(format!("provider {address} sent {e}")),
+            );
             Ok(())
         }
     }
+}
+
+/// Fails stream `id` with the provider's fault `status`, and cancels it.
+fn fail_stream(shared: &ConnShared, id: u64, status: Status) {
+    shared.streams.finish(id, End::Failed(status));
+    let _ = shared
+        .tx
+        .try_send(OutFrame::Cancel(CancelHeader { request_id: id }));
 }

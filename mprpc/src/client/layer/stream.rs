@@ -26,7 +26,7 @@ impl Channel {
         (service, method, kind): (&str, &str, MethodKind),
         mut request: Request<Bytes>,
         requests: Option<Outgoing>,
-        decode: fn(Bytes) -> Result<T, Status>,
+        decode: crate::stream::Decode<T>,
     ) -> Result<Streaming<T>, Status> {
         auth::add_token(&self.inner.token, &mut request)?;
         let span = trace::start(service, method, &mut request);
@@ -142,7 +142,10 @@ impl Channel {
         };
         let (ended, ended_rx) = oneshot::channel();
         let call = (service, method, kind);
-        match self.stream_unlayered(call, request, requests, Ok).await {
+        match self
+            .stream_unlayered(call, request, requests, crate::stream::encoded)
+            .await
+        {
             Ok(stream) => {
                 let stream = stream.on_end(move |ending| {
                     let _ = ended.send(ending);

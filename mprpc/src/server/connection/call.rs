@@ -38,9 +38,10 @@ use crate::{Code, Metadata, Status};
 // Lives for a moment on the reader's stack; boxing the call would cost an allocation per call.
 #[allow(clippy::large_enum_variant)]
 enum Admitted {
-    /// It goes to the stack (with its id, its kind and the window of a streaming call, and
-    /// the encodings its caller takes the reply in).
-    Call(Call, u64, (MethodKind, u64), Accepted),
+    /// It goes to the stack (with its id, its kind, the window of a streaming call and
+    /// whether its caller reads `MessageBatch` frames, and the encodings its caller takes
+    /// the reply in).
+    Call(Call, u64, (MethodKind, u64, bool), Accepted),
     /// It is refused at once with this reply.
     Refused(u64, Status),
     /// The provider is shutting down: refused at once, marked as never run.
@@ -58,7 +59,7 @@ impl Connection {
         cancelled: &[u64],
         turn: &Turn<'_>,
     ) -> Result<(), Ending> {
-        let (mut call, id, (kind, window), accepted) =
+        let (mut call, id, (kind, window, batches), accepted) =
             match self.admit(frame, caller_gone, cancelled, turn.draining)? {
                 Admitted::Call(call, id, stream, accepted) => (call, id, stream, accepted),
                 Admitted::Refused(id, status) => {
@@ -85,7 +86,7 @@ impl Connection {
             let counters =
                 (self.shared.metrics).method(Side::Server, call.service.name(), call.method);
             let limits = (max_frame_size, counters);
-            stream::open(turn, (id, kind, window), &mut call.request, limits)
+            stream::open(turn, (id, kind, window, batches), &mut call.request, limits)
         });
         let work = self.work(call, (id, accepted), turn);
         match stream {
@@ -221,7 +222,8 @@ impl Connection {
             connection_calls: self.busy.count(),
             encoding,
         };
-        Ok(Admitted::Call(call, id, (kind, header.window), accepted))
+        let stream = (kind, header.window, header.batches);
+        Ok(Admitted::Call(call, id, stream, accepted))
     }
 
     /// The hosted service and method the request names.

@@ -396,9 +396,10 @@ impl Connection {
                 FrameKind::Ping if !caller_gone => {
                     let _ = turn.tx.send(OutFrame::Pong(frame.body)).await;
                 }
-                FrameKind::Message | FrameKind::HalfClose | FrameKind::WindowUpdate => {
-                    stream::on_frame(frame, turn)?
-                }
+                FrameKind::Message
+                | FrameKind::MessageBatch
+                | FrameKind::HalfClose
+                | FrameKind::WindowUpdate => stream::on_frame(frame, turn)?,
                 FrameKind::Cancel | FrameKind::Ping | FrameKind::Pong | FrameKind::GoAway => {}
                 FrameKind::Response => {
                     return Err(Ending::Broken(

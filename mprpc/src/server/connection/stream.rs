@@ -21,7 +21,7 @@ use crate::{Request, Status};
 /// however it ends (answered, aborted by a cancel, or cut off).
 pub(super) fn open(
     turn: &Turn<'_>,
-    (id, kind, window): (u64, MethodKind, u64),
+    (id, kind, window, batches): (u64, MethodKind, u64, bool),
     request: &mut Request<Bytes>,
     (max_frame_size, counters): (usize, Arc<MethodMetrics>),
 ) -> StreamGuard {
@@ -32,7 +32,7 @@ pub(super) fn open(
     };
     let send_credit = kind.server_streams().then_some(credit);
     let (inbound, outbound) = turn.streams.open(id, receives, send_credit);
-    let sink = outbound.map(|o| ReplySink::new(o, max_frame_size, counters.clone()));
+    let sink = outbound.map(|o| ReplySink::new(o, (max_frame_size, batches), counters.clone()));
     request
         .extensions_mut()
         .insert(StreamIo::new(inbound, sink, counters));
@@ -54,7 +54,7 @@ impl Drop for StreamGuard {
     }
 }
 
-/// A `Message`, `HalfClose` or `WindowUpdate` frame from the consumer.
+/// A `Message`, `MessageBatch`, `HalfClose` or `WindowUpdate` frame from the consumer.
 pub(super) fn on_frame(frame: Frame, turn: &Turn<'_>) -> Result<(), Ending> {
     let streams = turn.streams;
     if frame.kind == FrameKind::WindowUpdate {
@@ -67,7 +67,8 @@ pub(super) fn on_frame(frame: Frame, turn: &Turn<'_>) -> Result<(), Ending> {
         streams.on_half_close(header.request_id);
         return Ok(());
     }
-    match streams.on_message(header.request_id, frame.body) {
+    let batched = frame.kind == FrameKind::MessageBatch;
+    match streams.on_message(header.request_id, frame.body, batched) {
         Ok(()) => Ok(()),
         Err(Refused::Connection(o)) => Err(Ending::Broken(
             "flow_control",
@@ -78,21 +79,34 @@ pub(super) fn on_frame(frame: Frame, turn: &Turn<'_>) -> Result<(), Ending> {
             )),
         )),
         Err(Refused::Stream(id, o)) => {
-            // That call ends; the connection and its other calls carry on.
-            if let Some(handle) = lock(turn.in_flight).remove(&id) {
-                handle.abort();
-            }
-            streams.remove(id);
             let status = Status::resource_exhausted(format!(
                 "the consumer sent messages past the stream's flow-control window of {} bytes",
                 o.window
             ));
-            let _ = turn
-                .tx
-                .try_send(OutFrame::Response(error_header(id, &status), Bytes::new()));
+            end_call(turn, id, &status);
+            Ok(())
+        }
+        Err(Refused::Malformed(id, e)) => {
+            end_call(
+                turn,
+                id,
+                &Status::invalid_argument(format!("the consumer sent {e}")),
+            );
             Ok(())
         }
     }
+}
+
+/// Ends call `id` with `status` for what its consumer sent on its stream; the connection and
+/// its other calls carry on.
+fn end_call(turn: &Turn<'_>, id: u64, status: &Status) {
+    if let Some(handle) = lock(turn.in_flight).remove(&id) {
+        handle.abort();
+    }
+    turn.streams.remove(id);
+    let _ = turn
+        .tx
+        .try_send(OutFrame::Response(error_header(id, status), Bytes::new()));
 }
 
 /// Ends every stream still open when the shutdown grace has run out, each with a final
