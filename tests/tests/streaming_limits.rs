@@ -211,6 +211,44 @@ async fn a_sender_past_its_stream_credit_loses_that_stream_only() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_messages_cost_credit_too() {
+    // Empty messages to a handler that does not read: each costs a frame's charge of
+    // credit, so the window of 64 KiB holds about a thousand of them, not millions.
+    let config = ServerConfig {
+        stream_window: 64 * 1024,
+        ..ServerConfig::default()
+    };
+    let (addr, server, _) = start(config, Metrics::new()).await;
+    let mut conn = TcpStream::connect(&addr).await.unwrap();
+    conn.write_all(&slow_upload(1)).await.unwrap();
+    let mut flood = bytes::BytesMut::new();
+    for _ in 0..5_000 {
+        flood.extend_from_slice(&raw::message(1, Bytes::new()));
+    }
+    conn.write_all(&flood).await.unwrap();
+    conn.write_all(&raw::echo(2, None)).await.unwrap();
+    let mut replies = raw::read_responses(&mut conn, 2, Duration::from_secs(10)).await;
+    replies.sort_by_key(|r| r.request_id);
+    assert_eq!(
+        replies[0].code,
+        Code::ResourceExhausted as i32,
+        "{:?}",
+        replies[0]
+    );
+    assert!(
+        replies[0].message.contains("flow-control window"),
+        "{:?}",
+        replies[0]
+    );
+    assert_eq!(
+        replies[1].code, 0,
+        "the unary call beside it: {:?}",
+        replies[1]
+    );
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sender_past_the_connection_credit_is_closed_with_a_go_away() {
     let config = ServerConfig {
         stream_window: 4 * 1024 * 1024,

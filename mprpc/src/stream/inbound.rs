@@ -12,7 +12,7 @@ use std::task::{Context, Poll, Waker};
 use bytes::{Bytes, BytesMut};
 
 use super::table::Link;
-use super::window::{Overflow, RecvWindow};
+use super::window::{charged, Overflow, RecvWindow};
 use crate::sync::lock;
 use crate::{Metadata, Status};
 
@@ -97,11 +97,11 @@ impl Inbound {
     /// caller).
     pub(super) fn push(&self, chunk: Chunk) -> Result<(), Overflow> {
         let Chunk { body, batched } = chunk;
-        self.window.received(body.len())?;
+        self.window.received(charged(body.len()))?;
         let mut state = lock(&self.state);
         if state.detached || state.end.is_some() {
             drop(state);
-            self.returned(body.len());
+            self.returned(charged(body.len()));
             return Ok(());
         }
         // A message (or run) is a slice of the connection's read buffer, and keeps all of it
@@ -179,7 +179,7 @@ impl Inbound {
     pub(crate) fn detach(&self) {
         let mut state = lock(&self.state);
         state.detached = true;
-        let dropped: usize = state.queue.drain(..).map(|c| c.body.len()).sum();
+        let dropped: usize = state.queue.drain(..).map(|c| charged(c.body.len())).sum();
         drop(state);
         if dropped > 0 {
             self.returned(dropped);

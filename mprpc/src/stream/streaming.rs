@@ -13,6 +13,7 @@ use bytes::{Buf, Bytes};
 use futures_util::Stream;
 
 use super::inbound::{Chunk, End, Inbound, Next};
+use super::window::{charged, FRAME_CHARGE};
 use crate::metrics::{CallRecord, MethodMetrics};
 use crate::protocol::batch::{next_len, LEN_PREFIX};
 use crate::{Metadata, Status};
@@ -198,8 +199,10 @@ impl<T> Streaming<T> {
             let mut chunk = self.local.pop_front()?;
             if chunk.batched {
                 self.run = chunk.body;
+                // The frame's own charge goes back with the run's last message.
+                self.run_read.0 += FRAME_CHARGE;
             } else {
-                self.inbound.returned(chunk.body.len());
+                self.inbound.returned(charged(chunk.body.len()));
                 self.count(1);
                 return Some(self.decode_whole(&mut chunk.body));
             }
@@ -318,7 +321,7 @@ impl<T> Drop for Streaming<T> {
             return;
         }
         self.settle_run();
-        let held: usize = self.local.drain(..).map(|c| c.body.len()).sum();
+        let held: usize = self.local.drain(..).map(|c| charged(c.body.len())).sum();
         if held > 0 {
             self.inbound.returned(held);
         }

@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use super::batch::Batch;
 use super::inbound::{Chunk, End, Inbound};
-use super::window::{Closed, Overflow, RecvWindow, SendWindow};
+use super::window::{charged, Closed, Overflow, RecvWindow, SendWindow};
 use super::window::{INITIAL_CONNECTION_WINDOW, INITIAL_STREAM_WINDOW};
 use crate::protocol::batch::{check_batch, BadBatch};
 use crate::protocol::{OutFrame, Outbox, StreamHeader, WindowUpdateHeader};
@@ -210,7 +210,7 @@ impl StreamTable {
     /// stream `id`. One for a stream that is not open (it ended while the message was on its
     /// way) is discarded, its credit returned.
     pub(crate) fn on_message(&self, id: u64, body: Bytes, batched: bool) -> Result<(), Refused> {
-        let size = body.len();
+        let size = charged(body.len());
         self.link.recv.received(size).map_err(Refused::Connection)?;
         if batched {
             if let Err(e) = check_batch(&body) {
@@ -326,7 +326,7 @@ pub(crate) struct Outbound {
 impl Outbound {
     /// Sends one message once the stream and the connection have credit for it.
     pub(crate) async fn send(&self, body: Bytes) -> Result<(), Closed> {
-        let size = body.len();
+        let size = charged(body.len());
         self.window.take(size).await?;
         self.link.send.take(size).await?;
         let header = StreamHeader {
@@ -349,6 +349,7 @@ impl Outbound {
         }
         if batch.batched() {
             let (frame, credit, count) = batch.take_frame();
+            let credit = charged(credit);
             self.window.take(credit).await?;
             self.link.send.take(credit).await?;
             self.link
@@ -360,7 +361,7 @@ impl Outbound {
         }
         let mut sent = 0;
         while !batch.is_empty() {
-            let sizes = batch.message_sizes();
+            let sizes: Vec<usize> = batch.message_sizes().into_iter().map(charged).collect();
             let stream = self.window.take_leading(&sizes).await?;
             let connection = self.link.send.take_leading(&sizes[..stream]).await?;
             if connection < stream {

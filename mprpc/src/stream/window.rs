@@ -37,6 +37,16 @@ struct Credit {
     closed: bool,
 }
 
+/// What every `Message` and `MessageBatch` frame costs in credit besides its body: so that
+/// empty (or tiny) messages cannot be queued without limit by a receiver that does not
+/// read. A window of `w` bytes holds at most `w / FRAME_CHARGE` frames.
+pub(crate) const FRAME_CHARGE: usize = 64;
+
+/// The credit a frame with a body of `len` bytes costs.
+pub(crate) fn charged(len: usize) -> usize {
+    len + FRAME_CHARGE
+}
+
 /// The window was closed: the stream or the connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Closed;
