@@ -134,10 +134,10 @@ impl ReplySink {
 /// stream ended with (after the messages before it).
 ///
 /// Replies that are ready together go together: after waiting for one, it takes the others
-/// the stream has ready (up to 64 KiB or 1024 messages, and the frame limit), encodes them
-/// straight into one buffer (one `MessageBatch` frame, for a caller that reads them) and
-/// sends them as flow control allows (`batch.rs`). A stream that produces one reply at a
-/// time sends each at once.
+/// the stream has ready (up to about 60 KiB or 1024 messages, and the frame limit), encodes
+/// them straight into one buffer (one `MessageBatch` frame, for a caller that reads them)
+/// and sends them as flow control allows (`batch.rs`). A stream that produces one reply at
+/// a time sends each at once.
 pub async fn send_stream<S, M>(sink: ReplySink, replies: S) -> Result<Bytes, Status>
 where
     S: Stream<Item = Result<M, Status>> + Send,
