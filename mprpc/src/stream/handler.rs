@@ -134,10 +134,10 @@ impl ReplySink {
 /// stream ended with (after the messages before it).
 ///
 /// Replies that are ready together go together: after waiting for one, it takes the others
-/// the stream has ready (up to 64 KiB or 1024 messages, and the frame limit), encodes them
-/// straight into one buffer (one `MessageBatch` frame, for a caller that reads them) and
-/// sends them as flow control allows (`batch.rs`). A stream that produces one reply at a
-/// time sends each at once.
+/// the stream has ready (up to about 60 KiB or 1024 messages, and the frame limit), encodes
+/// them straight into one buffer (one `MessageBatch` frame, for a caller that reads them)
+/// and sends them as flow control allows (`batch.rs`). A stream that produces one reply at
+/// a time sends each at once.
 pub async fn send_stream<S, M>(sink: ReplySink, replies: S) -> Result<Bytes, Status>
 where
     S: Stream<Item = Result<M, Status>> + Send,
@@ -190,32 +190,32 @@ where
     M: Message,
 {
     let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
-    let mut next = Some(first);
+    let mut next = Poll::Ready(Some(first));
     loop {
-        let reply = match next.take() {
-            Some(reply) => reply,
-            None => match replies.as_mut().poll_next(&mut cx) {
-                Poll::Ready(Some(reply)) => reply,
-                Poll::Ready(None) => return Some(Ok(())),
-                Poll::Pending => return None,
-            },
-        };
-        let reply = match reply {
-            Ok(reply) => reply,
-            Err(status) => return Some(Err(status)),
+        // Each reply is looked at where the stream put it, not moved out of its `Poll`
+        // (one move per reply showed in the profile).
+        let Poll::Ready(Some(Ok(reply))) = &next else {
+            return match next {
+                Poll::Ready(Some(Err(status))) => Some(Err(status)),
+                Poll::Ready(None) => Some(Ok(())),
+                _ => None,
+            };
         };
         let size = reply.encoded_len();
         if size + 64 > sink.max_frame_size {
             return Some(Err(sink.too_large(size)));
         }
         if !batch.fits(size) {
-            *held = Some(reply);
+            if let Poll::Ready(Some(Ok(reply))) = next {
+                *held = Some(reply);
+            }
             return None;
         }
-        batch.push(&reply, size);
+        batch.push(reply, size);
         if batch.full() {
             return None;
         }
+        next = replies.as_mut().poll_next(&mut cx);
     }
 }
 

@@ -1,18 +1,21 @@
 //! Streaming calls: a client stream of requests, a server stream of replies, or both.
 //!
 //! On the wire (`docs/PROTOCOL.md`) a streaming call opens with a `Request` frame naming its
-//! kind; its messages follow as `Message` frames, the consumer ends its requests with a
-//! `HalfClose`, and the provider ends the call with its `Response` frame: the final status
-//! with trailing metadata (and for a client-streaming call, the one reply). Each stream has
-//! credit-based flow control, and so does each connection ([`window`]): a sender with no
-//! credit waits, so a slow receiver never buffers more than its windows.
+//! kind; its messages follow as `Message` frames (or runs of them in `MessageBatch` frames),
+//! the consumer ends its requests with a `HalfClose`, and the provider ends the call with its
+//! `Response` frame: the final status with trailing metadata (and for a client-streaming
+//! call, the one reply). Each stream has credit-based flow control, and so does each
+//! connection ([`window`]): a sender with no credit waits, so a slow receiver never buffers
+//! more than its windows.
 //!
 //! - [`Streaming`]: the stream of messages a handler or a caller reads;
 //! - `window.rs`: credit, on the sending and the receiving side;
 //! - `inbound.rs`: one stream's queue of received messages;
 //! - `table.rs`: a connection's open streams, fed by its reader;
 //! - `streaming.rs`: [`Streaming`], what reads a stream on either side;
-//! - `handler.rs`: what a provider hands a streaming handler, and how its replies are sent.
+//! - `handler.rs`: what a provider hands a streaming handler, and how its replies are sent;
+//! - `batch.rs`: the replies a handler has ready, encoded together (one `MessageBatch` frame
+//!   for a caller that reads them).
 
 mod batch;
 mod handler;
