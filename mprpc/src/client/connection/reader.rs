@@ -23,6 +23,13 @@ use crate::{Code, Response, Status};
 
 /// Frames read in a burst (taken without waiting) between two readings of the clock.
 const CLOCK_EVERY: u32 = 256;
+/// Replies handed to their callers before the reader lets them run. A read buffer holds
+/// hundreds of small replies; waking all their callers in one go overflows tokio's local
+/// run queue (256 tasks), and the callers pushed to the global queue then wait while the
+/// others cycle (a worker looks at that queue once every 61 polls): at 1,024 calls in
+/// flight, some waited 100 ms while the median waited 1 ms. Yielding after each group keeps
+/// the callers in the local queue, served in the order their replies came.
+const WAKE_BURST: u32 = 128;
 
 pub(super) async fn read_loop<R: AsyncRead + Unpin>(
     rd: R,
@@ -35,6 +42,8 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
     tokio::pin!(closed);
     // Frames taken without waiting since the clock was last read.
     let mut unclocked = 0u32;
+    // Replies handed on since the reader last let their callers run.
+    let mut woken = 0u32;
     let reason = loop {
         let next = match frames.next().now_or_never() {
             // A frame already read: no need to look at the cancellation first.
@@ -71,6 +80,11 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
             FrameKind::Response => {
                 if let Err(reason) = on_response(&shared, frame) {
                     break reason;
+                }
+                woken += 1;
+                if woken >= WAKE_BURST {
+                    woken = 0;
+                    tokio::task::yield_now().await;
                 }
             }
             FrameKind::GoAway => {
