@@ -7,6 +7,7 @@ pub mod http;
 pub mod load;
 pub mod logs;
 pub mod process;
+pub mod python;
 pub mod raw;
 pub mod streams;
 pub mod zk;

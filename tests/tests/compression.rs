@@ -252,17 +252,9 @@ except grpc.RpcError as e:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpcio_compresses_with_gzip() {
     let (addr, handle) = provider(CompressionConfig::with(Encoding::Gzip), 64 * 1024).await;
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("timeout")
-            .args(["60", "python3", "-c", GRPCIO_GZIP, &addr])
-            .output()
-            .expect("run python3")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let output = mprpc_tests::python::run(&["-c", GRPCIO_GZIP, &addr], 60).await;
+    output.assert_ok("the grpcio client");
+    let (stdout, stderr) = (&output.stdout, &output.stderr);
     assert!(stdout.contains("round_trip True"), "{stdout}\n{stderr}");
     // 1 MiB of zeros is a few KiB gzipped: it passes the size check and then decompresses
     // past the provider's 64 KiB.

@@ -4,8 +4,6 @@
 //! 200 calls at once on one connection, server reflection (v1 as `grpcurl` asks it, v1alpha
 //! through `grpcio-reflection`); and mprpc's own callers on the same port.
 
-use std::process::Command;
-
 use mprpc::client::Channel;
 use mprpc::config::{ProtocolsConfig, ServerConfig};
 use mprpc::server::{spawn_local, Server};
@@ -26,27 +24,10 @@ async fn grpcio_calls_an_mprpc_provider() {
     let server = Server::new(config).add_service(EchoServer::new(EchoService::named("grpc")));
     let (addr, server) = spawn_local(server).await.expect("start provider");
     let target = addr.to_string();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("timeout")
-            .args(["60", "python3", CLIENT, &target])
-            .output()
-            .expect("run python3")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "grpc_client.py failed:\n{stdout}\n{stderr}"
-    );
-    let line = |name: &str| -> String {
-        stdout
-            .lines()
-            .filter_map(|l| l.strip_prefix(&format!("{name} ")))
-            .collect::<Vec<_>>()
-            .join(" | ")
-    };
+    let output = mprpc_tests::python::run(&[CLIENT, &target], 60).await;
+    output.assert_ok("grpc_client.py");
+    let stdout = &output.stdout;
+    let line = |name: &str| output.line(name);
     let hex = line("reply");
     let bytes: Vec<u8> = (0..hex.len())
         .step_by(2)

@@ -4,7 +4,7 @@
 //! requests wait for the answers, and a caller's cancel reaching the handler; mprpc's own
 //! callers stream on the same port meanwhile.
 
-use std::process::Command;
+use mprpc_tests::python;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -43,20 +43,9 @@ async fn grpcio_streams_with_an_mprpc_provider() {
     });
 
     let target = addr.to_string();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("timeout")
-            .args(["90", "python3", CLIENT, &target])
-            .output()
-            .expect("run python3")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "grpc_streams.py failed:\n{stdout}\n{stderr}"
-    );
+    let output = python::run(&[CLIENT, &target], 90).await;
+    output.assert_ok("grpc_streams.py");
+    let (stdout, stderr) = (&output.stdout, &output.stderr);
     let line = |name: &str| -> String {
         stdout
             .lines()
@@ -129,17 +118,9 @@ async fn a_request_too_large_for_the_bridge_fails_alone() {
     let server = Server::new(config).add_service(EchoServer::new(EchoService::named("small")));
     let (addr, handle) = spawn_local(server).await.expect("start provider");
     let target = addr.to_string();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("timeout")
-            .args(["60", "python3", "-c", GRPCIO_TOO_LARGE, &target])
-            .output()
-            .expect("run python3")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let output = python::run(&["-c", GRPCIO_TOO_LARGE, &target], 60).await;
+    output.assert_ok("the grpcio client");
+    let (stdout, stderr) = (&output.stdout, &output.stderr);
     assert!(
         stdout.contains("large RESOURCE_EXHAUSTED"),
         "{stdout}\n{stderr}"
