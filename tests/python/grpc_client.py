@@ -6,24 +6,7 @@ import sys
 
 import grpc
 
-
-def varint(n):
-    out = b""
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out += bytes([byte | 0x80])
-        else:
-            return out + bytes([byte])
-
-
-def field_bytes(tag, value):
-    return bytes([tag << 3 | 2]) + varint(len(value)) + value
-
-
-def field_varint(tag, value):
-    return bytes([tag << 3]) + varint(value)
+from protowire import field_bytes, field_varint
 
 
 def main():

@@ -6,10 +6,7 @@ import sys
 
 import grpc
 
-
-def field_bytes(tag, value):
-    assert len(value) < 128
-    return bytes([tag << 3 | 2, len(value)]) + value
+from protowire import field_bytes
 
 
 def main():

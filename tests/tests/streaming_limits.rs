@@ -172,24 +172,11 @@ fn slow_upload(id: u64) -> bytes::BytesMut {
     frames
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sender_past_its_stream_credit_loses_that_stream_only() {
-    let config = ServerConfig {
-        stream_window: 256 * 1024,
-        ..ServerConfig::default()
-    };
-    let (addr, server, _) = start(config, Metrics::new()).await;
-    let mut conn = TcpStream::connect(&addr).await.unwrap();
-    conn.write_all(&slow_upload(1)).await.unwrap();
-    // 1 MiB more in 64 KiB messages, ignoring the window of 256 KiB, then a unary call.
-    let chunk = chunk(&vec![0; 64 * 1024]).encode_to_vec();
-    for _ in 0..16 {
-        conn.write_all(&raw::message(1, Bytes::from(chunk.clone())))
-            .await
-            .unwrap();
-    }
+/// Sends a unary call (id 2) after a stream (id 1) that ignored its credit: the stream is
+/// ended with `ResourceExhausted`, naming the window, and the call beside it is answered.
+async fn stream_1_refused_unary_2_served(conn: &mut TcpStream) {
     conn.write_all(&raw::echo(2, None)).await.unwrap();
-    let mut replies = raw::read_responses(&mut conn, 2, Duration::from_secs(10)).await;
+    let mut replies = raw::read_responses(conn, 2, Duration::from_secs(10)).await;
     replies.sort_by_key(|r| r.request_id);
     assert_eq!(
         replies[0].code,
@@ -207,6 +194,25 @@ async fn a_sender_past_its_stream_credit_loses_that_stream_only() {
         "the unary call beside it: {:?}",
         replies[1]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_past_its_stream_credit_loses_that_stream_only() {
+    let config = ServerConfig {
+        stream_window: 256 * 1024,
+        ..ServerConfig::default()
+    };
+    let (addr, server, _) = start(config, Metrics::new()).await;
+    let mut conn = TcpStream::connect(&addr).await.unwrap();
+    conn.write_all(&slow_upload(1)).await.unwrap();
+    // 1 MiB more in 64 KiB messages, ignoring the window of 256 KiB, then a unary call.
+    let chunk = chunk(&vec![0; 64 * 1024]).encode_to_vec();
+    for _ in 0..16 {
+        conn.write_all(&raw::message(1, Bytes::from(chunk.clone())))
+            .await
+            .unwrap();
+    }
+    stream_1_refused_unary_2_served(&mut conn).await;
     server.shutdown().await.unwrap();
 }
 
@@ -226,25 +232,7 @@ async fn empty_messages_cost_credit_too() {
         flood.extend_from_slice(&raw::message(1, Bytes::new()));
     }
     conn.write_all(&flood).await.unwrap();
-    conn.write_all(&raw::echo(2, None)).await.unwrap();
-    let mut replies = raw::read_responses(&mut conn, 2, Duration::from_secs(10)).await;
-    replies.sort_by_key(|r| r.request_id);
-    assert_eq!(
-        replies[0].code,
-        Code::ResourceExhausted as i32,
-        "{:?}",
-        replies[0]
-    );
-    assert!(
-        replies[0].message.contains("flow-control window"),
-        "{:?}",
-        replies[0]
-    );
-    assert_eq!(
-        replies[1].code, 0,
-        "the unary call beside it: {:?}",
-        replies[1]
-    );
+    stream_1_refused_unary_2_served(&mut conn).await;
     server.shutdown().await.unwrap();
 }
 

@@ -194,6 +194,15 @@ mod tests {
     use super::*;
     use crate::certs::RunCerts;
 
+    /// A runtime for a test's servers and clients.
+    fn two_workers() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
     /// Serves `S` on a fresh port of this runtime, with `certs`.
     async fn start<S: Target>(certs: &Certs) -> SocketAddr {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -220,11 +229,7 @@ mod tests {
 
     #[test]
     fn tls_targets_echo_over_tls_only() {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = two_workers();
         let made = RunCerts::make().unwrap();
         let certs = made.certs();
         runtime.block_on(async {
@@ -246,11 +251,7 @@ mod tests {
 
     #[test]
     fn tonic_calls_mprpc_only_with_grpc_on() {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = two_workers();
         let made = RunCerts::make().unwrap();
         let certs = made.certs();
         runtime.block_on(async {

@@ -1,39 +1,22 @@
-//! A consumer's connection over an in-process byte pipe instead of TCP, and the raw
-//! streaming calls made on it. The provider's gRPC front end runs gRPC's streaming calls
-//! through one (`server/connection/grpc/stream.rs`): each becomes an mprpc stream to the
-//! provider's own stack, with its flow control, deadline, cancellation, limits, layers and
-//! metrics, and no second implementation of any of them.
+//! Raw streaming calls on a consumer's connection, for the provider's gRPC front end: it
+//! runs gRPC's streaming calls over a connection on an in-process pipe
+//! (`server/connection/grpc/stream.rs`, with [`Connection::start`], which takes any pair of
+//! halves), each becoming an mprpc stream to the provider's own stack, with its flow
+//! control, deadline, cancellation, limits, layers and metrics, and no second implementation
+//! of any of them.
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{CallError, Connection};
 use crate::client::stream::Outgoing;
-use crate::config::ClientConfig;
 use crate::metrics::{Metrics, Side};
 use crate::protocol::MetadataEntry;
 use crate::stream::{MethodKind, Streaming};
 use crate::Status;
 
 impl Connection {
-    /// A connection over `rd` and `wr` (one end of an in-process pipe), called `name` in
-    /// errors and logs.
-    pub(crate) fn over<R, W>(
-        rd: R,
-        wr: W,
-        name: &str,
-        config: &ClientConfig,
-        metrics: Metrics,
-    ) -> Connection
-    where
-        R: AsyncRead + Unpin + Send + 'static,
-        W: AsyncWrite + Unpin + Send + 'static,
-    {
-        Connection::start(rd, wr, name, config, metrics)
-    }
-
     /// Opens a streaming call with encoded messages: `body` is the request of a
     /// server-streaming call, `requests` the stream of the others, sent as credit allows and
     /// half-closed at their end. Dropping the returned stream before its end cancels the

@@ -143,7 +143,9 @@ impl Connection {
         Ok(Connection::start(rd, wr, address, config, metrics.clone()))
     }
 
-    fn start<R, W>(
+    /// A connection over `rd` and `wr` (a socket's halves, or an in-process pipe's), called
+    /// `address` in errors and logs.
+    pub(crate) fn start<R, W>(
         rd: R,
         wr: W,
         address: &str,

@@ -20,7 +20,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use super::unary::{metadata_from_headers, put_metadata, read_body, unary_method, BodyError};
 use super::{Connection, Io};
 use crate::compression::{Accepted, Encoding};
-use crate::metrics::Side;
 use crate::server::dispatch::quote;
 use crate::server::layer::stack::Call;
 use crate::{Code, Metadata, Status};
@@ -56,8 +55,6 @@ impl Connection {
     /// Serves HTTP/2 until the peer closes or the provider shuts down (calls in flight are
     /// answered first: a GOAWAY, then the end).
     pub(crate) async fn run_grpc<S: Io>(self, stream: S) {
-        let metrics = self.shared.metrics.clone();
-        metrics.connection(Side::Server, 1);
         let conn = Arc::new(self);
         let handler = conn.clone();
         let bridge = Arc::new(Bridge::default());
@@ -83,7 +80,6 @@ impl Connection {
         let serving = builder.serve_connection(TokioIo::new(stream), service);
         conn.serve_hyper(serving, "gRPC").await;
         bridge.close(conn.shared.config.shutdown_grace).await;
-        metrics.connection(Side::Server, -1);
     }
 
     async fn grpc_request(

@@ -23,7 +23,6 @@ use super::unary::{
 };
 use super::{Connection, Io};
 use crate::compression::{decompress, Accepted, DecompressError, Encoding};
-use crate::metrics::Side;
 use crate::server::dispatch::quote;
 use crate::server::layer::stack::Call;
 use crate::{Metadata, Status};
@@ -63,8 +62,6 @@ impl Connection {
     /// `frame_timeout` between requests, or the provider shuts down (requests in flight are
     /// answered first).
     pub(crate) async fn run_http<S: Io>(self, stream: S) {
-        let metrics = self.shared.metrics.clone();
-        metrics.connection(Side::Server, 1);
         let conn = Arc::new(self);
         let handler = conn.clone();
         let service = hyper::service::service_fn(move |request| {
@@ -77,7 +74,6 @@ impl Connection {
             .header_read_timeout(conn.shared.config.frame_timeout);
         let serving = builder.serve_connection(TokioIo::new(stream), service);
         conn.serve_hyper(serving, "HTTP").await;
-        metrics.connection(Side::Server, -1);
     }
 
     async fn http_request(&self, request: http::Request<Incoming>) -> Reply {

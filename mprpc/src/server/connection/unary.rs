@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 
 use super::Connection;
+use crate::metrics::Side;
 use crate::server::dispatch::quote;
 use crate::server::service::Service;
 use crate::{Metadata, Status};
@@ -158,8 +159,20 @@ where
 
 impl Connection {
     /// Serves `serving` until it ends, asking it to finish gracefully when the provider
-    /// starts shutting down, and dropping it when the shutdown grace has run out.
+    /// starts shutting down, and dropping it when the shutdown grace has run out; counted as
+    /// an open connection meanwhile.
     pub(super) async fn serve_hyper<F, E>(&self, serving: F, protocol: &str)
+    where
+        F: Graceful<Output = Result<(), E>>,
+        E: std::fmt::Display,
+    {
+        let metrics = &self.shared.metrics;
+        metrics.connection(Side::Server, 1);
+        self.serve_hyper_until_done(serving, protocol).await;
+        metrics.connection(Side::Server, -1);
+    }
+
+    async fn serve_hyper_until_done<F, E>(&self, serving: F, protocol: &str)
     where
         F: Graceful<Output = Result<(), E>>,
         E: std::fmt::Display,

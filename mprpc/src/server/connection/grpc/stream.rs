@@ -114,7 +114,7 @@ impl Bridge {
         };
         let (rd, wr) = tokio::io::split(near);
         let name = format!("the gRPC bridge of {}", conn.peer);
-        let bridge = Arc::new(ProviderConnection::over(
+        let bridge = Arc::new(ProviderConnection::start(
             rd,
             wr,
             &name,
