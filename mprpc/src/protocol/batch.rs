@@ -109,8 +109,10 @@ pub fn begin_batch(dst: &mut Vec<u8>, request_id: u64) -> usize {
 pub fn push_batched(dst: &mut Vec<u8>, message: &impl Message, size: usize) {
     dst.reserve(LEN_PREFIX + size);
     dst.extend_from_slice(&(size as u32).to_be_bytes());
-    // Cannot fail: capacity was reserved above.
-    let _ = message.encode(dst);
+    // `encode_raw`, not `encode`: `encode` computes the length again (which the caller has)
+    // to check the room, and a `Vec` has room. prost reserves the method for its own
+    // implementations in its docs, but it is public, stable and what `encode` calls.
+    message.encode_raw(dst);
 }
 
 /// The bytes of the body of the batch frame that starts at `start` in `dst` so far.

@@ -267,17 +267,16 @@ impl<T> Stream for Streaming<T> {
         if this.done {
             return Poll::Ready(None);
         }
-        if let Some(deadline) = &mut this.deadline {
-            if deadline.as_mut().poll(cx).is_ready() {
-                return this.fail(Status::deadline_exceeded(
-                    "the stream's deadline passed before it ended",
-                ));
-            }
-        }
         // Messages already here are handed on without a yield, however many: the task is
         // charged one unit of its budget per few of them, so that it lets the others on its
-        // thread run in time (the connection's writer, with the credit it returns).
+        // thread run in time (the connection's writer, with the credit it returns). The
+        // deadline is looked at as often, and whenever the stream has to wait (which
+        // registers its timer): not per message, since polling a timer costs a good part of
+        // a small message's handling.
         if this.uncharged >= CHARGE_EVERY {
+            if this.deadline_passed(cx) {
+                return this.deadline_exceeded();
+            }
             let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
             coop.made_progress();
             this.uncharged = 0;
@@ -290,6 +289,7 @@ impl<T> Stream for Streaming<T> {
             match this.inbound.poll_chunks(cx, &mut this.local) {
                 Poll::Ready(Next::Chunks) => {}
                 Poll::Ready(Next::End(end)) => return this.ended(end),
+                Poll::Pending if this.deadline_passed(cx) => return this.deadline_exceeded(),
                 Poll::Pending => return Poll::Pending,
             }
         }
@@ -297,6 +297,19 @@ impl<T> Stream for Streaming<T> {
 }
 
 impl<T> Streaming<T> {
+    /// Whether the stream's deadline has passed; if not, `cx` is woken when it does.
+    fn deadline_passed(&mut self, cx: &mut Context<'_>) -> bool {
+        self.deadline
+            .as_mut()
+            .is_some_and(|deadline| deadline.as_mut().poll(cx).is_ready())
+    }
+
+    fn deadline_exceeded(&mut self) -> Poll<Option<Result<T, Status>>> {
+        self.fail(Status::deadline_exceeded(
+            "the stream's deadline passed before it ended",
+        ))
+    }
+
     /// The stream's end, read.
     fn ended(&mut self, end: End) -> Poll<Option<Result<T, Status>>> {
         match end {
