@@ -24,12 +24,7 @@ fn request_header(id: u64) -> RequestHeader {
         method: "Echo".to_owned(),
         timeout_us: 3_000_000,
         metadata: Vec::new(),
-        sent_unix_us: 0,
-        kind: 0,
-        window: 0,
-        encoding: 0,
-        accept_encoding: 0,
-        batches: false,
+        ..RequestHeader::default()
     }
 }
 

@@ -51,6 +51,7 @@ pub mod compression;
 pub mod config;
 pub mod context;
 mod future;
+mod hash;
 pub mod logging;
 pub mod metrics;
 pub mod protocol;

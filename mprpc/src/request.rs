@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Metadata {
     entries: Vec<(String, String)>,
+    /// The call's trace id and its caller's span id, when they travel in the request
+    /// header's own fields rather than as entries (see [`crate::trace`]).
+    trace: Option<(u128, u64)>,
 }
 
 impl Metadata {
@@ -20,7 +23,18 @@ impl Metadata {
     pub const fn new() -> Metadata {
         Metadata {
             entries: Vec::new(),
+            trace: None,
         }
+    }
+
+    /// The trace and span ids carried beside the entries.
+    pub(crate) fn trace_ids(&self) -> Option<(u128, u64)> {
+        self.trace
+    }
+
+    /// Carries trace and span ids beside the entries (`None`: none).
+    pub(crate) fn set_trace_ids(&mut self, ids: Option<(u128, u64)>) {
+        self.trace = ids;
     }
 
     /// Adds a pair, keeping any earlier value of the same key.
@@ -76,7 +90,10 @@ impl Metadata {
     }
 
     pub(crate) fn from_entries(entries: Vec<(String, String)>) -> Metadata {
-        Metadata { entries }
+        Metadata {
+            entries,
+            trace: None,
+        }
     }
 }
 

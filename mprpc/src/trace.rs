@@ -1,10 +1,12 @@
-//! Tracing across calls: a trace id and a span id travel in each call's metadata, so a
-//! request that crosses several services can be followed through every provider's log.
+//! Tracing across calls: a trace id and a span id travel with each call, so a request that
+//! crosses several services can be followed through every provider's log.
 //!
 //! - A consumer call outside any handler starts a new trace; a call made while a handler runs
 //!   (see [`current`]) continues the handler's trace with a new span.
-//! - The caller sends [`TRACE_ID_KEY`] (32 hex digits) and [`SPAN_ID_KEY`] (16 hex digits:
-//!   the caller's span, i.e. the provider's parent).
+//! - An mprpc consumer sends the trace id (128 bits) and its span id (64 bits: the
+//!   provider's parent) in three binary fields of the request header. Other callers (gRPC,
+//!   HTTP/JSON) send them as metadata: [`TRACE_ID_KEY`] (32 hex digits) and [`SPAN_ID_KEY`]
+//!   (16). A provider reads either ([`TraceContext::from_metadata`]).
 //! - `tracing` spans carry the ids: `rpc.client` (debug level) around a call on the consumer,
 //!   `rpc.server` around its handling on the provider (with `queue_us`, the time the call
 //!   waited between arriving and its handler starting), `handler` around the application's
@@ -55,14 +57,26 @@ impl TraceContext {
         }
     }
 
-    /// The context a caller sent, if it sent a well-formed one.
+    /// The context a caller sent, if it sent a well-formed one: in the request header's
+    /// fields (mprpc's consumers), or as [`TRACE_ID_KEY`] and [`SPAN_ID_KEY`] entries.
     pub fn from_metadata(metadata: &Metadata) -> Option<TraceContext> {
+        if let Some((trace_id, span_id)) = metadata.trace_ids() {
+            return Some(TraceContext { trace_id, span_id });
+        }
         let trace_id = u128::from_str_radix(metadata.get(TRACE_ID_KEY)?, 16).ok()?;
         let span_id = u64::from_str_radix(metadata.get(SPAN_ID_KEY)?, 16).ok()?;
         Some(TraceContext { trace_id, span_id })
     }
 
-    /// Writes this context into outgoing metadata (replacing any earlier one).
+    /// Attaches this context to an outgoing request's metadata, to travel in the request
+    /// header's binary fields (what an mprpc consumer sends).
+    pub(crate) fn attach(&self, metadata: &mut Metadata) {
+        metadata.set_trace_ids(Some((self.trace_id, self.span_id)));
+    }
+
+    /// Writes this context into outgoing metadata as [`TRACE_ID_KEY`] and [`SPAN_ID_KEY`]
+    /// entries (replacing any earlier ones), for a caller that is not an mprpc consumer's
+    /// call (one to another system, or over gRPC or HTTP).
     pub fn inject(&self, metadata: &mut Metadata) {
         metadata.insert(TRACE_ID_KEY, self.trace_hex());
         metadata.insert(SPAN_ID_KEY, self.span_hex());
@@ -149,5 +163,21 @@ mod tests {
         assert_eq!(seen, Some(root));
         m.insert(TRACE_ID_KEY, "not hex");
         assert_eq!(TraceContext::from_metadata(&m), None);
+    }
+
+    #[test]
+    fn the_header_fields_win_over_the_keys() {
+        let sent = TraceContext::new_root();
+        let mut m = Metadata::new();
+        TraceContext::new_root().inject(&mut m);
+        sent.attach(&mut m);
+        assert_eq!(TraceContext::from_metadata(&m), Some(sent));
+        // Through the request header's fields and back, as a provider reads them.
+        let mut header = crate::protocol::RequestHeader::default();
+        assert_eq!(header.trace(), None);
+        header.set_trace(m.trace_ids());
+        let mut read = Metadata::new();
+        read.set_trace_ids(header.trace());
+        assert_eq!(TraceContext::from_metadata(&read), Some(sent));
     }
 }

@@ -91,6 +91,11 @@ pub const PEER_IDENTITY_KEY: &str = "@peer-identity";
 /// (`[server.auth]`), in `metadata_value`.
 pub const PRINCIPAL_KEY: &str = "@principal";
 
+/// The `metadata_key` that asks the echo handler for the trace id its caller sent
+/// (`mprpc::trace::TraceContext::from_metadata`, which reads the request header's trace fields
+/// or the metadata keys), in `metadata_value`.
+pub const TRACE_KEY: &str = "@trace";
+
 /// A value a server layer puts in a request's extensions; the echo handler returns it in
 /// `metadata_value` when asked for the key [`LayerNote::KEY`].
 #[derive(Clone, Debug)]
@@ -157,6 +162,11 @@ impl Echo for EchoService {
                 .map(|p| p.name().to_owned())
                 .unwrap_or_default(),
             Some(note) if request.get_ref().metadata_key == LayerNote::KEY => note.0.clone(),
+            _ if request.get_ref().metadata_key == TRACE_KEY => {
+                mprpc::trace::TraceContext::from_metadata(request.metadata())
+                    .map(|t| t.trace_hex())
+                    .unwrap_or_default()
+            }
             _ => request
                 .metadata()
                 .get(&request.get_ref().metadata_key)

@@ -37,11 +37,7 @@ pub fn request(
             timeout_us: timeout.map_or(0, |t| t.as_micros() as u64),
             metadata: vec![],
             sent_unix_us: unix_now_us(),
-            kind: 0,
-            window: 0,
-            encoding: 0,
-            accept_encoding: 0,
-            batches: false,
+            ..RequestHeader::default()
         },
         body,
     )
@@ -63,9 +59,7 @@ pub fn stream_request(id: u64, method: &str, kind: u32, window: u64, body: Bytes
             sent_unix_us: unix_now_us(),
             kind,
             window,
-            encoding: 0,
-            accept_encoding: 0,
-            batches: false,
+            ..RequestHeader::default()
         },
         body,
     )

@@ -145,12 +145,7 @@ async fn a_truncated_frame_then_close_leaves_the_provider_serving() {
             method: "Echo".into(),
             timeout_us: 0,
             metadata: vec![],
-            sent_unix_us: 0,
-            kind: 0,
-            window: 0,
-            encoding: 0,
-            accept_encoding: 0,
-            batches: false,
+            ..RequestHeader::default()
         },
         bytes::Bytes::from_static(b"\x0a\x05hello"),
     )

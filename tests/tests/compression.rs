@@ -69,11 +69,9 @@ fn raw_request(id: u64, body: Bytes, encoding: u32, accept: Accepted) -> BytesMu
             timeout_us: 0,
             metadata: vec![],
             sent_unix_us: unix_now_us(),
-            kind: 0,
-            window: 0,
             encoding,
             accept_encoding: accept.wire(),
-            batches: false,
+            ..RequestHeader::default()
         },
         body,
     )

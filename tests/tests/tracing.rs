@@ -4,10 +4,10 @@
 use mprpc::client::Channel;
 use mprpc::config::ServerConfig;
 use mprpc::server::{spawn_local, Server};
-use mprpc::trace::{TraceContext, TRACE_ID_KEY};
+use mprpc::trace::TraceContext;
 use mprpc::Request;
 use mprpc_tests::logs::LogCapture;
-use mprpc_tests::{EchoClient, EchoRequest, EchoServer, EchoService};
+use mprpc_tests::{EchoClient, EchoRequest, EchoServer, EchoService, TRACE_KEY};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_trace_id_follows_a_call_through_two_services() {
@@ -26,7 +26,7 @@ async fn one_trace_id_follows_a_call_through_two_services() {
     let reply = root
         .scope(client.echo(Request::new(EchoRequest {
             forward_to: back_addr.to_string(),
-            metadata_key: TRACE_ID_KEY.into(),
+            metadata_key: TRACE_KEY.into(),
             payload: b"hi".to_vec(),
             ..EchoRequest::default()
         })))

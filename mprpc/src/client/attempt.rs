@@ -17,7 +17,6 @@ use super::endpoint::Endpoint;
 use super::layer::{Attempt, ClientCall};
 use super::resilience::outlier::{self, Verdict};
 use super::{read, Channel};
-use crate::protocol::metadata_to_wire;
 use crate::{Code, Metadata, Request, Response, Status};
 
 impl Channel {
@@ -222,13 +221,7 @@ impl Channel {
             let (body, encoding) = outgoing.apply(body, conn.provider_accepts());
             let body = (body, encoding, outgoing.accepted());
             let result = conn
-                .call(
-                    service,
-                    method,
-                    metadata_to_wire(metadata),
-                    Some(remaining),
-                    body,
-                )
+                .call(service, method, metadata, Some(remaining), body)
                 .await;
             watch.verdict = Some(verdict(&result, &mut watch));
             result

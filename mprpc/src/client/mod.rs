@@ -27,7 +27,6 @@ pub mod reflection;
 mod resilience;
 mod stream;
 
-use std::collections::HashMap;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 
@@ -46,6 +45,7 @@ pub(crate) use self::connection::Connection as ProviderConnection;
 use self::endpoint::Endpoint;
 use crate::auth::BearerToken;
 use crate::config::{ClientConfig, Config};
+use crate::hash::NameMap;
 use crate::metrics::Metrics;
 use crate::registry::{self, Instances, Registry, RegistryError, ServiceInstance, StaticRegistry};
 use crate::tls::Connector;
@@ -72,8 +72,8 @@ struct Inner {
     /// Retries, hedging, their budget, and outlier ejection.
     resilience: resilience::Resilience,
     registry: Arc<dyn Registry>,
-    services: RwLock<HashMap<String, Arc<ServiceState>>>,
-    endpoints: Mutex<HashMap<String, Arc<Endpoint>>>,
+    services: RwLock<NameMap<String, Arc<ServiceState>>>,
+    endpoints: Mutex<NameMap<String, Arc<Endpoint>>>,
 }
 
 struct ServiceState {

@@ -12,7 +12,6 @@ use prost::Message;
 
 use super::connection::{CallError, OpenStream};
 use super::Channel;
-use crate::protocol::metadata_to_wire;
 use crate::stream::{encoded, Decode, IntoStreamingRequest, MethodKind, Streaming};
 use crate::{Request, Status};
 
@@ -183,9 +182,13 @@ impl Channel {
             };
             let timeout =
                 deadline.map(|d| d.saturating_duration_since(tokio::time::Instant::now()));
-            let wire = metadata_to_wire(metadata.clone());
             match conn
-                .open_stream((service, method, kind), wire, timeout, body.clone())
+                .open_stream(
+                    (service, method, kind),
+                    metadata.clone(),
+                    timeout,
+                    body.clone(),
+                )
                 .await
             {
                 Ok(opened) => return Ok(opened),

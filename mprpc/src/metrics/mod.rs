@@ -17,7 +17,7 @@ mod histogram;
 mod queues;
 mod resilience;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
@@ -28,6 +28,7 @@ pub use histogram::{Histogram, HistogramSnapshot, BUCKETS_US};
 pub use queues::{QueueRegistration, QueuedBytes};
 pub use resilience::{ProviderHealth, ResilienceCounts};
 
+use crate::hash::NameMap;
 use crate::Code;
 
 /// Which end of a call a record is about.
@@ -39,7 +40,7 @@ pub enum Side {
     Client = 1,
 }
 
-type MethodTable = HashMap<String, HashMap<String, Arc<MethodMetrics>>>;
+type MethodTable = NameMap<String, NameMap<String, Arc<MethodMetrics>>>;
 
 impl Side {
     /// `"server"` or `"client"`.

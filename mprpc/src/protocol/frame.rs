@@ -1,6 +1,6 @@
 //! Frame layout: the 12-byte fixed header, the frame kinds, and the protobuf headers.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use prost::Message;
 
 use crate::Metadata;
@@ -146,6 +146,35 @@ pub struct RequestHeader {
     /// [`FrameKind::MessageBatch`] frames (else each comes in a `Message` frame of its own).
     #[prost(bool, tag = "11")]
     pub batches: bool,
+    /// The high 64 bits of the call's trace id ([`crate::trace`]); with the two fields after
+    /// it, all 0 when the caller sent no trace. Binary fields, not metadata entries: as 32
+    /// and 16 hex digits under their keys the ids cost a 64-byte call about a sixth of its
+    /// instructions (formatting, four strings, parsing). A provider still reads the keys
+    /// from callers that send them so (gRPC, HTTP/JSON, older consumers).
+    #[prost(fixed64, tag = "12")]
+    pub trace_id_high: u64,
+    /// The low 64 bits of the trace id.
+    #[prost(fixed64, tag = "13")]
+    pub trace_id_low: u64,
+    /// The caller's span id: the provider's span's parent.
+    #[prost(fixed64, tag = "14")]
+    pub span_id: u64,
+}
+
+impl RequestHeader {
+    /// The trace and span ids the caller sent in the header's fields, if it sent them.
+    pub fn trace(&self) -> Option<(u128, u64)> {
+        let trace_id = (u128::from(self.trace_id_high) << 64) | u128::from(self.trace_id_low);
+        (trace_id != 0 && self.span_id != 0).then_some((trace_id, self.span_id))
+    }
+
+    /// Puts trace and span ids in the header's fields (`None`: none).
+    pub fn set_trace(&mut self, ids: Option<(u128, u64)>) {
+        let (trace_id, span_id) = ids.unwrap_or((0, 0));
+        self.trace_id_high = (trace_id >> 64) as u64;
+        self.trace_id_low = trace_id as u64;
+        self.span_id = span_id;
+    }
 }
 
 /// Header of a [`FrameKind::Response`] frame.
@@ -256,14 +285,36 @@ pub fn encode_message(dst: &mut BytesMut, request_id: u64, message: &impl Messag
     let header = StreamHeader { request_id };
     let (header_len, body_len) = (header.encoded_len(), message.encoded_len());
     dst.reserve(FIXED_HEADER_LEN + header_len + body_len);
-    dst.put_slice(&MAGIC);
-    dst.put_u8(VERSION);
-    dst.put_u8(FrameKind::Message as u8);
-    dst.put_u32(header_len as u32);
-    dst.put_u32(body_len as u32);
-    // Cannot fail: capacity was reserved above.
-    let _ = header.encode(dst);
-    let _ = message.encode(dst);
+    put_fixed(dst, FrameKind::Message, header_len, body_len);
+    put_encoded(dst, &header, header_len);
+    put_encoded(dst, message, body_len);
+}
+
+/// Appends a frame's fixed header to `dst`, in one copy.
+#[inline]
+fn put_fixed(dst: &mut BytesMut, kind: FrameKind, header_len: usize, body_len: usize) {
+    let mut fixed = [0u8; FIXED_HEADER_LEN];
+    fixed[..2].copy_from_slice(&MAGIC);
+    fixed[2] = VERSION;
+    fixed[3] = kind as u8;
+    fixed[4..8].copy_from_slice(&(header_len as u32).to_be_bytes());
+    fixed[8..12].copy_from_slice(&(body_len as u32).to_be_bytes());
+    dst.extend_from_slice(&fixed);
+}
+
+/// Appends `message`, whose encoded length is `len`, to `dst`. It is encoded into a slice
+/// of `dst`, not into the `BytesMut` itself: prost writes varints a byte at a time, and a
+/// byte put into a `BytesMut` is a call of `memcpy` (about 40 instructions a byte of a
+/// header, in the profile), where a byte put into a slice is one store.
+#[inline]
+pub(crate) fn put_encoded(dst: &mut BytesMut, message: &impl Message, len: usize) {
+    let start = dst.len();
+    dst.resize(start + len, 0);
+    let mut room = &mut dst[start..];
+    // `encode_raw`: the length is known and the room made for it (prost's `encode` would
+    // compute the length again to check).
+    message.encode_raw(&mut room);
+    debug_assert!(room.is_empty(), "encoded_len and encode_raw disagree");
 }
 
 impl OutFrame {
@@ -339,12 +390,7 @@ impl OutFrame {
 fn put_head<H: Message>(dst: &mut BytesMut, kind: FrameKind, header: &H, body: Bytes) -> Bytes {
     let header_len = header.encoded_len();
     dst.reserve(FIXED_HEADER_LEN + header_len);
-    dst.put_slice(&MAGIC);
-    dst.put_u8(VERSION);
-    dst.put_u8(kind as u8);
-    dst.put_u32(header_len as u32);
-    dst.put_u32(body.len() as u32);
-    // Cannot fail: capacity was reserved above.
-    let _ = header.encode(dst);
+    put_fixed(dst, kind, header_len, body.len());
+    put_encoded(dst, header, header_len);
     body
 }

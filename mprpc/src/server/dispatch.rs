@@ -2,16 +2,16 @@
 //! here. What happens to a call once its service is found is the stack's
 //! ([`super::layer::stack`]).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::service::Service;
+use crate::hash::NameMap;
 use crate::Status;
 
 /// The services a provider hosts, by fully qualified name.
 #[derive(Default, Clone)]
 pub struct Router {
-    services: HashMap<&'static str, Arc<dyn Service>>,
+    services: NameMap<&'static str, Arc<dyn Service>>,
 }
 
 impl std::fmt::Debug for Router {

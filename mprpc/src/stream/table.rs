@@ -1,8 +1,6 @@
 //! A connection's open streams, on either side: what the reader does with `Message`,
 //! `HalfClose` and `WindowUpdate` frames, and the connection-level flow-control windows.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -12,6 +10,7 @@ use super::batch::Batch;
 use super::inbound::{Chunk, End, Inbound};
 use super::window::{charged, Closed, Overflow, RecvWindow, SendWindow};
 use super::window::{INITIAL_CONNECTION_WINDOW, INITIAL_STREAM_WINDOW};
+use crate::hash::IdMap;
 use crate::protocol::batch::{check_batch, BadBatch};
 use crate::protocol::{OutFrame, Outbox, StreamHeader, WindowUpdateHeader};
 use crate::sync::lock;
@@ -77,49 +76,6 @@ impl Link {
     }
 }
 
-/// Hashes a request id with a multiplication and a per-table random key: the table is
-/// looked up once per message, and SipHash showed in its profile. The key keeps a provider's
-/// table (whose ids its peer picks) from being filled with ids chosen to collide.
-#[derive(Clone, Debug)]
-struct IdHash {
-    key: u64,
-}
-
-impl Default for IdHash {
-    fn default() -> Self {
-        IdHash {
-            key: rand::random::<u64>() | 1,
-        }
-    }
-}
-
-impl BuildHasher for IdHash {
-    type Hasher = IdHasher;
-
-    fn build_hasher(&self) -> IdHasher {
-        IdHasher(self.key)
-    }
-}
-
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.write_u64(u64::from(*b));
-        }
-    }
-
-    fn write_u64(&mut self, id: u64) {
-        let x = (id ^ self.0).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        self.0 = x ^ (x >> 29);
-    }
-}
-
 /// One open stream's parts in the table.
 #[derive(Debug, Clone)]
 struct Entry {
@@ -143,7 +99,7 @@ pub(crate) enum Refused {
 pub(crate) struct StreamTable {
     link: Arc<Link>,
     windows: Windows,
-    entries: Mutex<HashMap<u64, Entry, IdHash>>,
+    entries: Mutex<IdMap<Entry>>,
     /// The connection window was raised from the initial one (on the first stream).
     raised: AtomicBool,
 }

@@ -12,8 +12,8 @@ use bytes::Bytes;
 use super::{CallError, Connection};
 use crate::client::stream::Outgoing;
 use crate::metrics::{Metrics, Side};
-use crate::protocol::MetadataEntry;
 use crate::stream::{MethodKind, Streaming};
+use crate::Metadata;
 use crate::Status;
 
 impl Connection {
@@ -24,7 +24,7 @@ impl Connection {
     pub(crate) async fn stream_raw(
         &self,
         call: (&str, &str, MethodKind),
-        (metadata, timeout): (Vec<MetadataEntry>, Option<Duration>),
+        (metadata, timeout): (Metadata, Option<Duration>),
         body: Bytes,
         requests: Option<Outgoing>,
         metrics: &Metrics,

@@ -16,7 +16,6 @@ mod stream;
 
 pub(crate) use self::stream::OpenStream;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,13 +31,14 @@ use self::reader::{fail_all, read_loop};
 
 use crate::compression::{decompress, Accepted, Encoding};
 use crate::config::ClientConfig;
+use crate::hash::IdMap;
 use crate::metrics::{Metrics, Side};
 use crate::protocol::writer::{write_loop, BusyHint};
-use crate::protocol::{CancelHeader, MetadataEntry, OutFrame, Outbox, RequestHeader};
+use crate::protocol::{metadata_to_wire, CancelHeader, OutFrame, Outbox, RequestHeader};
 use crate::stream::{StreamTable, Windows};
 use crate::sync::lock;
 use crate::tls::Connector;
-use crate::{Response, Status};
+use crate::{Metadata, Response, Status};
 
 /// A reply as the reader hands it to its call: the response, and how its body is compressed
 /// (the call decompresses it, in its own task).
@@ -96,7 +96,7 @@ struct ConnShared {
 
 #[derive(Default)]
 struct Pending {
-    waiters: HashMap<u64, Waiter>,
+    waiters: IdMap<Waiter>,
     /// Why the connection is closed, once it is.
     closed: Option<Status>,
 }
@@ -248,7 +248,7 @@ impl Connection {
         &'a self,
         service: &'a str,
         method: &'a str,
-        metadata: Vec<MetadataEntry>,
+        metadata: Metadata,
         timeout: Option<Duration>,
         (body, encoding, accepted): (Bytes, Option<Encoding>, Accepted),
     ) -> impl Future<Output = Result<Response<Bytes>, CallError>> + Send + 'a {
@@ -270,17 +270,9 @@ impl Connection {
                 armed: true,
             };
             let header = RequestHeader {
-                request_id: id,
-                service: service.to_owned(),
-                method: method.to_owned(),
-                timeout_us: timeout.map_or(0, |t| t.as_micros().max(1) as u64),
-                metadata,
-                sent_unix_us: unix_now_us(),
-                kind: 0,
-                window: 0,
                 encoding: encoding.map_or(0, Encoding::wire),
                 accept_encoding: accepted.wire(),
-                batches: false,
+                ..request_header(id, (service, method), metadata, timeout)
             };
             if let Err(status) = check_fits(&header, body.len(), shared.max_frame_size) {
                 guard.armed = false;
@@ -395,6 +387,28 @@ async fn keepalive(
             return;
         }
     }
+}
+
+/// The header of a request `id` to `service.method` (a unary call's; a stream's sets its
+/// kind and window after): the metadata's entries, and its trace ids in their own fields.
+fn request_header(
+    id: u64,
+    (service, method): (&str, &str),
+    metadata: Metadata,
+    timeout: Option<Duration>,
+) -> RequestHeader {
+    let trace = metadata.trace_ids();
+    let mut header = RequestHeader {
+        request_id: id,
+        service: service.to_owned(),
+        method: method.to_owned(),
+        timeout_us: timeout.map_or(0, |t| t.as_micros().max(1) as u64),
+        metadata: metadata_to_wire(metadata),
+        sent_unix_us: unix_now_us(),
+        ..RequestHeader::default()
+    };
+    header.set_trace(trace);
+    header
 }
 
 /// This host's wall clock in microseconds since the Unix epoch (0 if it is set before 1970).

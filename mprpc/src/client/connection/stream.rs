@@ -8,17 +8,17 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use super::{unix_now_us, CallError, ConnShared, Connection};
+use super::{CallError, ConnShared, Connection};
 use crate::metrics::MethodMetrics;
 use crate::protocol::codec::decode_header;
 use crate::protocol::{
-    metadata_from_wire, CancelHeader, Frame, FrameKind, MetadataEntry, OutFrame, RequestHeader,
-    ResponseHeader, StreamHeader, WindowUpdateHeader,
+    metadata_from_wire, CancelHeader, Frame, FrameKind, OutFrame, RequestHeader, ResponseHeader,
+    StreamHeader, WindowUpdateHeader,
 };
 use crate::stream::window::INITIAL_STREAM_WINDOW;
 use crate::stream::{Announced, End, Inbound, MethodKind, Outbound, Refused};
 use crate::sync::lock;
-use crate::Status;
+use crate::{Metadata, Status};
 
 pub(crate) use crate::client::stream::Outgoing;
 
@@ -36,7 +36,7 @@ impl Connection {
     pub(crate) async fn open_stream(
         &self,
         (service, method, kind): (&str, &str, MethodKind),
-        metadata: Vec<MetadataEntry>,
+        metadata: Metadata,
         timeout: Option<Duration>,
         body: Bytes,
     ) -> Result<OpenStream, CallError> {
@@ -50,19 +50,12 @@ impl Connection {
         let send_credit = kind.client_streams().then_some(INITIAL_STREAM_WINDOW);
         let (inbound, outbound) = shared.streams.open(id, Some(Announced::Yes), send_credit);
         let inbound = inbound.expect("opened with a queue");
+        // Streams' messages are not compressed (yet).
         let header = RequestHeader {
-            request_id: id,
-            service: service.to_owned(),
-            method: method.to_owned(),
-            timeout_us: timeout.map_or(0, |t| t.as_micros().max(1) as u64),
-            metadata,
-            sent_unix_us: unix_now_us(),
             kind: kind.wire(),
             window: shared.streams.windows().stream,
-            // Streams' messages are not compressed (yet).
-            encoding: 0,
-            accept_encoding: 0,
             batches: kind.server_streams(),
+            ..super::request_header(id, (service, method), metadata, timeout)
         };
         if let Err(status) = super::check_fits(&header, body.len(), shared.max_frame_size) {
             shared.streams.remove(id);

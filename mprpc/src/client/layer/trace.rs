@@ -1,6 +1,6 @@
 //! Tracing on the consumer: a call continues the trace of the handler it runs in
 //! ([`crate::trace::current`]) or starts one; its trace and span ids go to the provider in
-//! the metadata, and the `rpc.client` span (debug level) covers the call. See
+//! the request header's fields, and the `rpc.client` span (debug level) covers the call. See
 //! [`crate::trace`].
 
 use bytes::Bytes;
@@ -13,7 +13,7 @@ use crate::Request;
 /// metadata, and returns the call's span.
 pub(super) fn start(service: &str, method: &str, request: &mut Request<Bytes>) -> Span {
     let trace = trace::current().map_or_else(TraceContext::new_root, |p| p.child());
-    trace.inject(request.metadata_mut());
+    trace.attach(request.metadata_mut());
     tracing::debug_span!(
         "rpc.client",
         %service,

@@ -17,7 +17,6 @@ mod budget;
 pub(crate) mod outlier;
 mod run;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 pub(crate) use backoff::delay as backoff;
@@ -25,6 +24,7 @@ pub(crate) use budget::Budget;
 
 use self::outlier::Outliers;
 use crate::config::{ClientConfig, HedgeDelay, MethodConfig, OutlierConfig, RetryConfig};
+use crate::hash::NameMap;
 use crate::metrics::{Metrics, Side};
 use crate::{Code, Idempotency, Status};
 
@@ -41,7 +41,7 @@ pub(crate) struct Plan {
 #[derive(Debug, Default)]
 struct ServiceTables {
     service: Option<MethodConfig>,
-    methods: HashMap<String, MethodConfig>,
+    methods: NameMap<String, MethodConfig>,
 }
 
 /// A channel's resilience settings and state.
@@ -51,7 +51,7 @@ pub(crate) struct Resilience {
     hedge: Option<HedgeDelay>,
     hedge_attempts: u32,
     /// `[client.methods]`, by service.
-    methods: HashMap<String, ServiceTables>,
+    methods: NameMap<String, ServiceTables>,
     pub(crate) budget: Budget,
     pub(crate) outlier: OutlierConfig,
     pub(crate) outliers: Outliers,
@@ -59,7 +59,7 @@ pub(crate) struct Resilience {
 
 impl Resilience {
     pub(crate) fn new(config: &ClientConfig) -> Resilience {
-        let mut methods: HashMap<String, ServiceTables> = HashMap::new();
+        let mut methods: NameMap<String, ServiceTables> = NameMap::default();
         for (name, settings) in &config.methods {
             let (service, method) = name.split_once('/').unwrap_or((name, ""));
             let tables = methods.entry(service.to_owned()).or_default();

@@ -212,7 +212,9 @@ impl Connection {
             metrics.rejected(Code::DeadlineExceeded);
             return Ok(Admitted::Dropped);
         }
-        let metadata = metadata_from_wire(header.metadata);
+        let trace = header.trace();
+        let mut metadata = metadata_from_wire(header.metadata);
+        metadata.set_trace_ids(trace);
         let request = self.request(frame.body, metadata, deadline);
         let call = Call {
             service,

@@ -22,7 +22,6 @@ mod unary;
 
 pub(crate) use self::http::Descriptors;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -39,6 +38,7 @@ use tokio_util::task::TaskTracker;
 use super::transport::Protocol;
 use super::Shared;
 use crate::config::CallerClock;
+use crate::hash::IdMap;
 use crate::metrics::{QueuedBytes, Side};
 use crate::protocol::codec::decode_header;
 use crate::protocol::writer::{write_loop, BusyHint};
@@ -63,7 +63,7 @@ const FRAMES_PER_TURN: usize = 64;
 const BATCH_BYTES: usize = 1024 * 1024;
 
 /// Calls running on this connection, by request id, so a `Cancel` can stop one.
-type InFlight = Arc<Mutex<HashMap<u64, AbortHandle>>>;
+type InFlight = Arc<Mutex<IdMap<AbortHandle>>>;
 
 pub(crate) struct Connection {
     peer: SocketAddr,

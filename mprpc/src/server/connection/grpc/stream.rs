@@ -29,7 +29,6 @@ use crate::client::ProviderConnection;
 use crate::compression::Accepted;
 use crate::config::ClientConfig;
 use crate::metrics::Metrics;
-use crate::protocol::metadata_to_wire;
 use crate::server::connection::unary::put_metadata;
 use crate::server::connection::Connection;
 use crate::server::service::Service;
@@ -210,7 +209,7 @@ impl Connection {
         let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let connection = bridge.connection(self).await?;
         let call = (service.name(), method, kind);
-        let call_metadata = (metadata_to_wire(metadata), timeout);
+        let call_metadata = (metadata, timeout);
         let replies = connection
             .stream_raw(call, call_metadata, first, requests, &bridge.metrics)
             .await?;
