@@ -214,6 +214,19 @@ impl PointResult {
             .map(|ns| ns as f64 / 1000.0)
     }
 
+    /// Median over the repetitions of each one's latency at quantile `q`, in microseconds
+    /// (repetitions without a successful call left out). Unlike [`latency_us`](Self::latency_us),
+    /// which reads one repetition, this steadies a tail that varies from run to run.
+    pub fn median_latency_us(&self, q: f64) -> Option<f64> {
+        let per_run: Vec<f64> = self
+            .runs
+            .iter()
+            .filter_map(|r| r.measurement.latency_ns(q))
+            .map(|ns| ns as f64 / 1000.0)
+            .collect();
+        median(&per_run)
+    }
+
     /// Median over the repetitions of CPU seconds per 1,000 calls: (server, client).
     pub fn cpu_per_1k(&self) -> Option<(f64, f64)> {
         let per: Vec<(f64, f64)> = self.runs.iter().filter_map(Run::cpu_per_1k).collect();
@@ -438,5 +451,51 @@ mod tests {
         assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.0));
         assert_eq!(median(&[]), None);
+    }
+
+    /// A repetition of `calls` calls in 1 s: 98 at 100 µs and 2 at `tail_us`, so its p99 is
+    /// `tail_us`.
+    fn run(calls: u64, tail_us: u64) -> Run {
+        let mut latency = runner::new_histogram();
+        latency.record_n(100_000, 98).unwrap();
+        latency.record_n(tail_us * 1000, 2).unwrap();
+        Run {
+            measurement: Measurement {
+                calls,
+                window: Duration::from_secs(1),
+                latency,
+                errors: std::collections::BTreeMap::new(),
+            },
+            server_cpu_s: 1.0,
+            client_cpu_s: 1.0,
+            others_percent: 0.0,
+            server_peak_kib: 1024,
+        }
+    }
+
+    #[test]
+    fn a_tail_over_the_repetitions_is_the_median_of_theirs() {
+        let result = PointResult {
+            point: Point {
+                target: TargetKind::Mprpc,
+                payload: 64,
+                concurrency: 1024,
+                connections: 1,
+            },
+            // The median repetition by calls/s is the one with a 30 ms tail.
+            runs: vec![run(100, 5_000), run(200, 30_000), run(300, 9_000)],
+        };
+        let near = |got: Option<f64>, want: f64| (got.unwrap() / want - 1.0).abs() < 0.01;
+        assert!(near(result.latency_us(0.99), 30_000.0));
+        assert!(near(result.median_latency_us(0.99), 9_000.0));
+        let failed = Run {
+            measurement: Measurement::failed(Duration::from_secs(1), "refused".to_owned()),
+            ..run(0, 1)
+        };
+        let with_failure = PointResult {
+            runs: vec![failed, run(100, 7_000)],
+            ..result
+        };
+        assert!(near(with_failure.median_latency_us(0.99), 7_000.0));
     }
 }
