@@ -268,5 +268,15 @@ pub fn check(results: &[PointResult]) -> Vec<Check> {
     checks
 }
 
+/// Whether some goal compares `point`'s target at its setting, as the subject or as the
+/// reference: where a target that is in the run for its goals alone is measured
+/// ([`crate::matrix::Coverage::Goals`]).
+pub fn needs(point: &Point) -> bool {
+    GOALS.iter().any(|goal| {
+        (goal.applies)(point)
+            && (goal.subject == point.target || goal.reference == Reference::Target(point.target))
+    })
+}
+
 #[cfg(test)]
 mod tests;

@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 use mprpc_bench::certs::RunCerts;
-use mprpc_bench::matrix::{self, Profile};
+use mprpc_bench::matrix::{self, Coverage, Profile};
 use mprpc_bench::targets::TargetKind;
 use mprpc_bench::{goals, machine, parse_duration, parse_size, process, report, runner};
 
@@ -14,15 +14,11 @@ use crate::{preamble, tls_note};
 /// The side-by-side run's settings.
 #[derive(Args, Debug, Clone)]
 pub(crate) struct EchoArgs {
-    /// Targets, comma-separated (also: mprpc-tls, tonic-tls, tonic-on-mprpc, mprpc-detect;
-    /// not in the default list, to keep the default run's length).
-    #[arg(
-        long,
-        value_enum,
-        value_delimiter = ',',
-        default_value = "mprpc,mprpc-layers,tonic,raw-pipelined,raw-per-call"
-    )]
-    targets: Vec<TargetKind>,
+    /// Targets, comma-separated, each measured at every point [default: mprpc, tonic,
+    /// raw-pipelined and raw-per-call at every point; mprpc-layers, mprpc-tls, mprpc-detect,
+    /// tonic-tls and tonic-on-mprpc only at the points their goals compare].
+    #[arg(long, value_enum, value_delimiter = ',')]
+    targets: Option<Vec<TargetKind>>,
     /// Payload sizes, comma-separated: bytes, or with a unit (4KiB, 1MiB).
     #[arg(long, value_delimiter = ',', default_value = "64,4KiB,1MiB", value_parser = parse_size)]
     payloads: Vec<usize>,
@@ -80,7 +76,10 @@ impl EchoArgs {
         };
         let pin = !self.no_pin && machine::cpu_count() >= 2;
         Ok(Profile {
-            targets: self.targets.clone(),
+            targets: match &self.targets {
+                Some(asked) => asked.iter().map(|&t| (t, Coverage::Every)).collect(),
+                None => matrix::DEFAULT_TARGETS.to_vec(),
+            },
             payloads: self.payloads.clone(),
             concurrency: self.concurrency.clone(),
             connections: self.connections.clone(),
@@ -118,7 +117,7 @@ pub(crate) fn run_echo(args: &EchoArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let certs = RunCerts::for_targets(profile.targets.iter().copied())?;
+    let certs = RunCerts::for_targets(points.iter().map(|p| p.target))?;
     let mut out = String::new();
     let pinning = if profile.pin {
         let how = if process::have_taskset() {

@@ -11,10 +11,11 @@
 //!
 //! Every server runs in a process of its own (`bench serve`, started by the driver, pinned
 //! to CPU 0 with `taskset`); the load client runs in the driver, pinned to CPU 1. Prints
-//! markdown: the machine, the command, the table of results and the goal ratios. The TLS
-//! targets (`mprpc-tls`, `tonic-tls`) are not in the default run; when asked for, the driver
-//! makes certificates for the run in a private temporary directory, hands it to the servers
-//! (`bench serve --tls-dir`) and removes it at the end. See `docs/BENCHMARKS.md`.
+//! markdown: the machine, the command, the table of results and the goal ratios. The default
+//! run measures mprpc, tonic and the raw echoes at every point, and the other targets only at
+//! the points their goals compare (`matrix::DEFAULT_TARGETS`). When a TLS target runs, the
+//! driver makes certificates for the run in a private temporary directory, hands it to the
+//! servers (`bench serve --tls-dir`) and removes it at the end. See `docs/BENCHMARKS.md`.
 //!
 //! | file | what |
 //! | --- | --- |
@@ -208,6 +209,7 @@ fn run_handshakes(options: &HandshakeOptions) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mprpc_bench::matrix::{self, Coverage};
     use mprpc_bench::parse_size;
     use std::time::Duration;
 
@@ -226,23 +228,40 @@ mod tests {
         let cli = Cli::parse_from(["bench"]);
         assert!(cli.command.is_none());
         let p = cli.echo.profile().unwrap();
-        // Every target but the two over TLS (they would add 32 points, about 5 minutes) and
-        // tonic-on-mprpc and mprpc-detect (16 more each).
-        let plain: Vec<_> = TargetKind::ALL
-            .into_iter()
-            .filter(|t| {
-                !t.tls() && !matches!(t, TargetKind::TonicOnMprpc | TargetKind::MprpcDetect)
-            })
+        // Every target: mprpc, tonic and the raw echoes at every point, the others only where
+        // their goals compare them.
+        assert_eq!(p.targets, matrix::DEFAULT_TARGETS);
+        let named: Vec<_> = p.targets.iter().map(|t| t.0).collect();
+        assert_eq!(named, TargetKind::ALL);
+        let everywhere: Vec<_> = p
+            .targets
+            .iter()
+            .filter(|t| t.1 == Coverage::Every)
+            .map(|t| t.0)
             .collect();
-        assert_eq!(p.targets, plain);
-        assert_eq!(plain.len(), 5);
+        assert_eq!(
+            everywhere,
+            [
+                TargetKind::Mprpc,
+                TargetKind::Tonic,
+                TargetKind::RawPipelined,
+                TargetKind::RawPerCall
+            ]
+        );
+        // 16 points for each of the three multiplexed ones, 11 for raw-per-call, 9 for the
+        // goals of the other five.
+        let (points, _) = matrix::plan(&p);
+        assert_eq!(points.len(), 68);
         assert_eq!(p.payloads, vec![64, 4096, 1 << 20]);
         assert_eq!(p.concurrency, vec![1, 16, 128, 1024]);
         assert_eq!(p.connections, vec![1, 64]);
         let asked = Cli::parse_from(["bench", "--targets", "tonic,tonic-on-mprpc"]).echo;
         assert_eq!(
             asked.profile().unwrap().targets,
-            [TargetKind::Tonic, TargetKind::TonicOnMprpc]
+            [
+                (TargetKind::Tonic, Coverage::Every),
+                (TargetKind::TonicOnMprpc, Coverage::Every)
+            ]
         );
         assert_eq!(
             (p.reps, p.warmup, p.duration),
