@@ -1,4 +1,6 @@
-//! The side-by-side echo run (`bench` or `bench echo`): its flags, its profile and the report.
+//! The side-by-side echo run (`bench` or `bench echo`): its flags, its profile and the report;
+//! without `--targets`, server and client streaming follow the matrix, and their goals join
+//! the same goal table.
 
 use std::time::Duration;
 
@@ -6,6 +8,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use mprpc_bench::certs::RunCerts;
 use mprpc_bench::matrix::{self, Coverage, Profile};
+use mprpc_bench::streaming::{Part, StreamingOptions};
 use mprpc_bench::targets::TargetKind;
 use mprpc_bench::{goals, machine, parse_duration, parse_size, process, report, runner};
 
@@ -59,9 +62,29 @@ pub(crate) struct EchoArgs {
     /// Print the points that would be measured, and how long it would take, then exit.
     #[arg(long)]
     dry_run: bool,
+    /// Skip the server and client streaming that the run measures after the matrix when no
+    /// --targets are given (an explicit --targets skips it too; `bench streaming` runs it alone).
+    #[arg(long)]
+    no_streaming: bool,
 }
 
 impl EchoArgs {
+    /// The streaming parts measured after the matrix: server and client streaming, as
+    /// `bench streaming --parts server,client`, with the matrix's repetitions, warm-up and
+    /// window. None with --no-streaming or an explicit --targets.
+    pub(crate) fn streaming(&self, profile: &Profile) -> anyhow::Result<Option<StreamingOptions>> {
+        if self.no_streaming || self.targets.is_some() {
+            return Ok(None);
+        }
+        let mut options = StreamingOptions::defaults()?;
+        options.parts = vec![Part::Server, Part::Client];
+        options.reps = profile.reps;
+        options.warmup = profile.warmup;
+        options.duration = profile.duration;
+        options.no_pin = !profile.pin;
+        Ok(Some(options))
+    }
+
     pub(crate) fn profile(&self) -> anyhow::Result<Profile> {
         if self.concurrency.contains(&0) || self.connections.contains(&0) {
             bail!("--concurrency and --connections must be at least 1");
@@ -98,12 +121,25 @@ pub(crate) fn run_echo(args: &EchoArgs) -> anyhow::Result<()> {
     use std::fmt::Write;
     let profile = args.profile()?;
     let (points, notes) = matrix::plan(&profile);
+    let streaming = args.streaming(&profile)?;
     let estimate = matrix::estimate(&profile, points.len());
+    let streaming_estimate = streaming
+        .as_ref()
+        .map_or(Duration::ZERO, StreamingOptions::estimate);
+    let minutes = |d: Duration| d.as_secs_f64() / 60.0;
     eprintln!(
-        "{} points x {} repetitions: about {:.1} min",
+        "{} points x {} repetitions: about {:.1} min{}",
         points.len(),
         profile.reps,
-        estimate.as_secs_f64() / 60.0
+        minutes(estimate),
+        match &streaming {
+            Some(_) => format!(
+                "; then server and client streaming: about {:.1} min; about {:.1} min in all",
+                minutes(streaming_estimate),
+                minutes(estimate + streaming_estimate)
+            ),
+            None => String::new(),
+        }
     );
     if args.dry_run {
         for p in &points {
@@ -113,6 +149,14 @@ pub(crate) fn run_echo(args: &EchoArgs) -> anyhow::Result<()> {
                 matrix::size(p.payload),
                 p.concurrency,
                 p.connections
+            );
+        }
+        if let Some(options) = &streaming {
+            let targets: Vec<_> = options.targets.iter().map(|t| t.name()).collect();
+            println!(
+                "then server and client streaming: {}, {} repetition(s)",
+                targets.join(", "),
+                options.reps
             );
         }
         return Ok(());
@@ -185,15 +229,23 @@ pub(crate) fn run_echo(args: &EchoArgs) -> anyhow::Result<()> {
          MiB/s = payload MiB/s each way; p50/p99/p999 in µs; CPU s/1k = CPU seconds the server \
          (srv) and the client (cli) process used per 1,000 calls over the window; srv peak = the \
          server process's VmHWM; others % = the most CPU (share of all {} CPUs) that other \
-         processes used during any window of the point. The run took {:.0} s; other processes \
+         processes used during any window of the point. The matrix took {:.0} s; other processes \
          used about {:.0}% of the machine over it (outside the windows this includes the \
          servers' start-up).",
         machine::cpu_count(),
         elapsed.as_secs_f64(),
         cpu_before.others_percent(&cpu_after, own + server_ticks as u64),
     );
+    let mut checks = goals::check(&results);
+    if let Some(options) = &streaming {
+        checks.extend(crate::streaming::after_matrix(
+            &mut out,
+            options,
+            profile.pin,
+        )?);
+    }
     let _ = writeln!(out, "\n## Goals\n");
-    let _ = write!(out, "{}", goals::table(&goals::check(&results)));
+    let _ = write!(out, "{}", goals::table(&checks));
     print!("{out}");
     if let Some(path) = &args.output {
         std::fs::write(path, &out).with_context(|| format!("writing {}", path.display()))?;

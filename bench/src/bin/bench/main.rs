@@ -1,7 +1,7 @@
 //! `bench`: mprpc side by side with gRPC (tonic) and a raw TCP echo, in one run.
 //!
 //! ```text
-//! cargo run --release -p mprpc-bench                 # the default profile (about 10 minutes)
+//! cargo run --release -p mprpc-bench                 # the default profile (about 12 minutes)
 //! cargo run --release -p mprpc-bench -- --quick      # one short repetition of each point
 //! cargo run --release -p mprpc-bench -- --targets mprpc,tonic --payloads 64 --concurrency 128
 //! cargo run --release -p mprpc-bench -- scale        # idle connections, providers, ZooKeeper
@@ -252,6 +252,27 @@ mod tests {
         // goals of the other five.
         let (points, _) = matrix::plan(&p);
         assert_eq!(points.len(), 68);
+        // Then server and client streaming, with the matrix's repetitions and window.
+        let streams = cli
+            .echo
+            .streaming(&p)
+            .unwrap()
+            .expect("streaming in the default run");
+        assert_eq!(
+            streams.parts,
+            [streams::Part::Server, streams::Part::Client]
+        );
+        assert_eq!((streams.reps, streams.duration), (3, p.duration));
+        // About 10.9 + 1.0 minutes: the documented "about 12 min", under 15.
+        let all = matrix::estimate(&p, points.len()) + streams.estimate();
+        assert!(all > Duration::from_secs(11 * 60) && all < Duration::from_secs(12 * 60));
+        for args in [
+            &["bench", "--no-streaming"][..],
+            &["bench", "--targets", "mprpc"],
+        ] {
+            let echo = Cli::parse_from(args).echo;
+            assert!(echo.streaming(&echo.profile().unwrap()).unwrap().is_none());
+        }
         assert_eq!(p.payloads, vec![64, 4096, 1 << 20]);
         assert_eq!(p.concurrency, vec![1, 16, 128, 1024]);
         assert_eq!(p.connections, vec![1, 64]);

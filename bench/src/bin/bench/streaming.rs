@@ -1,13 +1,17 @@
-//! `bench streaming`: server and client streams side by side, and a stalled reader.
+//! `bench streaming`: server and client streams side by side, and a stalled reader; and the
+//! streaming section of the side-by-side run.
+
+use std::fmt::Write;
 
 use anyhow::{bail, Context};
+use mprpc_bench::goals::{self, Check};
+use mprpc_bench::matrix::size;
 use mprpc_bench::streaming::{self, StreamingOptions};
-use mprpc_bench::{goals, machine, runner};
+use mprpc_bench::{machine, runner};
 
 use crate::preamble;
 
 pub(crate) fn run_streaming(options: &StreamingOptions) -> anyhow::Result<()> {
-    use std::fmt::Write;
     if options.targets.is_empty() || options.parts.is_empty() {
         bail!("--targets and --parts must name at least one");
     }
@@ -63,4 +67,33 @@ pub(crate) fn run_streaming(options: &StreamingOptions) -> anyhow::Result<()> {
     );
     print!("{out}");
     Ok(())
+}
+
+/// The side-by-side run's streaming section, after its matrix: measures `options`' parts
+/// (the client already pinned to CPU 1 when `pin`), writes the throughput table to `out`, and
+/// returns the streaming goals for the run's goal table.
+pub(crate) fn after_matrix(
+    out: &mut String,
+    options: &StreamingOptions,
+    pin: bool,
+) -> anyhow::Result<Vec<Check>> {
+    let runtime = runner::runtime("bench-stream", 1)?;
+    let started = std::time::Instant::now();
+    let results = streaming::run(options, &runtime, pin);
+    let _ = writeln!(out, "\n## Streaming: one stream\n");
+    let _ = writeln!(
+        out,
+        "Server streaming of {} replies and client streaming of {} chunks, as `bench streaming \
+         --parts server,client` measures them: a fresh server process (1 worker) per part, target \
+         and repetition, the client on 1 worker; warm-up {:?}, window {:?}, {} repetition(s), the \
+         median reported; {:.0} s. The stalled reader is `bench streaming --parts stall`'s alone.\n",
+        size(options.message_size),
+        size(options.chunk_size),
+        options.warmup,
+        options.duration,
+        options.reps,
+        started.elapsed().as_secs_f64()
+    );
+    let _ = write!(out, "{}", streaming::report::rates(&results.rates));
+    Ok(streaming::report::checks(&results))
 }
