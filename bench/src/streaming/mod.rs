@@ -132,6 +132,17 @@ pub struct StreamingOptions {
 }
 
 impl StreamingOptions {
+    /// `bench streaming`'s defaults, as its flags give them (the side-by-side run starts from
+    /// these for the streaming parts it adds).
+    pub fn defaults() -> Result<StreamingOptions, clap::Error> {
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            options: StreamingOptions,
+        }
+        <Defaults as clap::Parser>::try_parse_from(["streaming"]).map(|d| d.options)
+    }
+
     /// Roughly how long the run takes.
     pub fn estimate(&self) -> Duration {
         let targets = self.targets.len() as u32;

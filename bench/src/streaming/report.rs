@@ -12,7 +12,7 @@ use std::fmt::Write;
 
 use super::stall::StallFigure;
 use super::{Part, RateFigure, Results, StreamTarget};
-use crate::goals::Check;
+use crate::goals::{Check, Needed};
 use crate::matrix::size;
 use crate::report::{sig3, thousands};
 
@@ -114,31 +114,6 @@ pub fn stalls(figures: &[StallFigure], stall: std::time::Duration) -> String {
     out
 }
 
-/// How far `ratio` is from the line: (pass, needed, margin), as the side-by-side goals say it.
-fn verdict(ratio: f64, at_least: Option<f64>, at_most: Option<f64>) -> (bool, String, String) {
-    if let Some(x) = at_least {
-        let pass = ratio >= x;
-        let margin = if pass {
-            format!("{:.0}% to spare", (ratio / x - 1.0) * 100.0)
-        } else {
-            format!(
-                "short by {:.0}% (needs {:.2}× more)",
-                (1.0 - ratio / x) * 100.0,
-                x / ratio
-            )
-        };
-        return (pass, format!("≥ {x}"), margin);
-    }
-    let x = at_most.unwrap_or(1.0);
-    let pass = ratio <= x;
-    let margin = if pass {
-        format!("{:.0}% to spare", (1.0 - ratio / x) * 100.0)
-    } else {
-        format!("over by {:.0}%", (ratio / x - 1.0) * 100.0)
-    };
-    (pass, format!("≤ {x}"), margin)
-}
-
 fn rate_of(results: &Results, part: Part, target: StreamTarget) -> Option<&RateFigure> {
     results
         .rates
@@ -155,7 +130,7 @@ pub fn checks(results: &Results) -> Vec<Check> {
     );
     if let (Some(mine), Some(theirs)) = server {
         if let (Some(a), Some(b)) = (mine.per_second(), theirs.per_second()) {
-            let (pass, needed, margin) = verdict(a / b, Some(2.0), None);
+            let (pass, needed, margin) = Needed::AtLeast(2.0).judge(a / b);
             checks.push(Check {
                 goal: "server streaming: messages/s ≥ 2× tonic",
                 point: format!("{} replies, one stream", size(mine.size)),
@@ -174,7 +149,7 @@ pub fn checks(results: &Results) -> Vec<Check> {
     );
     if let (Some(mine), Some(theirs)) = client {
         if let (Some(a), Some(b)) = (mine.mib_per_second(), theirs.mib_per_second()) {
-            let (pass, needed, margin) = verdict(a / b, Some(0.7), None);
+            let (pass, needed, margin) = Needed::AtLeast(0.7).judge(a / b);
             checks.push(Check {
                 goal: "client streaming: MiB/s ≥ 0.7× raw TCP",
                 point: format!("{} chunks, one upload", size(mine.size)),
@@ -194,7 +169,7 @@ pub fn checks(results: &Results) -> Vec<Check> {
     if let Some(f) = stalled {
         if let Some(worst) = f.max_growth_kib() {
             let ratio = worst as f64 * 1024.0 / f.window as f64;
-            let (pass, needed, margin) = verdict(ratio, None, Some(1.0 + STALL_SLACK));
+            let (pass, needed, margin) = Needed::AtMost(1.0 + STALL_SLACK).judge(ratio);
             checks.push(Check {
                 goal: "stalled reader: server RSS growth ≤ window + ¼ window",
                 point: format!("{} replies, reader stalled", size(f.size)),

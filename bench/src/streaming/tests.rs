@@ -84,3 +84,21 @@ fn every_target_streams_both_ways() {
         reader.await.unwrap().unwrap();
     });
 }
+
+#[test]
+fn the_defaults_are_the_flags_defaults() {
+    let options = super::StreamingOptions::defaults().unwrap();
+    assert_eq!(
+        options.parts,
+        [super::Part::Server, super::Part::Client, super::Part::Stall]
+    );
+    assert_eq!(options.targets.len(), 3);
+    assert_eq!(
+        (options.message_size, options.chunk_size, options.reps),
+        (64, 1 << 20, 3)
+    );
+    assert_eq!(
+        (options.warmup, options.duration),
+        (Duration::from_secs(1), Duration::from_secs(3))
+    );
+}

@@ -1,7 +1,8 @@
 //! The side-by-side run: which points to measure, and measuring each in fresh processes.
 //!
 //! A point is a target, a payload size, a number of calls in flight and a number of
-//! connections. For every repetition of every point the driver starts a fresh server process
+//! connections; a target is measured at every point of the matrix, or only where its goals
+//! compare it ([`Coverage`], as the default run's extra targets are). For every repetition of every point the driver starts a fresh server process
 //! (pinned to one CPU), connects the client connections from its own runtime (pinned to
 //! another CPU), runs the closed-loop load (warm-up, then the window), reads both sides' CPU
 //! time over the window and the server's peak memory, and stops the server. Repetitions are
@@ -13,17 +14,54 @@ use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
 
 use crate::certs::Certs;
+use crate::goals;
 use crate::machine::{self, MachineCpu};
 use crate::process::{ServerProcess, ServerSpec};
 use crate::runner::{self, Measurement, Setting};
 use crate::targets::{Target, TargetKind};
 use crate::with_target;
 
+/// Where a target of the run is measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Coverage {
+    /// At every point of the matrix.
+    Every,
+    /// Only at the points of the matrix where a goal compares it, as the subject or as the
+    /// reference ([`goals::needs`]): a target that is in the run for its goals alone.
+    Goals,
+}
+
+impl Coverage {
+    /// Whether a target with this coverage is measured at `point`.
+    pub fn includes(self, point: &Point) -> bool {
+        match self {
+            Coverage::Every => true,
+            Coverage::Goals => goals::needs(point),
+        }
+    }
+}
+
+/// The default run's targets, in report order, and where each is measured: mprpc, tonic and
+/// the two raw echoes make the side-by-side table at every point; the others are there for
+/// their goals (layers, TLS, detection, the gRPC front end), 9 points in all instead of 16
+/// each.
+pub const DEFAULT_TARGETS: [(TargetKind, Coverage); 9] = [
+    (TargetKind::Mprpc, Coverage::Every),
+    (TargetKind::MprpcLayers, Coverage::Goals),
+    (TargetKind::MprpcTls, Coverage::Goals),
+    (TargetKind::MprpcDetect, Coverage::Goals),
+    (TargetKind::Tonic, Coverage::Every),
+    (TargetKind::TonicTls, Coverage::Goals),
+    (TargetKind::TonicOnMprpc, Coverage::Goals),
+    (TargetKind::RawPipelined, Coverage::Every),
+    (TargetKind::RawPerCall, Coverage::Every),
+];
+
 /// What to measure and how.
 #[derive(Clone, Debug)]
 pub struct Profile {
-    /// Targets to measure.
-    pub targets: Vec<TargetKind>,
+    /// Targets to measure, and where.
+    pub targets: Vec<(TargetKind, Coverage)>,
     /// Payload sizes in bytes.
     pub payloads: Vec<usize>,
     /// Calls in flight.
@@ -69,7 +107,8 @@ impl Point {
     }
 }
 
-/// The points `profile` asks for, and a note for each kind of combination left out.
+/// The points `profile` asks for (each target at the points its [`Coverage`] includes), and a
+/// note for each kind of combination left out.
 pub fn plan(profile: &Profile) -> (Vec<Point>, Vec<String>) {
     let mut points = Vec::new();
     let mut notes = Vec::new();
@@ -81,7 +120,7 @@ pub fn plan(profile: &Profile) -> (Vec<Point>, Vec<String>) {
     for &payload in &profile.payloads {
         for (c_index, &connections) in profile.connections.iter().enumerate() {
             for &concurrency in &profile.concurrency {
-                for &target in &profile.targets {
+                for &(target, coverage) in &profile.targets {
                     if payload.saturating_mul(concurrency) > profile.max_bytes_in_flight {
                         note(format!(
                             "{} x {concurrency} in flight: over --max-bytes-in-flight ({})",
@@ -90,30 +129,33 @@ pub fn plan(profile: &Profile) -> (Vec<Point>, Vec<String>) {
                         ));
                         continue;
                     }
-                    if !target.multiplexed() {
-                        // A connection per call: the connections setting means nothing.
-                        if c_index == 0 {
-                            points.push(Point {
-                                target,
-                                payload,
-                                concurrency,
-                                connections: concurrency,
-                            });
+                    let point = if target.multiplexed() {
+                        if connections > concurrency {
+                            note(format!(
+                                "{connections} connections with {concurrency} in flight: some connections would idle"
+                            ));
+                            continue;
                         }
+                        Point {
+                            target,
+                            payload,
+                            concurrency,
+                            connections,
+                        }
+                    } else if c_index == 0 {
+                        // A connection per call: the connections setting means nothing.
+                        Point {
+                            target,
+                            payload,
+                            concurrency,
+                            connections: concurrency,
+                        }
+                    } else {
                         continue;
+                    };
+                    if coverage.includes(&point) {
+                        points.push(point);
                     }
-                    if connections > concurrency {
-                        note(format!(
-                            "{connections} connections with {concurrency} in flight: some connections would idle"
-                        ));
-                        continue;
-                    }
-                    points.push(Point {
-                        target,
-                        payload,
-                        concurrency,
-                        connections,
-                    });
                 }
             }
         }
@@ -212,6 +254,19 @@ impl PointResult {
             .measurement
             .latency_ns(q)
             .map(|ns| ns as f64 / 1000.0)
+    }
+
+    /// Median over the repetitions of each one's latency at quantile `q`, in microseconds
+    /// (repetitions without a successful call left out). Unlike [`latency_us`](Self::latency_us),
+    /// which reads one repetition, this steadies a tail that varies from run to run.
+    pub fn median_latency_us(&self, q: f64) -> Option<f64> {
+        let per_run: Vec<f64> = self
+            .runs
+            .iter()
+            .filter_map(|r| r.measurement.latency_ns(q))
+            .map(|ns| ns as f64 / 1000.0)
+            .collect();
+        median(&per_run)
     }
 
     /// Median over the repetitions of CPU seconds per 1,000 calls: (server, client).
@@ -386,57 +441,4 @@ pub async fn connect_all<T: Target>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn profile() -> Profile {
-        Profile {
-            targets: TargetKind::ALL.to_vec(),
-            payloads: vec![64, 1 << 20],
-            concurrency: vec![1, 16, 128, 1024],
-            connections: vec![1, 64],
-            reps: 3,
-            warmup: Duration::from_secs(1),
-            duration: Duration::from_secs(2),
-            server_threads: 1,
-            client_threads: 1,
-            pin: true,
-            max_bytes_in_flight: 128 << 20,
-        }
-    }
-
-    #[test]
-    fn the_plan_skips_what_makes_no_sense() {
-        let (points, notes) = plan(&profile());
-        // 64 B: 4 levels x 1 connection + 2 levels x 64 connections for the eight
-        // multiplexed targets, 4 for raw-per-call; 1 MiB: 3 + 1 each, and 3.
-        assert_eq!(points.len(), 8 * 6 + 4 + 8 * 4 + 3);
-        assert!(!points
-            .iter()
-            .any(|p| p.payload == 1 << 20 && p.concurrency == 1024));
-        assert!(!points
-            .iter()
-            .any(|p| p.connections == 64 && p.concurrency < 64));
-        let per_call: Vec<_> = points
-            .iter()
-            .filter(|p| p.target == TargetKind::RawPerCall)
-            .collect();
-        assert!(per_call.iter().all(|p| p.connections == p.concurrency));
-        assert_eq!(notes.len(), 3, "{notes:?}");
-    }
-
-    #[test]
-    fn sizes_read_well() {
-        assert_eq!(size(64), "64 B");
-        assert_eq!(size(4096), "4 KiB");
-        assert_eq!(size(1 << 20), "1 MiB");
-        assert_eq!(size(1000), "1000 B");
-    }
-
-    #[test]
-    fn medians_and_spreads() {
-        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
-        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.0));
-        assert_eq!(median(&[]), None);
-    }
-}
+mod tests;
