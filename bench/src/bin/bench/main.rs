@@ -84,9 +84,9 @@ enum Cmd {
     ServeRawStream(RawStreamArgs),
 }
 
-/// `bench serve-raw-stream`.
+/// Where and how a server process listens: `bench serve` and `bench serve-raw-stream`.
 #[derive(Args, Debug)]
-struct RawStreamArgs {
+struct Listen {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:0")]
     addr: String,
@@ -98,21 +98,21 @@ struct RawStreamArgs {
     cpu: Option<usize>,
 }
 
+/// `bench serve-raw-stream`.
+#[derive(Args, Debug)]
+struct RawStreamArgs {
+    #[command(flatten)]
+    listen: Listen,
+}
+
 /// `bench serve`.
 #[derive(Args, Debug)]
 struct ServeArgs {
     /// Which server.
     #[arg(long, value_enum)]
     target: TargetKind,
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:0")]
-    addr: String,
-    /// Worker threads of the server's runtime.
-    #[arg(long, default_value_t = 1)]
-    threads: usize,
-    /// Pin the process to this CPU (the driver uses `taskset` instead when it exists).
-    #[arg(long)]
-    cpu: Option<usize>,
+    #[command(flatten)]
+    listen: Listen,
     /// The directory of the run's certificates (the TLS targets need it; the driver makes it).
     #[arg(long)]
     tls_dir: Option<std::path::PathBuf>,
@@ -123,16 +123,17 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Some(Cmd::Serve(a)) => process::serve_main(
             a.target,
-            &a.addr,
-            a.threads,
-            a.cpu,
+            &a.listen.addr,
+            a.listen.threads,
+            a.listen.cpu,
             a.tls_dir.map(Certs::in_dir),
         ),
         Some(Cmd::Scale(options)) => scale::run_scale(&options),
         Some(Cmd::Handshakes(options)) => run_handshakes(&options),
         Some(Cmd::Streaming(options)) => streaming::run_streaming(&options),
         Some(Cmd::ServeRawStream(a)) => {
-            process::serve_on(&a.addr, a.threads, a.cpu, streams::raw::serve)
+            let Listen { addr, threads, cpu } = a.listen;
+            process::serve_on(&addr, threads, cpu, streams::raw::serve)
         }
         Some(Cmd::Echo(args)) => echo::run_echo(&args),
         None => echo::run_echo(&cli.echo),
