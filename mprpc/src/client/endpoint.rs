@@ -135,6 +135,18 @@ impl Endpoint {
         if let Some(conn) = self.usable() {
             return Ok(conn);
         }
+        // Boxed: connecting (TCP, TLS, the connection's start) is a 1.5 KB future, which
+        // would otherwise sit in every call's future and be copied each time it moves.
+        Box::pin(self.connect(config, metrics, tls)).await
+    }
+
+    /// Opens the connection, one caller at a time (the others wait, then take it).
+    async fn connect(
+        &self,
+        config: &ClientConfig,
+        metrics: &Metrics,
+        tls: Option<&Connector>,
+    ) -> Result<Arc<Connection>, Status> {
         let _connecting = self.connecting.lock().await;
         if let Some(conn) = self.usable() {
             return Ok(conn);

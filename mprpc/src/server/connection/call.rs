@@ -17,6 +17,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 
 use super::{broken, stream, Connection, Ending, Turn};
 use crate::compression::{Accepted, Encoding, Outgoing};
@@ -110,15 +111,18 @@ impl Connection {
         (id, accepted): (u64, Accepted),
         turn: &Turn<'_>,
     ) -> impl Future<Output = ()> + Send {
-        let stack = self.shared.stack.clone();
+        // The stack's future, then the reply's, as the two states of one `Then` (which holds
+        // one or the other): in an async block, the call (or the stack's future) would take
+        // its room twice, once captured and once moved to be awaited, and the task is boxed
+        // at the whole size.
+        let serve = self.shared.stack.clone().serve(call);
         let max_frame_size = self.shared.config.max_frame_size;
         let outgoing = self.shared.config.compression.outgoing();
         let tx = turn.tx.clone();
         let task_in_flight = turn.in_flight.clone();
         let busy = BusyGuard::enter(self.busy.clone());
-        async move {
+        serve.then(move |outcome| async move {
             let _busy = busy;
-            let outcome = stack.serve(call).await;
             if let Ok(reply) = &outcome {
                 if outgoing.choose(reply.get_ref().len(), accepted).is_some() {
                     // Compressed off the connection's reader, which polls a call inline.
@@ -128,7 +132,7 @@ impl Connection {
             lock(&task_in_flight).remove(&id);
             let reply = reply_frame(id, outcome, max_frame_size, (outgoing, accepted));
             let _ = tx.send(reply).await;
-        }
+        })
     }
 
     /// Runs the first poll of `work` here, and the rest in a task of its own if it has to
