@@ -32,10 +32,15 @@ impl Output {
     }
 }
 
-/// Runs `python3 args...` for at most `limit_s` seconds.
+/// Runs `python3 args...` for at most `limit_s` seconds, with `tests/python` on its path
+/// (inline code imports `protowire` from there, as the script files do).
 pub async fn run(args: &[&str], limit_s: u32) -> Output {
     let mut command = Command::new("timeout");
-    command.arg(limit_s.to_string()).arg("python3").args(args);
+    command
+        .arg(limit_s.to_string())
+        .arg("python3")
+        .args(args)
+        .env("PYTHONPATH", concat!(env!("CARGO_MANIFEST_DIR"), "/python"));
     let output = tokio::task::spawn_blocking(move || command.output().expect("run python3"))
         .await
         .expect("the python3 runner");

@@ -229,14 +229,9 @@ import sys, grpc
 channel = grpc.insecure_channel(sys.argv[1], compression=grpc.Compression.Gzip)
 echo = channel.unary_unary("/mprpc.test.Echo/Echo",
     request_serializer=lambda b: b, response_deserializer=lambda b: b)
+from protowire import field_bytes
 def request(payload):
-    n, length = len(payload), b""
-    while True:
-        length += bytes([(n & 0x7F) | (0x80 if n > 0x7F else 0)])
-        n >>= 7
-        if not n:
-            break
-    return bytes([10]) + length + payload
+    return field_bytes(1, payload)
 payload = b"the quick brown fox " * 2000
 reply = echo(request(payload), timeout=10)
 print("round_trip", payload in reply)

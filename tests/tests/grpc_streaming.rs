@@ -89,14 +89,9 @@ import sys, grpc
 channel = grpc.insecure_channel(sys.argv[1])
 subscribe = channel.unary_stream("/mprpc.test.Echo/Subscribe",
     request_serializer=lambda b: b, response_deserializer=lambda b: b)
+from protowire import field_bytes, field_varint
 def request(count, payload):
-    n, length = len(payload), b""
-    while True:
-        length += bytes([(n & 0x7F) | (0x80 if n > 0x7F else 0)])
-        n >>= 7
-        if not n:
-            break
-    return bytes([8, count]) + bytes([50]) + length + payload
+    return field_varint(1, count) + field_bytes(6, payload)
 try:
     list(subscribe(request(1, b"x" * (64 * 1024 - 40)), timeout=10))
     print("large none")
