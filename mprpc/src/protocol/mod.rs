@@ -30,7 +30,7 @@ pub mod outbox;
 pub(crate) mod pool;
 pub mod writer;
 
-pub use codec::{FrameDecoder, ProtocolError};
+pub use codec::{FrameDecoder, FrameReader, ProtocolError};
 pub use frame::{
     encode_message, metadata_from_wire, metadata_to_wire, CancelHeader, Frame, FrameKind,
     GoAwayHeader, MetadataEntry, OutFrame, RequestHeader, ResponseHeader, StreamHeader,

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use futures_util::{FutureExt, StreamExt};
 use tokio::io::AsyncRead;
-use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use super::{CallError, ConnShared, PONG_ROOM};
@@ -14,8 +13,8 @@ use crate::compression::Encoding;
 use crate::protocol::codec::decode_header;
 use crate::protocol::limits::{MetadataLimits, MetadataTooLarge};
 use crate::protocol::{
-    metadata_from_wire, Frame, FrameDecoder, FrameKind, GoAwayHeader, OutFrame, ProtocolError,
-    ResponseHeader,
+    metadata_from_wire, Frame, FrameDecoder, FrameKind, FrameReader, GoAwayHeader, OutFrame,
+    ProtocolError, ResponseHeader,
 };
 use crate::status::{printable, MAX_PEER_MESSAGE};
 use crate::sync::lock;
@@ -37,7 +36,7 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
     close: CancellationToken,
     max_frame_size: usize,
 ) {
-    let mut frames = FramedRead::with_capacity(rd, FrameDecoder::new(max_frame_size), 64 * 1024);
+    let mut frames = FrameReader::with_capacity(rd, FrameDecoder::new(max_frame_size), 64 * 1024);
     let closed = close.clone().cancelled_owned();
     tokio::pin!(closed);
     // Frames taken without waiting since the clock was last read.

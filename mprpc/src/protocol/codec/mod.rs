@@ -8,19 +8,24 @@
 //! The body of a large frame (from [`pool::LARGE`](super::pool) bytes) is gathered, once
 //! an eighth of the frame has come, into a buffer of the process-wide pool (`pool.rs`)
 //! rather than the read buffer, so that large messages reuse memory instead of faulting in
-//! fresh pages each time. The decoder notes
+//! fresh pages each time; [`FrameReader`] then reads the rest of that body from the socket
+//! straight into it (`reader.rs`). The decoder notes
 //! when a partial frame began, so that its owner can close a connection that trickles a frame
 //! in slower than it is willing to wait ([`FrameDecoder::partial_frame`]).
 
 use std::io;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 
 use super::frame::{Frame, FrameKind, FIXED_HEADER_LEN, MAGIC, VERSION};
 use super::pool;
 use crate::Status;
+
+mod reader;
+
+pub use reader::FrameReader;
 
 /// Why a byte stream could not be decoded. After any of these the stream is unusable: the
 /// frame boundaries are lost.
@@ -150,6 +155,14 @@ impl FrameDecoder {
         if let Some(partial) = &mut self.partial {
             partial.since = Instant::now();
         }
+    }
+
+    /// Room for the rest of the large frame being gathered, if one is: a read into it takes
+    /// the bytes that frame still needs and no more ([`FrameReader`] reads there directly).
+    pub(crate) fn body_room(&mut self) -> Option<bytes::buf::Limit<&mut Vec<u8>>> {
+        let assembly = self.assembly.as_mut()?;
+        let missing = assembly.body_len - assembly.body.len();
+        Some(BufMut::limit(&mut assembly.body, missing))
     }
 
     fn waiting(&mut self, size: Option<usize>) {

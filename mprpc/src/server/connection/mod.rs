@@ -31,7 +31,6 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::task::{AbortHandle, JoinHandle};
-use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -43,7 +42,8 @@ use crate::metrics::{QueuedBytes, Side};
 use crate::protocol::codec::decode_header;
 use crate::protocol::writer::{write_loop, BusyHint};
 use crate::protocol::{
-    CancelHeader, Frame, FrameDecoder, FrameKind, GoAwayHeader, OutFrame, Outbox, ProtocolError,
+    CancelHeader, Frame, FrameDecoder, FrameKind, FrameReader, GoAwayHeader, OutFrame, Outbox,
+    ProtocolError,
 };
 use crate::stream::{StreamTable, Windows};
 use crate::sync::lock;
@@ -190,7 +190,7 @@ impl Connection {
         let writer_failed = CancellationToken::new();
         let writer = self.spawn_writer(wr, rx, writer_failed.clone());
         let decoder = FrameDecoder::new(self.shared.config.max_frame_size);
-        let mut frames = FramedRead::with_capacity(rd, decoder, READ_CAPACITY);
+        let mut frames = FrameReader::with_capacity(rd, decoder, READ_CAPACITY);
         let calls = TaskTracker::new();
         let in_flight: InFlight = Arc::default();
         let windows = Windows {
@@ -239,7 +239,7 @@ impl Connection {
     /// Reads frames and acts on them until the connection has to end, and says why.
     async fn read_loop<R: AsyncRead + Unpin>(
         &mut self,
-        frames: &mut FramedRead<R, FrameDecoder>,
+        frames: &mut FrameReader<R>,
         mut turn: Turn<'_>,
         writer_failed: &CancellationToken,
     ) -> Ending {
@@ -416,7 +416,7 @@ impl Connection {
 /// Takes `first` and every further frame already readable into `batch`, up to a bound.
 /// Returns how the stream ended, if it did.
 fn gather<R>(
-    frames: &mut FramedRead<R, FrameDecoder>,
+    frames: &mut FrameReader<R>,
     first: Option<Result<Frame, ProtocolError>>,
     batch: &mut Vec<Frame>,
     peer: SocketAddr,
