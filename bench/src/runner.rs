@@ -109,7 +109,7 @@ where
     let start = Instant::now();
     let from = start + setting.warmup;
     let to = from + setting.duration;
-    let payload = std::sync::Arc::new(vec![0xA5u8; setting.payload]);
+    let payload = bytes::Bytes::from(vec![0xA5u8; setting.payload]);
     let tasks: Vec<_> = (0..setting.concurrency.max(1))
         .map(|i| {
             let caller = callers[i % callers.len()].clone();
@@ -183,12 +183,7 @@ impl Tally {
 }
 
 /// One closed-loop task: a call, its reply, the next call, until `to`.
-async fn load<C: Caller>(
-    caller: C,
-    payload: std::sync::Arc<Vec<u8>>,
-    from: Instant,
-    to: Instant,
-) -> Tally {
+async fn load<C: Caller>(caller: C, payload: bytes::Bytes, from: Instant, to: Instant) -> Tally {
     let mut tally = Tally::new();
     loop {
         let sent = Instant::now();

@@ -53,7 +53,7 @@ pub fn measure(
         // One call per provider opens every connection before measuring.
         for _ in 0..n {
             runtime
-                .block_on(caller.call(b"hello"))
+                .block_on(caller.call(&bytes::Bytes::from_static(b"hello")))
                 .map_err(|e| anyhow::anyhow!("a first call failed: {e}"))?;
         }
         let pids: Vec<u32> = servers.iter().map(ServerProcess::pid).collect();

@@ -53,10 +53,13 @@ pub(crate) fn required(certs: Option<&Certs>, target: TargetKind) -> anyhow::Res
 /// Makes echo calls. Cheap to clone; clones share the connection.
 pub trait Caller: Clone + Send + Sync + 'static {
     /// Sends `payload` and waits for the echo. An error is named by its status code (or by
-    /// what went wrong), so that the report can count errors by kind.
+    /// what went wrong), so that the report can count errors by kind. The payload comes as
+    /// [`Bytes`](bytes::Bytes), as a caller of a framework whose messages hold `Bytes` has
+    /// it: a framework's request refers to it (no copy in the harness); the raw echo copies
+    /// it into its frame, as a framework's encoding does.
     fn call<'a>(
         &'a self,
-        payload: &'a [u8],
+        payload: &'a bytes::Bytes,
     ) -> impl Future<Output = Result<(), String>> + Send + 'a;
 }
 
@@ -217,7 +220,7 @@ mod tests {
         let call = async {
             let caller = C::connect(address, Some(certs)).await?;
             caller
-                .call(&[7; 5000])
+                .call(&bytes::Bytes::from(vec![7; 5000]))
                 .await
                 .map_err(|e| anyhow::anyhow!(e))
         };

@@ -196,9 +196,9 @@ pub(crate) fn provider(config: ServerConfig, layers: usize) -> Server {
 }
 
 impl Caller for MprpcCaller {
-    async fn call<'a>(&'a self, payload: &'a [u8]) -> Result<(), String> {
+    async fn call<'a>(&'a self, payload: &'a bytes::Bytes) -> Result<(), String> {
         let request = EchoRequest {
-            payload: bytes::Bytes::copy_from_slice(payload),
+            payload: payload.clone(),
         };
         match self.client.echo(request).await {
             Ok(reply) => check_len(reply.payload.len(), payload.len()),
@@ -220,7 +220,7 @@ impl Target for Mprpc {
     async fn connect(address: SocketAddr, _: Option<&Certs>) -> anyhow::Result<MprpcCaller> {
         let caller = MprpcCaller::over(&[address]);
         caller
-            .call(b"hello")
+            .call(&bytes::Bytes::from_static(b"hello"))
             .await
             .map_err(|e| anyhow::anyhow!("the first call to the mprpc provider failed: {e}"))?;
         Ok(caller)
@@ -239,9 +239,12 @@ impl Target for MprpcLayers {
 
     async fn connect(address: SocketAddr, _: Option<&Certs>) -> anyhow::Result<MprpcCaller> {
         let caller = MprpcCaller::with_layers(&[address], LAYERS);
-        caller.call(b"hello").await.map_err(|e| {
-            anyhow::anyhow!("the first call to the layered mprpc provider failed: {e}")
-        })?;
+        caller
+            .call(&bytes::Bytes::from_static(b"hello"))
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("the first call to the layered mprpc provider failed: {e}")
+            })?;
         Ok(caller)
     }
 }
@@ -260,9 +263,12 @@ impl Target for MprpcTls {
     async fn connect(address: SocketAddr, certs: Option<&Certs>) -> anyhow::Result<MprpcCaller> {
         let certs = required(certs, TargetKind::MprpcTls)?;
         let caller = MprpcCaller::with_config(&[address], tls_client_config(certs), 0);
-        caller.call(b"hello").await.map_err(|e| {
-            anyhow::anyhow!("the first call to the mprpc provider over TLS failed: {e}")
-        })?;
+        caller
+            .call(&bytes::Bytes::from_static(b"hello"))
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("the first call to the mprpc provider over TLS failed: {e}")
+            })?;
         Ok(caller)
     }
 }
@@ -279,9 +285,12 @@ impl Target for MprpcDetect {
 
     async fn connect(address: SocketAddr, _: Option<&Certs>) -> anyhow::Result<MprpcCaller> {
         let caller = MprpcCaller::over(&[address]);
-        caller.call(b"hello").await.map_err(|e| {
-            anyhow::anyhow!("the first call to the provider with every protocol failed: {e}")
-        })?;
+        caller
+            .call(&bytes::Bytes::from_static(b"hello"))
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("the first call to the provider with every protocol failed: {e}")
+            })?;
         Ok(caller)
     }
 }

@@ -94,9 +94,9 @@ pub struct TonicCaller {
 }
 
 impl Caller for TonicCaller {
-    async fn call<'a>(&'a self, payload: &'a [u8]) -> Result<(), String> {
+    async fn call<'a>(&'a self, payload: &'a bytes::Bytes) -> Result<(), String> {
         let request = EchoRequest {
-            payload: bytes::Bytes::copy_from_slice(payload),
+            payload: payload.clone(),
         };
         match self.client.clone().echo(request).await {
             Ok(reply) => check_len(reply.into_inner().payload.len(), payload.len()),
@@ -122,7 +122,7 @@ async fn connect(endpoint: Endpoint) -> anyhow::Result<TonicCaller> {
         client: BenchClient::new(channel),
     };
     caller
-        .call(b"hello")
+        .call(&bytes::Bytes::from_static(b"hello"))
         .await
         .map_err(|e| anyhow::anyhow!("the first call to the tonic server failed: {e}"))?;
     Ok(caller)
