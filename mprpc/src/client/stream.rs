@@ -208,7 +208,7 @@ fn split<Req: Message + 'static>(
 ) -> (Request<Bytes>, Outgoing) {
     let mut requests = None;
     let request = request.map(|stream| {
-        requests = Some(stream.map(|m| Bytes::from(m.encode_to_vec())).boxed());
+        requests = Some(stream.map(|m| crate::protocol::pool::encode(&m)).boxed());
         Bytes::new()
     });
     (request, requests.expect("set by map"))
