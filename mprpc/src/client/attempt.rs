@@ -53,7 +53,7 @@ impl Channel {
             let plan = resilience.plan(service, method, caller, declared);
             let hash_key = request.hash_key().map(str::to_owned);
             let mut metadata = std::mem::take(request.metadata_mut());
-            let body = request.into_inner();
+            let mut body = request.into_inner();
             let policy = self.inner.config.load_balance;
             let first = state
                 .balancer
@@ -68,19 +68,20 @@ impl Channel {
                 let run = self.run_plan(service, method, plan, order, metadata, body, deadline);
                 return Box::pin(run).await;
             }
-            let attempt = |endpoint: Arc<Endpoint>, metadata: Metadata| {
-                self.attempt(endpoint, service, method, metadata, body.clone(), deadline)
+            let attempt = |endpoint: Arc<Endpoint>, metadata: Metadata, body: Bytes| {
+                self.attempt(endpoint, service, method, metadata, body, deadline)
             };
             // The balancer's choice first; the full order only if that provider cannot be used.
             let mut last_error = None;
             if !unusable(&endpoints[first]) {
-                // With a single provider there is nobody to retry on: no copy of the metadata.
-                let first_metadata = if endpoints.len() == 1 {
-                    std::mem::take(&mut metadata)
+                // With a single provider there is nobody to retry on: no copy of the metadata
+                // or of the body (a clone of a body fresh from its `Vec` allocates).
+                let (first_metadata, first_body) = if endpoints.len() == 1 {
+                    (std::mem::take(&mut metadata), std::mem::take(&mut body))
                 } else {
-                    metadata.clone()
+                    (metadata.clone(), body.clone())
                 };
-                match attempt(endpoints[first].clone(), first_metadata).await {
+                match attempt(endpoints[first].clone(), first_metadata, first_body).await {
                     Ok(reply) => return Ok(reply),
                     Err(CallError::NotSent(status)) => last_error = Some(status),
                     Err(CallError::Failed(status)) => return Err(status),
@@ -93,7 +94,7 @@ impl Channel {
                 .into_iter()
                 .filter(|i| *i != first || last_error.is_none());
             for i in usable_first(order, |i| unusable(&endpoints[i])) {
-                match attempt(endpoints[i].clone(), metadata.clone()).await {
+                match attempt(endpoints[i].clone(), metadata.clone(), body.clone()).await {
                     Ok(reply) => return Ok(reply),
                     Err(CallError::NotSent(status)) => last_error = Some(status),
                     Err(CallError::Failed(status)) => return Err(status),
