@@ -31,7 +31,7 @@ const CLOCK_EVERY: u32 = 256;
 /// be smaller than the 61 polls a worker makes between two looks at its I/O and deferred
 /// tasks (when the yielding reader comes back): with 128, each round added 128 callers and
 /// ran only 61, so the queue still overflowed now and then (tokio's `worker_overflow_count`:
-/// 46-212 times in a 3-second window; callers waited up to 75 ms); with 48, never.
+/// 27-126 times in a 3-second window; callers waited up to 75 ms); with 48, never.
 const WAKE_BURST: u32 = 48;
 
 pub(super) async fn read_loop<R: AsyncRead + Unpin>(
