@@ -63,6 +63,16 @@ pub trait Caller: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), String>> + Send + 'a;
 }
 
+/// Makes `caller`'s first call (a short echo, which opens its connection), naming `to` if it
+/// fails.
+pub(crate) async fn first_call<C: Caller>(caller: C, to: &str) -> anyhow::Result<C> {
+    caller
+        .call(&bytes::Bytes::from_static(b"hello"))
+        .await
+        .map_err(|e| anyhow::anyhow!("the first call to {to} failed: {e}"))?;
+    Ok(caller)
+}
+
 /// Checks that a reply echoed the whole payload.
 pub(crate) fn check_len(got: usize, sent: usize) -> Result<(), String> {
     if got == sent {

@@ -14,7 +14,7 @@ use ::mprpc::server::layer::{self as server_layer, Next, ServerCall};
 use ::mprpc::server::Server;
 use ::mprpc::{Request, Status};
 
-use super::{check_len, required, Caller, Target, TargetKind};
+use super::{check_len, first_call, required, Caller, Target, TargetKind};
 use crate::certs::Certs;
 use crate::proto::bench_client::BenchClient;
 use crate::proto::bench_server::{Bench, BenchServer};
@@ -219,11 +219,7 @@ impl Target for Mprpc {
 
     async fn connect(address: SocketAddr, _: Option<&Certs>) -> anyhow::Result<MprpcCaller> {
         let caller = MprpcCaller::over(&[address]);
-        caller
-            .call(&bytes::Bytes::from_static(b"hello"))
-            .await
-            .map_err(|e| anyhow::anyhow!("the first call to the mprpc provider failed: {e}"))?;
-        Ok(caller)
+        first_call(caller, "the mprpc provider").await
     }
 }
 
@@ -239,13 +235,7 @@ impl Target for MprpcLayers {
 
     async fn connect(address: SocketAddr, _: Option<&Certs>) -> anyhow::Result<MprpcCaller> {
         let caller = MprpcCaller::with_layers(&[address], LAYERS);
-        caller
-            .call(&bytes::Bytes::from_static(b"hello"))
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!("the first call to the layered mprpc provider failed: {e}")
-            })?;
-        Ok(caller)
+        first_call(caller, "the layered mprpc provider").await
     }
 }
 
@@ -263,13 +253,7 @@ impl Target for MprpcTls {
     async fn connect(address: SocketAddr, certs: Option<&Certs>) -> anyhow::Result<MprpcCaller> {
         let certs = required(certs, TargetKind::MprpcTls)?;
         let caller = MprpcCaller::with_config(&[address], tls_client_config(certs), 0);
-        caller
-            .call(&bytes::Bytes::from_static(b"hello"))
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!("the first call to the mprpc provider over TLS failed: {e}")
-            })?;
-        Ok(caller)
+        first_call(caller, "the mprpc provider over TLS").await
     }
 }
 
@@ -285,12 +269,6 @@ impl Target for MprpcDetect {
 
     async fn connect(address: SocketAddr, _: Option<&Certs>) -> anyhow::Result<MprpcCaller> {
         let caller = MprpcCaller::over(&[address]);
-        caller
-            .call(&bytes::Bytes::from_static(b"hello"))
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!("the first call to the provider with every protocol failed: {e}")
-            })?;
-        Ok(caller)
+        first_call(caller, "the provider with every protocol").await
     }
 }

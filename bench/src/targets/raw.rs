@@ -33,7 +33,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{check_len, Caller, Target};
+use super::{check_len, first_call, Caller, Target};
 use crate::certs::Certs;
 
 /// The largest frame either side accepts (the benchmark's largest payload is 1 MiB).
@@ -152,7 +152,9 @@ async fn write_loop(
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
                         .push_back(out.reply);
-                    write_both(&mut socket, &prefix, &out.payload).await?;
+                    // tokio writes a chain with `writev`.
+                    let mut frame = Buf::chain(&prefix[..], &out.payload[..]);
+                    socket.write_all_buf(&mut frame).await?;
                 } else {
                     batch.extend_from_slice(&prefix);
                     batch.extend_from_slice(&out.payload);
@@ -178,23 +180,6 @@ async fn write_loop(
         flush(&mut socket, &pending, &mut batch, &mut slots).await?;
     }
     Ok(())
-}
-
-/// Writes `head` then `body`, in one `writev` when the socket takes it all.
-async fn write_both(
-    socket: &mut tokio::net::tcp::OwnedWriteHalf,
-    head: &[u8],
-    body: &[u8],
-) -> io::Result<()> {
-    let n = socket
-        .write_vectored(&[io::IoSlice::new(head), io::IoSlice::new(body)])
-        .await?;
-    if n < head.len() {
-        socket.write_all(&head[n..]).await?;
-        socket.write_all(body).await
-    } else {
-        socket.write_all(&body[n - head.len()..]).await
-    }
 }
 
 async fn flush(
@@ -300,11 +285,7 @@ impl Target for RawPipelined {
             requests,
             in_flight,
         };
-        caller
-            .call(&bytes::Bytes::from_static(b"hello"))
-            .await
-            .map_err(|e| anyhow::anyhow!("the first call to the raw echo failed: {e}"))?;
-        Ok(caller)
+        first_call(caller, "the raw echo").await
     }
 }
 
@@ -359,11 +340,7 @@ impl Target for RawPerCall {
 
     async fn connect(address: SocketAddr, _: Option<&Certs>) -> anyhow::Result<PerCallCaller> {
         let caller = PerCallCaller { address };
-        caller
-            .call(&bytes::Bytes::from_static(b"hello"))
-            .await
-            .map_err(|e| anyhow::anyhow!("the first call to the raw echo failed: {e}"))?;
-        Ok(caller)
+        first_call(caller, "the raw echo").await
     }
 }
 

@@ -15,7 +15,7 @@ use ::tonic::transport::{
 };
 use anyhow::Context;
 
-use super::{check_len, required, Caller, Target, TargetKind};
+use super::{check_len, first_call, required, Caller, Target, TargetKind};
 use crate::certs::Certs;
 use crate::grpc::bench_client::BenchClient;
 use crate::grpc::bench_server::{Bench, BenchServer};
@@ -121,11 +121,7 @@ async fn connect(endpoint: Endpoint) -> anyhow::Result<TonicCaller> {
     let caller = TonicCaller {
         client: BenchClient::new(channel),
     };
-    caller
-        .call(&bytes::Bytes::from_static(b"hello"))
-        .await
-        .map_err(|e| anyhow::anyhow!("the first call to the tonic server failed: {e}"))?;
-    Ok(caller)
+    first_call(caller, "the tonic server").await
 }
 
 /// Reads a PEM file.
