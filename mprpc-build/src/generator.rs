@@ -319,8 +319,8 @@ fn write_server(service: &Service, names: &Names, descriptors: bool, buf: &mut S
     };
     emit!(
         buf,
-        "fn call(&self, method: &str, {request}: {RT}::Request<{RT}::Bytes>) -> {RT}::BoxFuture<{result}> {{",
-        result = result_of(&format!("{RT}::Bytes")),
+        "fn call(&self, method: &str, {request}: {RT}::Request<{RT}::Body>) -> {RT}::BoxFuture<{result}> {{",
+        result = result_of(&format!("{RT}::Body")),
     );
     if service.methods.is_empty() {
         emit!(buf, "{RT}::unimplemented_method(SERVICE_NAME, method)");

@@ -5,7 +5,7 @@
 
 use std::hint::black_box;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use mprpc::protocol::codec::decode_header;
 use mprpc::protocol::{FrameDecoder, OutFrame, RequestHeader, ResponseHeader};
@@ -47,7 +47,7 @@ fn response_header(id: u64) -> ResponseHeader {
 fn encode(c: &mut Criterion) {
     let mut group = c.benchmark_group("encode");
     for (size, name) in SIZES {
-        let body = Bytes::from(vec![0xA5u8; size]);
+        let body = mprpc::Body::from(vec![0xA5u8; size]);
         let mut buf = BytesMut::with_capacity(2 * size + 1024);
         group.throughput(Throughput::Elements(1));
         group.bench_function(format!("request_head/{name}"), |b| {
@@ -76,8 +76,7 @@ fn decode(c: &mut Criterion) {
         let frames = if size >= 1 << 20 { 1 } else { FRAMES_PER_BATCH };
         let mut stream = BytesMut::new();
         for id in 0..frames as u64 {
-            OutFrame::Request(request_header(id), Bytes::from(vec![0xA5u8; size]))
-                .encode(&mut stream);
+            OutFrame::Request(request_header(id), vec![0xA5u8; size].into()).encode(&mut stream);
         }
         let stream = stream.freeze();
         group.throughput(Throughput::Elements(frames as u64));

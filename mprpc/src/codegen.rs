@@ -4,6 +4,7 @@
 pub use std::future::Future;
 pub use std::sync::Arc;
 
+pub use crate::Body;
 pub use bytes::Bytes;
 pub use prost;
 
@@ -19,14 +20,14 @@ pub use futures_util::Stream;
 
 /// The request of a client-streaming handler: its stream of messages.
 pub fn client_stream_request<M: prost::Message + Default>(
-    request: Request<Bytes>,
+    request: Request<Body>,
 ) -> Result<Request<Streaming<M>>, Status> {
     crate::stream::streaming_request::<M>(request).map(|(request, _)| request)
 }
 
 /// The request of a bidirectional handler, and the sink for its replies.
 pub fn bidi_request<M: prost::Message + Default>(
-    request: Request<Bytes>,
+    request: Request<Body>,
 ) -> Result<(Request<Streaming<M>>, ReplySink), Status> {
     let (request, sink) = crate::stream::streaming_request::<M>(request)?;
     let sink = sink.ok_or_else(|| Status::internal("this call has no stream of replies"))?;
@@ -35,7 +36,7 @@ pub fn bidi_request<M: prost::Message + Default>(
 
 /// The request message of a server-streaming handler, and the sink for its replies.
 pub fn server_stream_request<M: prost::Message + Default>(
-    request: Request<Bytes>,
+    request: Request<Body>,
 ) -> Result<(Request<M>, ReplySink), Status> {
     crate::stream::server_streaming_request::<M>(request)
 }
@@ -50,11 +51,11 @@ pub fn declare_idempotency<T>(request: Request<T>, level: Idempotency) -> Reques
 pub fn decode_request<M: prost::Message + Default>(
     service: &str,
     method: &str,
-    request: Request<Bytes>,
+    request: Request<Body>,
 ) -> Result<Request<M>, Status> {
     let mut failure = None;
     let request = request.map(|body| {
-        M::decode(body).unwrap_or_else(|e| {
+        M::decode(body.into_bytes()).unwrap_or_else(|e| {
             failure = Some(e);
             M::default()
         })
@@ -68,12 +69,12 @@ pub fn decode_request<M: prost::Message + Default>(
 }
 
 /// Encodes a reply message.
-pub fn encode_response<M: prost::Message>(message: &M) -> Bytes {
-    crate::protocol::pool::encode(message)
+pub fn encode_response<M: prost::Message>(message: &M) -> Body {
+    crate::protocol::encode::encode(message)
 }
 
 /// The answer to a method the service does not have.
-pub fn unimplemented_method(service: &str, method: &str) -> BoxFuture<Result<Bytes, Status>> {
+pub fn unimplemented_method(service: &str, method: &str) -> BoxFuture<Result<Body, Status>> {
     let status = Status::unimplemented(format!("service `{service}` has no method `{method}`"));
     Box::pin(std::future::ready(Err(status)))
 }

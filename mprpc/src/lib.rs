@@ -10,6 +10,7 @@
 //! | --- | --- |
 //! | [`status`] | [`Status`] and [`Code`]: every failure a caller can see |
 //! | [`auth`] | bearer tokens, principals and allow lists |
+//! | [`body`] | [`Body`]: a message's encoded bytes, one buffer or several pieces |
 //! | [`request`] | [`Request`] and [`Metadata`]: a message with its call context |
 //! | [`response`] | [`Response`]: a reply message with its response metadata |
 //! | [`protocol`] | the frame format and its codec (see `docs/PROTOCOL.md`), and the original C++ mprpc's wire format |
@@ -27,7 +28,7 @@
 //! | [`metrics`] | per-method call counts, errors by code, latency histograms |
 //! | [`report`] | an error and its causes as one line, for programs to print |
 //!
-//! Imports between these modules point one way, with no cycle: [`request`], [`response`] and
+//! Imports between these modules point one way, with no cycle: [`body`], [`request`], [`response`] and
 //! [`status`] at the bottom; then [`protocol`]; then [`config`] (plain settings, which take their metadata
 //! defaults from [`protocol::limits`]); then [`logging`], [`metrics`], [`trace`] (with [`context`]) and
 //! [`reflection`] (its messages only); then [`stream`]; then [`registry`]; then [`client`] and [`server`]; and
@@ -44,6 +45,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod body;
 pub mod client;
 #[doc(hidden)]
 pub mod codegen;
@@ -68,6 +70,7 @@ pub mod tls;
 mod tower_stack;
 pub mod trace;
 
+pub use body::Body;
 pub use request::{Idempotency, IntoRequest, Metadata, Request};
 pub use response::Response;
 pub use status::{Code, Status};

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use mprpc::protocol::{
     GoAwayHeader, OutFrame, RequestHeader, ResponseHeader, FIXED_HEADER_LEN, MAGIC, VERSION,
 };
@@ -82,7 +82,7 @@ pub fn response_marked(request_id: u64, code: i32, message: &str, not_run: bool)
         encoding: 0,
         accept_encoding: 0,
     };
-    encode(OutFrame::Response(header, Bytes::new()))
+    encode(OutFrame::Response(header, Default::default()))
 }
 
 /// The bytes of a `GoAway` frame with `code` and `message`.

@@ -39,7 +39,7 @@ pub fn request(
             sent_unix_us: unix_now_us(),
             ..RequestHeader::default()
         },
-        body,
+        body.into(),
     )
     .encode(&mut buf);
     buf
@@ -61,7 +61,7 @@ pub fn stream_request(id: u64, method: &str, kind: u32, window: u64, body: Bytes
             window,
             ..RequestHeader::default()
         },
-        body,
+        body.into(),
     )
     .encode(&mut buf);
     buf
@@ -70,7 +70,7 @@ pub fn stream_request(id: u64, method: &str, kind: u32, window: u64, body: Bytes
 /// A `Message` frame of stream `id`.
 pub fn message(id: u64, body: Bytes) -> BytesMut {
     let mut buf = BytesMut::new();
-    OutFrame::Message(StreamHeader { request_id: id }, body).encode(&mut buf);
+    OutFrame::Message(StreamHeader { request_id: id }, body.into()).encode(&mut buf);
     buf
 }
 

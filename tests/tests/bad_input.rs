@@ -147,7 +147,7 @@ async fn a_truncated_frame_then_close_leaves_the_provider_serving() {
             metadata: vec![],
             ..RequestHeader::default()
         },
-        bytes::Bytes::from_static(b"\x0a\x05hello"),
+        bytes::Bytes::from_static(b"\x0a\x05hello").into(),
     )
     .encode(&mut buf);
     for cut in [1, 5, 12, buf.len() - 1] {

@@ -73,7 +73,7 @@ fn raw_request(id: u64, body: Bytes, encoding: u32, accept: Accepted) -> BytesMu
             accept_encoding: accept.wire(),
             ..RequestHeader::default()
         },
-        body,
+        body.into(),
     )
     .encode(&mut buf);
     buf

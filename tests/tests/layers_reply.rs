@@ -219,7 +219,7 @@ async fn generated_with_interceptor_on_both_sides() {
         .unary_raw(
             mprpc_tests::proto::echo_server::SERVICE_NAME,
             "NoSuchMethod",
-            Request::new(bytes::Bytes::new()),
+            Request::new(mprpc::Body::new()),
         )
         .await
         .unwrap_err();

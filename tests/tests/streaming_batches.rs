@@ -143,7 +143,7 @@ async fn a_good_batch_from_a_fake_provider_is_read_message_by_message() {
                 request_id: id,
                 ..Default::default()
             },
-            Bytes::new(),
+            Default::default(),
         )
         .encode(&mut end);
         frame.extend_from_slice(&end);
@@ -186,7 +186,7 @@ fn open(id: u64, method: &str, kind: MethodKind, batches: bool, body: Bytes) -> 
             sent_unix_us: raw::unix_now_us(),
             ..RequestHeader::default()
         },
-        body,
+        body.into(),
     )
     .encode(&mut buf);
     buf

@@ -58,6 +58,33 @@ async fn a_call_over_tls() {
     handle.shutdown().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_messages_in_pieces_over_tls_arrive_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("ca");
+    let files = ca.provider(dir.path(), "provider");
+    let (addr, handle) = start(tls_server(ServerTls::new(&files.cert, &files.key))).await;
+    let client = client(addr, Some(ClientTls::new(ca.write(dir.path()))));
+    let calls = [70_000, (1 << 20) + 3].map(|len| {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let payload: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
+            let reply = client
+                .echo(EchoRequest {
+                    payload: payload.clone(),
+                    ..EchoRequest::default()
+                })
+                .await
+                .expect("a large call over TLS");
+            assert!(reply.payload == payload, "the reply of {len} bytes differs");
+        })
+    });
+    for call in calls {
+        call.await.unwrap();
+    }
+    handle.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn mutual_tls_accepts_a_client_of_the_ca_and_refuses_others() {
     let dir = tempfile::tempdir().unwrap();

@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use mprpc::client::Channel;
 use mprpc::stream::MethodKind;
-use mprpc::Request;
+use mprpc::{Body, Request};
 use prost_reflect::MethodDescriptor;
 
 use crate::dynamic;
@@ -58,7 +58,7 @@ pub(crate) struct Prepared {
     /// The method's descriptor, for decoding the reply.
     pub method: MethodDescriptor,
     /// The encoded request, with the metadata and the call budget.
-    pub request: Request<Bytes>,
+    pub request: Request<Body>,
 }
 
 impl RequestArgs {
@@ -127,8 +127,8 @@ impl RequestArgs {
 
     /// A request carrying `body` and the metadata, with `timeout` as its budget (none: the
     /// channel's default for its kind of call).
-    pub(crate) fn request(&self, body: Bytes, timeout: Option<Duration>) -> Request<Bytes> {
-        let mut request = Request::new(body);
+    pub(crate) fn request(&self, body: Bytes, timeout: Option<Duration>) -> Request<Body> {
+        let mut request = Request::new(Body::from(body));
         if let Some(timeout) = timeout {
             request.set_timeout(timeout);
         }

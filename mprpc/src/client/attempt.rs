@@ -9,7 +9,6 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use futures_util::future::Either;
 
 use super::connection::CallError;
@@ -17,7 +16,7 @@ use super::endpoint::Endpoint;
 use super::layer::{Attempt, ClientCall};
 use super::resilience::outlier::{self, Verdict};
 use super::{read, Channel};
-use crate::{Code, Metadata, Request, Response, Status};
+use crate::{Body, Code, Metadata, Request, Response, Status};
 
 impl Channel {
     /// Sends the call to a provider of `service`, trying the others while it could not be
@@ -29,9 +28,9 @@ impl Channel {
         &'a self,
         service: &'a str,
         method: &'a str,
-        mut request: Request<Bytes>,
+        mut request: Request<Body>,
         deadline: tokio::time::Instant,
-    ) -> impl Future<Output = Result<Response<Bytes>, Status>> + Send + 'a {
+    ) -> impl Future<Output = Result<Response<Body>, Status>> + Send + 'a {
         async move {
             let known = read(&self.inner.services).get(service).cloned();
             let state = match known {
@@ -68,7 +67,7 @@ impl Channel {
                 let run = self.run_plan(service, method, plan, order, metadata, body, deadline);
                 return Box::pin(run).await;
             }
-            let attempt = |endpoint: Arc<Endpoint>, metadata: Metadata, body: Bytes| {
+            let attempt = |endpoint: Arc<Endpoint>, metadata: Metadata, body: Body| {
                 self.attempt(endpoint, service, method, metadata, body, deadline)
             };
             // The balancer's choice first; the full order only if that provider cannot be used.
@@ -158,9 +157,9 @@ impl Channel {
         service: &'a str,
         method: &'a str,
         metadata: Metadata,
-        body: Bytes,
+        body: Body,
         deadline: tokio::time::Instant,
-    ) -> impl Future<Output = Result<Response<Bytes>, CallError>> + Send + 'a {
+    ) -> impl Future<Output = Result<Response<Body>, CallError>> + Send + 'a {
         if self.layers.inner.is_empty() {
             return Either::Left(self.send(endpoint, service, method, metadata, body, deadline));
         }
@@ -184,9 +183,9 @@ impl Channel {
         service: &'a str,
         method: &'a str,
         metadata: Metadata,
-        body: Bytes,
+        body: Body,
         deadline: tokio::time::Instant,
-    ) -> impl Future<Output = Result<Response<Bytes>, CallError>> + Send + 'a {
+    ) -> impl Future<Output = Result<Response<Body>, CallError>> + Send + 'a {
         async move {
             let mut watch = Watch::new(self, &endpoint, deadline);
             if endpoint.is_legacy() {
@@ -231,7 +230,7 @@ impl Channel {
 }
 
 /// What an attempt's outcome says about its provider.
-fn verdict(result: &Result<Response<Bytes>, CallError>, watch: &mut Watch<'_>) -> Verdict {
+fn verdict(result: &Result<Response<Body>, CallError>, watch: &mut Watch<'_>) -> Verdict {
     match result {
         Ok(_) => Verdict::Success,
         Err(CallError::NotSent(_)) => Verdict::Neutral,

@@ -11,23 +11,23 @@
 
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::connection::CallError;
 use crate::config::ClientConfig;
 use crate::protocol::legacy::encode_request;
-use crate::{Response, Status};
+use crate::{Body, Response, Status};
 
 /// One call of `service`/`method` to the original's provider at `address`.
 pub(crate) async fn call(
     address: &str,
     (service, method): (&str, &str),
-    body: Bytes,
+    body: Body,
     remaining: Duration,
     config: &ClientConfig,
-) -> Result<Response<Bytes>, CallError> {
+) -> Result<Response<Body>, CallError> {
     let deadline = tokio::time::Instant::now() + remaining;
     let connect = tokio::time::timeout(
         config.connect_timeout.min(remaining),
@@ -50,7 +50,7 @@ pub(crate) async fn call(
     let _ = stream.set_nodelay(true);
     // The original's service names are unqualified.
     let short = service.rsplit('.').next().unwrap_or(service);
-    let request = encode_request(short, method, &body);
+    let request = encode_request(short, method, &body.into_bytes());
     let limit = config.max_frame_size;
     let exchange = async {
         stream.write_all(&request).await?;
@@ -65,7 +65,7 @@ pub(crate) async fn call(
         }
     };
     match tokio::time::timeout_at(deadline, exchange).await {
-        Ok(Ok(Some(reply))) => Ok(Response::new(reply)),
+        Ok(Ok(Some(reply))) => Ok(Response::new(reply.into())),
         Ok(Ok(None)) => Err(CallError::Failed(Status::resource_exhausted(format!(
             "the reply of {address} to {service}/{method} exceeds the maximum frame size of {limit} bytes"
         )))),

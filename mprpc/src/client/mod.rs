@@ -49,7 +49,7 @@ use crate::hash::NameMap;
 use crate::metrics::Metrics;
 use crate::registry::{self, Instances, Registry, RegistryError, ServiceInstance, StaticRegistry};
 use crate::tls::Connector;
-use crate::{Request, Response, Status};
+use crate::{Body, Request, Response, Status};
 
 /// A consumer's handle for calling services. Cheap to clone; clones share connections.
 #[derive(Clone)]
@@ -178,7 +178,7 @@ impl Channel {
         Resp: Message + Default,
     {
         // Encoded before the future: it holds bytes, whatever the message type.
-        let request = request.map(|m| crate::protocol::pool::encode(&m));
+        let request = request.map(|m| crate::protocol::encode::encode(&m));
         async move {
             let reply = self
                 .unary_raw_with_metadata(service, method, request)
@@ -200,7 +200,7 @@ impl Channel {
         Resp: Message + Default,
     {
         // Encoded before the future: it holds bytes, whatever the message type.
-        let request = request.map(|m| crate::protocol::pool::encode(&m));
+        let request = request.map(|m| crate::protocol::encode::encode(&m));
         async move {
             let (metadata, body) = self
                 .unary_raw_with_metadata(service, method, request)
@@ -231,7 +231,8 @@ impl Channel {
         self
     }
 
-    /// Calls `service`/`method` with an encoded request and returns the encoded reply.
+    /// Calls `service`/`method` with an encoded request (a [`Body`], or anything that
+    /// becomes one: `Bytes`, `Vec<u8>`) and returns the encoded reply.
     // Not an `async fn`, whose arguments the future would hold twice (rust-lang/rust#62958):
     // on the call path, every byte of a call's future is copied each time it moves.
     #[allow(clippy::manual_async_fn)]
@@ -239,13 +240,14 @@ impl Channel {
         &'a self,
         service: &'a str,
         method: &'a str,
-        request: Request<Bytes>,
+        request: Request<impl Into<Body>>,
     ) -> impl Future<Output = Result<Bytes, Status>> + Send + 'a {
+        let request = request.map(Into::into);
         async move {
             let reply = self
                 .unary_raw_with_metadata(service, method, request)
                 .await?;
-            Ok(reply.into_inner())
+            Ok(reply.into_inner().into_bytes())
         }
     }
 
@@ -254,8 +256,8 @@ impl Channel {
         &'a self,
         service: &'a str,
         method: &'a str,
-        request: Request<Bytes>,
-    ) -> impl Future<Output = Result<Response<Bytes>, Status>> + Send + 'a {
+        request: Request<Body>,
+    ) -> impl Future<Output = Result<Response<Body>, Status>> + Send + 'a {
         // No async function of its own: one level fewer in every call's future.
         if self.layers.outer.is_empty() {
             return Either::Left(self.unary_unlayered(service, method, request));
@@ -359,9 +361,9 @@ fn endpoint_key(instance: &ServiceInstance) -> String {
 fn decode_reply<Resp: Message + Default>(
     service: &str,
     method: &str,
-    body: Bytes,
+    body: Body,
 ) -> Result<Resp, Status> {
-    Resp::decode(body).map_err(|e| {
+    Resp::decode(body.into_bytes()).map_err(|e| {
         Status::internal(format!(
             "cannot decode the reply of {service}/{method}: {e}"
         ))

@@ -13,7 +13,7 @@ use prost::Message;
 use super::connection::{CallError, OpenStream};
 use super::Channel;
 use crate::stream::{encoded, Decode, IntoStreamingRequest, MethodKind, Streaming};
-use crate::{Request, Status};
+use crate::{Body, Request, Status};
 
 pub(crate) use crate::stream::EncodedStream as Outgoing;
 
@@ -29,7 +29,7 @@ impl Channel {
         Req: Message,
         Resp: Message + Default + 'static,
     {
-        let request = request.map(|m| crate::protocol::pool::encode(&m));
+        let request = request.map(|m| crate::protocol::encode::encode(&m));
         let kind = MethodKind::ServerStreaming;
         self.open_typed((service, method, kind), request, None, decode::<Resp>)
             .await
@@ -95,9 +95,10 @@ impl Channel {
         service: &str,
         method: &str,
         kind: MethodKind,
-        request: Request<Bytes>,
+        request: Request<impl Into<Body>>,
         requests: Option<crate::stream::EncodedStream>,
     ) -> Result<Streaming<Bytes>, Status> {
+        let request = request.map(Into::into);
         if kind == MethodKind::Unary {
             return Err(Status::invalid_argument(
                 "streaming_raw opens streaming calls; call unary methods with unary_raw",
@@ -115,7 +116,7 @@ impl Channel {
     async fn open_typed<T: 'static>(
         &self,
         call: (&str, &str, MethodKind),
-        request: Request<Bytes>,
+        request: Request<Body>,
         requests: Option<Outgoing>,
         decode: Decode<T>,
     ) -> Result<Streaming<T>, Status> {
@@ -131,7 +132,7 @@ impl Channel {
     pub(crate) async fn open_stream_on_provider(
         &self,
         (service, method, kind): (&str, &str, MethodKind),
-        mut request: Request<Bytes>,
+        mut request: Request<Body>,
         deadline: Option<tokio::time::Instant>,
     ) -> Result<OpenStream, Status> {
         let state = self.service(service).await?;
@@ -205,11 +206,11 @@ impl Channel {
 /// The call's context, and its stream of messages encoded.
 fn split<Req: Message + 'static>(
     request: Request<std::pin::Pin<Box<dyn Stream<Item = Req> + Send>>>,
-) -> (Request<Bytes>, Outgoing) {
+) -> (Request<Body>, Outgoing) {
     let mut requests = None;
     let request = request.map(|stream| {
-        requests = Some(stream.map(|m| crate::protocol::pool::encode(&m)).boxed());
-        Bytes::new()
+        requests = Some(stream.map(|m| crate::protocol::encode::encode(&m)).boxed());
+        Body::new()
     });
     (request, requests.expect("set by map"))
 }

@@ -16,6 +16,8 @@ pub use codec::{compress, decompress, DecompressError};
 
 use serde::Deserialize;
 
+use crate::Body;
+
 /// A compression algorithm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -154,13 +156,12 @@ impl Outgoing {
 
     /// `message` compressed for a peer that accepts `accepted`, when the settings say so:
     /// the bytes to send and their encoding.
-    pub fn apply(
-        &self,
-        message: bytes::Bytes,
-        accepted: Accepted,
-    ) -> (bytes::Bytes, Option<Encoding>) {
+    pub fn apply(&self, message: Body, accepted: Accepted) -> (Body, Option<Encoding>) {
         match self.choose(message.len(), accepted) {
-            Some(encoding) => (compress(encoding, &message), Some(encoding)),
+            Some(encoding) => (
+                Body::from(compress(encoding, &message.into_bytes())),
+                Some(encoding),
+            ),
             None => (message, None),
         }
     }

@@ -3,7 +3,7 @@
 use bytes::{Bytes, BytesMut};
 use prost::Message;
 
-use crate::Metadata;
+use crate::{Body, Metadata};
 
 /// The first two bytes of every frame: `"mp"`.
 pub const MAGIC: [u8; 2] = *b"mp";
@@ -257,9 +257,9 @@ pub struct GoAwayHeader {
 #[derive(Debug)]
 pub enum OutFrame {
     /// A call.
-    Request(RequestHeader, Bytes),
+    Request(RequestHeader, Body),
     /// An answer.
-    Response(ResponseHeader, Bytes),
+    Response(ResponseHeader, Body),
     /// A cancellation.
     Cancel(CancelHeader),
     /// A ping with its opaque body.
@@ -269,7 +269,7 @@ pub enum OutFrame {
     /// A go-away notice.
     GoAway(GoAwayHeader),
     /// A stream's message.
-    Message(StreamHeader, Bytes),
+    Message(StreamHeader, Body),
     /// The end of a consumer's stream of requests.
     HalfClose(StreamHeader),
     /// Flow-control credit.
@@ -336,18 +336,18 @@ impl OutFrame {
 
     /// Appends the fixed header and the protobuf header to `dst`, and returns the body,
     /// which the caller appends or writes on its own (large bodies are not copied).
-    pub fn encode_head(self, dst: &mut BytesMut) -> Bytes {
+    pub fn encode_head(self, dst: &mut BytesMut) -> Body {
         match self {
             OutFrame::Request(h, body) => put_head(dst, FrameKind::Request, &h, body),
             OutFrame::Response(h, body) => put_head(dst, FrameKind::Response, &h, body),
-            OutFrame::Cancel(h) => put_head(dst, FrameKind::Cancel, &h, Bytes::new()),
-            OutFrame::Ping(body) => put_head(dst, FrameKind::Ping, &(), body),
-            OutFrame::Pong(body) => put_head(dst, FrameKind::Pong, &(), body),
-            OutFrame::GoAway(h) => put_head(dst, FrameKind::GoAway, &h, Bytes::new()),
+            OutFrame::Cancel(h) => put_head(dst, FrameKind::Cancel, &h, Body::new()),
+            OutFrame::Ping(body) => put_head(dst, FrameKind::Ping, &(), body.into()),
+            OutFrame::Pong(body) => put_head(dst, FrameKind::Pong, &(), body.into()),
+            OutFrame::GoAway(h) => put_head(dst, FrameKind::GoAway, &h, Body::new()),
             OutFrame::Message(h, body) => put_head(dst, FrameKind::Message, &h, body),
-            OutFrame::HalfClose(h) => put_head(dst, FrameKind::HalfClose, &h, Bytes::new()),
-            OutFrame::WindowUpdate(h) => put_head(dst, FrameKind::WindowUpdate, &h, Bytes::new()),
-            OutFrame::Encoded(frames) => frames,
+            OutFrame::HalfClose(h) => put_head(dst, FrameKind::HalfClose, &h, Body::new()),
+            OutFrame::WindowUpdate(h) => put_head(dst, FrameKind::WindowUpdate, &h, Body::new()),
+            OutFrame::Encoded(frames) => frames.into(),
         }
     }
 
@@ -383,11 +383,13 @@ impl OutFrame {
     /// Encodes the whole frame into `dst` (tests and small tools).
     pub fn encode(self, dst: &mut BytesMut) {
         let body = self.encode_head(dst);
-        dst.extend_from_slice(&body);
+        for part in body.parts() {
+            dst.extend_from_slice(part);
+        }
     }
 }
 
-fn put_head<H: Message>(dst: &mut BytesMut, kind: FrameKind, header: &H, body: Bytes) -> Bytes {
+fn put_head<H: Message>(dst: &mut BytesMut, kind: FrameKind, header: &H, body: Body) -> Body {
     let header_len = header.encoded_len();
     dst.reserve(FIXED_HEADER_LEN + header_len);
     put_fixed(dst, kind, header_len, body.len());

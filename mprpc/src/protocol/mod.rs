@@ -16,6 +16,8 @@
 //! - [`frame`]: the fixed header, frame kinds and the protobuf headers;
 //! - [`batch`]: `MessageBatch` frames, a run of one stream's messages in one frame;
 //! - [`codec`]: a `tokio_util` decoder that caps every length before allocating;
+//! - `encode`: messages into [`Body`](crate::Body)s, a large one in pieces (its large `bytes`
+//!   fields by reference);
 //! - [`outbox`]: the sending end of a connection's write queue, which counts its bytes;
 //! - [`writer`]: the task that owns a socket's write half and coalesces frames;
 //! - [`limits`]: bounds on what a header may carry, checked before it is decoded;
@@ -23,6 +25,7 @@
 
 pub mod batch;
 pub mod codec;
+pub(crate) mod encode;
 pub mod frame;
 pub mod legacy;
 pub mod limits;

@@ -1,5 +1,5 @@
 //! Large buffers kept for reuse, process-wide: the bodies of large frames as they are read,
-//! and large messages as they are encoded.
+//! and the large fields of messages that are copied as they are encoded.
 //!
 //! A 1 MiB message otherwise costs fresh memory each time, on each side: glibc serves
 //! allocations this large with `mmap` (or gives the top of its heap back to the system once
@@ -60,18 +60,6 @@ pub(crate) fn freeze(buf: Vec<u8>) -> Bytes {
     } else {
         Bytes::from(buf)
     }
-}
-
-/// `message` encoded; a large one into a pooled buffer.
-pub(crate) fn encode(message: &impl prost::Message) -> Bytes {
-    let len = message.encoded_len();
-    if len < LARGE {
-        return Bytes::from(message.encode_to_vec());
-    }
-    let mut buf = take(len);
-    // Cannot fail: the buffer has room for the whole message.
-    message.encode(&mut buf).expect("the buffer has room");
-    freeze(buf)
 }
 
 /// A buffer that returns to the pool when dropped.

@@ -7,11 +7,9 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use bytes::Bytes;
-
 use super::layer::ServerCall;
 use super::service::{BoxFuture, Service};
-use crate::{Request, Status};
+use crate::{Body, Request, Status};
 
 /// A service whose calls pass an async check first: `F` looks at the call (and may change
 /// its metadata and extensions), and an `Err` refuses it with that status.
@@ -56,7 +54,7 @@ where
         self.service.file_descriptor_set()
     }
 
-    fn call(&self, method: &str, request: Request<Bytes>) -> BoxFuture<Result<Bytes, Status>> {
+    fn call(&self, method: &str, request: Request<Body>) -> BoxFuture<Result<Body, Status>> {
         let Some(method) = self.methods().iter().copied().find(|m| *m == method) else {
             // Not ours to check: the service answers it (`Unimplemented`).
             return self.service.call(method, request);

@@ -11,7 +11,7 @@ use crate::reflection::{
     FileDescriptorSetRequest, FileDescriptorSetResponse, ListServicesResponse, ServiceInfo,
     METHODS, SERVICE_NAME,
 };
-use crate::{Request, Status};
+use crate::{Body, Request, Status};
 
 /// The reflection service of one provider.
 pub(crate) struct Reflection {
@@ -53,40 +53,42 @@ impl Service for Reflection {
         METHODS
     }
 
-    fn call(&self, method: &str, request: Request<Bytes>) -> BoxFuture<Result<Bytes, Status>> {
+    fn call(&self, method: &str, request: Request<Body>) -> BoxFuture<Result<Body, Status>> {
         let services = self.services.clone();
         let reply = match method {
             "ListServices" => Ok(ListServicesResponse {
                 services: services.iter().map(|(info, _)| info.clone()).collect(),
             }
             .encode_to_vec()),
-            "GetFileDescriptorSet" => FileDescriptorSetRequest::decode(request.into_inner())
-                .map_err(|e| Status::invalid_argument(format!("bad request: {e}")))
-                .and_then(|req| {
-                    let (_, fds) = services
-                        .iter()
-                        .find(|(info, _)| info.name == req.service)
-                        .ok_or_else(|| {
+            "GetFileDescriptorSet" => {
+                FileDescriptorSetRequest::decode(request.into_inner().into_bytes())
+                    .map_err(|e| Status::invalid_argument(format!("bad request: {e}")))
+                    .and_then(|req| {
+                        let (_, fds) = services
+                            .iter()
+                            .find(|(info, _)| info.name == req.service)
+                            .ok_or_else(|| {
                             Status::not_found(format!(
                                 "no service `{}` on this provider",
                                 req.service
                             ))
                         })?;
-                    if fds.is_empty() {
-                        return Err(Status::not_found(format!(
-                            "service `{}` was built without descriptors",
-                            req.service
-                        )));
-                    }
-                    Ok(FileDescriptorSetResponse {
-                        file_descriptor_set: Bytes::from_static(fds),
-                    }
-                    .encode_to_vec())
-                }),
+                        if fds.is_empty() {
+                            return Err(Status::not_found(format!(
+                                "service `{}` was built without descriptors",
+                                req.service
+                            )));
+                        }
+                        Ok(FileDescriptorSetResponse {
+                            file_descriptor_set: Bytes::from_static(fds),
+                        }
+                        .encode_to_vec())
+                    })
+            }
             other => Err(Status::unimplemented(format!(
                 "service `{SERVICE_NAME}` has no method `{other}`"
             ))),
         };
-        Box::pin(std::future::ready(reply.map(Bytes::from)))
+        Box::pin(std::future::ready(reply.map(Body::from)))
     }
 }

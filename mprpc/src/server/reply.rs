@@ -10,9 +10,7 @@
 use std::cell::RefCell;
 use std::future::Future;
 
-use bytes::Bytes;
-
-use crate::{Metadata, Response, Status};
+use crate::{Body, Metadata, Response, Status};
 
 tokio::task_local! {
     static REPLY: RefCell<Metadata>;
@@ -33,8 +31,8 @@ pub fn reply_metadata<R>(f: impl FnOnce(&mut Metadata) -> R) -> Option<R> {
 
 /// Runs a handler with a response-metadata slot, and puts what it set into its outcome.
 pub(crate) async fn run_handler(
-    handler: impl Future<Output = Result<Bytes, Status>>,
-) -> Result<Response<Bytes>, Status> {
+    handler: impl Future<Output = Result<Body, Status>>,
+) -> Result<Response<Body>, Status> {
     let (metadata, outcome) = REPLY
         .scope(RefCell::new(Metadata::new()), async {
             let outcome = handler.await;
@@ -59,7 +57,7 @@ mod tests {
         assert_eq!(reply_metadata(|_| ()), None);
         let ok = run_handler(async {
             reply_metadata(|m| m.append("k", "1")).unwrap();
-            Ok(Bytes::from_static(b"x"))
+            Ok(Body::from_static(b"x"))
         })
         .await
         .unwrap();

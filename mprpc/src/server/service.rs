@@ -5,11 +5,9 @@
 //! request for the named method, calls the trait, and encodes the reply. The provider only
 //! ever sees [`Service`], so it can host any mix of services.
 
-use bytes::Bytes;
-
 pub use crate::future::BoxFuture;
 use crate::stream::MethodKind;
-use crate::{Request, Status};
+use crate::{Body, Request, Status};
 
 /// A service the provider can host: usually a generated `XxxServer<T>` adapter.
 pub trait Service: Send + Sync + 'static {
@@ -29,7 +27,7 @@ pub trait Service: Send + Sync + 'static {
 
     /// Runs one call. The request body is the encoded request message; the reply is the
     /// encoded response message. An unknown method must give [`crate::Code::Unimplemented`].
-    fn call(&self, method: &str, request: Request<Bytes>) -> BoxFuture<Result<Bytes, Status>>;
+    fn call(&self, method: &str, request: Request<Body>) -> BoxFuture<Result<Body, Status>>;
 
     /// The encoded `google.protobuf.FileDescriptorSet` that declares this service (with its
     /// dependencies), served by the provider's reflection service so that tools can call it

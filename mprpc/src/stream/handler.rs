@@ -17,7 +17,7 @@ use super::batch::Batch;
 use super::{Inbound, Outbound, Streaming};
 use crate::metrics::MethodMetrics;
 use crate::sync::lock;
-use crate::{Request, Status};
+use crate::{Body, Request, Status};
 
 /// A streaming call's connection to the wire, in its request's extensions until the
 /// adapter takes it.
@@ -116,7 +116,8 @@ impl ReplySink {
     /// Sends one encoded reply, once the caller has credit for it. A message over the
     /// frame limit fails the call with `ResourceExhausted`; a call the caller left fails
     /// with `Cancelled`.
-    pub async fn send(&self, body: Bytes) -> Result<(), Status> {
+    pub async fn send(&self, body: impl Into<Body>) -> Result<(), Status> {
+        let body = body.into();
         if body.len() + 64 > self.max_frame_size {
             return Err(self.too_large(body.len()));
         }
@@ -138,7 +139,7 @@ impl ReplySink {
 /// them straight into one buffer (one `MessageBatch` frame, for a caller that reads them)
 /// and sends them as flow control allows (`batch.rs`). A stream that produces one reply at
 /// a time sends each at once.
-pub async fn send_stream<S, M>(sink: ReplySink, replies: S) -> Result<Bytes, Status>
+pub async fn send_stream<S, M>(sink: ReplySink, replies: S) -> Result<Body, Status>
 where
     S: Stream<Item = Result<M, Status>> + Send,
     M: Message,
@@ -169,7 +170,7 @@ where
     }
     match ended {
         Some(Err(status)) => Err(status),
-        _ => Ok(Bytes::new()),
+        _ => Ok(Body::new()),
     }
 }
 
@@ -221,7 +222,7 @@ where
 
 /// The request's stream of messages, for a client-streaming or bidirectional handler.
 pub(crate) fn streaming_request<M: Message + Default>(
-    mut request: Request<Bytes>,
+    mut request: Request<Body>,
 ) -> Result<(Request<Streaming<M>>, Option<ReplySink>), Status> {
     let mut parts = StreamIo::take(&mut request)?;
     let requests = parts.requests::<M>()?;
@@ -231,13 +232,13 @@ pub(crate) fn streaming_request<M: Message + Default>(
 
 /// The one request message and the reply sink, for a server-streaming handler.
 pub(crate) fn server_streaming_request<M: Message + Default>(
-    mut request: Request<Bytes>,
+    mut request: Request<Body>,
 ) -> Result<(Request<M>, ReplySink), Status> {
     let mut parts = StreamIo::take(&mut request)?;
     let sink = parts.sink()?;
     let mut failure = None;
     let request = request.map(|body| {
-        M::decode(body).unwrap_or_else(|e| {
+        M::decode(body.into_bytes()).unwrap_or_else(|e| {
             failure = Some(e);
             M::default()
         })

@@ -27,7 +27,6 @@ pub mod window;
 use std::fmt;
 use std::pin::Pin;
 
-use bytes::Bytes;
 use futures_util::Stream;
 
 pub(crate) use self::handler::StreamIo;
@@ -38,10 +37,10 @@ pub use self::streaming::Streaming;
 pub(crate) use self::streaming::{encoded, Decode};
 pub use self::table::Windows;
 pub(crate) use self::table::{Announced, Outbound, Refused, StreamTable};
-use crate::Status;
+use crate::{Body, Status};
 
 /// A stream of encoded request messages: what [`Channel::streaming_raw`](crate::client::Channel::streaming_raw) sends.
-pub type EncodedStream = Pin<Box<dyn Stream<Item = Bytes> + Send>>;
+pub type EncodedStream = Pin<Box<dyn Stream<Item = Body> + Send>>;
 
 /// A boxed stream of messages or failures: what a streaming handler may return.
 pub type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;

@@ -14,7 +14,7 @@ use crate::hash::IdMap;
 use crate::protocol::batch::{check_batch, BadBatch};
 use crate::protocol::{OutFrame, Outbox, StreamHeader, WindowUpdateHeader};
 use crate::sync::lock;
-use crate::Status;
+use crate::{Body, Status};
 
 /// Flow-control windows this side keeps its peer at, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -281,7 +281,7 @@ pub(crate) struct Outbound {
 
 impl Outbound {
     /// Sends one message once the stream and the connection have credit for it.
-    pub(crate) async fn send(&self, body: Bytes) -> Result<(), Closed> {
+    pub(crate) async fn send(&self, body: Body) -> Result<(), Closed> {
         let size = charged(body.len());
         self.window.take(size).await?;
         self.link.send.take(size).await?;

@@ -16,10 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use bytes::Bytes;
 use indicatif::{ProgressBar, ProgressStyle};
 use mprpc::client::Channel;
-use mprpc::Request;
+use mprpc::{Body, Request};
 use tokio::time::Instant;
 
 use self::summary::{Summary, Tally};
@@ -94,7 +93,7 @@ struct Call {
     channel: Channel,
     service: String,
     method: String,
-    request: Request<Bytes>,
+    request: Request<Body>,
 }
 
 /// Counters the progress bar reads while the run goes on.

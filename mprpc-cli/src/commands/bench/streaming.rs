@@ -21,7 +21,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use mprpc::client::Channel;
 use mprpc::stream::{EncodedStream, MethodKind, Streaming};
-use mprpc::{Code, Request};
+use mprpc::{Body, Code, Request};
 use tokio::time::Instant;
 
 use super::stream_summary::{Counts, Failures, StreamSummary};
@@ -36,7 +36,7 @@ struct StreamCall {
     method: String,
     kind: MethodKind,
     /// The call's metadata and budget; its body is the one request of a server stream.
-    request: Request<Bytes>,
+    request: Request<Body>,
     /// The message a client stream sends, over and over.
     message: Bytes,
     /// How long a client stream waits for its reply after the end.
@@ -50,7 +50,7 @@ pub(super) async fn run(
     prepared: Prepared,
     kind: MethodKind,
 ) -> anyhow::Result<()> {
-    let message = prepared.request.into_inner();
+    let message = prepared.request.into_inner().into_bytes();
     let call = Arc::new(StreamCall {
         channel: prepared.calls,
         service: args.request.service().to_owned(),
@@ -225,7 +225,7 @@ fn repeat(
                     live.calls.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            Some((message, ()))
+            Some((Body::from(message), ()))
         }
     }))
 }

@@ -13,7 +13,6 @@
 use std::fmt;
 
 use anyhow::Context as _;
-use bytes::Bytes;
 use mprpc::stream::EncodedStream;
 use prost_reflect::MessageDescriptor;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader, Lines};
@@ -96,7 +95,7 @@ struct State {
 
 /// The next request: the next non-empty line, converted. At the end of the input, the end
 /// of the stream; at a bad line, a stream that never goes on (see the module's doc).
-async fn next(mut state: State) -> Option<(Bytes, State)> {
+async fn next(mut state: State) -> Option<(mprpc::Body, State)> {
     loop {
         state.number += 1;
         let line = match state.lines.next_line().await {
@@ -111,7 +110,7 @@ async fn next(mut state: State) -> Option<(Bytes, State)> {
             continue;
         }
         match dynamic::encode_json(&state.desc, &line) {
-            Ok(body) => return Some((body, state)),
+            Ok(body) => return Some((body.into(), state)),
             Err(cause) => return state.fail(cause).await,
         }
     }
@@ -119,7 +118,7 @@ async fn next(mut state: State) -> Option<(Bytes, State)> {
 
 impl State {
     /// Tells the fault, then holds the stream open until the call is dropped.
-    async fn fail(mut self, cause: anyhow::Error) -> Option<(Bytes, State)> {
+    async fn fail(mut self, cause: anyhow::Error) -> Option<(mprpc::Body, State)> {
         if let Some(tell) = self.tell.take() {
             let _ = tell.send(LineError {
                 origin: self.origin.clone(),
@@ -152,7 +151,7 @@ mod tests {
         let first = lines.stream.next().await.unwrap();
         assert!(first.is_empty());
         let second = lines.stream.next().await.unwrap();
-        assert_eq!(&second[..], b"\x0a\x01a");
+        assert_eq!(second, b"\x0a\x01a"[..]);
         assert!(lines.stream.next().await.is_none());
         assert!(lines.failed.await.is_err(), "no bad line");
     }

@@ -13,8 +13,8 @@ use super::{CallError, Connection};
 use crate::client::stream::Outgoing;
 use crate::metrics::{Metrics, Side};
 use crate::stream::{MethodKind, Streaming};
-use crate::Metadata;
 use crate::Status;
+use crate::{Body, Metadata};
 
 impl Connection {
     /// Opens a streaming call with encoded messages: `body` is the request of a
@@ -25,7 +25,7 @@ impl Connection {
         &self,
         call: (&str, &str, MethodKind),
         (metadata, timeout): (Metadata, Option<Duration>),
-        body: Bytes,
+        body: Body,
         requests: Option<Outgoing>,
         metrics: &Metrics,
     ) -> Result<Streaming<Bytes>, Status> {

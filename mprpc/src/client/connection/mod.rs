@@ -38,11 +38,11 @@ use crate::protocol::{metadata_to_wire, CancelHeader, OutFrame, Outbox, RequestH
 use crate::stream::{StreamTable, Windows};
 use crate::sync::lock;
 use crate::tls::Connector;
-use crate::{Metadata, Response, Status};
+use crate::{Body, Metadata, Response, Status};
 
 /// A reply as the reader hands it to its call: the response, and how its body is compressed
 /// (the call decompresses it, in its own task).
-type Reply = (Response<Bytes>, Option<Encoding>);
+type Reply = (Response<Body>, Option<Encoding>);
 type Waiter = oneshot::Sender<Result<Reply, CallError>>;
 
 /// A request whose message leaves at least this much of `max_frame_size` for its header is
@@ -250,8 +250,8 @@ impl Connection {
         method: &'a str,
         metadata: Metadata,
         timeout: Option<Duration>,
-        (body, encoding, accepted): (Bytes, Option<Encoding>, Accepted),
-    ) -> impl Future<Output = Result<Response<Bytes>, CallError>> + Send + 'a {
+        (body, encoding, accepted): (Body, Option<Encoding>, Accepted),
+    ) -> impl Future<Output = Result<Response<Body>, CallError>> + Send + 'a {
         async move {
             let shared = &self.shared;
             let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
@@ -298,8 +298,8 @@ impl Connection {
                 Ok(Ok((response, None))) => Ok(response),
                 Ok(Ok((response, Some(encoding)))) => {
                     let (metadata, body) = response.into_parts();
-                    match decompress(encoding, &body, shared.max_frame_size) {
-                        Ok(body) => Ok(Response::from_parts(metadata, body)),
+                    match decompress(encoding, &body.into_bytes(), shared.max_frame_size) {
+                        Ok(body) => Ok(Response::from_parts(metadata, Body::from(body))),
                         Err(e) => Err(CallError::Failed(
                             e.into_status(&format!("the reply from {}", shared.address)),
                         )),

@@ -150,7 +150,7 @@ fn on_response(shared: &ConnShared, frame: Frame) -> Result<(), Status> {
     let metadata = metadata_from_wire(header.metadata);
     let result = if header.code == 0 {
         match Encoding::from_wire(header.encoding) {
-            Ok(encoding) => Ok((Response::from_parts(metadata, frame.body), encoding)),
+            Ok(encoding) => Ok((Response::from_parts(metadata, frame.body.into()), encoding)),
             Err(unknown) => Err(CallError::Failed(Status::internal(format!(
                 "provider {} sent a reply compressed with an unknown encoding ({unknown})",
                 shared.address

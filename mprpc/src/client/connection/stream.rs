@@ -18,7 +18,7 @@ use crate::protocol::{
 use crate::stream::window::INITIAL_STREAM_WINDOW;
 use crate::stream::{Announced, End, Inbound, MethodKind, Outbound, Refused};
 use crate::sync::lock;
-use crate::{Metadata, Status};
+use crate::{Body, Metadata, Status};
 
 pub(crate) use crate::client::stream::Outgoing;
 
@@ -38,7 +38,7 @@ impl Connection {
         (service, method, kind): (&str, &str, MethodKind),
         metadata: Metadata,
         timeout: Option<Duration>,
-        body: Bytes,
+        body: Body,
     ) -> Result<OpenStream, CallError> {
         let shared = &self.shared;
         let id = shared

@@ -3,15 +3,13 @@
 //! and removes it). A token that could not be read fails every call with the reason, which
 //! names where the token was to come from, never the token. See [`crate::auth`].
 
-use bytes::Bytes;
-
 use crate::auth::BearerToken;
-use crate::{Request, Status};
+use crate::{Body, Request, Status};
 
 /// Adds the channel's token to `request`, or says why there is none to add.
 pub(super) fn add_token(
     token: &Result<Option<BearerToken>, Status>,
-    request: &mut Request<Bytes>,
+    request: &mut Request<Body>,
 ) -> Result<(), Status> {
     match token {
         Ok(Some(token)) => token.add_to(request.metadata_mut()),

@@ -42,19 +42,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-
 pub use self::tower::{from_tower, FromTower, RestOfStack, TowerRequest};
 pub use from_fn::{from_fn, interceptor, FromFn, Interceptor};
 
 use super::connection::CallError;
 use super::endpoint::Endpoint;
 use super::Channel;
-use crate::{Metadata, Request, Response, Status};
+use crate::{Body, Metadata, Request, Response, Status};
 
 /// The future a client layer returns: it may borrow the call's names and the channel.
 pub type LayerFuture<'a> =
-    Pin<Box<dyn Future<Output = Result<Response<Bytes>, Status>> + Send + 'a>>;
+    Pin<Box<dyn Future<Output = Result<Response<Body>, Status>> + Send + 'a>>;
 
 /// One call as a client layer sees it.
 #[derive(Debug)]
@@ -62,11 +60,11 @@ pub struct ClientCall<'a> {
     service: &'a str,
     method: &'a str,
     provider: Option<&'a str>,
-    request: Request<Bytes>,
+    request: Request<Body>,
 }
 
 impl<'a> ClientCall<'a> {
-    pub(crate) fn new(service: &'a str, method: &'a str, request: Request<Bytes>) -> Self {
+    pub(crate) fn new(service: &'a str, method: &'a str, request: Request<Body>) -> Self {
         ClientCall {
             service,
             method,
@@ -93,12 +91,12 @@ impl<'a> ClientCall<'a> {
     }
 
     /// The request: metadata, time budget and the encoded message.
-    pub fn request(&self) -> &Request<Bytes> {
+    pub fn request(&self) -> &Request<Body> {
         &self.request
     }
 
     /// The request, to change.
-    pub fn request_mut(&mut self) -> &mut Request<Bytes> {
+    pub fn request_mut(&mut self) -> &mut Request<Body> {
         &mut self.request
     }
 
@@ -171,7 +169,7 @@ impl Attempt {
     pub(crate) async fn run(
         self: &Arc<Attempt>,
         mut call: ClientCall<'_>,
-    ) -> Result<Response<Bytes>, CallError> {
+    ) -> Result<Response<Body>, CallError> {
         call.provider = Some(self.endpoint.address());
         let remaining = self
             .deadline

@@ -20,17 +20,16 @@
 //! As on the provider, each built-in is a module with what it does before the call, around
 //! the rest and after, composed here at compile time, with no allocation per built-in.
 
-use bytes::Bytes;
 use std::future::Future;
 use tracing::Instrument;
 
 use super::{auth, deadline, metrics, trace};
 use crate::client::Channel;
 use crate::status::{DOWNSTREAM, FAILURE_KEY};
-use crate::{Request, Response, Status};
+use crate::{Body, Request, Response, Status};
 
 /// What a step of the stack answers.
-pub(crate) type Outcome = Result<Response<Bytes>, Status>;
+pub(crate) type Outcome = Result<Response<Body>, Status>;
 
 impl Channel {
     /// A call past the outer layers: sized, traced, counted, bounded by its deadline, and
@@ -43,7 +42,7 @@ impl Channel {
         &'a self,
         service: &'a str,
         method: &'a str,
-        mut request: Request<Bytes>,
+        mut request: Request<Body>,
     ) -> impl Future<Output = Outcome> + Send + 'a {
         async move {
             let max = self.inner.config.max_frame_size;

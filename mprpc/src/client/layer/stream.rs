@@ -17,14 +17,14 @@ use crate::client::Channel;
 use crate::metrics::Side;
 use crate::stream::{MethodKind, Streaming};
 use crate::sync::lock;
-use crate::{Request, Response, Status};
+use crate::{Body, Request, Response, Status};
 
 impl Channel {
     /// Opens a streaming call past the outer layers.
     pub(crate) async fn stream_unlayered<T: 'static>(
         &self,
         (service, method, kind): (&str, &str, MethodKind),
-        mut request: Request<Bytes>,
+        mut request: Request<Body>,
         requests: Option<Outgoing>,
         decode: crate::stream::Decode<T>,
     ) -> Result<Streaming<T>, Status> {
@@ -91,7 +91,7 @@ impl Channel {
     pub(crate) async fn stream_layered(
         &self,
         (service, method, kind): (&str, &str, MethodKind),
-        mut request: Request<Bytes>,
+        mut request: Request<Body>,
         requests: Option<Outgoing>,
     ) -> Result<Streaming<Bytes>, Status> {
         let (opened, opened_rx) = oneshot::channel();
@@ -127,9 +127,9 @@ impl Channel {
     pub(super) async fn stream_innermost(
         &self,
         (service, method): (&str, &str),
-        request: Request<Bytes>,
+        request: Request<Body>,
         opening: StreamOpening,
-    ) -> Result<Response<Bytes>, Status> {
+    ) -> Result<Response<Body>, Status> {
         let Some(Opening {
             kind,
             requests,
@@ -156,7 +156,7 @@ impl Channel {
                     ));
                 }
                 match ended_rx.await {
-                    Ok(Ok(trailers)) => Ok(Response::from_parts(trailers, Bytes::new())),
+                    Ok(Ok(trailers)) => Ok(Response::from_parts(trailers, Body::new())),
                     Ok(Err(status)) => Err(status),
                     Err(_) => Err(Status::cancelled("the stream was dropped")),
                 }

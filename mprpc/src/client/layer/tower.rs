@@ -9,12 +9,10 @@
 
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
-
 use super::{ClientCall, Layer, LayerFuture, Next, OwnedNext};
 use crate::future::BoxFuture;
 use crate::tower_stack::TowerStack;
-use crate::{Request, Response, Status};
+use crate::{Body, Request, Response, Status};
 
 /// A call on its way through a tower stack.
 #[derive(Debug)]
@@ -22,7 +20,7 @@ pub struct TowerRequest {
     service: String,
     method: String,
     provider: Option<String>,
-    request: Request<Bytes>,
+    request: Request<Body>,
     next: OwnedNext,
 }
 
@@ -43,7 +41,7 @@ impl TowerRequest {
     }
 
     /// The request, to read or change.
-    pub fn request_mut(&mut self) -> &mut Request<Bytes> {
+    pub fn request_mut(&mut self) -> &mut Request<Body> {
         &mut self.request
     }
 }
@@ -54,9 +52,9 @@ impl TowerRequest {
 pub struct RestOfStack;
 
 impl tower::Service<TowerRequest> for RestOfStack {
-    type Response = Response<Bytes>;
+    type Response = Response<Body>;
     type Error = Status;
-    type Future = BoxFuture<Result<Response<Bytes>, Status>>;
+    type Future = BoxFuture<Result<Response<Body>, Status>>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Status>> {
         Poll::Ready(Ok(()))
@@ -76,7 +74,7 @@ impl tower::Service<TowerRequest> for RestOfStack {
 pub fn from_tower<L>(layer: L) -> FromTower<L::Service>
 where
     L: tower::Layer<RestOfStack>,
-    L::Service: tower::Service<TowerRequest, Response = Response<Bytes>> + Send + 'static,
+    L::Service: tower::Service<TowerRequest, Response = Response<Body>> + Send + 'static,
     <L::Service as tower::Service<TowerRequest>>::Error: Into<tower::BoxError>,
     <L::Service as tower::Service<TowerRequest>>::Future: Send + 'static,
 {
@@ -89,7 +87,7 @@ pub struct FromTower<S>(TowerStack<S>);
 
 impl<S> Layer for FromTower<S>
 where
-    S: tower::Service<TowerRequest, Response = Response<Bytes>> + Send + 'static,
+    S: tower::Service<TowerRequest, Response = Response<Body>> + Send + 'static,
     S::Error: Into<tower::BoxError>,
     S::Future: Send + 'static,
 {

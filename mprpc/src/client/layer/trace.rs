@@ -3,15 +3,14 @@
 //! the request header's fields, and the `rpc.client` span (debug level) covers the call. See
 //! [`crate::trace`].
 
-use bytes::Bytes;
 use tracing::Span;
 
 use crate::trace::{self, TraceContext};
-use crate::Request;
+use crate::{Body, Request};
 
 /// Puts the call in the current trace (or a new one), writes its ids into the request's
 /// metadata, and returns the call's span.
-pub(super) fn start(service: &str, method: &str, request: &mut Request<Bytes>) -> Span {
+pub(super) fn start(service: &str, method: &str, request: &mut Request<Body>) -> Span {
     let trace = trace::current().map_or_else(TraceContext::new_root, |p| p.child());
     trace.attach(request.metadata_mut());
     tracing::debug_span!(

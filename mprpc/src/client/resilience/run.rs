@@ -14,7 +14,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::time::Instant;
 
@@ -25,7 +24,7 @@ use crate::client::endpoint::Endpoint;
 use crate::client::Channel;
 use crate::config::RetryConfig;
 use crate::metrics::Side;
-use crate::{Metadata, Response, Status};
+use crate::{Body, Metadata, Response, Status};
 
 /// One call's attempts so far.
 #[derive(Default)]
@@ -107,9 +106,9 @@ impl Channel {
         plan: Plan,
         order: Vec<Arc<Endpoint>>,
         metadata: Metadata,
-        body: Bytes,
+        body: Body,
         deadline: Instant,
-    ) -> Result<Response<Bytes>, Status> {
+    ) -> Result<Response<Body>, Status> {
         let resilience = &self.inner.resilience;
         resilience.budget.deposit();
         // Looked up only when there is something to count.

@@ -130,7 +130,7 @@ mod tests {
             ..Default::default()
         };
         let mut buf = BytesMut::new();
-        OutFrame::Response(header, body).encode(&mut buf);
+        OutFrame::Response(header, body.into()).encode(&mut buf);
         buf.to_vec()
     }
 

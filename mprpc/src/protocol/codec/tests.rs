@@ -25,7 +25,7 @@ fn sample_frames() -> Vec<OutFrame> {
                 trace_id_low: 0xfedc_ba98_7654_3210,
                 span_id: 42,
             },
-            Bytes::from_static(b"\x0a\x03bob"),
+            Bytes::from_static(b"\x0a\x03bob").into(),
         ),
         OutFrame::Ping(Bytes::from_static(b"12345678")),
         OutFrame::Response(
@@ -39,7 +39,7 @@ fn sample_frames() -> Vec<OutFrame> {
                 encoding: 0,
                 accept_encoding: 0,
             },
-            Bytes::new(),
+            Default::default(),
         ),
     ]
 }
@@ -99,7 +99,7 @@ fn documented_login_request_bytes() {
             trace_id_low: 0,
             span_id: 0,
         },
-        Bytes::from_static(b"\x0a\x09zhang san\x12\x03123"),
+        Bytes::from_static(b"\x0a\x09zhang san\x12\x03123").into(),
     )
     .encode(&mut buf);
     let mut expected = b"mp\x01\x01\x00\x00\x00\x25\x00\x00\x00\x10\x08\x01".to_vec();
@@ -119,7 +119,7 @@ fn documented_login_request_bytes() {
             encoding: 0,
             accept_encoding: 0,
         },
-        Bytes::from_static(b"\x0a\x00"),
+        Bytes::from_static(b"\x0a\x00").into(),
     )
     .encode(&mut reply);
     assert_eq!(
@@ -285,7 +285,7 @@ proptest! {
             .map(|(i, b)| {
                 OutFrame::Response(
                     ResponseHeader { request_id: i as u64, code: 0, message: String::new(), metadata: vec![], details: Bytes::new(), not_run: false, encoding: 0, accept_encoding: 0 },
-                    Bytes::from(b.clone()),
+                    Bytes::from(b.clone()).into(),
                 )
             })
             .collect();

@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use futures_util::FutureExt;
 
 use super::{broken, stream, Connection, Ending, Turn};
@@ -33,7 +32,7 @@ use crate::server::layer::stack::{Call, Outcome};
 use crate::server::service::Service;
 use crate::stream::MethodKind;
 use crate::sync::lock;
-use crate::{Code, Metadata, Status};
+use crate::{Body, Code, Metadata, Status};
 
 /// What becomes of a request read off the wire.
 // Lives for a moment on the reader's stack; boxing the call would cost an allocation per call.
@@ -65,7 +64,7 @@ impl Connection {
                 Admitted::Call(call, id, stream, accepted) => (call, id, stream, accepted),
                 Admitted::Refused(id, status) => {
                     self.shared.metrics.rejected(status.code());
-                    let reply = OutFrame::Response(error_header(id, &status), Bytes::new());
+                    let reply = OutFrame::Response(error_header(id, &status), Body::new());
                     let _ = turn.tx.send(reply).await;
                     return Ok(());
                 }
@@ -77,7 +76,7 @@ impl Connection {
                         not_run: true,
                         ..error_header(id, &status)
                     };
-                    let _ = turn.tx.send(OutFrame::Response(header, Bytes::new())).await;
+                    let _ = turn.tx.send(OutFrame::Response(header, Body::new())).await;
                     return Ok(());
                 }
                 Admitted::Dropped => return Ok(()),
@@ -342,7 +341,7 @@ fn reply_frame(
                         ""
                     },
                 ));
-                return OutFrame::Response(error_header(id, &status), Bytes::new());
+                return OutFrame::Response(error_header(id, &status), Body::new());
             }
             let mut header = ok_header(id, metadata, encoding);
             if accepted != Accepted::NONE {
@@ -350,7 +349,7 @@ fn reply_frame(
             }
             OutFrame::Response(header, body)
         }
-        Err(status) => OutFrame::Response(error_header(id, &status), Bytes::new()),
+        Err(status) => OutFrame::Response(error_header(id, &status), Body::new()),
     }
 }
 

@@ -210,7 +210,8 @@ impl Connection {
                 reply.get_ref().len()
             )));
         }
-        Ok(reply.into_parts())
+        let (metadata, body) = reply.into_parts();
+        Ok((metadata, body.into_bytes()))
     }
 }
 

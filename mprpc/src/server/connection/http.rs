@@ -25,7 +25,7 @@ use super::{Connection, Io};
 use crate::compression::{decompress, Accepted, DecompressError, Encoding};
 use crate::server::dispatch::quote;
 use crate::server::layer::stack::Call;
-use crate::{Metadata, Status};
+use crate::{Body, Metadata, Status};
 
 mod json;
 
@@ -92,8 +92,8 @@ impl Connection {
         };
         let outgoing = self.shared.config.compression.outgoing();
         let Answer(status, body, metadata) = answer;
-        let (body, encoding) = outgoing.apply(Bytes::from(body), accepted);
-        let mut reply = http::Response::new(Full::new(body));
+        let (body, encoding) = outgoing.apply(Body::from(body), accepted);
+        let mut reply = http::Response::new(Full::new(body.into_bytes()));
         *reply.status_mut() =
             StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let headers = reply.headers_mut();
@@ -195,7 +195,7 @@ impl Connection {
         match self.shared.stack.clone().serve(call).await {
             Ok(reply) => {
                 let (metadata, body) = reply.into_parts();
-                match json::reply(&descriptor, body) {
+                match json::reply(&descriptor, body.into_bytes()) {
                     Ok(json) => Ok(respond(200, json, &metadata)),
                     Err(status) => Ok(respond(500, json::error_body(&status), &metadata)),
                 }

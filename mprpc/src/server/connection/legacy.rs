@@ -95,7 +95,7 @@ impl Connection {
             )),
         };
         Ok(match outcome {
-            Ok(reply) => reply.into_inner(),
+            Ok(reply) => reply.into_inner().into_bytes(),
             Err(status) => failure_reply(service.as_ref(), method, &status),
         })
     }

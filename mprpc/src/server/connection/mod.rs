@@ -166,8 +166,9 @@ impl Connection {
         body: bytes::Bytes,
         metadata: crate::Metadata,
         deadline: Option<Instant>,
-    ) -> crate::Request<bytes::Bytes> {
-        let mut request = crate::Request::from_parts(body, metadata, deadline, Some(self.peer));
+    ) -> crate::Request<crate::Body> {
+        let mut request =
+            crate::Request::from_parts(body.into(), metadata, deadline, Some(self.peer));
         if let Some(identity) = &self.identity {
             request.extensions_mut().insert(identity.clone());
         }

@@ -4,8 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-
 use super::call::error_header;
 use super::{broken, Ending, InFlight, Turn};
 use crate::metrics::MethodMetrics;
@@ -14,7 +12,7 @@ use crate::protocol::{Frame, FrameKind, OutFrame, Outbox, StreamHeader, WindowUp
 use crate::stream::window::INITIAL_STREAM_WINDOW;
 use crate::stream::{Announced, MethodKind, Refused, ReplySink, StreamIo, StreamTable};
 use crate::sync::lock;
-use crate::{Request, Status};
+use crate::{Body, Request, Status};
 
 /// Opens the stream of an admitted streaming call and puts it in the request's extensions,
 /// where the generated adapter finds it. The guard closes the stream when the call ends,
@@ -22,7 +20,7 @@ use crate::{Request, Status};
 pub(super) fn open(
     turn: &Turn<'_>,
     (id, kind, window, batches): (u64, MethodKind, u64, bool),
-    request: &mut Request<Bytes>,
+    request: &mut Request<Body>,
     (max_frame_size, counters): (usize, Arc<MethodMetrics>),
 ) -> StreamGuard {
     let receives = kind.client_streams().then_some(Announced::No);
@@ -106,7 +104,7 @@ fn end_call(turn: &Turn<'_>, id: u64, status: &Status) {
     turn.streams.remove(id);
     let _ = turn
         .tx
-        .try_send(OutFrame::Response(error_header(id, status), Bytes::new()));
+        .try_send(OutFrame::Response(error_header(id, status), Body::new()));
 }
 
 /// Ends every stream still open when the shutdown grace has run out, each with a final
@@ -129,6 +127,6 @@ pub(super) fn end_all(tx: &Outbox, streams: &StreamTable, in_flight: &InFlight, 
         if let Some(handle) = lock(in_flight).remove(&id) {
             handle.abort();
         }
-        let _ = tx.try_send(OutFrame::Response(error_header(id, status), Bytes::new()));
+        let _ = tx.try_send(OutFrame::Response(error_header(id, status), Body::new()));
     }
 }

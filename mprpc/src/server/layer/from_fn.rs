@@ -3,11 +3,9 @@
 
 use std::future::Future;
 
-use bytes::Bytes;
-
 use super::{Layer, Next, ServerCall};
 use crate::future::BoxFuture;
-use crate::{Response, Status};
+use crate::{Body, Response, Status};
 
 /// A layer made of an async closure over the call and the rest of the stack.
 ///
@@ -26,7 +24,7 @@ use crate::{Response, Status};
 pub fn from_fn<F, Fut>(f: F) -> FromFn<F>
 where
     F: Fn(ServerCall, Next) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<Response<Bytes>, Status>> + Send + 'static,
+    Fut: Future<Output = Result<Response<Body>, Status>> + Send + 'static,
 {
     FromFn(f)
 }
@@ -38,9 +36,9 @@ pub struct FromFn<F>(F);
 impl<F, Fut> Layer for FromFn<F>
 where
     F: Fn(ServerCall, Next) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<Response<Bytes>, Status>> + Send + 'static,
+    Fut: Future<Output = Result<Response<Body>, Status>> + Send + 'static,
 {
-    fn call(&self, call: ServerCall, next: Next) -> BoxFuture<Result<Response<Bytes>, Status>> {
+    fn call(&self, call: ServerCall, next: Next) -> BoxFuture<Result<Response<Body>, Status>> {
         Box::pin((self.0)(call, next))
     }
 }
@@ -81,7 +79,7 @@ where
     F: Fn(&mut ServerCall) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), Status>> + Send + 'static,
 {
-    fn call(&self, mut call: ServerCall, next: Next) -> BoxFuture<Result<Response<Bytes>, Status>> {
+    fn call(&self, mut call: ServerCall, next: Next) -> BoxFuture<Result<Response<Body>, Status>> {
         let check = (self.0)(&mut call);
         Box::pin(async move {
             check.await?;

@@ -21,9 +21,9 @@ pub(super) fn inflate(call: &mut Call, limit: usize, metrics: &Metrics) -> Resul
         return Ok(());
     };
     let body = call.request.get_mut();
-    match decompress(encoding, body, limit) {
+    match decompress(encoding, body.make_contiguous(), limit) {
         Ok(inflated) => {
-            *body = inflated;
+            *body = inflated.into();
             Ok(())
         }
         Err(e) => {

@@ -43,8 +43,6 @@ mod trace;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::Bytes;
-
 pub use self::tower::{from_tower, FromTower, RestOfStack, TowerRequest};
 pub(crate) use adaptive::AdaptiveLimit;
 pub(crate) use admission::Admission;
@@ -52,22 +50,18 @@ pub use from_fn::{from_fn, interceptor, FromFn, Interceptor};
 
 use super::service::Service;
 use crate::future::BoxFuture;
-use crate::{Metadata, Request, Response, Status};
+use crate::{Body, Metadata, Request, Response, Status};
 
 /// One call as a layer sees it.
 #[derive(Debug)]
 pub struct ServerCall {
     service: &'static str,
     method: &'static str,
-    request: Request<Bytes>,
+    request: Request<Body>,
 }
 
 impl ServerCall {
-    pub(crate) fn new(
-        service: &'static str,
-        method: &'static str,
-        request: Request<Bytes>,
-    ) -> Self {
+    pub(crate) fn new(service: &'static str, method: &'static str, request: Request<Body>) -> Self {
         ServerCall {
             service,
             method,
@@ -86,12 +80,12 @@ impl ServerCall {
     }
 
     /// The request: metadata, deadline, the caller's address, and the encoded message.
-    pub fn request(&self) -> &Request<Bytes> {
+    pub fn request(&self) -> &Request<Body> {
         &self.request
     }
 
     /// The request, to change (its metadata, usually).
-    pub fn request_mut(&mut self) -> &mut Request<Bytes> {
+    pub fn request_mut(&mut self) -> &mut Request<Body> {
         &mut self.request
     }
 
@@ -111,7 +105,7 @@ impl ServerCall {
     }
 
     /// The method and the request, to hand on.
-    pub(crate) fn into_parts(self) -> (&'static str, Request<Bytes>) {
+    pub(crate) fn into_parts(self) -> (&'static str, Request<Body>) {
         (self.method, self.request)
     }
 }
@@ -122,7 +116,7 @@ pub trait Layer: Send + Sync + 'static {
     /// Returning without running `next` refuses the call. The reply's metadata (or a
     /// failure's, [`Status::metadata_mut`]) goes to the caller as response metadata; it
     /// holds what the handler set with [`reply_metadata`](crate::server::reply_metadata).
-    fn call(&self, call: ServerCall, next: Next) -> BoxFuture<Result<Response<Bytes>, Status>>;
+    fn call(&self, call: ServerCall, next: Next) -> BoxFuture<Result<Response<Body>, Status>>;
 }
 
 /// A provider's layers while it is being built, outermost first.
@@ -162,7 +156,7 @@ impl Next {
     }
 
     /// Runs the rest of the stack on `call`.
-    pub fn run(self, call: ServerCall) -> BoxFuture<Result<Response<Bytes>, Status>> {
+    pub fn run(self, call: ServerCall) -> BoxFuture<Result<Response<Body>, Status>> {
         match self.layers.get(self.index).cloned() {
             Some(layer) => layer.call(
                 call,

@@ -41,7 +41,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use bytes::Bytes;
 use futures_util::future::Either;
 
 use super::adaptive::AdaptiveLimit;
@@ -56,17 +55,17 @@ use crate::auth::Auth;
 use crate::metrics::Metrics;
 use crate::server::reply::run_handler;
 use crate::server::service::Service;
-use crate::{Request, Response, Status};
+use crate::{Body, Request, Response, Status};
 
 /// What a layer (built-in or not) answers.
-pub(crate) type Outcome = Result<Response<Bytes>, Status>;
+pub(crate) type Outcome = Result<Response<Body>, Status>;
 
 /// One call on its way down the stack, with what the built-ins need to know about it.
 pub(crate) struct Call {
     pub(crate) service: Arc<dyn Service>,
     pub(crate) method: &'static str,
     /// Its metadata, deadline and caller's address, and the encoded message.
-    pub(crate) request: Request<Bytes>,
+    pub(crate) request: Request<Body>,
     /// When the connection read it.
     pub(crate) arrived: Instant,
     /// Calls in flight on its connection when it arrived.

@@ -11,12 +11,10 @@
 
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
-
 use super::{Layer, Next, ServerCall};
 use crate::future::BoxFuture;
 use crate::tower_stack::TowerStack;
-use crate::{Response, Status};
+use crate::{Body, Response, Status};
 
 /// A call on its way through a tower stack.
 #[derive(Debug)]
@@ -43,9 +41,9 @@ impl TowerRequest {
 pub struct RestOfStack;
 
 impl tower::Service<TowerRequest> for RestOfStack {
-    type Response = Response<Bytes>;
+    type Response = Response<Body>;
     type Error = Status;
-    type Future = BoxFuture<Result<Response<Bytes>, Status>>;
+    type Future = BoxFuture<Result<Response<Body>, Status>>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Status>> {
         Poll::Ready(Ok(()))
@@ -61,7 +59,7 @@ impl tower::Service<TowerRequest> for RestOfStack {
 pub fn from_tower<L>(layer: L) -> FromTower<L::Service>
 where
     L: tower::Layer<RestOfStack>,
-    L::Service: tower::Service<TowerRequest, Response = Response<Bytes>> + Send + 'static,
+    L::Service: tower::Service<TowerRequest, Response = Response<Body>> + Send + 'static,
     <L::Service as tower::Service<TowerRequest>>::Error: Into<tower::BoxError>,
     <L::Service as tower::Service<TowerRequest>>::Future: Send + 'static,
 {
@@ -74,11 +72,11 @@ pub struct FromTower<S>(TowerStack<S>);
 
 impl<S> Layer for FromTower<S>
 where
-    S: tower::Service<TowerRequest, Response = Response<Bytes>> + Send + 'static,
+    S: tower::Service<TowerRequest, Response = Response<Body>> + Send + 'static,
     S::Error: Into<tower::BoxError>,
     S::Future: Send + 'static,
 {
-    fn call(&self, call: ServerCall, next: Next) -> BoxFuture<Result<Response<Bytes>, Status>> {
+    fn call(&self, call: ServerCall, next: Next) -> BoxFuture<Result<Response<Body>, Status>> {
         Box::pin(self.0.call(TowerRequest { call, next }))
     }
 }

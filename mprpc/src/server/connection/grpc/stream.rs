@@ -211,7 +211,7 @@ impl Connection {
         let call = (service.name(), method, kind);
         let call_metadata = (metadata, timeout);
         let replies = connection
-            .stream_raw(call, call_metadata, first, requests, &bridge.metrics)
+            .stream_raw(call, call_metadata, first.into(), requests, &bridge.metrics)
             .await?;
         Ok((replies, failure))
     }
@@ -257,7 +257,7 @@ impl Failure {
                 async move {
                     match messages.next().await {
                         None => None,
-                        Some(Ok(message)) => Some((message, messages)),
+                        Some(Ok(message)) => Some((message.into(), messages)),
                         Some(Err(status)) => {
                             *lock(&failure.status) = Some(status);
                             failure.told.cancel();
