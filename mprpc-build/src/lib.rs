@@ -175,8 +175,8 @@ impl Builder {
 
     /// Like [`compile`](Builder::compile), but with a prost-build configuration of your own,
     /// e.g. to add attributes to messages, or `config.bytes(["."])` to generate `bytes`
-    /// fields as `bytes::Bytes`: a message of 64 KiB or more then sends such a field from its
-    /// own buffer, with no copy (see `mprpc::Body`). The builder sets its service generator and, if
+    /// fields as `bytes::Bytes`: a message of 64 KiB or more then sends such a field of 16 KiB
+    /// or more from its own buffer, with no copy (see `mprpc::Body`). The builder sets its service generator and, if
     /// [`out_dir`](Builder::out_dir) was given, its output directory.
     ///
     /// # Errors

@@ -168,9 +168,9 @@ pub mod user_service_rpc_server {
         fn call(
             &self,
             method: &str,
-            request: ::mprpc::codegen::Request<::mprpc::codegen::Bytes>,
+            request: ::mprpc::codegen::Request<::mprpc::codegen::Body>,
         ) -> ::mprpc::codegen::BoxFuture<
-            ::core::result::Result<::mprpc::codegen::Bytes, ::mprpc::codegen::Status>,
+            ::core::result::Result<::mprpc::codegen::Body, ::mprpc::codegen::Status>,
         > {
             match method {
                 "Login" => {
@@ -633,9 +633,9 @@ pub mod friend_service_rpc_server {
         fn call(
             &self,
             method: &str,
-            request: ::mprpc::codegen::Request<::mprpc::codegen::Bytes>,
+            request: ::mprpc::codegen::Request<::mprpc::codegen::Body>,
         ) -> ::mprpc::codegen::BoxFuture<
-            ::core::result::Result<::mprpc::codegen::Bytes, ::mprpc::codegen::Status>,
+            ::core::result::Result<::mprpc::codegen::Body, ::mprpc::codegen::Status>,
         > {
             match method {
                 "GetFriendsList" => {

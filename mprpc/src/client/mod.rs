@@ -251,13 +251,15 @@ impl Channel {
         }
     }
 
-    /// [`unary_raw`](Channel::unary_raw), returning the response metadata too.
+    /// [`unary_raw`](Channel::unary_raw), returning the response metadata too (the reply's
+    /// body read from the wire is always one buffer: [`Body::into_bytes`] does not copy it).
     pub fn unary_raw_with_metadata<'a>(
         &'a self,
         service: &'a str,
         method: &'a str,
-        request: Request<Body>,
+        request: Request<impl Into<Body>>,
     ) -> impl Future<Output = Result<Response<Body>, Status>> + Send + 'a {
+        let request = request.map(Into::into);
         // No async function of its own: one level fewer in every call's future.
         if self.layers.outer.is_empty() {
             return Either::Left(self.unary_unlayered(service, method, request));

@@ -89,7 +89,8 @@ impl Channel {
     /// request of a server-streaming call (else its body is ignored) and the call's metadata
     /// and timeout; `requests` the stream of a client-streaming or bidirectional one. The
     /// replies come back encoded; a client-streaming call's one reply is its stream's one
-    /// message.
+    /// message. A reply read from the wire is one buffer, hence `Bytes` (the requests are
+    /// [`Body`]s: a large one may be in pieces).
     pub async fn streaming_raw(
         &self,
         service: &str,

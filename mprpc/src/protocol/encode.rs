@@ -2,11 +2,13 @@
 //! pieces, so that its large `bytes` fields go out by reference instead of being copied.
 //!
 //! prost writes a `bytes::Bytes` field with `BufMut::put` of a clone of it. The
-//! [`Pieces`] buffer takes such a field, when it is large, as a piece of its own (no copy:
+//! [`PieceWriter`] takes such a field, when it is large, as a piece of its own (no copy:
 //! `Bytes::copy_to_bytes` of a whole `Bytes` is the same buffer), and the writer sends the
-//! pieces with one `writev`. A large field of another type (`Vec<u8>`, prost's default) comes
-//! as a slice and is copied once, into a buffer of its own size; the message's small fields
-//! go into buffers of [`CHUNK`] bytes at most, so that no buffer is grown by copying it.
+//! pieces with one `writev`. A large field of another type (`Vec<u8>`, prost's default, comes
+//! as a slice) is copied once, into a buffer of its own size taken from the
+//! [`pool`](super::pool); the message's small fields go into buffers that start at
+//! [`FIRST_CHUNK`] bytes and double up to [`MAX_CHUNK`], each filled before the next is
+//! started, so that no buffer is grown by copying it.
 
 use bytes::buf::UninitSlice;
 use bytes::{Buf, BufMut, Bytes};
@@ -17,10 +19,12 @@ use crate::body::Body;
 
 /// Messages at least this long are encoded into pieces.
 const PIECES_FROM: usize = 64 * 1024;
-/// A field at least this long becomes a piece of its own.
+/// A `bytes` field at least this long becomes a piece of its own.
 const BY_REFERENCE: usize = 16 * 1024;
-/// The most bytes of a message's small fields gathered in one buffer.
-const CHUNK: usize = 8 * 1024;
+/// The first buffer for a message's small fields.
+const FIRST_CHUNK: usize = 1024;
+/// The largest buffer for a message's small fields.
+const MAX_CHUNK: usize = 64 * 1024;
 
 /// `message` encoded: a large message in pieces, its large `Bytes` fields not copied.
 pub(crate) fn encode(message: &impl Message) -> Body {
@@ -28,11 +32,12 @@ pub(crate) fn encode(message: &impl Message) -> Body {
     if len < PIECES_FROM {
         return Body::from(message.encode_to_vec());
     }
-    let mut pieces = Pieces {
+    let mut pieces = PieceWriter {
         parts: Vec::new(),
         current: Vec::new(),
         done: 0,
         len,
+        next_chunk: FIRST_CHUNK,
     };
     message.encode_raw(&mut pieces);
     pieces.flush();
@@ -41,7 +46,7 @@ pub(crate) fn encode(message: &impl Message) -> Body {
 }
 
 /// The buffer a large message is encoded into.
-struct Pieces {
+struct PieceWriter {
     /// The pieces so far.
     parts: Vec<Bytes>,
     /// The small fields since the last piece.
@@ -50,9 +55,11 @@ struct Pieces {
     done: usize,
     /// The whole message's length.
     len: usize,
+    /// The size of the next buffer for small fields.
+    next_chunk: usize,
 }
 
-impl Pieces {
+impl PieceWriter {
     /// Ends `current` as a piece.
     fn flush(&mut self) {
         if !self.current.is_empty() {
@@ -62,23 +69,35 @@ impl Pieces {
         }
     }
 
-    /// Makes room for at least `n` more bytes in `current`, starting a new buffer (sized
-    /// for what is left of the message, at most [`CHUNK`]) when it is full.
-    fn room(&mut self, n: usize) {
-        if self.current.capacity() - self.current.len() >= n.max(1) {
+    /// Makes room for at least one more byte in `current`: when it is full, ends it as a
+    /// piece and starts the next buffer, sized for what is left of the message (at most the
+    /// next chunk size, which doubles each time).
+    fn room(&mut self) {
+        if self.current.len() < self.current.capacity() {
             return;
         }
         self.flush();
         let left = self.len.saturating_sub(self.done);
-        self.current = Vec::with_capacity(n.max(left.min(CHUNK)).max(64));
+        self.current = Vec::with_capacity(left.min(self.next_chunk).max(64));
+        self.next_chunk = (self.next_chunk * 2).min(MAX_CHUNK);
+    }
+
+    /// A large field copied into a piece of its own size.
+    fn copied_piece(&mut self, src: &[u8]) {
+        self.flush();
+        let mut own = pool::take(src.len());
+        own.extend_from_slice(src);
+        self.done += src.len();
+        self.parts.push(pool::freeze(own));
     }
 }
 
 // SAFETY: `chunk_mut` and `advance_mut` are `Vec<u8>`'s own, on `current`, which nothing
-// changes between the two calls (`room` replaces `current` only before `chunk_mut` hands out
-// its spare capacity); the other methods write through `Vec`'s safe methods.
+// changes between the two calls (`room` replaces `current` only when it is full, before
+// `chunk_mut` hands out its spare capacity, which is then never empty); the other methods
+// write through `Vec`'s safe methods.
 #[allow(unsafe_code)]
-unsafe impl BufMut for Pieces {
+unsafe impl BufMut for PieceWriter {
     fn remaining_mut(&self) -> usize {
         isize::MAX as usize - self.done - self.current.len()
     }
@@ -90,7 +109,7 @@ unsafe impl BufMut for Pieces {
     }
 
     fn chunk_mut(&mut self) -> &mut UninitSlice {
-        self.room(1);
+        self.room();
         self.current.chunk_mut()
     }
 
@@ -100,11 +119,20 @@ unsafe impl BufMut for Pieces {
     {
         let n = src.remaining();
         if n >= BY_REFERENCE {
-            // The same buffer when `src` is a `Bytes`; a copy of its own size otherwise.
-            self.flush();
-            self.done += n;
-            self.parts.push(src.copy_to_bytes(n));
-            return;
+            // prost puts a `Bytes` field as a clone of it: that buffer becomes the piece. Any
+            // other source (a `Vec<u8>` field comes as a slice) is copied into a pooled
+            // buffer, whose pages are already in place. The type's name only chooses the
+            // cheaper way; both are correct for any `Buf`.
+            if std::any::type_name::<T>() == std::any::type_name::<Bytes>() {
+                self.flush();
+                self.done += n;
+                self.parts.push(src.copy_to_bytes(n));
+                return;
+            }
+            if src.chunk().len() == n {
+                self.copied_piece(src.chunk());
+                return;
+            }
         }
         while src.has_remaining() {
             let chunk = src.chunk();
@@ -114,21 +142,21 @@ unsafe impl BufMut for Pieces {
         }
     }
 
-    fn put_slice(&mut self, src: &[u8]) {
+    fn put_slice(&mut self, mut src: &[u8]) {
         if src.len() >= BY_REFERENCE {
-            self.flush();
-            let mut own = pool::take(src.len());
-            own.extend_from_slice(src);
-            self.done += src.len();
-            self.parts.push(pool::freeze(own));
+            self.copied_piece(src);
             return;
         }
-        self.room(src.len());
-        self.current.extend_from_slice(src);
+        while !src.is_empty() {
+            self.room();
+            let n = (self.current.capacity() - self.current.len()).min(src.len());
+            self.current.extend_from_slice(&src[..n]);
+            src = &src[n..];
+        }
     }
 
     fn put_u8(&mut self, n: u8) {
-        self.room(1);
+        self.room();
         self.current.push(n);
     }
 }
@@ -137,7 +165,7 @@ unsafe impl BufMut for Pieces {
 mod tests {
     use super::*;
 
-    /// A message with a large `Bytes` field between small ones.
+    /// A message with large fields between small ones.
     #[derive(Clone, PartialEq, prost::Message)]
     struct Upload {
         #[prost(string, tag = "1")]
@@ -148,6 +176,8 @@ mod tests {
         sizes: Vec<u64>,
         #[prost(bytes = "vec", tag = "4")]
         copied: Vec<u8>,
+        #[prost(string, repeated, tag = "5")]
+        names: Vec<String>,
     }
 
     #[test]
@@ -157,7 +187,8 @@ mod tests {
             name: "file.bin".to_owned(),
             payload: payload.clone(),
             sizes: (0..5000).collect(),
-            copied: vec![9u8; 100_000],
+            copied: vec![9u8; 300_000],
+            names: Vec::new(),
         };
         let body = encode(&message);
         assert_eq!(body.len(), message.encoded_len());
@@ -166,22 +197,31 @@ mod tests {
             body.parts().iter().any(|p| p.as_ptr() == payload.as_ptr()),
             "the payload was copied"
         );
-        assert!(body
-            .parts()
-            .iter()
-            .all(|p| p.len() <= CHUNK || p.len() >= BY_REFERENCE));
+        // The `Vec<u8>` field is a copy of its own size.
+        assert!(body.parts().iter().any(|p| p.len() == 300_000));
+        assert!(body.parts().len() <= 8, "{} pieces", body.parts().len());
         assert_eq!(Upload::decode(body.to_bytes()).unwrap(), message);
     }
 
     #[test]
-    fn a_large_message_of_small_fields_is_encoded_in_chunks() {
+    fn small_fields_fill_each_buffer_before_the_next() {
+        // Strings of 9,000 bytes (between the chunk sizes and `BY_REFERENCE`) and varints.
         let message = Upload {
             sizes: (0..100_000).map(|i| i * 1_000_003).collect(),
+            names: (0..100).map(|i| "n".repeat(9_000 + i)).collect(),
             ..Upload::default()
         };
         let body = encode(&message);
-        assert!(body.parts().len() > 1);
         assert_eq!(body.to_bytes(), message.encode_to_vec());
+        let parts = body.parts();
+        assert!(parts.len() > 1);
+        // Buffers double from 1 KiB to 64 KiB: about 25 pieces for 1.6 MB, not hundreds.
+        assert!(parts.len() <= 40, "{} pieces", parts.len());
+        let last = parts.len() - 1;
+        assert!(
+            parts[..last].iter().all(|p| p.len() >= FIRST_CHUNK),
+            "a piece was ended early"
+        );
     }
 
     #[test]

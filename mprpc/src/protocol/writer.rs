@@ -115,29 +115,46 @@ async fn write_all_parts<W>(io: &mut W, head: &[u8], body: &Body) -> std::io::Re
 where
     W: AsyncWrite + Unpin,
 {
-    let mut parts: Vec<&[u8]> = std::iter::once(head)
-        .chain(body.parts().iter().map(|p| &p[..]))
-        .filter(|p| !p.is_empty())
-        .collect();
-    let mut first = 0;
-    while first < parts.len() {
-        let slices: Vec<IoSlice<'_>> = parts[first..]
-            .iter()
-            .take(MAX_SLICES)
-            .map(|p| IoSlice::new(p))
-            .collect();
-        let mut n = io.write_vectored(&slices).await?;
-        if n == 0 {
+    let parts = body.parts();
+    // `head` is part 0, then the body's; `offset` is how much of part `at` is written.
+    let part = |i: usize| -> &[u8] {
+        if i == 0 {
+            head
+        } else {
+            &parts[i - 1]
+        }
+    };
+    let count = 1 + parts.len();
+    let (mut at, mut offset) = (0, 0);
+    while at < count {
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        let mut n = 0;
+        for (i, slot) in (at..count).zip(0..MAX_SLICES) {
+            let from = if i == at { offset } else { 0 };
+            slices[slot] = IoSlice::new(&part(i)[from..]);
+            n += 1;
+        }
+        let mut written = io.write_vectored(&slices[..n]).await?;
+        if written == 0 && slices[..n].iter().any(|s| !s.is_empty()) {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
-        while n > 0 {
-            let part = &mut parts[first];
-            if n < part.len() {
-                *part = &part[n..];
-                n = 0;
-            } else {
-                n -= part.len();
-                first += 1;
+        // Past every part fully written, and into the one written in part.
+        loop {
+            let rest = part(at).len() - offset;
+            if written < rest {
+                offset += written;
+                break;
+            }
+            written -= rest;
+            at += 1;
+            offset = 0;
+            if at == count {
+                if written > 0 {
+                    return Err(std::io::Error::other(
+                        "the socket wrote more than it was given",
+                    ));
+                }
+                break;
             }
         }
     }
@@ -356,5 +373,41 @@ mod tests {
         assert_eq!(&bodies[0][..], &whole[..]);
         assert_eq!(&bodies[1][..], b"x");
         assert_eq!(&bodies[2][..], b"abcd");
+    }
+
+    /// A socket that says it wrote twice what it was given.
+    struct Overcounting;
+
+    impl AsyncWrite for Overcounting {
+        fn poll_write(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            std::task::Poll::Ready(Ok(buf.len() * 2))
+        }
+
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_socket_that_overcounts_is_an_error_not_a_panic() {
+        let body = Body::from_parts([Bytes::from(vec![1u8; 20_000]), Bytes::from_static(b"x")]);
+        let err = write_all_parts(&mut Overcounting, b"head", &body)
+            .await
+            .expect_err("more written than given");
+        assert!(err.to_string().contains("more than it was given"), "{err}");
     }
 }
