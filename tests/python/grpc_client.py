@@ -58,6 +58,12 @@ def main():
     ok = sum(1 for i, f in enumerate(futures) if f.result().startswith(field_bytes(1, bytes([i]))))
     print("concurrent", ok)
 
+    # A large message each way (the provider encodes its reply in pieces): the reply must
+    # be the request's payload, byte for byte.
+    payload = bytes((i * 7 + i // 251) % 256 for i in range(300_000))
+    reply = echo(field_bytes(1, payload), timeout=10)
+    print("large", len(reply) > 300_000, reply.startswith(field_bytes(1, payload)))
+
     # Server reflection, as grpcurl uses it (v1) and as grpcio-reflection does (v1alpha).
     reflect = channel.stream_stream("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", **identity)
     answers = list(reflect(iter([field_bytes(7, b"")]), timeout=10))

@@ -48,6 +48,8 @@ async fn grpcio_calls_an_mprpc_provider() {
     assert_eq!(line("health_service"), "0801", "{stdout}");
     assert_eq!(line("health_unknown"), "NOT_FOUND", "{stdout}");
     assert_eq!(line("concurrent"), "200", "{stdout}");
+    // 300,000 bytes each way: the reply, in pieces on the provider, arrives whole.
+    assert_eq!(line("large"), "True True", "{stdout}");
     // Reflection, both versions: the services, then a service's and a message's shape.
     assert_eq!(line("reflection_v1"), "1 True", "{stdout}");
     assert!(

@@ -136,7 +136,7 @@ impl Connection {
     async fn grpc_call(
         &self,
         request: http::Request<Incoming>,
-    ) -> Result<(Metadata, Bytes), Status> {
+    ) -> Result<(Metadata, crate::Body), Status> {
         let refused = |status: Status| {
             self.shared.metrics.rejected(status.code());
             status
@@ -178,7 +178,7 @@ impl Connection {
         };
         let (message, encoding) = unframe(body, limit, encoding).map_err(refused)?;
         if service_name == health::SERVICE {
-            return health::check(self, method_name, message).map(|m| (Metadata::new(), m));
+            return health::check(self, method_name, message).map(|m| (Metadata::new(), m.into()));
         }
         let router = &self.shared.router;
         let service = router
@@ -210,8 +210,7 @@ impl Connection {
                 reply.get_ref().len()
             )));
         }
-        let (metadata, body) = reply.into_parts();
-        Ok((metadata, body.into_bytes()))
+        Ok(reply.into_parts())
     }
 }
 

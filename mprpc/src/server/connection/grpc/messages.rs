@@ -9,7 +9,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::compression::{decompress, Encoding};
-use crate::Status;
+use crate::{Body, Status};
 
 /// The message after its prefix: decompressed if its flag says so, at most `limit` bytes.
 pub(super) fn open(
@@ -44,15 +44,23 @@ pub(super) fn encoding_of(
 }
 
 /// `message` with its prefix, compressed with `encoding` if given.
-pub(super) fn frame(message: Bytes, encoding: Option<Encoding>) -> Bytes {
+pub(super) fn frame(message: Body, encoding: Option<Encoding>) -> Bytes {
     let (flag, message) = match encoding {
-        Some(encoding) => (1, crate::compression::compress(encoding, &message)),
+        Some(encoding) => (
+            1,
+            Body::from(crate::compression::compress(
+                encoding,
+                &message.into_bytes(),
+            )),
+        ),
         None => (0, message),
     };
     let mut framed = BytesMut::with_capacity(5 + message.len());
     framed.put_u8(flag);
     framed.put_u32(message.len() as u32);
-    framed.put(message);
+    for part in message.parts() {
+        framed.put_slice(part);
+    }
     framed.freeze()
 }
 

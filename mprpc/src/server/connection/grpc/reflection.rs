@@ -142,7 +142,7 @@ impl Connection {
                     break;
                 };
                 let answer = answer(&pools, request).encode_to_vec();
-                let framed = frame(Bytes::from(answer), None);
+                let framed = frame(answer.into(), None);
                 if tx.send(Ok(Frame::data(framed))).await.is_err() {
                     return;
                 }

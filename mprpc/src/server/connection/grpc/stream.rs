@@ -293,7 +293,7 @@ fn reply_frames(
         let frame = match next {
             Ok(Some(message)) => {
                 let encoding = encoding.filter(|_| message.len() >= threshold);
-                let data = Frame::data(frame(message, encoding));
+                let data = Frame::data(frame(message.into(), encoding));
                 return Some((Ok::<_, Infallible>(data), Some((replies, failure))));
             }
             Ok(None) => {
