@@ -20,8 +20,8 @@ const FRAMES_PER_BATCH: usize = 16;
 fn request_header(id: u64) -> RequestHeader {
     RequestHeader {
         request_id: id,
-        service: "mprpc.bench.Bench".to_owned(),
-        method: "Echo".to_owned(),
+        service: "mprpc.bench.Bench".into(),
+        method: "Echo".into(),
         timeout_us: 3_000_000,
         metadata: Vec::new(),
         ..RequestHeader::default()

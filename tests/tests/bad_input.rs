@@ -443,6 +443,53 @@ async fn names_from_the_peer_are_quoted_short_in_errors() {
     server.shutdown().await.unwrap();
 }
 
+/// The names in a request's header are UTF-8 on the wire; the provider compares them as
+/// bytes, so names that are not UTF-8 name nothing it hosts: each call is refused on its own,
+/// and the connection goes on serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_that_are_not_utf8_are_refused_and_the_connection_serves_on() {
+    let (addr, server, _service) = start(ServerConfig::default()).await;
+    let mut raw = TcpStream::connect(&addr).await.unwrap();
+    let mut buf = BytesMut::new();
+    let bad: [(u64, &[u8], &[u8]); 2] = [
+        (1, b"mprpc.test.\xffEcho", b"Echo"),
+        (2, b"mprpc.test.Echo", b"Ec\xc3ho"),
+    ];
+    for (id, service, method) in bad {
+        let header = RequestHeader {
+            request_id: id,
+            service: Bytes::copy_from_slice(service),
+            method: Bytes::copy_from_slice(method),
+            ..RequestHeader::default()
+        };
+        OutFrame::Request(header, Bytes::new().into()).encode(&mut buf);
+    }
+    buf.extend_from_slice(&mprpc_tests::raw::request(
+        3,
+        "mprpc.test.Echo",
+        "Echo",
+        None,
+        Bytes::new(),
+    ));
+    raw.write_all(&buf).await.unwrap();
+    let mut replies = read_replies(&mut raw, 3).await;
+    replies.sort_by_key(|r| r.request_id);
+    assert_eq!(replies[0].code, Code::Unimplemented.as_i32());
+    assert!(
+        replies[0].message.contains("no service"),
+        "{}",
+        replies[0].message
+    );
+    assert_eq!(replies[1].code, Code::Unimplemented.as_i32());
+    assert!(
+        replies[1].message.contains("has no method"),
+        "{}",
+        replies[1].message
+    );
+    assert_eq!(replies[2].code, 0, "{}", replies[2].message);
+    server.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frame_trickled_in_too_slowly_closes_the_connection() {
     let (addr, server, _service, metrics) = start_with_metrics(ServerConfig {

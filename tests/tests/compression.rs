@@ -64,8 +64,8 @@ fn raw_request(id: u64, body: Bytes, encoding: u32, accept: Accepted) -> BytesMu
     OutFrame::Request(
         RequestHeader {
             request_id: id,
-            service: "mprpc.test.Echo".to_owned(),
-            method: "Echo".to_owned(),
+            service: "mprpc.test.Echo".into(),
+            method: "Echo".into(),
             timeout_us: 0,
             metadata: vec![],
             sent_unix_us: unix_now_us(),

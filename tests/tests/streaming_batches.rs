@@ -179,8 +179,8 @@ fn open(id: u64, method: &str, kind: MethodKind, batches: bool, body: Bytes) -> 
     OutFrame::Request(
         RequestHeader {
             request_id: id,
-            service: "mprpc.test.Echo".to_owned(),
-            method: method.to_owned(),
+            service: "mprpc.test.Echo".into(),
+            method: bytes::Bytes::copy_from_slice(method.as_bytes()),
             kind: kind.wire(),
             batches,
             sent_unix_us: raw::unix_now_us(),

@@ -106,12 +106,15 @@ pub struct RequestHeader {
     /// Chosen by the caller, unique among its calls in flight on this connection.
     #[prost(uint64, tag = "1")]
     pub request_id: u64,
-    /// Fully qualified service name, `package.Service`.
-    #[prost(string, tag = "2")]
-    pub service: String,
-    /// Method name as declared in the `.proto` file.
-    #[prost(string, tag = "3")]
-    pub method: String,
+    /// Fully qualified service name, `package.Service` (UTF-8; a protobuf `string` on the
+    /// wire). Held as bytes so that a provider reads it in place in the frame, without a
+    /// copy or an allocation per call, and looks it up without a UTF-8 check (a name that is
+    /// not UTF-8 names no service): [`RequestHeader::service_name`] reads it as text.
+    #[prost(bytes = "bytes", tag = "2")]
+    pub service: Bytes,
+    /// Method name as declared in the `.proto` file (UTF-8, held as bytes like `service`).
+    #[prost(bytes = "bytes", tag = "3")]
+    pub method: Bytes,
     /// The caller's remaining time budget in microseconds; 0 means none.
     #[prost(uint64, tag = "4")]
     pub timeout_us: u64,
@@ -162,6 +165,16 @@ pub struct RequestHeader {
 }
 
 impl RequestHeader {
+    /// The service's name as text, if it is UTF-8.
+    pub fn service_name(&self) -> Result<&str, std::str::Utf8Error> {
+        std::str::from_utf8(&self.service)
+    }
+
+    /// The method's name as text, if it is UTF-8.
+    pub fn method_name(&self) -> Result<&str, std::str::Utf8Error> {
+        std::str::from_utf8(&self.method)
+    }
+
     /// The trace and span ids the caller sent in the header's fields, if it sent them.
     pub fn trace(&self) -> Option<(u128, u64)> {
         let trace_id = (u128::from(self.trace_id_high) << 64) | u128::from(self.trace_id_low);

@@ -11,7 +11,9 @@ use crate::Status;
 /// The services a provider hosts, by fully qualified name.
 #[derive(Default, Clone)]
 pub struct Router {
-    services: NameMap<&'static str, Arc<dyn Service>>,
+    /// By the bytes of the name: a request's header carries them, and is looked up without
+    /// checking first that they are UTF-8 (every key is).
+    services: NameMap<&'static [u8], Arc<dyn Service>>,
 }
 
 impl std::fmt::Debug for Router {
@@ -30,13 +32,18 @@ impl Router {
     /// If a service of the same name is there already.
     pub fn add(&mut self, service: Arc<dyn Service>) {
         let name = service.name();
-        if self.services.insert(name, service).is_some() {
+        if self.services.insert(name.as_bytes(), service).is_some() {
             panic!("service `{name}` was added to the provider twice");
         }
     }
 
     /// The service called `name`.
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Service>> {
+        self.services.get(name.as_bytes())
+    }
+
+    /// The service whose name is these bytes (none, if they are not UTF-8).
+    pub(crate) fn get_bytes(&self, name: &[u8]) -> Option<&Arc<dyn Service>> {
         self.services.get(name)
     }
 
@@ -47,7 +54,7 @@ impl Router {
 
     /// The names of the hosted services, sorted.
     pub fn names(&self) -> Vec<&'static str> {
-        let mut names: Vec<_> = self.services.keys().copied().collect();
+        let mut names: Vec<_> = self.services.values().map(|s| s.name()).collect();
         names.sort_unstable();
         names
     }

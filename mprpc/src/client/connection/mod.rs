@@ -11,6 +11,7 @@
 //! `reader.rs`.
 
 mod bridge;
+mod names;
 mod reader;
 mod stream;
 
@@ -400,8 +401,8 @@ fn request_header(
     let trace = metadata.trace_ids();
     let mut header = RequestHeader {
         request_id: id,
-        service: service.to_owned(),
-        method: method.to_owned(),
+        service: names::wire_name(service),
+        method: names::wire_name(method),
         timeout_us: timeout.map_or(0, |t| t.as_micros().max(1) as u64),
         metadata: metadata_to_wire(metadata),
         sent_unix_us: unix_now_us(),

@@ -50,23 +50,38 @@ enum Admitted {
     Dropped,
 }
 
+/// What becomes of a request once read: what the reader then does with it.
+pub(super) enum Step {
+    /// Nothing (it was dropped).
+    Nothing,
+    /// This reply goes out at once (a refusal).
+    Reply(OutFrame),
+    /// This call's work starts ([`Connection::start`]).
+    Start(u64, CallWork),
+}
+
+/// A call's work, boxed once: its first poll runs on the reader, the rest (if any) in a task
+/// of its own, and a box moves as a pointer (the work itself is about a kilobyte).
+pub(super) type CallWork = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
 impl Connection {
-    /// Hands the request in `frame` to the stack, or refuses or drops it.
-    pub(super) async fn on_request(
+    /// Decides what becomes of the request in `frame`: refused, dropped, or its work to
+    /// start. Not an `async fn`: the reader would hold and move its whole future, the call's
+    /// work in it, for every request.
+    pub(super) fn on_request(
         &self,
         frame: Frame,
         caller_gone: bool,
         cancelled: &[u64],
         turn: &Turn<'_>,
-    ) -> Result<(), Ending> {
+    ) -> Result<Step, Ending> {
         let (mut call, id, (kind, window, batches), accepted) =
             match self.admit(frame, caller_gone, cancelled, turn.draining)? {
                 Admitted::Call(call, id, stream, accepted) => (call, id, stream, accepted),
                 Admitted::Refused(id, status) => {
                     self.shared.metrics.rejected(status.code());
                     let reply = OutFrame::Response(error_header(id, &status), Body::new());
-                    let _ = turn.tx.send(reply).await;
-                    return Ok(());
+                    return Ok(Step::Reply(reply));
                 }
                 Admitted::ShuttingDown(id) => {
                     let status =
@@ -76,10 +91,9 @@ impl Connection {
                         not_run: true,
                         ..error_header(id, &status)
                     };
-                    let _ = turn.tx.send(OutFrame::Response(header, Body::new())).await;
-                    return Ok(());
+                    return Ok(Step::Reply(OutFrame::Response(header, Body::new())));
                 }
-                Admitted::Dropped => return Ok(()),
+                Admitted::Dropped => return Ok(Step::Nothing),
             };
         let max_frame_size = self.shared.config.max_frame_size;
         let stream = (kind != MethodKind::Unary).then(|| {
@@ -89,17 +103,15 @@ impl Connection {
             stream::open(turn, (id, kind, window, batches), &mut call.request, limits)
         });
         let work = self.work(call, (id, accepted), turn);
-        match stream {
+        let work: CallWork = match stream {
             // A unary call's future has nothing more in it than before streams existed.
-            None => self.start(work, id, turn).await,
-            Some(stream) => {
-                let work = async move {
-                    let _stream = stream;
-                    work.await;
-                };
-                self.start(work, id, turn).await
-            }
-        }
+            None => Box::pin(work),
+            Some(stream) => Box::pin(async move {
+                let _stream = stream;
+                work.await;
+            }),
+        };
+        Ok(Step::Start(id, work))
     }
 
     /// The call's work: the stack (which decompresses its body), then the reply (compressed
@@ -136,25 +148,20 @@ impl Connection {
 
     /// Runs the first poll of `work` here, and the rest in a task of its own if it has to
     /// wait.
-    async fn start<F>(&self, work: F, id: u64, turn: &Turn<'_>) -> Result<(), Ending>
-    where
-        F: Future<Output = ()> + Send + 'static,
-    {
+    pub(super) async fn start(&self, mut work: CallWork, id: u64, turn: &Turn<'_>) {
         // A deliberate choice: the call's first poll runs right here, on the connection's
         // reader. A handler that answers without waiting (most do) then costs no task spawn
         // and no extra wake-up; one that waits is moved to a task of its own and runs in
         // parallel with the rest. (A handler that computes for long without awaiting
         // should use `spawn_blocking`, as anywhere in tokio.)
-        let mut work = Box::pin(work);
         let first = std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await;
         if first.is_ready() {
-            return Ok(());
+            return;
         }
         // Spawn while holding the lock, so the task cannot remove its entry before it exists.
         let mut guard = lock(turn.in_flight);
         let handle = turn.calls.spawn(work);
         guard.insert(id, handle.abort_handle());
-        Ok(())
     }
 
     /// Decodes the request and decides what becomes of it: the wire's own checks.
@@ -231,22 +238,23 @@ impl Connection {
         Ok(Admitted::Call(call, id, stream, accepted))
     }
 
-    /// The hosted service and method the request names.
+    /// The hosted service and method the request names. The names are compared as bytes:
+    /// only a refusal reads them as text.
     fn route(&self, header: &RequestHeader) -> Result<(Arc<dyn Service>, &'static str), Status> {
         let router = &self.shared.router;
-        let Some(service) = router.get(&header.service).cloned() else {
-            return Err(router.unknown_service(&header.service));
+        let Some(service) = router.get_bytes(&header.service).cloned() else {
+            return Err(router.unknown_service(&String::from_utf8_lossy(&header.service)));
         };
         let Some(method) = service
             .methods()
             .iter()
             .copied()
-            .find(|m| *m == header.method)
+            .find(|m| m.as_bytes() == header.method)
         else {
             return Err(Status::unimplemented(format!(
                 "service `{}` has no method `{}`",
                 service.name(),
-                quote(&header.method)
+                quote(&String::from_utf8_lossy(&header.method))
             )));
         };
         Ok((service, method))

@@ -22,6 +22,8 @@ mod unary;
 
 pub(crate) use self::http::Descriptors;
 
+use self::call::Step;
+
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -391,8 +393,13 @@ impl Connection {
         for frame in batch.drain(..) {
             match frame.kind {
                 FrameKind::Request => {
-                    self.on_request(frame, caller_gone, &cancelled, turn)
-                        .await?
+                    match self.on_request(frame, caller_gone, &cancelled, turn)? {
+                        Step::Nothing => {}
+                        Step::Reply(reply) => {
+                            let _ = turn.tx.send(reply).await;
+                        }
+                        Step::Start(id, work) => self.start(work, id, turn).await,
+                    }
                 }
                 FrameKind::Ping if !caller_gone => {
                     let _ = turn.tx.send(OutFrame::Pong(frame.body)).await;
