@@ -70,10 +70,16 @@ impl MethodMetrics {
     /// Records a call starting; the returned guard records its end when [`CallRecord::finish`]
     /// is called, or as `Cancelled` if it is dropped first.
     pub fn start(self: &Arc<Self>) -> CallRecord {
+        self.start_at(Instant::now())
+    }
+
+    /// [`start`](MethodMetrics::start) for a call that started at `started` (a provider's:
+    /// when its request was read, a time it has already taken).
+    pub fn start_at(self: &Arc<Self>, started: Instant) -> CallRecord {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         CallRecord {
             method: Some(self.clone()),
-            started: Instant::now(),
+            started,
         }
     }
 

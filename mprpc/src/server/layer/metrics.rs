@@ -5,11 +5,12 @@ use super::stack::{Call, Outcome};
 use crate::metrics::{CallRecord, Metrics, Side};
 use crate::{Code, Status};
 
-/// Starts counting `call`; dropped unfinished, the record counts it `Cancelled`.
+/// Starts counting `call`, its latency from when its request was read; dropped unfinished,
+/// the record counts it `Cancelled`.
 pub(super) fn start(metrics: &Metrics, call: &Call) -> CallRecord {
     metrics
         .method(Side::Server, call.service.name(), call.method)
-        .start()
+        .start_at(call.arrived)
 }
 
 /// Counts the call's outcome.
