@@ -5,9 +5,14 @@ use super::stack::Outcome;
 use crate::metrics::{CallRecord, Metrics, Side};
 use crate::{Code, Status};
 
-/// Starts counting a call; dropped unfinished, the record counts it `Cancelled`.
-pub(super) fn start(metrics: &Metrics, service: &str, method: &str) -> CallRecord {
-    metrics.method(Side::Client, service, method).start()
+/// Starts counting a call that started at `now`; dropped unfinished, the record counts it
+/// `Cancelled`.
+pub(super) fn start(
+    metrics: &Metrics,
+    (service, method): (&str, &str),
+    now: std::time::Instant,
+) -> CallRecord {
+    metrics.method(Side::Client, service, method).start_at(now)
 }
 
 /// Counts the call's outcome.

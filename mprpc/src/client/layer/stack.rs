@@ -54,13 +54,15 @@ impl Channel {
             }
             auth::add_token(&self.inner.token, &mut request)?;
             let span = trace::start(service, method, &mut request);
-            let record = metrics::start(&self.inner.metrics, service, method);
+            // One reading of the clock for the call's latency and its deadline.
+            let now = tokio::time::Instant::now();
+            let record = metrics::start(&self.inner.metrics, (service, method), now.into_std());
             let own = request
                 .timeout()
                 .or_else(|| self.inner.resilience.timeout(service, method))
                 .unwrap_or(self.inner.config.timeout);
             let (timeout, inherited) = deadline::budget(own);
-            let deadline = tokio::time::Instant::now() + timeout;
+            let deadline = now + timeout;
             let rest = self.call(service, method, request, deadline);
             let outcome = deadline::bound(deadline, (timeout, inherited), service, method, rest)
                 .instrument(span)
