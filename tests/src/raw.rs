@@ -32,8 +32,8 @@ pub fn request(
     OutFrame::Request(
         RequestHeader {
             request_id: id,
-            service: bytes::Bytes::copy_from_slice(service.as_bytes()),
-            method: bytes::Bytes::copy_from_slice(method.as_bytes()),
+            service: Bytes::copy_from_slice(service.as_bytes()),
+            method: Bytes::copy_from_slice(method.as_bytes()),
             timeout_us: timeout.map_or(0, |t| t.as_micros() as u64),
             metadata: vec![],
             sent_unix_us: unix_now_us(),
@@ -53,7 +53,7 @@ pub fn stream_request(id: u64, method: &str, kind: u32, window: u64, body: Bytes
         RequestHeader {
             request_id: id,
             service: "mprpc.test.Echo".into(),
-            method: bytes::Bytes::copy_from_slice(method.as_bytes()),
+            method: Bytes::copy_from_slice(method.as_bytes()),
             timeout_us: 0,
             metadata: vec![],
             sent_unix_us: unix_now_us(),

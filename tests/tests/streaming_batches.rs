@@ -180,7 +180,7 @@ fn open(id: u64, method: &str, kind: MethodKind, batches: bool, body: Bytes) -> 
         RequestHeader {
             request_id: id,
             service: "mprpc.test.Echo".into(),
-            method: bytes::Bytes::copy_from_slice(method.as_bytes()),
+            method: Bytes::copy_from_slice(method.as_bytes()),
             kind: kind.wire(),
             batches,
             sent_unix_us: raw::unix_now_us(),

@@ -73,8 +73,8 @@ impl MethodMetrics {
         self.start_at(Instant::now())
     }
 
-    /// [`start`](MethodMetrics::start) for a call that started at `started` (a provider's:
-    /// when its request was read, a time it has already taken).
+    /// [`start`](MethodMetrics::start) for a call that started at `started` (a time the
+    /// caller has already read off the clock).
     pub fn start_at(self: &Arc<Self>, started: Instant) -> CallRecord {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         CallRecord {

@@ -5,15 +5,17 @@
 //! field clones it, which for a `Bytes` fresh from a `Vec` allocates once more; a cached one
 //! is shared, and its clones only count references. The cache is direct-mapped by where the
 //! name is stored (a generated client's names are constants, at one address each) and checks
-//! the bytes, so a name is never mistaken for another; two names that share a slot take
-//! turns in it, each costing what a copy costs.
+//! the bytes, so a name is never mistaken for another. A miss costs a little more than the
+//! plain copy did (the copy, and its promotion to a shared buffer); names built afresh for
+//! each call, or two that keep taking the same slot from each other, pay it every time.
 
 use std::cell::RefCell;
 
 use bytes::Bytes;
 
-/// Slots in each thread's cache.
+/// Slots in each thread's cache (a power of two: the slot is the top bits of a hash).
 const SLOTS: usize = 32;
+const _: () = assert!(SLOTS.is_power_of_two());
 
 thread_local! {
     static NAMES: RefCell<[Bytes; SLOTS]> = const { RefCell::new([const { Bytes::new() }; SLOTS]) };
@@ -21,7 +23,10 @@ thread_local! {
 
 /// `name` as the header carries it.
 pub(super) fn wire_name(name: &str) -> Bytes {
-    let slot = ((name.as_ptr() as usize >> 3) ^ name.len()) % SLOTS;
+    // The address and length, mixed (Fibonacci hashing), so that nearby constants of the
+    // same length land apart; the top bits pick the slot.
+    let key = (name.as_ptr() as u64) ^ (name.len() as u64).rotate_left(32);
+    let slot = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SLOTS.trailing_zeros())) as usize;
     NAMES
         .try_with(|names| {
             let mut names = names.borrow_mut();

@@ -9,7 +9,8 @@ use crate::{Code, Status};
 /// `Cancelled`.
 pub(super) fn start(
     metrics: &Metrics,
-    (service, method): (&str, &str),
+    service: &str,
+    method: &str,
     now: std::time::Instant,
 ) -> CallRecord {
     metrics.method(Side::Client, service, method).start_at(now)

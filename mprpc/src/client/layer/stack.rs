@@ -54,9 +54,10 @@ impl Channel {
             }
             auth::add_token(&self.inner.token, &mut request)?;
             let span = trace::start(service, method, &mut request);
-            // One reading of the clock for the call's latency and its deadline.
+            // One reading of the clock for the call's latency and its deadline. (Under
+            // tokio's paused test clock the latency is then off; nothing measures it there.)
             let now = tokio::time::Instant::now();
-            let record = metrics::start(&self.inner.metrics, (service, method), now.into_std());
+            let record = metrics::start(&self.inner.metrics, service, method, now.into_std());
             let own = request
                 .timeout()
                 .or_else(|| self.inner.resilience.timeout(service, method))

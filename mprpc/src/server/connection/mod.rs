@@ -14,6 +14,7 @@
 //! Nothing a peer sends can take down anything but its own connection.
 
 mod call;
+mod flags;
 mod grpc;
 mod http;
 mod legacy;
@@ -21,8 +22,6 @@ mod stream;
 mod unary;
 
 pub(crate) use self::http::Descriptors;
-
-use self::call::Step;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -36,6 +35,7 @@ use tokio::task::{AbortHandle, JoinHandle};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use self::call::Step;
 use super::transport::Protocol;
 use super::Shared;
 use crate::config::CallerClock;
@@ -59,7 +59,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
 
 /// Read buffer size to start with; it grows for larger frames.
 const READ_CAPACITY: usize = 16 * 1024;
-/// Frames taken in one batch before the loop looks at shutdown and idleness again.
+/// Frames taken in one batch before the loop acts on them (and looks at its flags again).
 const FRAMES_PER_TURN: usize = 64;
 /// Bytes taken in one batch (after its first frame) before the loop acts on it.
 const BATCH_BYTES: usize = 1024 * 1024;
@@ -279,25 +279,18 @@ impl Connection {
                 frames.decoder_mut().restart_partial_clock();
             }
             paused = congested;
-            // The rare events first, by their flags: the `select!` below looks at the socket
-            // before them, so that a read that wakes the loop polls nothing else (at one
-            // call in flight, polling them again cost about 500 instructions per call).
-            if self.force_close.is_cancelled() || writer_failed.is_cancelled() {
-                return Ending::Abort;
-            }
-            if turn.draining && turn.calls.is_empty() {
-                return Ending::Drained;
-            }
-            if !turn.draining && self.shutdown.has_changed().unwrap_or(true) {
-                self.shutdown.mark_unchanged();
-                self.start_draining(&mut turn).await;
-                continue;
+            // The rare events by their flags (`flags.rs`): the socket comes first below.
+            if let Some(ending) = self.on_flags(&mut turn, writer_failed).await {
+                return ending;
             }
             tokio::select! {
                 biased;
                 next = frames.next(), if !congested => {
                     last_activity = Instant::now();
                     let end = gather(frames, next, &mut batch, peer);
+                    if let Some(ending) = self.on_flags(&mut turn, writer_failed).await {
+                        return ending;
+                    }
                     // A caller that closed the connection has given up on every call.
                     let caller_gone = matches!(end, Some(Ending::PeerClosed | Ending::Abort));
                     if let Err(ending) = self.on_batch(&mut batch, caller_gone, &turn).await {
@@ -326,16 +319,6 @@ impl Connection {
                 }
             }
         }
-    }
-
-    /// Shutdown has begun: no new calls, and the client is told so.
-    async fn start_draining(&self, turn: &mut Turn<'_>) {
-        turn.draining = true;
-        turn.calls.close();
-        let _ = turn
-            .tx
-            .send(go_away(Code::Unavailable, "provider is shutting down"))
-            .await;
     }
 
     /// Acts on why the read loop ended: aborts the calls, or tells the peer why it closes.

@@ -5,12 +5,13 @@ use super::stack::{Call, Outcome};
 use crate::metrics::{CallRecord, Metrics, Side};
 use crate::{Code, Status};
 
-/// Starts counting `call`, its latency from when its request was read; dropped unfinished,
-/// the record counts it `Cancelled`.
+/// Starts counting `call`; dropped unfinished, the record counts it `Cancelled`. (Not from
+/// `call.arrived`: the gRPC and HTTP front ends set that before the request's body is read,
+/// and a slow upload is not the method's latency.)
 pub(super) fn start(metrics: &Metrics, call: &Call) -> CallRecord {
     metrics
         .method(Side::Server, call.service.name(), call.method)
-        .start_at(call.arrived)
+        .start()
 }
 
 /// Counts the call's outcome.
