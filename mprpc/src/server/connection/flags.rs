@@ -12,27 +12,37 @@ use tokio_util::sync::CancellationToken;
 use super::{go_away, Connection, Ending, Turn};
 use crate::Code;
 
+/// What the flags say.
+pub(super) enum Flags {
+    /// Nothing happened: go on.
+    Go,
+    /// Shutdown began: start draining ([`Connection::start_draining`]), then go on.
+    Drain,
+    /// The loop ends.
+    Stop(Ending),
+}
+
 impl Connection {
-    /// Acts on what happened since the loop last looked: `Some` ends the loop. Shutdown
-    /// starts draining: calls read from then on are refused, and the loop ends once the
-    /// running ones have answered.
-    pub(super) async fn on_flags(
-        &mut self,
-        turn: &mut Turn<'_>,
-        writer_failed: &CancellationToken,
-    ) -> Option<Ending> {
+    /// Looks at what happened since the loop last looked (a plain function: it runs twice
+    /// per turn, and an `async fn` would cost a future each time).
+    pub(super) fn flags(&self, turn: &Turn<'_>, writer_failed: &CancellationToken) -> Flags {
         if self.force_close.is_cancelled() || writer_failed.is_cancelled() {
-            return Some(Ending::Abort);
+            return Flags::Stop(Ending::Abort);
         }
-        if !turn.draining && self.shutdown.has_changed().unwrap_or(true) {
-            self.shutdown.mark_unchanged();
-            self.start_draining(turn).await;
+        if turn.draining {
+            if turn.calls.is_empty() {
+                return Flags::Stop(Ending::Drained);
+            }
+        } else if self.shutdown.has_changed().unwrap_or(true) {
+            return Flags::Drain;
         }
-        (turn.draining && turn.calls.is_empty()).then_some(Ending::Drained)
+        Flags::Go
     }
 
-    /// Shutdown has begun: no new calls, and the client is told so.
-    pub(super) async fn start_draining(&self, turn: &mut Turn<'_>) {
+    /// Shutdown has begun: no new calls (those read from now on are refused, marked not run),
+    /// the client is told so, and the loop ends once the running calls have answered.
+    pub(super) async fn start_draining(&mut self, turn: &mut Turn<'_>) {
+        self.shutdown.mark_unchanged();
         turn.draining = true;
         turn.calls.close();
         let _ = turn

@@ -36,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use self::call::Step;
+use self::flags::Flags;
 use super::transport::Protocol;
 use super::Shared;
 use crate::config::CallerClock;
@@ -280,16 +281,20 @@ impl Connection {
             }
             paused = congested;
             // The rare events by their flags (`flags.rs`): the socket comes first below.
-            if let Some(ending) = self.on_flags(&mut turn, writer_failed).await {
-                return ending;
+            match self.flags(&turn, writer_failed) {
+                Flags::Go => {}
+                Flags::Drain => self.start_draining(&mut turn).await,
+                Flags::Stop(ending) => return ending,
             }
             tokio::select! {
                 biased;
                 next = frames.next(), if !congested => {
                     last_activity = Instant::now();
                     let end = gather(frames, next, &mut batch, peer);
-                    if let Some(ending) = self.on_flags(&mut turn, writer_failed).await {
-                        return ending;
+                    match self.flags(&turn, writer_failed) {
+                        Flags::Go => {}
+                        Flags::Drain => self.start_draining(&mut turn).await,
+                        Flags::Stop(ending) => return ending,
                     }
                     // A caller that closed the connection has given up on every call.
                     let caller_gone = matches!(end, Some(Ending::PeerClosed | Ending::Abort));
