@@ -14,6 +14,7 @@
 
 mod adaptive;
 mod histogram;
+mod lookup;
 mod queues;
 mod resilience;
 
@@ -176,23 +177,28 @@ impl Metrics {
 
     /// The counters of one method, created on first use.
     pub fn method(&self, side: Side, service: &str, method: &str) -> Arc<MethodMetrics> {
+        if let Some(m) = lookup::cached(&self.inner, side, (service, method)) {
+            return m;
+        }
         let table = &self.inner.methods[side as usize];
-        if let Some(m) = table
+        let found = table
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(service)
             .and_then(|methods| methods.get(method))
-        {
-            return m.clone();
-        }
-        table
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(service.to_owned())
-            .or_default()
-            .entry(method.to_owned())
-            .or_default()
-            .clone()
+            .cloned();
+        let m = found.unwrap_or_else(|| {
+            table
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(service.to_owned())
+                .or_default()
+                .entry(method.to_owned())
+                .or_default()
+                .clone()
+        });
+        lookup::keep(&self.inner, side, (service, method), &m);
+        m
     }
 
     /// Counts a call refused before reaching a method.
