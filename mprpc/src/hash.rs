@@ -13,6 +13,14 @@ pub(crate) type IdMap<V> = HashMap<u64, V, IdHash>;
 /// The names are the ones the process registered or called, not a peer's choice.
 pub(crate) type NameMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
+/// The slot of `key` in a direct-mapped cache of `slots` entries (a power of two, at least
+/// two): the top bits of Fibonacci hashing, so that keys close together (the addresses of
+/// nearby constants) land apart. For the per-thread caches of names and of counters.
+pub(crate) fn cache_slot(key: u64, slots: usize) -> usize {
+    debug_assert!(slots.is_power_of_two() && slots >= 2);
+    (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - slots.trailing_zeros())) as usize
+}
+
 /// Hashes a request id with a multiplication and a per-table random key. The key keeps a
 /// provider's tables (whose ids its peer picks) from being filled with ids chosen to collide.
 #[derive(Clone, Debug)]

@@ -35,13 +35,19 @@ async fn start(server: Server) -> (std::net::SocketAddr, LocalServer) {
     spawn_local(server).await.expect("start provider")
 }
 
+/// A TLS-only provider with a certificate of a new CA (its files in `dir`), and a client
+/// that trusts that CA.
+async fn provider_and_client(dir: &std::path::Path) -> (EchoClient, LocalServer) {
+    let ca = TestCa::new("ca");
+    let files = ca.provider(dir, "provider");
+    let (addr, handle) = start(tls_server(ServerTls::new(&files.cert, &files.key))).await;
+    (client(addr, Some(ClientTls::new(ca.write(dir)))), handle)
+}
+
 #[tokio::test]
 async fn a_call_over_tls() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = TestCa::new("ca");
-    let files = ca.provider(dir.path(), "provider");
-    let (addr, handle) = start(tls_server(ServerTls::new(&files.cert, &files.key))).await;
-    let client = client(addr, Some(ClientTls::new(ca.write(dir.path()))));
+    let (client, handle) = provider_and_client(dir.path()).await;
     let reply = client
         .echo(EchoRequest {
             payload: b"over tls".to_vec(),
@@ -61,10 +67,7 @@ async fn a_call_over_tls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_messages_in_pieces_over_tls_arrive_whole() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = TestCa::new("ca");
-    let files = ca.provider(dir.path(), "provider");
-    let (addr, handle) = start(tls_server(ServerTls::new(&files.cert, &files.key))).await;
-    let client = client(addr, Some(ClientTls::new(ca.write(dir.path()))));
+    let (client, handle) = provider_and_client(dir.path()).await;
     let calls = [70_000, (1 << 20) + 3].map(|len| {
         let client = client.clone();
         tokio::spawn(async move {

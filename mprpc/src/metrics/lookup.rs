@@ -13,10 +13,10 @@ use std::cell::RefCell;
 use std::sync::{Arc, Weak};
 
 use super::{Inner, MethodMetrics, Side};
+use crate::hash::cache_slot;
 
-/// Slots in each thread's cache (a power of two: the slot is the top bits of a hash).
+/// Slots in each thread's cache (a power of two: see [`cache_slot`]).
 const SLOTS: usize = 16;
-const _: () = assert!(SLOTS.is_power_of_two());
 
 struct Entry {
     registry: Weak<Inner>,
@@ -35,7 +35,7 @@ fn slot(registry: &Arc<Inner>, side: Side, service: &str, method: &str) -> usize
         ^ (service.as_ptr() as u64).rotate_left(16)
         ^ (method.as_ptr() as u64).rotate_left(32)
         ^ ((service.len() as u64) << 8 | method.len() as u64 | (side as u64) << 7);
-    (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SLOTS.trailing_zeros())) as usize
+    cache_slot(key, SLOTS)
 }
 
 /// The counters of `registry`'s `service`/`method` on `side`, if this thread has them.

@@ -109,7 +109,7 @@ pub struct RequestHeader {
     /// Fully qualified service name, `package.Service` (UTF-8; a protobuf `string` on the
     /// wire). Held as bytes so that a provider reads it in place in the frame, without a
     /// copy or an allocation per call, and looks it up without a UTF-8 check (a name that is
-    /// not UTF-8 names no service): [`RequestHeader::service_name`] reads it as text.
+    /// not UTF-8 names no service).
     #[prost(bytes = "bytes", tag = "2")]
     pub service: Bytes,
     /// Method name as declared in the `.proto` file (UTF-8, held as bytes like `service`).
@@ -165,16 +165,6 @@ pub struct RequestHeader {
 }
 
 impl RequestHeader {
-    /// The service's name as text, if it is UTF-8.
-    pub fn service_name(&self) -> Result<&str, std::str::Utf8Error> {
-        std::str::from_utf8(&self.service)
-    }
-
-    /// The method's name as text, if it is UTF-8.
-    pub fn method_name(&self) -> Result<&str, std::str::Utf8Error> {
-        std::str::from_utf8(&self.method)
-    }
-
     /// The trace and span ids the caller sent in the header's fields, if it sent them.
     pub fn trace(&self) -> Option<(u128, u64)> {
         let trace_id = (u128::from(self.trace_id_high) << 64) | u128::from(self.trace_id_low);

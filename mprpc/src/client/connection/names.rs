@@ -13,9 +13,10 @@ use std::cell::RefCell;
 
 use bytes::Bytes;
 
-/// Slots in each thread's cache (a power of two: the slot is the top bits of a hash).
+use crate::hash::cache_slot;
+
+/// Slots in each thread's cache (a power of two: see [`cache_slot`]).
 const SLOTS: usize = 32;
-const _: () = assert!(SLOTS.is_power_of_two());
 
 thread_local! {
     static NAMES: RefCell<[Bytes; SLOTS]> = const { RefCell::new([const { Bytes::new() }; SLOTS]) };
@@ -23,10 +24,8 @@ thread_local! {
 
 /// `name` as the header carries it.
 pub(super) fn wire_name(name: &str) -> Bytes {
-    // The address and length, mixed (Fibonacci hashing), so that nearby constants of the
-    // same length land apart; the top bits pick the slot.
     let key = (name.as_ptr() as u64) ^ (name.len() as u64).rotate_left(32);
-    let slot = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SLOTS.trailing_zeros())) as usize;
+    let slot = cache_slot(key, SLOTS);
     NAMES
         .try_with(|names| {
             let mut names = names.borrow_mut();

@@ -14,10 +14,10 @@
 //! Nothing a peer sends can take down anything but its own connection.
 
 mod call;
-mod flags;
 mod grpc;
 mod http;
 mod legacy;
+mod read_loop;
 mod stream;
 mod unary;
 
@@ -25,9 +25,8 @@ pub(crate) use self::http::Descriptors;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use futures_util::{FutureExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
@@ -35,19 +34,13 @@ use tokio::task::{AbortHandle, JoinHandle};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use self::call::Step;
-use self::flags::Flags;
 use super::transport::Protocol;
 use super::Shared;
 use crate::config::CallerClock;
 use crate::hash::IdMap;
 use crate::metrics::{QueuedBytes, Side};
-use crate::protocol::codec::decode_header;
 use crate::protocol::writer::{write_loop, BusyHint};
-use crate::protocol::{
-    CancelHeader, Frame, FrameDecoder, FrameKind, FrameReader, GoAwayHeader, OutFrame, Outbox,
-    ProtocolError,
-};
+use crate::protocol::{FrameDecoder, FrameReader, GoAwayHeader, OutFrame, Outbox, ProtocolError};
 use crate::stream::{StreamTable, Windows};
 use crate::sync::lock;
 use crate::tls::PeerIdentity;
@@ -60,10 +53,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
 
 /// Read buffer size to start with; it grows for larger frames.
 const READ_CAPACITY: usize = 16 * 1024;
-/// Frames taken in one batch before the loop acts on them (and looks at its flags again).
-const FRAMES_PER_TURN: usize = 64;
-/// Bytes taken in one batch (after its first frame) before the loop acts on it.
-const BATCH_BYTES: usize = 1024 * 1024;
 
 /// Calls running on this connection, by request id, so a `Cancel` can stop one.
 type InFlight = Arc<Mutex<IdMap<AbortHandle>>>;
@@ -240,92 +229,6 @@ impl Connection {
         })
     }
 
-    /// Reads frames and acts on them until the connection has to end, and says why.
-    async fn read_loop<R: AsyncRead + Unpin>(
-        &mut self,
-        frames: &mut FrameReader<R>,
-        mut turn: Turn<'_>,
-        writer_failed: &CancellationToken,
-    ) -> Ending {
-        let peer = self.peer;
-        let metrics = self.shared.metrics.clone();
-        let config = &self.shared.config;
-        let (idle_timeout, frame_timeout) = (config.idle_timeout, config.frame_timeout);
-        let min_frame_rate = config.min_frame_rate;
-        let mut idle_check = tokio::time::interval(check_period(idle_timeout.min(frame_timeout)));
-        let mut last_activity = Instant::now();
-        let unwritten_limit = config.max_unwritten_bytes;
-        let mut paused = false;
-        let mut batch = Vec::new();
-        let force_close = self.force_close.clone().cancelled_owned();
-        tokio::pin!(force_close);
-        let write_failed = writer_failed.clone().cancelled_owned();
-        tokio::pin!(write_failed);
-        loop {
-            // Backpressure: once the client has more than `max_unwritten_bytes` queued and
-            // unread, read nothing more from it (TCP then slows it down) until it is back
-            // under half of that (watermarks, so that reading resumes in bursts, not one
-            // frame at a time); the write timeout ends a client that reads nothing at all.
-            let threshold = if paused {
-                unwritten_limit / 2
-            } else {
-                unwritten_limit
-            };
-            let congested = self.busy.unwritten() > threshold;
-            if congested && !paused {
-                metrics.read_paused();
-                tracing::debug!(%peer, "client has not read {} queued bytes; pausing reads", self.busy.unwritten());
-            } else if paused && !congested {
-                // The time reads were paused is ours, not the peer's.
-                frames.decoder_mut().restart_partial_clock();
-            }
-            paused = congested;
-            // The rare events by their flags (`flags.rs`): the socket comes first below.
-            match self.flags(&turn, writer_failed) {
-                Flags::Go => {}
-                Flags::Drain => self.start_draining(&mut turn).await,
-                Flags::Stop(ending) => return ending,
-            }
-            tokio::select! {
-                biased;
-                next = frames.next(), if !congested => {
-                    last_activity = Instant::now();
-                    let end = gather(frames, next, &mut batch, peer);
-                    match self.flags(&turn, writer_failed) {
-                        Flags::Go => {}
-                        Flags::Drain => self.start_draining(&mut turn).await,
-                        Flags::Stop(ending) => return ending,
-                    }
-                    // A caller that closed the connection has given up on every call.
-                    let caller_gone = matches!(end, Some(Ending::PeerClosed | Ending::Abort));
-                    if let Err(ending) = self.on_batch(&mut batch, caller_gone, &turn).await {
-                        return ending;
-                    }
-                    if let Some(end) = end {
-                        return end;
-                    }
-                }
-                () = &mut force_close => return Ending::Abort,
-                () = &mut write_failed => return Ending::Abort,
-                _ = self.shutdown.changed(), if !turn.draining => {
-                    self.start_draining(&mut turn).await;
-                }
-                () = turn.calls.wait(), if turn.draining => return Ending::Drained,
-                () = self.busy.drained_to(unwritten_limit / 2), if congested => {
-                    last_activity = Instant::now();
-                }
-                _ = idle_check.tick() => {
-                    if let Some(status) = too_slow(frames.decoder(), frame_timeout, min_frame_rate, paused) {
-                        return Ending::Broken("slow_frame", status);
-                    }
-                    if turn.calls.is_empty() && last_activity.elapsed() >= idle_timeout {
-                        return Ending::Idle;
-                    }
-                }
-            }
-        }
-    }
-
     /// Acts on why the read loop ended: aborts the calls, or tells the peer why it closes.
     async fn end(
         &self,
@@ -381,106 +284,6 @@ impl Connection {
             Err(e) => tracing::error!(%peer, "writer task failed: {e}"),
         }
     }
-
-    /// Acts on a batch of frames, emptying it. Cancels come first, so that a call cancelled
-    /// in the same batch never starts, and no call starts if its caller is gone. An `Err`
-    /// means the stream is unusable and the connection must close.
-    async fn on_batch(
-        &self,
-        batch: &mut Vec<Frame>,
-        caller_gone: bool,
-        turn: &Turn<'_>,
-    ) -> Result<(), Ending> {
-        let mut cancelled = Vec::new();
-        for frame in batch.iter().filter(|f| f.kind == FrameKind::Cancel) {
-            let header: CancelHeader = decode_header(frame).map_err(broken)?;
-            let handle = lock(turn.in_flight).remove(&header.request_id);
-            match handle {
-                Some(handle) => handle.abort(),
-                None => cancelled.push(header.request_id),
-            }
-        }
-        for frame in batch.drain(..) {
-            match frame.kind {
-                FrameKind::Request => {
-                    match self.on_request(frame, caller_gone, &cancelled, turn)? {
-                        Step::Nothing => {}
-                        Step::Reply(reply) => {
-                            let _ = turn.tx.send(reply).await;
-                        }
-                        Step::Start(id, work) => self.start(work, id, turn).await,
-                    }
-                }
-                FrameKind::Ping if !caller_gone => {
-                    let _ = turn.tx.send(OutFrame::Pong(frame.body)).await;
-                }
-                FrameKind::Message
-                | FrameKind::MessageBatch
-                | FrameKind::HalfClose
-                | FrameKind::WindowUpdate => stream::on_frame(frame, turn)?,
-                FrameKind::Cancel | FrameKind::Ping | FrameKind::Pong | FrameKind::GoAway => {}
-                FrameKind::Response => {
-                    return Err(Ending::Broken(
-                        "unexpected_frame",
-                        Status::internal("protocol error: a client sent a response frame"),
-                    ))
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Takes `first` and every further frame already readable into `batch`, up to a bound.
-/// Returns how the stream ended, if it did.
-fn gather<R>(
-    frames: &mut FrameReader<R>,
-    first: Option<Result<Frame, ProtocolError>>,
-    batch: &mut Vec<Frame>,
-    peer: SocketAddr,
-) -> Option<Ending>
-where
-    R: tokio::io::AsyncRead + Unpin,
-{
-    let mut next = first;
-    let mut bytes = 0;
-    loop {
-        match next {
-            None => return Some(Ending::PeerClosed),
-            Some(Err(ProtocolError::Io(e))) => {
-                tracing::debug!(%peer, "read failed: {e}");
-                return Some(Ending::Abort);
-            }
-            Some(Err(e)) => return Some(broken(e)),
-            Some(Ok(frame)) => {
-                bytes += frame.header.len() + frame.body.len();
-                batch.push(frame);
-            }
-        }
-        if batch.len() >= FRAMES_PER_TURN || bytes >= BATCH_BYTES {
-            return None;
-        }
-        next = frames.next().now_or_never()?;
-    }
-}
-
-/// The status for a frame that has been arriving for longer than its size allows, if one has.
-fn too_slow(
-    decoder: &FrameDecoder,
-    frame_timeout: Duration,
-    min_frame_rate: usize,
-    paused: bool,
-) -> Option<Status> {
-    let partial = decoder.partial_frame().filter(|_| !paused)?;
-    let size = partial.size.unwrap_or(0);
-    let allowed = frame_timeout + Duration::from_secs_f64(size as f64 / min_frame_rate as f64);
-    let waited = partial.since.elapsed();
-    (waited > allowed).then(|| {
-        Status::deadline_exceeded(format!(
-            "a frame of {size} bytes was still incomplete after {waited:.1?} (frame_timeout plus \
-             its size at min_frame_rate allow {allowed:.1?})"
-        ))
-    })
 }
 
 fn broken(e: ProtocolError) -> Ending {
@@ -498,8 +301,4 @@ fn abort_all(in_flight: &InFlight) {
     for (_, handle) in lock(in_flight).drain() {
         handle.abort();
     }
-}
-
-fn check_period(timeout: Duration) -> Duration {
-    (timeout / 4).max(Duration::from_millis(10))
 }
