@@ -100,6 +100,20 @@ async fn a_batch_with_no_message_or_a_cut_length_fails_that_stream() {
 }
 
 #[tokio::test]
+async fn a_reply_that_is_not_its_message_type_fails_the_stream_as_internal() {
+    // A well-framed run whose one message is a cut varint, not a `StreamReply`.
+    let body = b"\x00\x00\x00\x02\x08\xff";
+    let status = first_item(move |id| batch_frame(id, body), ClientConfig::default())
+        .await
+        .expect_err("a reply that does not decode is not handed on");
+    assert_eq!(status.code(), Code::Internal, "{status}");
+    assert!(
+        status.message().contains("cannot decode a streamed reply"),
+        "{status}"
+    );
+}
+
+#[tokio::test]
 async fn a_message_over_the_consumers_limit_inside_a_batch_is_refused_with_its_frame() {
     let config = ClientConfig {
         max_frame_size: 1024,
@@ -260,13 +274,16 @@ async fn a_provider_reads_a_batch_of_requests_and_refuses_a_malformed_one() {
     frames.extend_from_slice(&open(2, "Upload", upload, false, Bytes::new()));
     frames.extend_from_slice(&batch_frame(2, b"\x00\x00\x00\x05ab"));
     frames.extend_from_slice(&raw::echo(3, None));
+    // A well-framed request that is not a `StreamRequest` (a cut varint) on a third upload.
+    frames.extend_from_slice(&open(4, "Upload", upload, false, Bytes::new()));
+    frames.extend_from_slice(&batch_frame(4, b"\x00\x00\x00\x02\x08\xff"));
     conn.write_all(&frames).await.unwrap();
     let mut bodies = std::collections::HashMap::new();
     let mut headers = Vec::new();
     let mut all = Vec::new();
     let mut decoder = FrameDecoder::new(1 << 20);
     let mut buf = BytesMut::new();
-    while headers.len() < 3 {
+    while headers.len() < 4 {
         while let Some(frame) = decoder.decode(&mut buf).expect("valid frames") {
             if frame.kind == FrameKind::Response {
                 let h: mprpc::protocol::ResponseHeader = decode_header(&frame).unwrap();
@@ -275,7 +292,7 @@ async fn a_provider_reads_a_batch_of_requests_and_refuses_a_malformed_one() {
             }
             all.push(frame.kind);
         }
-        if headers.len() < 3 {
+        if headers.len() < 4 {
             let read = tokio::time::timeout(LIMIT, conn.read_buf(&mut buf))
                 .await
                 .expect("the replies come in time")
@@ -295,6 +312,13 @@ async fn a_provider_reads_a_batch_of_requests_and_refuses_a_malformed_one() {
         "{headers:?}"
     );
     assert_eq!(by_id(3).code, 0, "the connection goes on: {headers:?}");
+    assert_eq!(by_id(4).code, Code::InvalidArgument.as_i32(), "{headers:?}");
+    assert!(
+        by_id(4)
+            .message
+            .contains("cannot decode a streamed message"),
+        "{headers:?}"
+    );
     assert!(!all.contains(&FrameKind::GoAway), "{all:?}");
     server.shutdown().await.unwrap();
 }

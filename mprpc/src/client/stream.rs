@@ -5,7 +5,6 @@
 //! there (no connection, a provider going away) is opened on the next. Once open it stays
 //! on its provider: a stream is not retried or hedged.
 
-use bytes::buf::Take;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use prost::Message;
@@ -31,7 +30,7 @@ impl Channel {
     {
         let request = request.map(|m| crate::protocol::encode::encode(&m));
         let kind = MethodKind::ServerStreaming;
-        self.open_typed((service, method, kind), request, None, decode::<Resp>)
+        self.open_typed((service, method, kind), request, None, replies::<Resp>())
             .await
     }
 
@@ -53,7 +52,7 @@ impl Channel {
                 (service, method, kind),
                 request,
                 Some(requests),
-                decode::<Resp>,
+                replies::<Resp>(),
             )
             .await?;
         match replies.message().await? {
@@ -80,7 +79,7 @@ impl Channel {
             (service, method, kind),
             request,
             Some(requests),
-            decode::<Resp>,
+            replies::<Resp>(),
         )
         .await
     }
@@ -110,7 +109,7 @@ impl Channel {
             (true, None) => Some(Box::pin(futures_util::stream::empty()) as Outgoing),
             (false, _) => None,
         };
-        self.open_typed((service, method, kind), request, requests, encoded)
+        self.open_typed((service, method, kind), request, requests, encoded())
             .await
     }
 
@@ -216,6 +215,10 @@ fn split<Req: Message + 'static>(
     (request, requests.expect("set by map"))
 }
 
-fn decode<M: Message + Default>(body: Take<&mut Bytes>) -> Result<M, Status> {
-    M::decode(body).map_err(|e| Status::internal(format!("cannot decode a streamed reply: {e}")))
+/// [`Decode`] for a stream of replies: a bad one is `Internal`.
+fn replies<M: Message + Default>() -> Decode<M> {
+    Decode {
+        decode: |body| M::decode(body),
+        invalid: |e| Status::internal(format!("cannot decode a streamed reply: {e}")),
+    }
 }

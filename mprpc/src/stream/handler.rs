@@ -7,14 +7,11 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use bytes::buf::Take;
-use bytes::Bytes;
-
 use futures_util::{Stream, StreamExt};
 use prost::Message;
 
 use super::batch::Batch;
-use super::{Inbound, Outbound, Streaming};
+use super::{Decode, Inbound, Outbound, Streaming};
 use crate::metrics::MethodMetrics;
 use crate::sync::lock;
 use crate::{Body, Request, Status};
@@ -63,7 +60,7 @@ impl IoParts {
             .inbound
             .take()
             .ok_or_else(|| Status::internal("this call has no stream of requests"))?;
-        Ok(Streaming::new(inbound, decode_message::<M>).counted(self.counters.clone(), None))
+        Ok(Streaming::new(inbound, requests::<M>()).counted(self.counters.clone(), None))
     }
 
     /// The sink for the replies.
@@ -74,10 +71,12 @@ impl IoParts {
     }
 }
 
-/// Decodes a message of a stream; a bad one is `InvalidArgument`.
-pub(crate) fn decode_message<M: Message + Default>(body: Take<&mut Bytes>) -> Result<M, Status> {
-    M::decode(body)
-        .map_err(|e| Status::invalid_argument(format!("cannot decode a streamed message: {e}")))
+/// [`Decode`] for a stream of requests: a bad one is `InvalidArgument`.
+pub(crate) fn requests<M: Message + Default>() -> Decode<M> {
+    Decode {
+        decode: |body| M::decode(body),
+        invalid: |e| Status::invalid_argument(format!("cannot decode a streamed message: {e}")),
+    }
 }
 
 /// Where a streaming handler's replies go: the call's stream on the wire, with its

@@ -11,6 +11,7 @@ use std::task::{Context, Poll};
 use bytes::buf::Take;
 use bytes::{Buf, Bytes};
 use futures_util::Stream;
+use prost::DecodeError;
 
 use super::inbound::{Chunk, End, Inbound, Next};
 use super::window::{charged, FRAME_CHARGE};
@@ -25,13 +26,33 @@ pub(crate) type Ending = Result<Metadata, Status>;
 const CHARGE_EVERY: u32 = 16;
 
 /// How a stream's messages are decoded: from the bytes of one message, in place in the buffer
-/// they came in (so a message sliced off a run costs no buffer of its own).
-pub(crate) type Decode<T> = fn(Take<&mut Bytes>) -> Result<T, Status>;
+/// they came in (so a message sliced off a run costs no buffer of its own); and what a
+/// message that does not decode fails the stream with. Kept apart, so that `decode` can hand
+/// on prost's own result as it is: the failure is built only when one happens.
+pub(crate) struct Decode<T> {
+    pub(crate) decode: fn(Take<&mut Bytes>) -> Result<T, DecodeError>,
+    pub(crate) invalid: fn(DecodeError) -> Status,
+}
+
+impl<T> Clone for Decode<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Decode<T> {}
 
 /// [`Decode`] for a stream of encoded messages: each message's bytes, as they are.
-pub(crate) fn encoded(mut message: Take<&mut Bytes>) -> Result<Bytes, Status> {
-    let len = message.remaining();
-    Ok(message.copy_to_bytes(len))
+pub(crate) fn encoded() -> Decode<Bytes> {
+    fn bytes(mut message: Take<&mut Bytes>) -> Result<Bytes, DecodeError> {
+        let len = message.remaining();
+        Ok(message.copy_to_bytes(len))
+    }
+    Decode {
+        decode: bytes,
+        // Never called: taking the bytes as they are cannot fail.
+        invalid: |e| Status::internal(e.to_string()),
+    }
 }
 
 /// A stream of messages from the other side of a call: a handler's requests, or a caller's
@@ -182,7 +203,8 @@ impl<T> Streaming<T> {
         loop {
             if let Some(len) = next_len(&mut self.run) {
                 let rest = self.run.len() - len;
-                let message = (self.decode)((&mut self.run).take(len));
+                let message =
+                    (self.decode.decode)((&mut self.run).take(len)).map_err(self.decode.invalid);
                 // What a failed decode left of the message.
                 if self.run.len() > rest {
                     self.run.advance(self.run.len() - rest);
@@ -212,7 +234,7 @@ impl<T> Streaming<T> {
     /// Decodes all of `body`, one message.
     fn decode_whole(&self, body: &mut Bytes) -> Result<T, Status> {
         let len = body.len();
-        (self.decode)(body.take(len))
+        (self.decode.decode)(body.take(len)).map_err(self.decode.invalid)
     }
 
     /// Returns the credit of the run's messages handed on, and counts them; what is left of

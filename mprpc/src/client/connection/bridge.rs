@@ -41,7 +41,7 @@ impl Connection {
         if let Some(requests) = requests {
             opened.pump(requests, stop.clone(), counters);
         }
-        let mut streaming = Streaming::new(opened.inbound.clone(), crate::stream::encoded)
+        let mut streaming = Streaming::new(opened.inbound.clone(), crate::stream::encoded())
             .on_drop(opened.canceller())
             .hold(stop.drop_guard());
         if let Some(timeout) = timeout {

@@ -143,7 +143,7 @@ impl Channel {
         let (ended, ended_rx) = oneshot::channel();
         let call = (service, method, kind);
         match self
-            .stream_unlayered(call, request, requests, crate::stream::encoded)
+            .stream_unlayered(call, request, requests, crate::stream::encoded())
             .await
         {
             Ok(stream) => {
