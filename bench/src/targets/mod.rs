@@ -25,6 +25,21 @@ use std::net::SocketAddr;
 
 use crate::certs::Certs;
 
+/// What every reply of a `subscribe` stream carries, in both frameworks' handlers.
+static REPLY_FILL: [u8; 64 * 1024] = [0x5A; 64 * 1024];
+
+/// The payload of each reply of a `subscribe` stream of `size`-byte replies: a slice of a
+/// static buffer up to 64 KiB, which costs nothing to clone or drop, so that server streaming
+/// measures the frameworks rather than the handler (a payload shared by reference count costs
+/// its atomic operations per reply in both frameworks' handlers and in prost's encoding, which
+/// clones a `bytes` field to copy it). Larger replies share one buffer by reference count.
+pub fn reply_payload(size: u32) -> bytes::Bytes {
+    match REPLY_FILL.get(..size as usize) {
+        Some(fill) => bytes::Bytes::from_static(fill),
+        None => bytes::Bytes::from(vec![0x5A; size as usize]),
+    }
+}
+
 /// A system under test: how to serve the echo service, and how to call it.
 pub trait Target {
     /// One client connection (for [`TargetKind::RawPerCall`]: the address it dials per call).

@@ -41,7 +41,7 @@ pub const LAYERS: usize = 3;
 
 /// The echo handler: answers with the request's payload and does nothing else. Its two
 /// streaming methods (`bench streaming`) do as little: `subscribe` streams `count` replies
-/// sharing one payload buffer, `upload` counts what it reads.
+/// with one payload ([`reply_payload`](super::reply_payload)), `upload` counts what it reads.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct EchoHandler;
 
@@ -59,7 +59,7 @@ impl Bench for EchoHandler {
         request: Request<SubscribeRequest>,
     ) -> Result<Self::SubscribeStream, Status> {
         let SubscribeRequest { count, size } = request.into_inner();
-        let payload = bytes::Bytes::from(vec![0x5A; size as usize]);
+        let payload = super::reply_payload(size);
         let replies = futures_util::stream::repeat_with(move || {
             Ok(EchoResponse {
                 payload: payload.clone(),

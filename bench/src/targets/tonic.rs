@@ -62,7 +62,7 @@ impl Bench for TonicEcho {
         request: ::tonic::Request<SubscribeRequest>,
     ) -> Result<::tonic::Response<ReplyStream>, ::tonic::Status> {
         let SubscribeRequest { count, size } = request.into_inner();
-        let payload = bytes::Bytes::from(vec![0x5A; size as usize]);
+        let payload = super::reply_payload(size);
         let replies = futures_util::stream::repeat_with(move || {
             Ok(EchoResponse {
                 payload: payload.clone(),
