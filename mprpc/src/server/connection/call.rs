@@ -130,7 +130,6 @@ impl Connection {
         let max_frame_size = self.shared.config.max_frame_size;
         let outgoing = self.shared.config.compression.outgoing();
         let tx = turn.tx.clone();
-        let task_in_flight = turn.in_flight.clone();
         let busy = BusyGuard::enter(self.busy.clone());
         serve.then(move |outcome| async move {
             let _busy = busy;
@@ -140,7 +139,6 @@ impl Connection {
                     tokio::task::yield_now().await;
                 }
             }
-            lock(&task_in_flight).remove(&id);
             let reply = reply_frame(id, outcome, max_frame_size, (outgoing, accepted));
             let _ = tx.send(reply).await;
         })
@@ -158,9 +156,15 @@ impl Connection {
         if first.is_ready() {
             return;
         }
-        // Spawn while holding the lock, so the task cannot remove its entry before it exists.
+        // Only a call that waits is in the table of calls a `Cancel` can stop, so only its task
+        // removes its entry when done (a call answered in its first poll takes no lock). Spawned
+        // while holding the lock, so that the task cannot remove its entry before it exists.
+        let in_flight = turn.in_flight.clone();
         let mut guard = lock(turn.in_flight);
-        let handle = turn.calls.spawn(work);
+        let handle = turn.calls.spawn(async move {
+            work.await;
+            lock(&in_flight).remove(&id);
+        });
         guard.insert(id, handle.abort_handle());
     }
 
