@@ -15,9 +15,13 @@ use tokio::sync::mpsc;
 use super::frame::OutFrame;
 use super::writer::{BusyHint, QUEUE_DEPTH};
 
-/// Where a connection's frames are queued for its writer task.
+/// Where a connection's frames are queued for its writer task. Cloned for every call that
+/// answers from a task of its own: one reference count, however many parts it has.
 #[derive(Clone, Debug)]
-pub struct Outbox {
+pub struct Outbox(Arc<Parts>);
+
+#[derive(Debug)]
+struct Parts {
     tx: mpsc::Sender<OutFrame>,
     hint: Arc<BusyHint>,
 }
@@ -31,7 +35,7 @@ impl Outbox {
     /// A queue for a new connection, and the receiving end for its writer.
     pub fn new(hint: Arc<BusyHint>) -> (Outbox, mpsc::Receiver<OutFrame>) {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-        (Outbox { tx, hint }, rx)
+        (Outbox(Arc::new(Parts { tx, hint })), rx)
     }
 
     /// Queues `frame`, waiting while the queue is full.
@@ -47,17 +51,17 @@ impl Outbox {
     ) -> impl std::future::Future<Output = Result<(), NotQueued>> + Send + '_ {
         async move {
             let bytes = frame.budget_len();
-            self.hint.queued(bytes);
-            let frame = match self.tx.try_send(frame) {
+            self.0.hint.queued(bytes);
+            let frame = match self.0.tx.try_send(frame) {
                 Ok(()) => return Ok(()),
                 Err(mpsc::error::TrySendError::Full(frame)) => frame,
                 Err(mpsc::error::TrySendError::Closed(_)) => {
-                    self.hint.written(bytes);
+                    self.0.hint.written(bytes);
                     return Err(NotQueued);
                 }
             };
-            Box::pin(self.tx.send(frame)).await.map_err(|_| {
-                self.hint.written(bytes);
+            Box::pin(self.0.tx.send(frame)).await.map_err(|_| {
+                self.0.hint.written(bytes);
                 NotQueued
             })
         }
@@ -66,15 +70,20 @@ impl Outbox {
     /// Queues `frame` if there is room now.
     pub fn try_send(&self, frame: OutFrame) -> Result<(), NotQueued> {
         let bytes = frame.budget_len();
-        self.hint.queued(bytes);
-        self.tx.try_send(frame).map_err(|_| {
-            self.hint.written(bytes);
+        self.0.hint.queued(bytes);
+        self.0.tx.try_send(frame).map_err(|_| {
+            self.0.hint.written(bytes);
             NotQueued
         })
     }
 
     /// Bytes queued and not yet written.
     pub fn unwritten(&self) -> usize {
-        self.hint.unwritten()
+        self.0.hint.unwritten()
+    }
+
+    /// The connection's calls in flight and bytes queued, shared with its writer.
+    pub fn hint(&self) -> &BusyHint {
+        &self.0.hint
     }
 }

@@ -23,9 +23,8 @@ use crate::compression::{Accepted, Encoding, Outgoing};
 use crate::metrics::Side;
 use crate::protocol::codec::decode_header;
 use crate::protocol::limits::MetadataTooLarge;
-use crate::protocol::writer::BusyHint;
 use crate::protocol::{
-    metadata_from_wire, metadata_to_wire, Frame, OutFrame, RequestHeader, ResponseHeader,
+    metadata_from_wire, metadata_to_wire, Frame, OutFrame, Outbox, RequestHeader, ResponseHeader,
 };
 use crate::server::dispatch::quote;
 use crate::server::layer::stack::{Call, Outcome};
@@ -129,10 +128,8 @@ impl Connection {
         let serve = self.shared.stack.clone().serve(call);
         let max_frame_size = self.shared.config.max_frame_size;
         let outgoing = self.shared.config.compression.outgoing();
-        let tx = turn.tx.clone();
-        let busy = BusyGuard::enter(self.busy.clone());
+        let replier = Replier::enter(turn.tx.clone());
         serve.then(move |outcome| async move {
-            let _busy = busy;
             if let Ok(reply) = &outcome {
                 if outgoing.choose(reply.get_ref().len(), accepted).is_some() {
                     // Compressed off the connection's reader, which polls a call inline.
@@ -140,7 +137,7 @@ impl Connection {
                 }
             }
             let reply = reply_frame(id, outcome, max_frame_size, (outgoing, accepted));
-            let _ = tx.send(reply).await;
+            let _ = replier.0.send(reply).await;
         })
     }
 
@@ -313,19 +310,20 @@ fn metadata_refusal(e: &MetadataTooLarge) -> Status {
     ))
 }
 
-/// Counts a call in flight on the connection until dropped (also when the call is aborted).
-struct BusyGuard(Arc<BusyHint>);
+/// Where a call's reply goes (the connection's queue), counting the call in flight on the
+/// connection until dropped (also when the call is aborted).
+struct Replier(Outbox);
 
-impl BusyGuard {
-    fn enter(hint: Arc<BusyHint>) -> BusyGuard {
-        hint.enter();
-        BusyGuard(hint)
+impl Replier {
+    fn enter(tx: Outbox) -> Replier {
+        tx.hint().enter();
+        Replier(tx)
     }
 }
 
-impl Drop for BusyGuard {
+impl Drop for Replier {
     fn drop(&mut self) {
-        self.0.leave();
+        self.0.hint().leave();
     }
 }
 
