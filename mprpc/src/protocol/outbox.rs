@@ -50,20 +50,23 @@ impl Outbox {
         frame: OutFrame,
     ) -> impl std::future::Future<Output = Result<(), NotQueued>> + Send + '_ {
         async move {
-            let bytes = frame.budget_len();
-            self.0.hint.queued(bytes);
+            // Counted from here, so that a provider pauses reading for replies waiting for
+            // room too; taken back if the frame is not queued after all, also if this
+            // future is dropped while it waits.
+            let counted = Counted::new(&self.0.hint, frame.budget_len());
             let frame = match self.0.tx.try_send(frame) {
-                Ok(()) => return Ok(()),
-                Err(mpsc::error::TrySendError::Full(frame)) => frame,
-                Err(mpsc::error::TrySendError::Closed(_)) => {
-                    self.0.hint.written(bytes);
-                    return Err(NotQueued);
+                Ok(()) => {
+                    counted.keep();
+                    return Ok(());
                 }
+                Err(mpsc::error::TrySendError::Full(frame)) => frame,
+                Err(mpsc::error::TrySendError::Closed(_)) => return Err(NotQueued),
             };
-            Box::pin(self.0.tx.send(frame)).await.map_err(|_| {
-                self.0.hint.written(bytes);
-                NotQueued
-            })
+            Box::pin(self.0.tx.send(frame))
+                .await
+                .map_err(|_| NotQueued)?;
+            counted.keep();
+            Ok(())
         }
     }
 
@@ -85,5 +88,72 @@ impl Outbox {
     /// The connection's calls in flight and bytes queued, shared with its writer.
     pub fn hint(&self) -> &BusyHint {
         &self.0.hint
+    }
+}
+
+/// A frame's bytes counted as queued in the hint, until it is queued ([`Counted::keep`]: the
+/// writer then subtracts them) or not (dropped: subtracted here).
+struct Counted<'a> {
+    hint: &'a BusyHint,
+    bytes: usize,
+}
+
+impl<'a> Counted<'a> {
+    fn new(hint: &'a BusyHint, bytes: usize) -> Counted<'a> {
+        hint.queued(bytes);
+        Counted { hint, bytes }
+    }
+
+    fn keep(mut self) {
+        self.bytes = 0;
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.hint.written(self.bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use std::task::Poll;
+
+    fn ping() -> OutFrame {
+        OutFrame::Ping(Bytes::from_static(b"12345678"))
+    }
+
+    #[tokio::test]
+    async fn a_send_dropped_while_it_waits_for_room_takes_its_bytes_back() {
+        let hint = Arc::new(BusyHint::default());
+        let (tx, mut rx) = Outbox::new(hint.clone());
+        for _ in 0..QUEUE_DEPTH {
+            tx.try_send(ping()).expect("room");
+        }
+        let queued = hint.unwritten();
+        assert_eq!(queued, QUEUE_DEPTH * ping().budget_len());
+        assert_eq!(tx.try_send(ping()), Err(NotQueued), "past the bound");
+        assert_eq!(hint.unwritten(), queued, "a refused frame is not counted");
+        {
+            let waiting = tx.send(ping());
+            tokio::pin!(waiting);
+            assert_eq!(futures_util::poll!(waiting.as_mut()), Poll::Pending);
+            assert!(hint.unwritten() > queued, "counted while it waits");
+        }
+        assert_eq!(
+            hint.unwritten(),
+            queued,
+            "taken back when the send is dropped"
+        );
+        // A send that waits and then gets its place stays counted.
+        let waiting = tx.send(ping());
+        tokio::pin!(waiting);
+        assert_eq!(futures_util::poll!(waiting.as_mut()), Poll::Pending);
+        assert!(rx.recv().await.is_some());
+        let sent = tokio::time::timeout(std::time::Duration::from_secs(10), waiting).await;
+        assert_eq!(sent.expect("a place was freed"), Ok(()));
+        assert_eq!(hint.unwritten(), queued + ping().budget_len());
     }
 }
