@@ -65,52 +65,40 @@ async fn first_item(
         .expect("the stream ends in time")
 }
 
+/// Reads the first item of a stream whose fake provider answers with one `MessageBatch`
+/// frame of `body`: it must be a failure, `Internal` (the provider's fault), saying `why`.
+async fn fails_as_internal(body: &'static [u8], why: &str) {
+    let status = first_item(move |id| batch_frame(id, body), ClientConfig::default())
+        .await
+        .expect_err("the batch is not handed on");
+    assert_eq!(status.code(), Code::Internal, "{status}");
+    assert!(status.message().contains(why), "{status}");
+}
+
 #[tokio::test]
 async fn a_length_past_the_end_of_its_batch_fails_that_stream_as_the_providers_fault() {
     // One good message (`08 01`), then one announcing 9 bytes with 3 left.
-    let body = b"\x00\x00\x00\x02\x08\x01\x00\x00\x00\x09abc";
-    let status = first_item(move |id| batch_frame(id, body), ClientConfig::default())
-        .await
-        .expect_err("a malformed batch is not read");
-    assert_eq!(status.code(), Code::Internal, "{status}");
-    assert!(
-        status.message().contains(
-            "a message at byte 6 of a MessageBatch frame announces 9 bytes, but only 3 remain"
-        ),
-        "{status}"
-    );
+    fails_as_internal(
+        b"\x00\x00\x00\x02\x08\x01\x00\x00\x00\x09abc",
+        "a message at byte 6 of a MessageBatch frame announces 9 bytes, but only 3 remain",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_batch_with_no_message_or_a_cut_length_fails_that_stream() {
-    let status = first_item(|id| batch_frame(id, b""), ClientConfig::default())
-        .await
-        .expect_err("an empty batch is not a run of messages");
-    assert_eq!(status.code(), Code::Internal, "{status}");
-    assert!(status.message().contains("carries no message"), "{status}");
-
-    let status = first_item(|id| batch_frame(id, b"\x00\x00"), ClientConfig::default())
-        .await
-        .expect_err("a cut prefix is not a run of messages");
-    assert_eq!(status.code(), Code::Internal, "{status}");
-    assert!(
-        status.message().contains("inside a length prefix"),
-        "{status}"
-    );
+    fails_as_internal(b"", "carries no message").await;
+    fails_as_internal(b"\x00\x00", "inside a length prefix").await;
 }
 
 #[tokio::test]
 async fn a_reply_that_is_not_its_message_type_fails_the_stream_as_internal() {
     // A well-framed run whose one message is a cut varint, not a `StreamReply`.
-    let body = b"\x00\x00\x00\x02\x08\xff";
-    let status = first_item(move |id| batch_frame(id, body), ClientConfig::default())
-        .await
-        .expect_err("a reply that does not decode is not handed on");
-    assert_eq!(status.code(), Code::Internal, "{status}");
-    assert!(
-        status.message().contains("cannot decode a streamed reply"),
-        "{status}"
-    );
+    fails_as_internal(
+        b"\x00\x00\x00\x02\x08\xff",
+        "cannot decode a streamed reply",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -304,21 +292,15 @@ async fn a_provider_reads_a_batch_of_requests_and_refuses_a_malformed_one() {
     assert_eq!(by_id(1).code, 0, "{headers:?}");
     let reply = StreamReply::decode(bodies[&1].clone()).unwrap();
     assert_eq!((reply.messages, reply.bytes), (3, 300));
-    assert_eq!(by_id(2).code, Code::InvalidArgument.as_i32(), "{headers:?}");
-    assert!(
-        by_id(2)
-            .message
-            .contains("announces 5 bytes, but only 2 remain"),
-        "{headers:?}"
-    );
     assert_eq!(by_id(3).code, 0, "the connection goes on: {headers:?}");
-    assert_eq!(by_id(4).code, Code::InvalidArgument.as_i32(), "{headers:?}");
-    assert!(
-        by_id(4)
-            .message
-            .contains("cannot decode a streamed message"),
-        "{headers:?}"
-    );
+    for (id, why) in [
+        (2, "announces 5 bytes, but only 2 remain"),
+        (4, "cannot decode a streamed message"),
+    ] {
+        let refused = by_id(id);
+        assert_eq!(refused.code, Code::InvalidArgument.as_i32(), "{headers:?}");
+        assert!(refused.message.contains(why), "{headers:?}");
+    }
     assert!(!all.contains(&FrameKind::GoAway), "{all:?}");
     server.shutdown().await.unwrap();
 }
