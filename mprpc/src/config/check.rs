@@ -52,7 +52,7 @@ impl<'a> Check<'a> {
         )
     }
 
-    /// A count of semaphore permits: from 1 to [`MAX_LIMIT`].
+    /// A limit on calls or connections: from 1 to [`MAX_LIMIT`].
     pub(super) fn limit(&self, value: usize, key: &str) -> Result<(), ConfigError> {
         self.that(
             (1..=MAX_LIMIT).contains(&value),

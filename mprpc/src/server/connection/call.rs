@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::FutureExt;
 
-use super::{broken, stream, Connection, Ending, Turn};
+use super::{broken, stream, Connection, Ending, InFlight, Turn};
 use crate::compression::{Accepted, Encoding, Outgoing};
 use crate::metrics::Side;
 use crate::protocol::codec::decode_header;
@@ -159,8 +159,8 @@ impl Connection {
         let in_flight = turn.in_flight.clone();
         let mut guard = lock(turn.in_flight);
         let handle = turn.calls.spawn(async move {
+            let _entry = Entry { in_flight, id };
             work.await;
-            lock(&in_flight).remove(&id);
         });
         guard.insert(id, handle.abort_handle());
     }
@@ -308,6 +308,25 @@ fn metadata_refusal(e: &MetadataTooLarge) -> Status {
          (max_metadata_entries {}, max_metadata_bytes {})",
         e.entries, e.bytes, e.limits.max_entries, e.limits.max_bytes
     ))
+}
+
+/// A waiting call's entry in the table of calls a `Cancel` can stop, removed when its task
+/// ends, however it ends (also if its reply's encoding panics). Only the entry of this task:
+/// a peer that reuses the id once the reply is out may already have put a new call under it.
+struct Entry {
+    in_flight: InFlight,
+    id: u64,
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        let mut table = lock(&self.in_flight);
+        let ours = tokio::task::try_id()
+            .is_some_and(|task| table.get(&self.id).is_some_and(|h| h.id() == task));
+        if ours {
+            table.remove(&self.id);
+        }
+    }
 }
 
 /// Where a call's reply goes (the connection's queue), counting the call in flight on the
