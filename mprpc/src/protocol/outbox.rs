@@ -72,12 +72,10 @@ impl Outbox {
 
     /// Queues `frame` if there is room now.
     pub fn try_send(&self, frame: OutFrame) -> Result<(), NotQueued> {
-        let bytes = frame.budget_len();
-        self.0.hint.queued(bytes);
-        self.0.tx.try_send(frame).map_err(|_| {
-            self.0.hint.written(bytes);
-            NotQueued
-        })
+        let counted = Counted::new(&self.0.hint, frame.budget_len());
+        self.0.tx.try_send(frame).map_err(|_| NotQueued)?;
+        counted.keep();
+        Ok(())
     }
 
     /// Bytes queued and not yet written.
