@@ -11,6 +11,7 @@
 //! - [`Streaming`]: the stream of messages a handler or a caller reads;
 //! - `window.rs`: credit, on the sending and the receiving side;
 //! - `inbound.rs`: one stream's queue of received messages;
+//! - `in_place.rs`: one message of a run, decoded where it lies;
 //! - `table.rs`: a connection's open streams, fed by its reader;
 //! - `streaming.rs`: [`Streaming`], what reads a stream on either side;
 //! - `handler.rs`: what a provider hands a streaming handler, and how its replies are sent;
@@ -19,6 +20,7 @@
 
 mod batch;
 mod handler;
+mod in_place;
 mod inbound;
 mod streaming;
 mod table;

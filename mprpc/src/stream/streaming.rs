@@ -8,15 +8,15 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::buf::Take;
 use bytes::{Buf, Bytes};
 use futures_util::Stream;
 use prost::DecodeError;
 
+use super::in_place::InPlace;
 use super::inbound::{Chunk, End, Inbound, Next};
 use super::window::{charged, FRAME_CHARGE};
 use crate::metrics::{CallRecord, MethodMetrics};
-use crate::protocol::batch::{next_len, LEN_PREFIX};
+use crate::protocol::batch::LEN_PREFIX;
 use crate::{Metadata, Status};
 
 /// How a stream ended, as its end hook is told: its trailers, or its failure.
@@ -26,11 +26,11 @@ pub(crate) type Ending = Result<Metadata, Status>;
 const CHARGE_EVERY: u32 = 16;
 
 /// How a stream's messages are decoded: from the bytes of one message, in place in the buffer
-/// they came in (so a message sliced off a run costs no buffer of its own); and what a
+/// they came in (so a message of a run costs no buffer of its own); and what a
 /// message that does not decode fails the stream with. Kept apart, so that `decode` can hand
 /// on prost's own result as it is: the failure is built only when one happens.
 pub(crate) struct Decode<T> {
-    pub(crate) decode: fn(Take<&mut Bytes>) -> Result<T, DecodeError>,
+    pub(crate) decode: fn(&mut InPlace<'_>) -> Result<T, DecodeError>,
     pub(crate) invalid: fn(DecodeError) -> Status,
 }
 
@@ -44,7 +44,7 @@ impl<T> Copy for Decode<T> {}
 
 /// [`Decode`] for a stream of encoded messages: each message's bytes, as they are.
 pub(crate) fn encoded() -> Decode<Bytes> {
-    fn bytes(mut message: Take<&mut Bytes>) -> Result<Bytes, DecodeError> {
+    fn bytes(message: &mut InPlace<'_>) -> Result<Bytes, DecodeError> {
         let len = message.remaining();
         Ok(message.copy_to_bytes(len))
     }
@@ -67,8 +67,10 @@ pub struct Streaming<T> {
     /// Chunks taken from the queue in one go and not handed on yet (their credit is
     /// returned as their messages are).
     local: VecDeque<Chunk>,
-    /// What is left of the `MessageBatch` run being read, sliced a message at a time.
+    /// The `MessageBatch` run being read, a message at a time, in place...
     run: Bytes,
+    /// ... from here (its next message's length prefix).
+    at: usize,
     /// The credit and the count of the run's messages handed on, returned and counted
     /// together as its last one is.
     run_read: (usize, u64),
@@ -113,6 +115,7 @@ impl<T> Streaming<T> {
             inbound,
             local: VecDeque::new(),
             run: Bytes::new(),
+            at: 0,
             run_read: (0, 0),
             decode,
             deadline: None,
@@ -166,6 +169,7 @@ impl<T> Streaming<T> {
             inbound: self.inbound.clone(),
             local: std::mem::take(&mut self.local),
             run: std::mem::take(&mut self.run),
+            at: std::mem::take(&mut self.at),
             run_read: std::mem::take(&mut self.run_read),
             decode,
             deadline: self.deadline.take(),
@@ -194,54 +198,60 @@ impl<T> Streaming<T> {
     pub fn buffered_bytes(&self) -> usize {
         self.inbound.queued_bytes()
             + self.local.iter().map(|c| c.body.len()).sum::<usize>()
-            + self.run.len()
+            + (self.run.len() - self.at)
     }
 
     /// The next message already taken from the queue, decoded, if any: off the run being
     /// read, else the next chunk's.
     fn next_local(&mut self) -> Option<Result<T, Status>> {
         loop {
-            if let Some(len) = next_len(&mut self.run) {
-                let rest = self.run.len() - len;
-                let message =
-                    (self.decode.decode)((&mut self.run).take(len)).map_err(self.decode.invalid);
-                // What a failed decode left of the message.
-                if self.run.len() > rest {
-                    self.run.advance(self.run.len() - rest);
-                }
-                self.run_read.0 += LEN_PREFIX + len;
+            if let Some((start, end)) = self.next_in_run() {
+                self.at = end;
+                let message = (self.decode.decode)(&mut InPlace::new(&self.run, start, end))
+                    .map_err(self.decode.invalid);
+                self.run_read.0 += LEN_PREFIX + (end - start);
                 self.run_read.1 += 1;
-                if self.run.is_empty() {
+                if end == self.run.len() {
                     // Its last message: the run's credit goes back as it is handed on.
                     self.settle_run();
                 }
                 return Some(message);
             }
             self.settle_run();
-            let mut chunk = self.local.pop_front()?;
+            let chunk = self.local.pop_front()?;
             if chunk.batched {
                 self.run = chunk.body;
+                self.at = 0;
                 // The frame's own charge goes back with the run's last message.
                 self.run_read.0 += FRAME_CHARGE;
             } else {
                 self.inbound.returned(charged(chunk.body.len()));
                 self.count(1);
-                return Some(self.decode_whole(&mut chunk.body));
+                return Some(self.decode_whole(&chunk.body));
             }
         }
     }
 
+    /// Where the run's next message lies, after its length prefix (no further than the
+    /// run's end, if the prefix announces more); `None` with less than a prefix left.
+    #[inline]
+    fn next_in_run(&self) -> Option<(usize, usize)> {
+        let prefix = self.run.get(self.at..self.at + LEN_PREFIX)?;
+        let len = u32::from_be_bytes(prefix.try_into().expect("a prefix's length")) as usize;
+        let start = self.at + LEN_PREFIX;
+        Some((start, start + len.min(self.run.len() - start)))
+    }
+
     /// Decodes all of `body`, one message.
-    fn decode_whole(&self, body: &mut Bytes) -> Result<T, Status> {
-        let len = body.len();
-        (self.decode.decode)(body.take(len)).map_err(self.decode.invalid)
+    fn decode_whole(&self, body: &Bytes) -> Result<T, Status> {
+        (self.decode.decode)(&mut InPlace::whole(body)).map_err(self.decode.invalid)
     }
 
     /// Returns the credit of the run's messages handed on, and counts them; what is left of
     /// the run (nothing, for a run the reader checked) is dropped with its credit.
     fn settle_run(&mut self) {
         let (credit, count) = std::mem::take(&mut self.run_read);
-        let credit = credit + std::mem::take(&mut self.run).len();
+        let credit = credit + std::mem::take(&mut self.run).len() - std::mem::take(&mut self.at);
         if credit > 0 {
             self.inbound.returned(credit);
         }
@@ -343,7 +353,7 @@ impl<T> Streaming<T> {
                 self.end(Ok(trailers.clone()));
                 self.trailers = Some(trailers);
                 match body {
-                    Some(mut body) => Poll::Ready(Some(self.decode_whole(&mut body))),
+                    Some(body) => Poll::Ready(Some(self.decode_whole(&body))),
                     None => Poll::Ready(None),
                 }
             }
