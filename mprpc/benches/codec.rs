@@ -53,7 +53,16 @@ fn encode(c: &mut Criterion) {
         group.bench_function(format!("request_head/{name}"), |b| {
             b.iter(|| {
                 buf.clear();
-                let body = OutFrame::Request(request_header(7), body.clone()).encode_head(&mut buf);
+                let body =
+                    OutFrame::Request(request_header(7), body.clone()).encode_head(&mut buf, false);
+                black_box((&buf, body));
+            });
+        });
+        group.bench_function(format!("request_head_compact/{name}"), |b| {
+            b.iter(|| {
+                buf.clear();
+                let body =
+                    OutFrame::Request(request_header(7), body.clone()).encode_head(&mut buf, true);
                 black_box((&buf, body));
             });
         });

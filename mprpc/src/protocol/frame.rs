@@ -1,9 +1,13 @@
-//! Frame layout: the 12-byte fixed header, the frame kinds, and the protobuf headers.
+//! Frame layout: the 12-byte fixed header, the frame kinds, and the protobuf headers (and
+//! their compact form, `compact.rs`).
 
 use bytes::{Bytes, BytesMut};
 use prost::Message;
 
+use self::compact::{CompactRequest, CompactResponse};
 use crate::{Body, Metadata};
+
+pub(crate) mod compact;
 
 /// The first two bytes of every frame: `"mp"`.
 pub const MAGIC: [u8; 2] = *b"mp";
@@ -43,6 +47,12 @@ pub enum FrameKind {
     /// ([`RequestHeader::batches`]), and only while the sender has credit; its whole body
     /// counts against it.
     MessageBatch = 10,
+    /// A call, its header laid out compactly (`compact.rs`): sent only to a provider that
+    /// has answered with a [`FrameKind::CompactResponse`].
+    CompactRequest = 11,
+    /// An answer, its header laid out compactly (`compact.rs`): sent only to a caller that
+    /// reads them ([`RequestHeader::compact`], or a compact request).
+    CompactResponse = 12,
 }
 
 impl FrameKind {
@@ -59,6 +69,8 @@ impl FrameKind {
             8 => FrameKind::HalfClose,
             9 => FrameKind::WindowUpdate,
             10 => FrameKind::MessageBatch,
+            11 => FrameKind::CompactRequest,
+            12 => FrameKind::CompactResponse,
             _ => return None,
         })
     }
@@ -162,6 +174,10 @@ pub struct RequestHeader {
     /// The caller's span id: the provider's span's parent.
     #[prost(fixed64, tag = "14")]
     pub span_id: u64,
+    /// The caller reads [`FrameKind::CompactResponse`] frames, and sends
+    /// [`FrameKind::CompactRequest`] frames once its provider has answered with one.
+    #[prost(bool, tag = "15")]
+    pub compact: bool,
 }
 
 impl RequestHeader {
@@ -338,9 +354,26 @@ impl OutFrame {
     }
 
     /// Appends the fixed header and the protobuf header to `dst`, and returns the body,
-    /// which the caller appends or writes on its own (large bodies are not copied).
-    pub fn encode_head(self, dst: &mut BytesMut) -> Body {
+    /// which the caller appends or writes on its own (large bodies are not copied). With
+    /// `compact` (the peer reads them), a request or a response goes in a compact frame.
+    pub fn encode_head(self, dst: &mut BytesMut, compact: bool) -> Body {
         match self {
+            OutFrame::Request(h, body) if compact && CompactRequest::fits(&h) => {
+                let header = CompactRequest::new(h);
+                let len = header.len();
+                dst.reserve(FIXED_HEADER_LEN + len);
+                put_fixed(dst, FrameKind::CompactRequest, len, body.len());
+                header.put(dst);
+                body
+            }
+            OutFrame::Response(h, body) if compact => {
+                let header = CompactResponse::new(h);
+                let len = header.len();
+                dst.reserve(FIXED_HEADER_LEN + len);
+                put_fixed(dst, FrameKind::CompactResponse, len, body.len());
+                header.put(dst);
+                body
+            }
             OutFrame::Request(h, body) => put_head(dst, FrameKind::Request, &h, body),
             OutFrame::Response(h, body) => put_head(dst, FrameKind::Response, &h, body),
             OutFrame::Cancel(h) => put_head(dst, FrameKind::Cancel, &h, Body::new()),
@@ -385,7 +418,7 @@ impl OutFrame {
 
     /// Encodes the whole frame into `dst` (tests and small tools).
     pub fn encode(self, dst: &mut BytesMut) {
-        let body = self.encode_head(dst);
+        let body = self.encode_head(dst, false);
         for part in body.parts() {
             dst.extend_from_slice(part);
         }

@@ -41,13 +41,16 @@ const MAX_SLICES: usize = 64;
 /// What a connection's owner and its writer share: calls in flight, maintained by the
 /// owner (the writer waits for company when there are several), and the bytes of frames
 /// queued but not yet written (the [`Outbox`](super::outbox::Outbox) adds, the writer
-/// subtracts), so that a provider can stop reading a client that does not read.
+/// subtracts), so that a provider can stop reading a client that does not read; and whether
+/// the peer reads compact headers.
 #[derive(Debug, Default)]
 pub struct BusyHint {
     calls: AtomicUsize,
     unwritten: AtomicUsize,
     /// Set while the owner waits in [`BusyHint::drained_to`].
     waiting: AtomicBool,
+    /// The peer reads compact requests or responses (`compact.rs`): the writer sends them.
+    compact: AtomicBool,
     drained: Notify,
 }
 
@@ -65,6 +68,19 @@ impl BusyHint {
     /// Calls in flight now.
     pub fn count(&self) -> usize {
         self.calls.load(Ordering::Relaxed)
+    }
+
+    /// The peer has shown that it reads compact headers: requests and responses are
+    /// written compactly from now on.
+    pub fn speak_compact(&self) {
+        if !self.compact.load(Ordering::Relaxed) {
+            self.compact.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether requests and responses are written compactly.
+    pub fn compact(&self) -> bool {
+        self.compact.load(Ordering::Relaxed)
     }
 
     /// A frame of `bytes` ([`OutFrame::budget_len`]) is about to be queued.
@@ -205,7 +221,7 @@ where
         loop {
             while let Some(frame) = next.take() {
                 pending += frame.budget_len();
-                let body = frame.encode_head(&mut buf);
+                let body = frame.encode_head(&mut buf, hint.compact());
                 if body.len() >= COPY_LIMIT {
                     write_all_parts(&mut io, &buf, &body).await?;
                     buf.clear();

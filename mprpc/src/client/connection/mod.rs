@@ -34,6 +34,7 @@ use crate::compression::{decompress, Accepted, Encoding};
 use crate::config::ClientConfig;
 use crate::hash::IdMap;
 use crate::metrics::{Metrics, Side};
+use crate::protocol::frame::compact::REQUEST_FIXED;
 use crate::protocol::writer::{write_loop, BusyHint};
 use crate::protocol::{metadata_to_wire, CancelHeader, OutFrame, Outbox, RequestHeader};
 use crate::stream::{StreamTable, Windows};
@@ -56,7 +57,8 @@ fn check_fits(header: &RequestHeader, body: usize, max: usize) -> Result<(), Sta
     if body.saturating_add(HEADER_ROOM) <= max {
         return Ok(());
     }
-    let size = prost::Message::encoded_len(header) + body;
+    // Either form of the header: a compact one is at most its fixed part longer.
+    let size = prost::Message::encoded_len(header) + REQUEST_FIXED + body;
     if size > max {
         return Err(Status::resource_exhausted(format!(
             "the request's frame of {size} bytes (its header and message) exceeds the maximum \
@@ -406,6 +408,7 @@ fn request_header(
         timeout_us: timeout.map_or(0, |t| t.as_micros().max(1) as u64),
         metadata: metadata_to_wire(metadata),
         sent_unix_us: unix_now_us(),
+        compact: true,
         ..RequestHeader::default()
     };
     header.set_trace(trace);

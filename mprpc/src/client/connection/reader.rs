@@ -10,11 +10,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::{CallError, ConnShared, PONG_ROOM};
 use crate::compression::Encoding;
+use crate::protocol::codec::compact::{protobuf_part, response_header};
 use crate::protocol::codec::decode_header;
 use crate::protocol::limits::{MetadataLimits, MetadataTooLarge};
 use crate::protocol::{
     metadata_from_wire, Frame, FrameDecoder, FrameKind, FrameReader, GoAwayHeader, OutFrame,
-    ProtocolError, ResponseHeader,
+    ProtocolError,
 };
 use crate::status::{printable, MAX_PEER_MESSAGE};
 use crate::sync::lock;
@@ -80,7 +81,7 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
             shared.last_read_ms.store(ms, Ordering::Relaxed);
         }
         match frame.kind {
-            FrameKind::Response => {
+            FrameKind::Response | FrameKind::CompactResponse => {
                 if let Err(reason) = on_response(&shared, frame) {
                     break reason;
                 }
@@ -113,7 +114,10 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
                     break reason;
                 }
             }
-            FrameKind::Request | FrameKind::Cancel | FrameKind::HalfClose => {
+            FrameKind::Request
+            | FrameKind::CompactRequest
+            | FrameKind::Cancel
+            | FrameKind::HalfClose => {
                 break Status::internal(format!(
                     "protocol error: provider {} sent a {:?} frame",
                     shared.address, frame.kind
@@ -130,12 +134,16 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
 fn on_response(shared: &ConnShared, frame: Frame) -> Result<(), Status> {
     // Counted like the provider counts requests' (before decoding a large header).
     let limits = MetadataLimits::default();
-    if let Err(e) = limits.check_encoded(&frame.header, 4) {
+    if let Err(e) = limits.check_encoded(protobuf_part(&frame), 4) {
         fail_call(shared, &e);
         return Ok(());
     }
-    let header = decode_header::<ResponseHeader>(&frame)
+    let header = response_header(&frame)
         .map_err(|e| Status::internal(format!("from {}: {e}", shared.address)))?;
+    if frame.kind == FrameKind::CompactResponse {
+        // The provider reads compact requests.
+        shared.tx.hint().speak_compact();
+    }
     if let Err(e) = limits.check_decoded(header.request_id, &header.metadata) {
         fail_call(shared, &e);
         return Ok(());

@@ -23,6 +23,7 @@ use super::frame::{Frame, FrameKind, FIXED_HEADER_LEN, MAGIC, VERSION};
 use super::pool;
 use crate::Status;
 
+pub mod compact;
 mod reader;
 
 pub use reader::FrameReader;
@@ -60,6 +61,14 @@ pub enum ProtocolError {
         /// What prost said (in the message; not a `source()`, so it is printed once).
         error: prost::DecodeError,
     },
+    /// A compact header shorter than its fixed fields, or than the names it announces.
+    #[error("malformed {kind:?} header: {reason}")]
+    ShortHeader {
+        /// The frame kind.
+        kind: FrameKind,
+        /// What is missing.
+        reason: &'static str,
+    },
     /// The socket failed.
     #[error("i/o error: {0}")]
     Io(io::Error),
@@ -79,7 +88,7 @@ impl ProtocolError {
             ProtocolError::UnsupportedVersion { .. } => "unsupported_version",
             ProtocolError::UnknownKind(_) => "unknown_kind",
             ProtocolError::FrameTooLarge { .. } => "frame_too_large",
-            ProtocolError::BadHeader { .. } => "bad_header",
+            ProtocolError::BadHeader { .. } | ProtocolError::ShortHeader { .. } => "bad_header",
             ProtocolError::Io(_) => "io",
         }
     }

@@ -24,6 +24,7 @@ fn sample_frames() -> Vec<OutFrame> {
                 trace_id_high: 0x0123_4567_89ab_cdef,
                 trace_id_low: 0xfedc_ba98_7654_3210,
                 span_id: 42,
+                compact: true,
             },
             Bytes::from_static(b"\x0a\x03bob").into(),
         ),
@@ -98,6 +99,7 @@ fn documented_login_request_bytes() {
             trace_id_high: 0,
             trace_id_low: 0,
             span_id: 0,
+            compact: false,
         },
         Bytes::from_static(b"\x0a\x09zhang san\x12\x03123").into(),
     )
@@ -254,10 +256,10 @@ fn garbage_is_refused_at_the_first_byte() {
 
 #[test]
 fn a_kind_past_the_known_ones_is_refused_by_number() {
-    let mut buf = BytesMut::from(&b"mp\x01\x0b\x00\x00\x00\x00\x00\x00\x00\x00"[..]);
+    let mut buf = BytesMut::from(&b"mp\x01\x0d\x00\x00\x00\x00\x00\x00\x00\x00"[..]);
     let err = FrameDecoder::new(1024).decode(&mut buf).unwrap_err();
-    assert!(matches!(err, ProtocolError::UnknownKind(11)), "{err}");
-    assert_eq!(err.to_string(), "unknown frame kind 11");
+    assert!(matches!(err, ProtocolError::UnknownKind(13)), "{err}");
+    assert_eq!(err.to_string(), "unknown frame kind 13");
 }
 
 #[test]

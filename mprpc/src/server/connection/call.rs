@@ -21,7 +21,7 @@ use futures_util::FutureExt;
 use super::{broken, stream, Connection, Ending, InFlight, Turn};
 use crate::compression::{Accepted, Encoding, Outgoing};
 use crate::metrics::Side;
-use crate::protocol::codec::decode_header;
+use crate::protocol::codec::compact::{protobuf_part, request_header};
 use crate::protocol::limits::MetadataTooLarge;
 use crate::protocol::{
     metadata_from_wire, metadata_to_wire, Frame, OutFrame, Outbox, RequestHeader, ResponseHeader,
@@ -181,10 +181,14 @@ impl Connection {
         // A large header is counted before it is decoded: one of a million entries is never
         // built. A small one is counted once decoded.
         let limits = self.shared.config.metadata_limits();
-        if let Err(e) = limits.check_encoded(&frame.header, 5) {
+        if let Err(e) = limits.check_encoded(protobuf_part(&frame), 5) {
             return Ok(Admitted::Refused(e.id, metadata_refusal(&e)));
         }
-        let header: RequestHeader = decode_header(&frame).map_err(broken)?;
+        let header = request_header(&frame).map_err(broken)?;
+        if header.compact {
+            // The caller reads compact responses (and a compact request says so too).
+            self.busy.speak_compact();
+        }
         if let Err(e) = limits.check_decoded(header.request_id, &header.metadata) {
             return Ok(Admitted::Refused(e.id, metadata_refusal(&e)));
         }

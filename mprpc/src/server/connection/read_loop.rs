@@ -139,7 +139,7 @@ impl Connection {
         }
         for frame in batch.drain(..) {
             match frame.kind {
-                FrameKind::Request => {
+                FrameKind::Request | FrameKind::CompactRequest => {
                     match self.on_request(frame, caller_gone, &cancelled, turn)? {
                         Step::Nothing => {}
                         Step::Reply(reply) => {
@@ -156,7 +156,7 @@ impl Connection {
                 | FrameKind::HalfClose
                 | FrameKind::WindowUpdate => stream::on_frame(frame, turn)?,
                 FrameKind::Cancel | FrameKind::Ping | FrameKind::Pong | FrameKind::GoAway => {}
-                FrameKind::Response => {
+                FrameKind::Response | FrameKind::CompactResponse => {
                     return Err(Ending::Broken(
                         "unexpected_frame",
                         Status::internal("protocol error: a client sent a response frame"),
