@@ -48,7 +48,7 @@ fn echo_header(id: u64, compact: bool) -> RequestHeader {
 /// An `Echo` request for `message`, its header compact if `compact_frame`.
 fn echo(id: u64, message: &str, compact_header: bool, compact_frame: bool) -> BytesMut {
     let body = EchoRequest {
-        payload: message.as_bytes().to_vec().into(),
+        payload: message.as_bytes().to_vec(),
         ..EchoRequest::default()
     }
     .encode_to_vec();
@@ -148,7 +148,7 @@ async fn a_compact_header_shorter_than_it_says_closes_only_its_own_connection() 
         async move {
             client
                 .echo(EchoRequest {
-                    payload: message.as_bytes().to_vec().into(),
+                    payload: message.as_bytes().to_vec(),
                     ..EchoRequest::default()
                 })
                 .await
