@@ -100,8 +100,12 @@ pub struct MetadataEntry {
 
 /// Metadata as a header carries it (the pairs move; no copy of the strings).
 pub fn metadata_to_wire(metadata: Metadata) -> Vec<MetadataEntry> {
-    metadata
-        .into_entries()
+    let entries = metadata.into_entries();
+    // Most calls have none: skip the conversion's setup (four times a call).
+    if entries.is_empty() {
+        return Vec::new();
+    }
+    entries
         .into_iter()
         .map(|(key, value)| MetadataEntry { key, value })
         .collect()
@@ -109,6 +113,9 @@ pub fn metadata_to_wire(metadata: Metadata) -> Vec<MetadataEntry> {
 
 /// Metadata out of a header's pairs.
 pub fn metadata_from_wire(entries: Vec<MetadataEntry>) -> Metadata {
+    if entries.is_empty() {
+        return Metadata::default();
+    }
     Metadata::from_entries(entries.into_iter().map(|e| (e.key, e.value)).collect())
 }
 
