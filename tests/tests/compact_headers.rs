@@ -278,3 +278,80 @@ async fn a_consumer_sends_compact_requests_only_once_its_provider_answered_compa
         assert_eq!(kinds, expected, "provider answering compactly: {compact}");
     }
 }
+
+fn big_metadata() -> Vec<mprpc::protocol::MetadataEntry> {
+    (0..100)
+        .map(|i| mprpc::protocol::MetadataEntry {
+            key: format!("k{i}"),
+            value: "v".repeat(200),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn metadata_over_the_limit_in_a_compact_request_is_refused_to_its_call() {
+    let (addr, _server) = start().await;
+    let mut stream = TcpStream::connect(&addr).await.unwrap();
+    let header = RequestHeader {
+        metadata: big_metadata(),
+        ..echo_header(9, true)
+    };
+    let mut buf = BytesMut::new();
+    let _ = OutFrame::Request(header, mprpc::Body::new()).encode_head(&mut buf, true);
+    stream.write_all(&buf).await.unwrap();
+    // Refused before its header is read, in either form (the caller reads both).
+    let (_, header, _) = next_answer(&mut stream).await;
+    assert_eq!(header.request_id, 9, "the refusal reaches the call");
+    assert_eq!(header.code, mprpc::Code::ResourceExhausted as i32);
+    // The connection still serves calls.
+    stream
+        .write_all(&echo(10, "ten", true, true))
+        .await
+        .unwrap();
+    let (_, header, message) = next_answer(&mut stream).await;
+    assert_eq!((header.request_id, header.code, &*message), (10, 0, "ten"));
+}
+
+#[tokio::test]
+async fn metadata_over_the_limit_in_a_compact_response_fails_its_call_at_once() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let provider = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut decoder = FrameDecoder::new(1 << 20);
+        let mut buf = BytesMut::new();
+        loop {
+            if let Some(frame) = decoder.decode(&mut buf).expect("valid frames") {
+                let request = request_header(&frame).expect("a request");
+                let mut out = BytesMut::new();
+                OutFrame::Response(
+                    ResponseHeader {
+                        request_id: request.request_id,
+                        metadata: big_metadata(),
+                        ..ResponseHeader::default()
+                    },
+                    mprpc::Body::new(),
+                )
+                .encode_head(&mut out, true);
+                stream.write_all(&out).await.unwrap();
+                // Held open: the consumer must not need the connection to close.
+                let _ = tokio::time::timeout(LIMIT, stream.read_buf(&mut buf)).await;
+                return;
+            }
+            let read = tokio::time::timeout(LIMIT, stream.read_buf(&mut buf))
+                .await
+                .expect("a request in time")
+                .unwrap();
+            assert!(read > 0);
+        }
+    });
+    let client = EchoClient::new(Channel::to_address(address));
+    let status = tokio::time::timeout(LIMIT / 2, client.echo(EchoRequest::default()))
+        .await
+        .expect("the call ends long before the fake lets go of the connection")
+        .expect_err("metadata over the limit");
+    // The provider's fault, not the caller's.
+    assert_eq!(status.code(), mprpc::Code::Internal, "{status}");
+    assert!(status.message().contains("exceeds the limit"), "{status}");
+    provider.abort();
+}

@@ -81,7 +81,8 @@ impl FrameKind {
 pub struct Frame {
     /// What the frame is.
     pub kind: FrameKind,
-    /// The encoded protobuf header (decode it according to `kind`).
+    /// The encoded header (decode it according to `kind`: protobuf, or a compact header,
+    /// `codec/compact.rs`).
     pub header: Bytes,
     /// The payload.
     pub body: Bytes,
@@ -344,7 +345,8 @@ pub(crate) fn put_encoded(dst: &mut BytesMut, message: &impl Message, len: usize
 }
 
 impl OutFrame {
-    /// Bytes this frame takes on the wire.
+    /// Bytes this frame takes on the wire with a protobuf header (a compact one differs by
+    /// a few bytes).
     pub fn encoded_len(&self) -> usize {
         let (header, body) = match self {
             OutFrame::Request(h, b) => (h.encoded_len(), b.len()),

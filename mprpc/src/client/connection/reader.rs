@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{CallError, ConnShared, PONG_ROOM};
 use crate::compression::Encoding;
-use crate::protocol::codec::compact::{protobuf_part, response_header};
+use crate::protocol::codec::compact::{check_metadata, response_header};
 use crate::protocol::codec::decode_header;
 use crate::protocol::limits::{MetadataLimits, MetadataTooLarge};
 use crate::protocol::{
@@ -134,7 +134,7 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
 fn on_response(shared: &ConnShared, frame: Frame) -> Result<(), Status> {
     // Counted like the provider counts requests' (before decoding a large header).
     let limits = MetadataLimits::default();
-    if let Err(e) = limits.check_encoded(protobuf_part(&frame), 4) {
+    if let Err(e) = check_metadata(&limits, &frame, 4) {
         fail_call(shared, &e);
         return Ok(());
     }
@@ -224,7 +224,7 @@ fn fail_call(shared: &ConnShared, e: &MetadataTooLarge) {
     let waiter = lock(&shared.pending).waiters.remove(&e.id);
     if let Some(waiter) = waiter {
         let status = Status::internal(format!(
-            "provider {} sent a reply whose {e} of this consumer",
+            "provider {} sent a reply over this consumer's limit: {e}",
             shared.address
         ));
         let _ = waiter.send(Err(CallError::Failed(status)));

@@ -7,6 +7,7 @@ use prost::{DecodeError, Message};
 use super::{decode_header, ProtocolError};
 use crate::protocol::frame::compact::{REQUEST_FIXED, RESPONSE_FIXED};
 use crate::protocol::frame::{Frame, FrameKind, RequestHeader, ResponseHeader};
+use crate::protocol::limits::{MetadataLimits, MetadataTooLarge};
 
 fn word(header: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(header[at..at + 8].try_into().expect("eight bytes"))
@@ -28,15 +29,36 @@ pub fn response_header(frame: &Frame) -> Result<ResponseHeader, ProtocolError> {
     }
 }
 
-/// The protobuf part of a request's or a response's header: all of it, or a compact
-/// header's rest (empty if the header is too short to have one). What the metadata limits
-/// are checked on before the header is decoded.
-pub fn protobuf_part(frame: &Frame) -> &[u8] {
-    match frame.kind {
-        FrameKind::CompactRequest => request_rest(&frame.header),
-        FrameKind::CompactResponse => frame.header.get(RESPONSE_FIXED..).unwrap_or(&[]),
-        _ => &frame.header,
-    }
+/// Checks the metadata of a request's or a response's header before it is decoded
+/// ([`MetadataLimits::check_encoded`]; `field`: 5 for a request, 4 for a response): the
+/// protobuf header, or a compact header's protobuf rest, with the request id from its fixed
+/// place (the rest has none), so that the refusal reaches the call.
+pub fn check_metadata(
+    limits: &MetadataLimits,
+    frame: &Frame,
+    field: u32,
+) -> Result<(), MetadataTooLarge> {
+    let header = &frame.header[..];
+    let (part, id) = match frame.kind {
+        FrameKind::CompactRequest => (request_rest(header), fixed_id(header)),
+        FrameKind::CompactResponse => (
+            header.get(RESPONSE_FIXED..).unwrap_or(&[]),
+            fixed_id(header),
+        ),
+        _ => (header, None),
+    };
+    limits.check_encoded(part, field).map_err(|mut e| {
+        if let Some(id) = id {
+            e.id = id;
+        }
+        e
+    })
+}
+
+/// The request id at the start of a compact header, if it is that long.
+fn fixed_id(header: &[u8]) -> Option<u64> {
+    let bytes = header.get(..8)?;
+    Some(u64::from_le_bytes(bytes.try_into().expect("eight bytes")))
 }
 
 /// What is wrong with a compact header.
@@ -234,6 +256,47 @@ mod tests {
             );
             assert_eq!(decode_response(&encoded.freeze()).unwrap(), header);
         }
+    }
+
+    #[test]
+    fn metadata_over_the_limit_is_refused_to_the_request_id_at_its_fixed_place() {
+        let entries = (0..100)
+            .map(|i| MetadataEntry {
+                key: format!("k{i}"),
+                value: "v".repeat(200),
+            })
+            .collect();
+        let header = RequestHeader {
+            metadata: entries,
+            ..usual()
+        };
+        let frame = Frame {
+            kind: FrameKind::CompactRequest,
+            header: Bytes::from(request(header).unwrap()),
+            body: Bytes::new(),
+        };
+        let refused = check_metadata(&MetadataLimits::default(), &frame, 5).unwrap_err();
+        assert_eq!((refused.id, refused.entries), (77, 100));
+
+        let response = ResponseHeader {
+            request_id: 12,
+            metadata: (0..100)
+                .map(|i| MetadataEntry {
+                    key: format!("k{i}"),
+                    value: "v".repeat(200),
+                })
+                .collect(),
+            ..ResponseHeader::default()
+        };
+        let mut encoded = BytesMut::new();
+        CompactResponse::new(response).put(&mut encoded);
+        let frame = Frame {
+            kind: FrameKind::CompactResponse,
+            header: encoded.freeze(),
+            body: Bytes::new(),
+        };
+        let refused = check_metadata(&MetadataLimits::default(), &frame, 4).unwrap_err();
+        assert_eq!((refused.id, refused.entries), (12, 100));
     }
 
     #[test]

@@ -25,7 +25,7 @@
 //! ([`RequestHeader::compact`]), and sends compact requests once its provider has answered
 //! with a compact response.
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use prost::Message;
 
 use super::{put_encoded, RequestHeader, ResponseHeader};
@@ -35,19 +35,12 @@ pub(crate) const REQUEST_FIXED: usize = 52;
 /// Bytes of a compact response header before its rest.
 pub(crate) const RESPONSE_FIXED: usize = 12;
 
-/// Whether `header` holds a field besides those at fixed places.
-fn request_has_rest(header: &RequestHeader) -> bool {
-    !header.metadata.is_empty()
-        || header.kind != 0
-        || header.window != 0
-        || header.encoding != 0
-        || header.accept_encoding != 0
-        || header.batches
-}
-
 /// A request header, ready to be written compactly.
 pub(crate) struct CompactRequest {
-    header: RequestHeader,
+    /// `request_id`, `timeout_us`, `sent_unix_us`, `trace_id_high`, `trace_id_low`, `span_id`.
+    words: [u64; 6],
+    service: Bytes,
+    method: Bytes,
     /// The fields not at fixed places, and their encoded length, if any is set.
     rest: Option<(RequestHeader, usize)>,
 }
@@ -61,54 +54,72 @@ impl CompactRequest {
     }
 
     /// `header`, to be written compactly (if it [`fits`](Self::fits)).
-    pub(crate) fn new(mut header: RequestHeader) -> CompactRequest {
-        let rest = request_has_rest(&header).then(|| {
-            let rest = RequestHeader {
-                metadata: std::mem::take(&mut header.metadata),
-                kind: header.kind,
-                window: header.window,
-                encoding: header.encoding,
-                accept_encoding: header.accept_encoding,
-                batches: header.batches,
-                ..RequestHeader::default()
-            };
-            let len = rest.encoded_len();
-            (rest, len)
-        });
-        CompactRequest { header, rest }
+    pub(crate) fn new(header: RequestHeader) -> CompactRequest {
+        // Every field named, so that a field added to the header does not compile until it
+        // has a place here: at a fixed place, or in the rest.
+        let RequestHeader {
+            request_id,
+            service,
+            method,
+            timeout_us,
+            metadata,
+            sent_unix_us,
+            kind,
+            window,
+            encoding,
+            accept_encoding,
+            batches,
+            trace_id_high,
+            trace_id_low,
+            span_id,
+            // A compact request says so itself.
+            compact: _,
+        } = header;
+        let rest = RequestHeader {
+            metadata,
+            kind,
+            window,
+            encoding,
+            accept_encoding,
+            batches,
+            ..RequestHeader::default()
+        };
+        let len = rest.encoded_len();
+        CompactRequest {
+            words: [
+                request_id,
+                timeout_us,
+                sent_unix_us,
+                trace_id_high,
+                trace_id_low,
+                span_id,
+            ],
+            service,
+            method,
+            rest: (len > 0).then_some((rest, len)),
+        }
     }
 
     /// Its encoded length.
     pub(crate) fn len(&self) -> usize {
         REQUEST_FIXED
-            + self.header.service.len()
-            + self.header.method.len()
+            + self.service.len()
+            + self.method.len()
             + self.rest.as_ref().map_or(0, |(_, len)| *len)
     }
 
     /// Appends it to `dst`.
     pub(crate) fn put(&self, dst: &mut BytesMut) {
-        let h = &self.header;
         let mut fixed = [0u8; REQUEST_FIXED];
-        for (i, word) in [
-            h.request_id,
-            h.timeout_us,
-            h.sent_unix_us,
-            h.trace_id_high,
-            h.trace_id_low,
-            h.span_id,
-        ]
-        .into_iter()
-        .enumerate()
-        {
+        for (i, word) in self.words.into_iter().enumerate() {
             fixed[i * 8..i * 8 + 8].copy_from_slice(&word.to_le_bytes());
         }
-        // Both fit: checked by `new`.
-        fixed[48..50].copy_from_slice(&(h.service.len() as u16).to_le_bytes());
-        fixed[50..52].copy_from_slice(&(h.method.len() as u16).to_le_bytes());
+        // Both fit: checked by `fits`.
+        fixed[48..50].copy_from_slice(&(self.service.len() as u16).to_le_bytes());
+        fixed[50..52].copy_from_slice(&(self.method.len() as u16).to_le_bytes());
         dst.extend_from_slice(&fixed);
-        dst.extend_from_slice(&h.service);
-        dst.extend_from_slice(&h.method);
+        dst.extend_from_slice(&self.service);
+        dst.extend_from_slice(&self.method);
         if let Some((rest, len)) = &self.rest {
             put_encoded(dst, rest, *len);
         }
@@ -124,26 +135,32 @@ pub(crate) struct CompactResponse {
 
 impl CompactResponse {
     pub(crate) fn new(header: ResponseHeader) -> CompactResponse {
-        let has_rest = !header.message.is_empty()
-            || !header.metadata.is_empty()
-            || !header.details.is_empty()
-            || header.not_run
-            || header.encoding != 0
-            || header.accept_encoding != 0;
-        let (request_id, code) = (header.request_id, header.code);
-        let rest = has_rest.then(|| {
-            let rest = ResponseHeader {
-                request_id: 0,
-                code: 0,
-                ..header
-            };
-            let len = rest.encoded_len();
-            (rest, len)
-        });
+        // Every field named, as for a request.
+        let ResponseHeader {
+            request_id,
+            code,
+            message,
+            metadata,
+            details,
+            not_run,
+            encoding,
+            accept_encoding,
+        } = header;
+        let rest = ResponseHeader {
+            request_id: 0,
+            code: 0,
+            message,
+            metadata,
+            details,
+            not_run,
+            encoding,
+            accept_encoding,
+        };
+        let len = rest.encoded_len();
         CompactResponse {
             request_id,
             code,
-            rest,
+            rest: (len > 0).then_some((rest, len)),
         }
     }
 

@@ -21,7 +21,7 @@ use futures_util::FutureExt;
 use super::{broken, stream, Connection, Ending, InFlight, Turn};
 use crate::compression::{Accepted, Encoding, Outgoing};
 use crate::metrics::Side;
-use crate::protocol::codec::compact::{protobuf_part, request_header};
+use crate::protocol::codec::compact::{check_metadata, request_header};
 use crate::protocol::limits::MetadataTooLarge;
 use crate::protocol::{
     metadata_from_wire, metadata_to_wire, Frame, OutFrame, Outbox, RequestHeader, ResponseHeader,
@@ -181,7 +181,7 @@ impl Connection {
         // A large header is counted before it is decoded: one of a million entries is never
         // built. A small one is counted once decoded.
         let limits = self.shared.config.metadata_limits();
-        if let Err(e) = limits.check_encoded(protobuf_part(&frame), 5) {
+        if let Err(e) = check_metadata(&limits, &frame, 5) {
             return Ok(Admitted::Refused(e.id, metadata_refusal(&e)));
         }
         let header = request_header(&frame).map_err(broken)?;
