@@ -54,46 +54,33 @@ impl CompactRequest {
     }
 
     /// `header`, to be written compactly (if it [`fits`](Self::fits)).
-    pub(crate) fn new(header: RequestHeader) -> CompactRequest {
-        // Every field named, so that a field added to the header does not compile until it
-        // has a place here: at a fixed place, or in the rest.
-        let RequestHeader {
-            request_id,
-            service,
-            method,
-            timeout_us,
-            metadata,
-            sent_unix_us,
-            kind,
-            window,
-            encoding,
-            accept_encoding,
-            batches,
-            trace_id_high,
-            trace_id_low,
-            span_id,
-            // A compact request says so itself.
-            compact: _,
-        } = header;
+    pub(crate) fn new(mut header: RequestHeader) -> CompactRequest {
+        let words = [
+            header.request_id,
+            header.timeout_us,
+            header.sent_unix_us,
+            header.trace_id_high,
+            header.trace_id_low,
+            header.span_id,
+        ];
+        let service = std::mem::take(&mut header.service);
+        let method = std::mem::take(&mut header.method);
+        // The rest is the header without the fields at fixed places: a field added to the
+        // header goes into it without a change here.
         let rest = RequestHeader {
-            metadata,
-            kind,
-            window,
-            encoding,
-            accept_encoding,
-            batches,
-            ..RequestHeader::default()
+            request_id: 0,
+            timeout_us: 0,
+            sent_unix_us: 0,
+            trace_id_high: 0,
+            trace_id_low: 0,
+            span_id: 0,
+            // A compact request says so itself.
+            compact: false,
+            ..header
         };
         let len = rest.encoded_len();
         CompactRequest {
-            words: [
-                request_id,
-                timeout_us,
-                sent_unix_us,
-                trace_id_high,
-                trace_id_low,
-                span_id,
-            ],
+            words,
             service,
             method,
             rest: (len > 0).then_some((rest, len)),
@@ -135,26 +122,12 @@ pub(crate) struct CompactResponse {
 
 impl CompactResponse {
     pub(crate) fn new(header: ResponseHeader) -> CompactResponse {
-        // Every field named, as for a request.
-        let ResponseHeader {
-            request_id,
-            code,
-            message,
-            metadata,
-            details,
-            not_run,
-            encoding,
-            accept_encoding,
-        } = header;
+        let (request_id, code) = (header.request_id, header.code);
+        // As for a request: every other field, present or future, is in the rest.
         let rest = ResponseHeader {
             request_id: 0,
             code: 0,
-            message,
-            metadata,
-            details,
-            not_run,
-            encoding,
-            accept_encoding,
+            ..header
         };
         let len = rest.encoded_len();
         CompactResponse {
