@@ -73,17 +73,19 @@ pub fn check_batch(body: &[u8]) -> Result<usize, BadBatch> {
 /// `None` once it is empty. A body that was not checked is cut short rather than overrun
 /// (`None` with less than a length prefix left, a message cut at the end).
 pub fn next_batched(run: &mut Bytes) -> Option<Bytes> {
-    next_len(run).map(|len| run.split_to(len))
+    let message = message_at(run, 0)?;
+    run.advance(message.start);
+    Some(run.split_to(message.len()))
 }
 
-/// Takes the length prefix of the next message off the front of a batch body, and returns
-/// the message's length (what is left, if the prefix announces more); `None` with less than
-/// a prefix left. For a reader that decodes the message in place, from the body.
-pub fn next_len(run: &mut Bytes) -> Option<usize> {
-    if run.len() < LEN_PREFIX {
-        return None;
-    }
-    Some((run.get_u32() as usize).min(run.len()))
+/// Where the message whose length prefix starts at `at` in a batch body lies, after its
+/// prefix (no further than the body's end, if the prefix announces more); `None` with less
+/// than a prefix left. For a reader that decodes the message in place, from the body.
+pub fn message_at(run: &[u8], at: usize) -> Option<std::ops::Range<usize>> {
+    let prefix = run.get(at..at.checked_add(LEN_PREFIX)?)?;
+    let len = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
+    let start = at + LEN_PREFIX;
+    Some(start..start + len.min(run.len() - start))
 }
 
 /// Appends the head of a `MessageBatch` frame of stream `request_id` to `dst`, with a body

@@ -369,19 +369,15 @@ impl OutFrame {
         match self {
             OutFrame::Request(h, body) if compact && CompactRequest::fits(&h) => {
                 let header = CompactRequest::new(h);
-                let len = header.len();
-                dst.reserve(FIXED_HEADER_LEN + len);
-                put_fixed(dst, FrameKind::CompactRequest, len, body.len());
-                header.put(dst);
-                body
+                put_compact_head(dst, FrameKind::CompactRequest, header.len(), body, |dst| {
+                    header.put(dst)
+                })
             }
             OutFrame::Response(h, body) if compact => {
                 let header = CompactResponse::new(h);
-                let len = header.len();
-                dst.reserve(FIXED_HEADER_LEN + len);
-                put_fixed(dst, FrameKind::CompactResponse, len, body.len());
-                header.put(dst);
-                body
+                put_compact_head(dst, FrameKind::CompactResponse, header.len(), body, |dst| {
+                    header.put(dst)
+                })
             }
             OutFrame::Request(h, body) => put_head(dst, FrameKind::Request, &h, body),
             OutFrame::Response(h, body) => put_head(dst, FrameKind::Response, &h, body),
@@ -432,6 +428,22 @@ impl OutFrame {
             dst.extend_from_slice(part);
         }
     }
+}
+
+/// Appends a frame's fixed header and its compact header of `len` bytes (written by `put`)
+/// to `dst`; returns the body.
+#[inline]
+fn put_compact_head(
+    dst: &mut BytesMut,
+    kind: FrameKind,
+    len: usize,
+    body: Body,
+    put: impl FnOnce(&mut BytesMut),
+) -> Body {
+    dst.reserve(FIXED_HEADER_LEN + len);
+    put_fixed(dst, kind, len, body.len());
+    put(dst);
+    body
 }
 
 fn put_head<H: Message>(dst: &mut BytesMut, kind: FrameKind, header: &H, body: Body) -> Body {

@@ -16,7 +16,7 @@ use super::in_place::InPlace;
 use super::inbound::{Chunk, End, Inbound, Next};
 use super::window::{charged, FRAME_CHARGE};
 use crate::metrics::{CallRecord, MethodMetrics};
-use crate::protocol::batch::LEN_PREFIX;
+use crate::protocol::batch::{message_at, LEN_PREFIX};
 use crate::{Metadata, Status};
 
 /// How a stream ended, as its end hook is told: its trailers, or its failure.
@@ -205,7 +205,7 @@ impl<T> Streaming<T> {
     /// read, else the next chunk's.
     fn next_local(&mut self) -> Option<Result<T, Status>> {
         loop {
-            if let Some((start, end)) = self.next_in_run() {
+            if let Some(std::ops::Range { start, end }) = message_at(&self.run, self.at) {
                 self.at = end;
                 let message = (self.decode.decode)(&mut InPlace::new(&self.run, start, end))
                     .map_err(self.decode.invalid);
@@ -230,16 +230,6 @@ impl<T> Streaming<T> {
                 return Some(self.decode_whole(&chunk.body));
             }
         }
-    }
-
-    /// Where the run's next message lies, after its length prefix (no further than the
-    /// run's end, if the prefix announces more); `None` with less than a prefix left.
-    #[inline]
-    fn next_in_run(&self) -> Option<(usize, usize)> {
-        let prefix = self.run.get(self.at..self.at + LEN_PREFIX)?;
-        let len = u32::from_be_bytes(prefix.try_into().expect("a prefix's length")) as usize;
-        let start = self.at + LEN_PREFIX;
-        Some((start, start + len.min(self.run.len() - start)))
     }
 
     /// Decodes all of `body`, one message.
