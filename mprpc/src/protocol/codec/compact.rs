@@ -57,7 +57,8 @@ pub fn check_metadata(
 
 /// The request id at the start of a compact header, if it is that long.
 fn fixed_id(header: &[u8]) -> Option<u64> {
-    (header.len() >= 8).then(|| word(header, 0))
+    let bytes = header.get(..8)?;
+    Some(u64::from_le_bytes(bytes.try_into().expect("eight bytes")))
 }
 
 /// What is wrong with a compact header.
@@ -76,39 +77,31 @@ impl Malformed {
     }
 }
 
-/// Where a compact request header's names end (its protobuf rest begins), and the lengths
-/// of its service and method names; `None` if it is shorter than its fixed part.
-fn names(header: &[u8]) -> Option<(usize, usize, usize)> {
-    let lens = header.get(48..REQUEST_FIXED)?;
-    let service = usize::from(u16::from_le_bytes([lens[0], lens[1]]));
-    let method = usize::from(u16::from_le_bytes([lens[2], lens[3]]));
-    Some((REQUEST_FIXED + service + method, service, method))
-}
-
-/// The protobuf rest of a compact request header (empty if the header is shorter than its
-/// names).
+/// The protobuf rest of a compact request header.
 fn request_rest(header: &[u8]) -> &[u8] {
-    names(header)
-        .and_then(|(end, ..)| header.get(end..))
-        .unwrap_or(&[])
-}
-
-/// The protobuf rest of a compact header from `from` on, decoded (all its fields unset if
-/// it is empty).
-fn rest<H: Message + Default>(header: &Bytes, from: usize) -> Result<H, Malformed> {
-    if header.len() == from {
-        return Ok(H::default());
-    }
-    H::decode(header.slice(from..)).map_err(Malformed::Rest)
+    let Some(lens) = header.get(48..REQUEST_FIXED) else {
+        return &[];
+    };
+    let names = usize::from(u16::from_le_bytes([lens[0], lens[1]]))
+        + usize::from(u16::from_le_bytes([lens[2], lens[3]]));
+    header.get(REQUEST_FIXED + names..).unwrap_or(&[])
 }
 
 fn decode_request(header: &Bytes) -> Result<RequestHeader, Malformed> {
-    let (names_end, service_len, _) =
-        names(header).ok_or(Malformed::Short("shorter than its 52 fixed bytes"))?;
+    if header.len() < REQUEST_FIXED {
+        return Err(Malformed::Short("shorter than its 52 fixed bytes"));
+    }
+    let service_len = usize::from(u16::from_le_bytes([header[48], header[49]]));
+    let method_len = usize::from(u16::from_le_bytes([header[50], header[51]]));
+    let names_end = REQUEST_FIXED + service_len + method_len;
     if header.len() < names_end {
         return Err(Malformed::Short("shorter than the names it announces"));
     }
-    let mut decoded: RequestHeader = rest(header, names_end)?;
+    let mut decoded = if header.len() == names_end {
+        RequestHeader::default()
+    } else {
+        RequestHeader::decode(header.slice(names_end..)).map_err(Malformed::Rest)?
+    };
     decoded.request_id = word(header, 0);
     decoded.timeout_us = word(header, 8);
     decoded.sent_unix_us = word(header, 16);
@@ -126,7 +119,11 @@ fn decode_response(header: &Bytes) -> Result<ResponseHeader, Malformed> {
     if header.len() < RESPONSE_FIXED {
         return Err(Malformed::Short("shorter than its 12 fixed bytes"));
     }
-    let mut decoded: ResponseHeader = rest(header, RESPONSE_FIXED)?;
+    let mut decoded = if header.len() == RESPONSE_FIXED {
+        ResponseHeader::default()
+    } else {
+        ResponseHeader::decode(header.slice(RESPONSE_FIXED..)).map_err(Malformed::Rest)?
+    };
     decoded.request_id = word(header, 0);
     decoded.code = i32::from_le_bytes(header[8..12].try_into().expect("four bytes"));
     Ok(decoded)
