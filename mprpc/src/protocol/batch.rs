@@ -81,6 +81,7 @@ pub fn next_batched(run: &mut Bytes) -> Option<Bytes> {
 /// Where the message whose length prefix starts at `at` in a batch body lies, after its
 /// prefix (no further than the body's end, if the prefix announces more); `None` with less
 /// than a prefix left. For a reader that decodes the message in place, from the body.
+#[inline]
 pub fn message_at(run: &[u8], at: usize) -> Option<std::ops::Range<usize>> {
     let prefix = run.get(at..at.checked_add(LEN_PREFIX)?)?;
     let len = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;

@@ -10,10 +10,16 @@
 use bytes::{Buf, Bytes};
 
 /// The bytes `start..end` of `buf`, read front to back.
+///
+/// What is left to read is kept as a slice (`rest`), so that [`Buf::chunk`] and
+/// [`Buf::remaining`], which prost calls several times per field, are a load each, with no
+/// bounds check: the position in `buf` is worked out only when a `bytes` field is sliced off
+/// it ([`Buf::copy_to_bytes`]), from where the range ends.
 #[derive(Debug)]
 pub(crate) struct InPlace<'a> {
     buf: &'a Bytes,
-    pos: usize,
+    rest: &'a [u8],
+    /// Where the range ends in `buf`.
     end: usize,
 }
 
@@ -25,14 +31,9 @@ impl<'a> InPlace<'a> {
     /// If the range is not within `buf`.
     #[inline]
     pub(crate) fn new(buf: &'a Bytes, start: usize, end: usize) -> InPlace<'a> {
-        assert!(
-            start <= end && end <= buf.len(),
-            "{start}..{end} is not within {}",
-            buf.len()
-        );
         InPlace {
             buf,
-            pos: start,
+            rest: &buf[start..end],
             end,
         }
     }
@@ -42,7 +43,7 @@ impl<'a> InPlace<'a> {
     pub(crate) fn whole(buf: &'a Bytes) -> InPlace<'a> {
         InPlace {
             buf,
-            pos: 0,
+            rest: buf,
             end: buf.len(),
         }
     }
@@ -51,32 +52,32 @@ impl<'a> InPlace<'a> {
 impl Buf for InPlace<'_> {
     #[inline]
     fn remaining(&self) -> usize {
-        self.end - self.pos
+        self.rest.len()
     }
 
     #[inline]
     fn chunk(&self) -> &[u8] {
-        &self.buf[self.pos..self.end]
+        self.rest
     }
 
     #[inline]
     fn advance(&mut self, cnt: usize) {
         assert!(
-            cnt <= self.remaining(),
+            cnt <= self.rest.len(),
             "cannot advance past the message's end"
         );
-        self.pos += cnt;
+        self.rest = &self.rest[cnt..];
     }
 
     #[inline]
     fn copy_to_bytes(&mut self, len: usize) -> Bytes {
         assert!(
-            len <= self.remaining(),
+            len <= self.rest.len(),
             "cannot take more than the message has"
         );
-        let taken = self.buf.slice(self.pos..self.pos + len);
-        self.pos += len;
-        taken
+        let pos = self.end - self.rest.len();
+        self.rest = &self.rest[len..];
+        self.buf.slice(pos..pos + len)
     }
 }
 
