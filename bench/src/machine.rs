@@ -116,6 +116,9 @@ pub struct MachineCpu {
     pub busy: u64,
     /// All clock ticks, busy or idle.
     pub total: u64,
+    /// Ticks the hypervisor ran something else while this machine's CPUs wanted to run
+    /// (`steal`): time taken by the host, which slows every target at random.
+    pub steal: u64,
 }
 
 impl MachineCpu {
@@ -138,7 +141,17 @@ impl MachineCpu {
         MachineCpu {
             busy: total.saturating_sub(idle),
             total,
+            steal: *ticks.get(7).unwrap_or(&0),
         }
+    }
+
+    /// Between `self` and the later `end`: the share of all the machine's CPU time the host
+    /// took (steal), in percent. On a quiet host it is 0; a few percent or more means timed
+    /// figures of the run, and ratios between targets measured at different moments, moved
+    /// with the host's load.
+    pub fn steal_percent(&self, end: &MachineCpu) -> f64 {
+        let total = end.total.saturating_sub(self.total).max(1) as f64;
+        100.0 * end.steal.saturating_sub(self.steal) as f64 / total
     }
 
     /// Between `self` and the later `end`: the share of all the machine's CPU time not
@@ -178,7 +191,14 @@ mod tests {
         assert!(rss_kib(None).unwrap() > 0);
         assert!(cpu_ticks(None).is_some());
         let m = MachineCpu::take();
-        assert!(m.total >= m.busy && m.total > 0);
+        assert!(m.total >= m.busy && m.total > 0 && m.busy >= m.steal);
+        let later = MachineCpu {
+            total: m.total + 1000,
+            steal: m.steal + 50,
+            ..m
+        };
+        assert!((m.steal_percent(&later) - 5.0).abs() < 1e-9);
+        assert_eq!(m.steal_percent(&m), 0.0);
     }
 
     #[test]

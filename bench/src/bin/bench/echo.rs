@@ -229,12 +229,15 @@ pub(crate) fn run_echo(args: &EchoArgs) -> anyhow::Result<()> {
          MiB/s = payload MiB/s each way; p50/p99/p999 in µs; CPU s/1k = CPU seconds the server \
          (srv) and the client (cli) process used per 1,000 calls over the window; srv peak = the \
          server process's VmHWM; others % = the most CPU (share of all {} CPUs) that other \
-         processes used during any window of the point. The matrix took {:.0} s; other processes \
-         used about {:.0}% of the machine over it (outside the windows this includes the \
-         servers' start-up).",
+         processes used during any window of the point (with the host's steal and the kernel's \
+         interrupt work). The matrix took {:.0} s; other processes used about {:.0}% of the \
+         machine over it (outside the windows this includes the servers' start-up), and the \
+         host took {:.1}% of its CPU time (steal: above a few percent, timed figures and ratios \
+         moved with the host's load).",
         machine::cpu_count(),
         elapsed.as_secs_f64(),
         cpu_before.others_percent(&cpu_after, own + server_ticks as u64),
+        cpu_before.steal_percent(&cpu_after),
     );
     let mut checks = goals::check(&results);
     if let Some(options) = &streaming {

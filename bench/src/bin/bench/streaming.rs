@@ -41,11 +41,14 @@ pub(crate) fn run_streaming(options: &StreamingOptions) -> anyhow::Result<()> {
     }
     let runtime = runner::runtime("bench-client", 1)?;
     let started = std::time::Instant::now();
+    let cpu_before = machine::MachineCpu::take();
     let results = streaming::run(options, &runtime, pin);
     let _ = writeln!(
         out,
-        "- the run took {:.0} s",
-        started.elapsed().as_secs_f64()
+        "- the run took {:.0} s; the host took {:.1}% of the machine's CPU time (steal: above a \
+         few percent, the figures moved with the host's load)",
+        started.elapsed().as_secs_f64(),
+        cpu_before.steal_percent(&machine::MachineCpu::take()),
     );
     if !results.rates.is_empty() {
         let _ = writeln!(out, "\n## Throughput on one stream\n");
