@@ -23,6 +23,7 @@ const MAX_TOKEN_BYTES: usize = 4096;
 
 /// An authenticated caller.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Principal {
     /// A bearer token, by the name the provider's config gives it.
     Token(String),

@@ -12,6 +12,7 @@ const ZSTD_LEVEL: i32 = 3;
 
 /// Why a message could not be decompressed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DecompressError {
     /// It decompresses to more than the limit.
     #[error("the message decompresses to more than the maximum of {limit} bytes")]

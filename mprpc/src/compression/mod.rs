@@ -21,6 +21,7 @@ use crate::Body;
 /// A compression algorithm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Encoding {
     /// gzip (RFC 1952), which every HTTP and gRPC peer knows.
     Gzip,

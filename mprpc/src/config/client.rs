@@ -79,6 +79,7 @@ pub struct ClientConfig {
 /// How a consumer spreads calls over the providers of a service.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum LoadBalance {
     /// Each provider in turn.
     #[default]

@@ -20,6 +20,7 @@ pub const FIXED_HEADER_LEN: usize = 12;
 /// What a frame is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
+#[non_exhaustive]
 pub enum FrameKind {
     /// A call: [`RequestHeader`] + the encoded request message.
     Request = 1,

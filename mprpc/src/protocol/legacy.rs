@@ -50,6 +50,7 @@ pub struct LegacyRequest {
 
 /// A request that cannot be taken.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum LegacyError {
     /// The header size is zero or over [`MAX_HEADER_LEN`].
     #[error("a header of {0} bytes (the original's headers are 1 to {MAX_HEADER_LEN} bytes)")]

@@ -41,6 +41,7 @@ pub const TLS_HANDSHAKE_BYTE: u8 = 0x16;
 
 /// Why TLS could not be set up. Messages name the file, never its contents.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TlsError {
     /// A file could not be read, or holds nothing usable.
     #[error("TLS file {path} {message}")]
