@@ -109,6 +109,10 @@ pub fn cpu_ticks(pid: Option<u32>) -> Option<u64> {
     Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
 }
 
+/// Steal (see [`MachineCpu::steal`]) above this share of the machine's CPU time makes a run's
+/// timed figures suspect.
+pub const NOISY_STEAL_PERCENT: f64 = 2.0;
+
 /// The whole machine's CPU time counters (all CPUs), from `/proc/stat`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct MachineCpu {
@@ -152,6 +156,21 @@ impl MachineCpu {
     pub fn steal_percent(&self, end: &MachineCpu) -> f64 {
         let total = end.total.saturating_sub(self.total).max(1) as f64;
         100.0 * end.steal.saturating_sub(self.steal) as f64 / total
+    }
+
+    /// The warning a run's goals get when the host took more than [`NOISY_STEAL_PERCENT`] of
+    /// the machine's CPU time between `self` and the later `end`; `None` on a quiet host.
+    pub fn steal_warning(&self, end: &MachineCpu) -> Option<String> {
+        let steal = self.steal_percent(end);
+        (steal > NOISY_STEAL_PERCENT).then(|| {
+            format!(
+                "**The host took {steal:.1}% of the machine's CPU time during this run (steal).** \
+                 Every timed figure moved with its load, and targets measured at different \
+                 moments were slowed by different amounts: a line may PASS or MISS by that \
+                 alone. Repeat the run on a quiet host, or compare instruction counts \
+                 (`callcount` under callgrind)."
+            )
+        })
     }
 
     /// Between `self` and the later `end`: the share of all the machine's CPU time not
@@ -199,6 +218,9 @@ mod tests {
         };
         assert!((m.steal_percent(&later) - 5.0).abs() < 1e-9);
         assert_eq!(m.steal_percent(&m), 0.0);
+        assert!(m.steal_warning(&m).is_none());
+        let warning = m.steal_warning(&later).expect("5% of steal is noisy");
+        assert!(warning.contains("5.0%"), "{warning}");
     }
 
     #[test]

@@ -248,6 +248,9 @@ pub(crate) fn run_echo(args: &EchoArgs) -> anyhow::Result<()> {
         )?);
     }
     let _ = writeln!(out, "\n## Goals\n");
+    if let Some(warning) = cpu_before.steal_warning(&machine::MachineCpu::take()) {
+        let _ = writeln!(out, "{warning}\n");
+    }
     let _ = write!(out, "{}", goals::table(&checks));
     print!("{out}");
     if let Some(path) = &args.output {

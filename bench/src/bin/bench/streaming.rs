@@ -43,12 +43,13 @@ pub(crate) fn run_streaming(options: &StreamingOptions) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let cpu_before = machine::MachineCpu::take();
     let results = streaming::run(options, &runtime, pin);
+    let cpu_after = machine::MachineCpu::take();
     let _ = writeln!(
         out,
         "- the run took {:.0} s; the host took {:.1}% of the machine's CPU time (steal: above a \
          few percent, the figures moved with the host's load)",
         started.elapsed().as_secs_f64(),
-        cpu_before.steal_percent(&machine::MachineCpu::take()),
+        cpu_before.steal_percent(&cpu_after),
     );
     if !results.rates.is_empty() {
         let _ = writeln!(out, "\n## Throughput on one stream\n");
@@ -63,6 +64,9 @@ pub(crate) fn run_streaming(options: &StreamingOptions) -> anyhow::Result<()> {
         );
     }
     let _ = writeln!(out, "\n## Goals\n");
+    if let Some(warning) = cpu_before.steal_warning(&cpu_after) {
+        let _ = writeln!(out, "{warning}\n");
+    }
     let _ = write!(
         out,
         "{}",
