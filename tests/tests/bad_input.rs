@@ -340,6 +340,107 @@ async fn a_client_behind_on_its_replies_is_read_no_further_until_it_catches_up()
     server.shutdown().await.unwrap();
 }
 
+/// `n` Echo calls for replies of 1 KiB: small enough that the provider's reader writes
+/// them itself (`protocol/direct.rs`), `n` KiB in all.
+fn small_calls(n: u64) -> BytesMut {
+    use prost::Message;
+    let request = EchoRequest {
+        payload: vec![3; 1024],
+        ..EchoRequest::default()
+    };
+    echo_calls(n, Bytes::from(request.encode_to_vec()))
+}
+
+/// A connection to `addr` whose receive buffer is small, so that the provider's replies
+/// back up into its own socket soon.
+async fn connect_with_small_window(addr: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(8 * 1024).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_reads_its_small_replies_late_gets_every_one_whole() {
+    let (addr, server, _service, metrics) = start_with_metrics(ServerConfig::default()).await;
+    let (mut rd, mut wr) = connect_with_small_window(addr).await.into_split();
+    // 20 MiB of replies: far more than the sockets hold, so the reader's own writes stop
+    // part-way through a frame and go on as the client reads.
+    let n = 20_000;
+    let buf = small_calls(n);
+    let sender = tokio::spawn(async move { wr.write_all(&buf).await.map(|()| wr) });
+    wait_until(
+        "the provider's reader waits for the client to read its replies",
+        Duration::from_secs(20),
+        || metrics.snapshot().read_pauses > 0,
+    )
+    .await;
+    let mut answered: Vec<u64> = read_replies(&mut rd, n as usize)
+        .await
+        .into_iter()
+        .map(|reply| {
+            assert_eq!(reply.code, 0, "{}", reply.message);
+            reply.request_id
+        })
+        .collect();
+    answered.sort_unstable();
+    assert_eq!(answered, (1..=n).collect::<Vec<_>>());
+    let snapshot = metrics.snapshot();
+    assert!(snapshot.rejected.is_empty(), "{:?}", snapshot.rejected);
+    assert_eq!(snapshot.server_write_timeouts, 0);
+    sender.await.unwrap().unwrap();
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_its_small_replies_is_cut_off_after_the_write_timeout() {
+    let (addr, server, _service, metrics) = start_with_metrics(ServerConfig {
+        write_timeout: Duration::from_secs(1),
+        ..ServerConfig::default()
+    })
+    .await;
+    let (greedy_rd, mut greedy_wr) = connect_with_small_window(addr).await.into_split();
+    let buf = small_calls(20_000);
+    let sender = tokio::spawn(async move {
+        // Fails once the provider gives up on the connection.
+        let _ = greedy_wr.write_all(&buf).await;
+        greedy_wr
+    });
+    wait_until(
+        "the provider's reader waits for the greedy client to read",
+        Duration::from_secs(20),
+        || metrics.snapshot().read_pauses > 0,
+    )
+    .await;
+    // Meanwhile another client is served in full.
+    let client = EchoClient::new(Channel::to_address(addr.to_string()));
+    for i in 0..100 {
+        let reply = client
+            .echo(EchoRequest {
+                payload: format!("call {i}").into_bytes(),
+                ..EchoRequest::default()
+            })
+            .await
+            .expect("a well-behaved client is served");
+        assert_eq!(reply.payload, format!("call {i}").into_bytes());
+    }
+    // And after `write_timeout` with no byte read, the greedy connection is closed.
+    wait_until(
+        "the greedy connection closed",
+        Duration::from_secs(15),
+        || metrics.snapshot().server_connections == 1,
+    )
+    .await;
+    assert_eq!(metrics.snapshot().server_write_timeouts, 1);
+    drop(greedy_rd);
+    drop(sender.await.unwrap());
+    // The well-behaved client's connection still serves.
+    client
+        .echo(EchoRequest::default())
+        .await
+        .expect("served after the greedy client is gone");
+    server.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_that_never_reads_fails_the_calls_after_the_write_timeout() {
     // A "provider" that accepts and then reads nothing.

@@ -20,11 +20,13 @@
 //!   fields by reference);
 //! - [`outbox`]: the sending end of a connection's write queue, which counts its bytes;
 //! - [`writer`]: the task that owns a socket's write half and coalesces frames;
+//! - `direct`: the replies a provider's reader writes itself when the socket is free;
 //! - [`limits`]: bounds on what a header may carry, checked before it is decoded;
 //! - [`legacy`]: the original C++ mprpc's requests, for its callers (one call a connection).
 
 pub mod batch;
 pub mod codec;
+pub(crate) mod direct;
 pub(crate) mod encode;
 pub mod frame;
 pub mod legacy;

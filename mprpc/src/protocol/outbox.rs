@@ -78,6 +78,20 @@ impl Outbox {
         Ok(())
     }
 
+    /// Queues `frame` if there is room now, or gives it back if the queue is full (a frame
+    /// for a closed queue is dropped: the connection is closing).
+    pub fn try_send_or_return(&self, frame: OutFrame) -> Result<(), OutFrame> {
+        let counted = Counted::new(&self.0.hint, frame.budget_len());
+        match self.0.tx.try_send(frame) {
+            Ok(()) => {
+                counted.keep();
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Full(frame)) => Err(frame),
+            Err(mpsc::error::TrySendError::Closed(_)) => Ok(()),
+        }
+    }
+
     /// Bytes queued and not yet written.
     pub fn unwritten(&self) -> usize {
         self.0.hint.unwritten()

@@ -26,6 +26,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, Notify};
 use tokio_io_timeout::TimeoutWriter;
 
+use super::direct::WriteLock;
 use super::frame::OutFrame;
 use crate::Body;
 
@@ -52,6 +53,8 @@ pub struct BusyHint {
     /// The peer reads compact requests or responses (`compact.rs`): the writer sends them.
     compact: AtomicBool,
     drained: Notify,
+    /// Who writes to the socket now: the writer task, or the reader (`super::direct`).
+    write_lock: WriteLock,
 }
 
 impl BusyHint {
@@ -118,6 +121,11 @@ impl BusyHint {
                 self.drained.notify_waiters();
             }
         }
+    }
+
+    /// Who writes to the socket now.
+    pub(crate) fn write_lock(&self) -> &WriteLock {
+        &self.write_lock
     }
 
     fn busy(&self) -> bool {
@@ -223,6 +231,7 @@ where
                 pending += frame.budget_len();
                 let body = frame.encode_head(&mut buf, hint.compact());
                 if body.len() >= COPY_LIMIT {
+                    let _writing = hint.write_lock().lock().await?;
                     write_all_parts(&mut io, &buf, &body).await?;
                     buf.clear();
                     hint.written(pending);
@@ -250,6 +259,7 @@ where
             frames += 1;
         }
         if !buf.is_empty() {
+            let _writing = hint.write_lock().lock().await?;
             io.write_all(&buf).await?;
             buf.clear();
         }
@@ -259,6 +269,7 @@ where
             buf = BytesMut::new();
         }
     }
+    let _writing = hint.write_lock().lock().await?;
     io.flush().await?;
     io.shutdown().await
 }

@@ -55,13 +55,14 @@ pub(super) enum Step {
     Nothing,
     /// This reply goes out at once (a refusal).
     Reply(OutFrame),
-    /// This call's work starts ([`Connection::start`]).
-    Start(u64, CallWork),
+    /// This call's work starts ([`Connection::start`]); a call of this kind.
+    Start(u64, CallWork, MethodKind),
 }
 
 /// A call's work, boxed once: its first poll runs on the reader, the rest (if any) in a task
-/// of its own, and a box moves as a pointer (the work itself is about a kilobyte).
-pub(super) type CallWork = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+/// of its own, and a box moves as a pointer (the work itself is about a kilobyte). It ends
+/// with the call's reply frame.
+pub(super) type CallWork = std::pin::Pin<Box<dyn Future<Output = OutFrame> + Send>>;
 
 impl Connection {
     /// Decides what becomes of the request in `frame`: refused, dropped, or its work to
@@ -101,26 +102,25 @@ impl Connection {
             let limits = (max_frame_size, counters);
             stream::open(turn, (id, kind, window, batches), &mut call.request, limits)
         });
-        let work = self.work(call, (id, accepted), turn);
+        let work = self.work(call, (id, accepted));
         let work: CallWork = match stream {
             // A unary call's future has nothing more in it than before streams existed.
             None => Box::pin(work),
             Some(stream) => Box::pin(async move {
                 let _stream = stream;
-                work.await;
+                work.await
             }),
         };
-        Ok(Step::Start(id, work))
+        Ok(Step::Start(id, work, kind))
     }
 
-    /// The call's work: the stack (which decompresses its body), then the reply (compressed
-    /// if both sides want it, in the call's own task).
+    /// The call's work: the stack (which decompresses its body), then the reply frame
+    /// (compressed if both sides want it, in the call's own task).
     fn work(
         &self,
         call: Call,
         (id, accepted): (u64, Accepted),
-        turn: &Turn<'_>,
-    ) -> impl Future<Output = ()> + Send {
+    ) -> impl Future<Output = OutFrame> + Send {
         // The stack's future, then the reply's, as the two states of one `Then` (which holds
         // one or the other): in an async block, the call (or the stack's future) would take
         // its room twice, once captured and once moved to be awaited, and the task is boxed
@@ -128,7 +128,6 @@ impl Connection {
         let serve = self.shared.stack.clone().serve(call);
         let max_frame_size = self.shared.config.max_frame_size;
         let outgoing = self.shared.config.compression.outgoing();
-        let replier = Replier::enter(turn.tx.clone());
         serve.then(move |outcome| async move {
             if let Ok(reply) = &outcome {
                 if outgoing.choose(reply.get_ref().len(), accepted).is_some() {
@@ -136,23 +135,38 @@ impl Connection {
                     tokio::task::yield_now().await;
                 }
             }
-            let reply = reply_frame(id, outcome, max_frame_size, (outgoing, accepted));
-            let _ = replier.0.send(reply).await;
+            reply_frame(id, outcome, max_frame_size, (outgoing, accepted))
         })
     }
 
-    /// Runs the first poll of `work` here, and the rest in a task of its own if it has to
-    /// wait.
-    pub(super) async fn start(&self, mut work: CallWork, id: u64, turn: &Turn<'_>) {
+    /// Runs the first poll of `work` here, and returns its reply if that finished it; if it
+    /// has to wait, the rest runs in a task of its own, which queues the reply.
+    pub(super) async fn start(
+        &self,
+        mut work: CallWork,
+        id: u64,
+        turn: &Turn<'_>,
+    ) -> Option<OutFrame> {
         // A deliberate choice: the call's first poll runs right here, on the connection's
         // reader. A handler that answers without waiting (most do) then costs no task spawn
         // and no extra wake-up; one that waits is moved to a task of its own and runs in
         // parallel with the rest. (A handler that computes for long without awaiting
         // should use `spawn_blocking`, as anywhere in tokio.)
+        let hint = turn.tx.hint();
+        hint.enter();
         let first = std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await;
-        if first.is_ready() {
-            return;
+        if let Poll::Ready(reply) = first {
+            hint.leave();
+            return Some(reply);
         }
+        self.wait_for(work, id, turn);
+        None
+    }
+
+    /// Moves a call that has to wait to a task of its own, which queues its reply when done.
+    /// The call is counted in flight on the connection already (its task counts it out).
+    pub(super) fn wait_for(&self, work: CallWork, id: u64, turn: &Turn<'_>) {
+        let replier = Replier(turn.tx.clone());
         // Only a call that waits is in the table of calls a `Cancel` can stop, so only its task
         // removes its entry when done (a call answered in its first poll takes no lock). Spawned
         // while holding the lock, so that the task cannot remove its entry before it exists.
@@ -160,7 +174,8 @@ impl Connection {
         let mut guard = lock(turn.in_flight);
         let handle = turn.calls.spawn(async move {
             let _entry = Entry { in_flight, id };
-            work.await;
+            let reply = work.await;
+            let _ = replier.0.send(reply).await;
         });
         guard.insert(id, handle.abort_handle());
     }
@@ -333,16 +348,10 @@ impl Drop for Entry {
     }
 }
 
-/// Where a call's reply goes (the connection's queue), counting the call in flight on the
-/// connection until dropped (also when the call is aborted).
+/// Where a waiting call's reply goes (the connection's queue); the call, counted in flight
+/// on the connection as it started, is counted out when this is dropped (also when the call
+/// is aborted).
 struct Replier(Outbox);
-
-impl Replier {
-    fn enter(tx: Outbox) -> Replier {
-        tx.hint().enter();
-        Replier(tx)
-    }
-}
 
 impl Drop for Replier {
     fn drop(&mut self) {

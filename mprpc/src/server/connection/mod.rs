@@ -2,10 +2,13 @@
 //!
 //! The read loop takes in every frame already readable (a *batch*), then acts on it: cancels
 //! first, then calls, so that a call whose caller cancelled it, or went away, in the same
-//! read never starts ([`call`] admits and starts each call). Call tasks hand their replies to
-//! the connection's writer task ([`crate::protocol::writer`]) through an
-//! [`Outbox`], which counts every byte queued against the connection's budget
-//! (`max_unwritten_bytes`): past it the loop reads nothing more until the client has read.
+//! read never starts ([`call`] admits and starts each call). On a plain TCP socket the small
+//! replies of the calls answered while the batch was read are written by the loop itself at
+//! the end of the batch, when the writer task is not writing ([`crate::protocol::direct`]).
+//! Other replies, and those of call tasks, go to the connection's writer task
+//! ([`crate::protocol::writer`]) through an [`Outbox`], which counts every byte queued
+//! against the connection's budget (`max_unwritten_bytes`): past it the loop reads nothing
+//! more until the client has read.
 //!
 //! A malformed stream, or a frame trickled in too slowly, gets a `GoAway` frame naming the
 //! problem (logged within a rate limit, see [`super::complaints`]), after which the
@@ -50,6 +53,25 @@ use crate::{Code, Status};
 pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
+
+/// The read half of what a connection runs on: a plain TCP socket lets the reader write the
+/// replies it answered itself (`crate::protocol::direct`).
+pub(crate) trait ReadSide: AsyncRead + Unpin + Send + 'static {
+    /// The socket, when the reader may write to it.
+    fn socket(&self) -> Option<&TcpStream>;
+}
+
+impl ReadSide for tokio::net::tcp::OwnedReadHalf {
+    fn socket(&self) -> Option<&TcpStream> {
+        Some(self.as_ref())
+    }
+}
+
+impl<S: Io> ReadSide for tokio::io::ReadHalf<S> {
+    fn socket(&self) -> Option<&TcpStream> {
+        None
+    }
+}
 
 /// Read buffer size to start with; it grows for larger frames.
 const READ_CAPACITY: usize = 16 * 1024;
@@ -169,7 +191,7 @@ impl Connection {
 
     async fn run<R, W>(mut self, rd: R, wr: W)
     where
-        R: AsyncRead + Unpin + Send + 'static,
+        R: ReadSide,
         W: AsyncWrite + Unpin + Send + 'static,
     {
         let peer = self.peer;
@@ -276,12 +298,19 @@ impl Connection {
         let peer = self.peer;
         match writer.await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
-                self.shared.metrics.write_timed_out(Side::Server);
-                self.shared.complaints.warn("write_timeout", peer, &e);
-            }
-            Ok(Err(e)) => tracing::debug!(%peer, "write failed: {e}"),
+            Ok(Err(e)) => self.write_failed(&e),
             Err(e) => tracing::error!(%peer, "writer task failed: {e}"),
+        }
+    }
+
+    /// Reports a failed write (by the writer task or the reader).
+    fn write_failed(&self, e: &std::io::Error) {
+        let peer = self.peer;
+        if e.kind() == std::io::ErrorKind::TimedOut {
+            self.shared.metrics.write_timed_out(Side::Server);
+            self.shared.complaints.warn("write_timeout", peer, e);
+        } else {
+            tracing::debug!(%peer, "write failed: {e}");
         }
     }
 }

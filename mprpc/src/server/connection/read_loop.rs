@@ -15,15 +15,17 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use futures_util::{FutureExt, StreamExt};
-use tokio::io::AsyncRead;
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::call::Step;
-use super::{broken, go_away, stream, Connection, Ending, Turn};
+use super::{broken, go_away, stream, Connection, Ending, ReadSide, Turn};
 use crate::protocol::codec::decode_header;
+use crate::protocol::direct::Direct;
 use crate::protocol::{
     CancelHeader, Frame, FrameDecoder, FrameKind, FrameReader, OutFrame, ProtocolError,
 };
+use crate::stream::MethodKind;
 use crate::sync::lock;
 use crate::{Code, Status};
 
@@ -34,7 +36,7 @@ const BATCH_BYTES: usize = 1024 * 1024;
 
 impl Connection {
     /// Reads frames and acts on them until the connection has to end, and says why.
-    pub(super) async fn read_loop<R: AsyncRead + Unpin>(
+    pub(super) async fn read_loop<R: ReadSide>(
         &mut self,
         frames: &mut FrameReader<R>,
         mut turn: Turn<'_>,
@@ -50,6 +52,7 @@ impl Connection {
         let unwritten_limit = config.max_unwritten_bytes;
         let mut paused = false;
         let mut batch = Vec::new();
+        let mut direct = Direct::new(self.busy.clone());
         let force_close = self.force_close.clone().cancelled_owned();
         tokio::pin!(force_close);
         let write_failed = writer_failed.clone().cancelled_owned();
@@ -91,7 +94,14 @@ impl Connection {
                     }
                     // A caller that closed the connection has given up on every call.
                     let caller_gone = matches!(end, Some(Ending::PeerClosed | Ending::Abort));
-                    if let Err(ending) = self.on_batch(&mut batch, caller_gone, &turn).await {
+                    let mut replies = Replies { direct: &mut direct, socket: frames.get_ref().socket() };
+                    let acted = self.on_batch(&mut batch, caller_gone, &turn, &mut replies).await;
+                    // What the batch answered goes out before anything the loop does next
+                    // (a go-away included).
+                    if let Err(ending) = self.flush(&mut replies).await {
+                        return ending;
+                    }
+                    if let Err(ending) = acted {
                         return ending;
                     }
                     if let Some(end) = end {
@@ -127,6 +137,7 @@ impl Connection {
         batch: &mut Vec<Frame>,
         caller_gone: bool,
         turn: &Turn<'_>,
+        replies: &mut Replies<'_>,
     ) -> Result<(), Ending> {
         let mut cancelled = Vec::new();
         for frame in batch.iter().filter(|f| f.kind == FrameKind::Cancel) {
@@ -142,14 +153,17 @@ impl Connection {
                 FrameKind::Request | FrameKind::CompactRequest => {
                     match self.on_request(frame, caller_gone, &cancelled, turn)? {
                         Step::Nothing => {}
-                        Step::Reply(reply) => {
-                            let _ = turn.tx.send(reply).await;
+                        Step::Reply(reply) => self.reply(reply, turn, replies).await?,
+                        Step::Start(id, work, kind) => {
+                            if let Some(reply) = self.start(work, id, turn).await {
+                                self.answer(reply, (id, kind), turn, replies).await?;
+                            }
                         }
-                        Step::Start(id, work) => self.start(work, id, turn).await,
                     }
                 }
                 FrameKind::Ping if !caller_gone => {
-                    let _ = turn.tx.send(OutFrame::Pong(frame.body)).await;
+                    self.reply(OutFrame::Pong(frame.body), turn, replies)
+                        .await?;
                 }
                 FrameKind::Message
                 | FrameKind::MessageBatch
@@ -165,6 +179,80 @@ impl Connection {
             }
         }
         Ok(())
+    }
+
+    /// Sends `frame`, written by the reader at the end of the batch if it can be.
+    async fn reply(
+        &self,
+        frame: OutFrame,
+        turn: &Turn<'_>,
+        replies: &mut Replies<'_>,
+    ) -> Result<(), Ending> {
+        if replies.socket.is_none() {
+            let _ = turn.tx.send(frame).await;
+            return Ok(());
+        }
+        match replies.direct.put(frame) {
+            Ok(()) => Ok(()),
+            Err(frame) => self.queue(frame, turn, replies).await,
+        }
+    }
+
+    /// Sends the reply of a call answered in its first poll: written by the reader at the end
+    /// of the batch if it can be (a unary call's: a stream's final reply goes after its
+    /// messages, which are queued), else queued, and if the queue is full, handed to a task
+    /// that waits for room (the call then stays in flight on the connection, as one that
+    /// waits does, and the reader reads on).
+    async fn answer(
+        &self,
+        reply: OutFrame,
+        (id, kind): (u64, MethodKind),
+        turn: &Turn<'_>,
+        replies: &mut Replies<'_>,
+    ) -> Result<(), Ending> {
+        let reply = match replies.socket {
+            Some(_) if kind == MethodKind::Unary => match replies.direct.put(reply) {
+                Ok(()) => return Ok(()),
+                Err(reply) => reply,
+            },
+            _ => reply,
+        };
+        self.flush(replies).await?;
+        if let Err(reply) = turn.tx.try_send_or_return(reply) {
+            turn.tx.hint().enter();
+            self.wait_for(Box::pin(std::future::ready(reply)), id, turn);
+        }
+        Ok(())
+    }
+
+    /// Queues `frame` for the writer task, once the reader has written what it gathered (the
+    /// writer cannot make room in the queue while the reader may write).
+    async fn queue(
+        &self,
+        frame: OutFrame,
+        turn: &Turn<'_>,
+        replies: &mut Replies<'_>,
+    ) -> Result<(), Ending> {
+        self.flush(replies).await?;
+        let _ = turn.tx.send(frame).await;
+        Ok(())
+    }
+
+    /// Writes what the reader gathered ([`Direct`]); a failure ends the connection.
+    async fn flush(&self, replies: &mut Replies<'_>) -> Result<(), Ending> {
+        let Some(socket) = replies.socket else {
+            return Ok(());
+        };
+        let metrics = &self.shared.metrics;
+        let stall_limit = self.shared.config.write_timeout;
+        let written = replies
+            .direct
+            .finish(socket, stall_limit, || metrics.read_paused())
+            .await;
+        written.map_err(|e| {
+            self.write_failed(&e);
+            Ending::Abort
+        })
     }
 
     /// Looks at what happened since the loop last looked (a plain function: it runs twice
@@ -194,6 +282,13 @@ impl Connection {
             .send(go_away(Code::Unavailable, "provider is shutting down"))
             .await;
     }
+}
+
+/// Where a batch's replies go: written by the reader itself when it reads a plain TCP
+/// socket ([`Direct`]), else queued for the writer task.
+struct Replies<'a> {
+    direct: &'a mut Direct,
+    socket: Option<&'a TcpStream>,
 }
 
 /// What the flags say.
