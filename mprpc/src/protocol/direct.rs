@@ -11,11 +11,13 @@
 //!
 //! Who writes is decided by a [`WriteLock`] that the writer task takes around each of its
 //! writes as well: a frame is never split by another's bytes, whoever wrote its first byte
-//! writes its last. The reader only ever *tries* the lock: if the writer holds it (it is
-//! writing, or waiting for a slow peer), the batch's replies go through the queue as before.
-//! If the socket takes only part of the batch, the reader writes the rest as the peer makes
-//! room, reading nothing meanwhile (the peer is behind on its replies; the stall limit ends
-//! a peer that reads nothing at all).
+//! writes its last. The reader only *tries* the lock, and only when nothing is queued: if the
+//! writer holds it (it is writing, or waiting for a slow peer) or has frames to write, the
+//! batch's frames are queued behind them, as one frame of bytes already encoded. If the
+//! socket takes only part of the batch, the reader writes the rest as the peer makes room,
+//! reading nothing meanwhile (the peer is behind on its replies; the stall limit ends a peer
+//! that reads nothing at all). A writer that fails or is dropped part-way through a frame
+//! fails the lock for good: nobody writes after a cut frame.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,9 +31,9 @@ use tokio::sync::Notify;
 use super::frame::OutFrame;
 use super::writer::BusyHint;
 
-/// Bodies at least this large go through the writer, which writes them from their own
-/// buffers instead of copying them.
-const BODY_LIMIT: usize = 16 * 1024;
+/// Frames this large or larger go through the writer, which writes large bodies from their
+/// own buffers instead of copying them (and counts them against the connection's budget).
+const FRAME_LIMIT: usize = 16 * 1024;
 /// Bytes gathered in one batch; later replies of the batch go through the writer.
 const BATCH_BYTES: usize = 256 * 1024;
 /// A larger buffer is not kept between batches.
@@ -42,24 +44,33 @@ const KEEP_CAPACITY: usize = 64 * 1024;
 #[derive(Debug, Default)]
 pub(crate) struct WriteLock {
     held: AtomicBool,
-    /// A writer failed for good: nobody writes any more.
+    /// A writer failed or stopped part-way through a frame: nobody writes any more.
     failed: AtomicBool,
     free: Notify,
 }
 
-/// The right to write, until dropped.
+/// The right to write. [`WriteGuard::release`] lets it go; dropped without that (a write
+/// that failed, or whose future was dropped, perhaps part-way through a frame) it fails the
+/// lock for good.
 #[derive(Debug)]
 pub(crate) struct WriteGuard<'a>(&'a WriteLock);
 
 impl WriteLock {
-    /// The lock, if nobody holds it now.
+    /// The lock, if nobody holds it now and no writer failed.
     pub(crate) fn try_lock(&self) -> Option<WriteGuard<'_>> {
         let free = !self.held.load(Ordering::Relaxed)
             && self
                 .held
                 .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok();
-        free.then(|| WriteGuard(self))
+        if !free {
+            return None;
+        }
+        if self.failed.load(Ordering::Acquire) {
+            self.held.store(false, Ordering::Release);
+            return None;
+        }
+        Some(WriteGuard(self))
     }
 
     /// The lock, once its holder lets it go; an error if a writer failed for good.
@@ -72,6 +83,9 @@ impl WriteLock {
             let released = self.free.notified();
             tokio::pin!(released);
             released.as_mut().enable();
+            // Looked at again once the wait is registered: a release or a failure from now
+            // on wakes it.
+            self.check()?;
             if let Some(guard) = self.try_lock() {
                 return Ok(guard);
             }
@@ -79,29 +93,38 @@ impl WriteLock {
         }
     }
 
-    /// Nobody writes any more (the connection's reader failed to write).
-    pub(crate) fn fail(&self) {
-        self.failed.store(true, Ordering::Relaxed);
+    /// Nobody writes any more.
+    fn fail(&self) {
+        self.failed.store(true, Ordering::Release);
         self.free.notify_waiters();
     }
 
     fn check(&self) -> io::Result<()> {
-        if self.failed.load(Ordering::Relaxed) {
+        if self.failed.load(Ordering::Acquire) {
             return Err(io::Error::new(
                 io::ErrorKind::BrokenPipe,
-                "the connection's reader failed to write to it",
+                "another write to the connection failed part-way through a frame",
             ));
         }
         Ok(())
     }
 }
 
-impl Drop for WriteGuard<'_> {
-    fn drop(&mut self) {
-        self.0.held.store(false, Ordering::Release);
+impl WriteGuard<'_> {
+    /// Lets the lock go: everything written was written whole.
+    pub(crate) fn release(self) {
+        let lock = self.0;
+        std::mem::forget(self);
+        lock.held.store(false, Ordering::Release);
         // One waiter at most (the writer task); with none, the permit stored makes its next
         // wait return at once and try again.
-        self.0.free.notify_one();
+        lock.free.notify_one();
+    }
+}
+
+impl Drop for WriteGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fail();
     }
 }
 
@@ -110,10 +133,6 @@ impl Drop for WriteGuard<'_> {
 pub(crate) struct Direct {
     hint: Arc<BusyHint>,
     buf: BytesMut,
-    /// Whether this batch has asked for the lock yet, and got it (then held until
-    /// [`Direct::finish`]; a guard would borrow the hint for the whole batch).
-    asked: bool,
-    locked: bool,
 }
 
 impl Direct {
@@ -122,30 +141,16 @@ impl Direct {
         Direct {
             hint,
             buf: BytesMut::new(),
-            asked: false,
-            locked: false,
         }
     }
 
-    /// Takes `frame` into the batch's buffer, or gives it back to go through the queue: the
-    /// writer task holds the socket, the frame's body is large, or the batch is full. A frame
-    /// given back must wait until [`Direct::finish`] has let the lock go: the writer cannot
-    /// empty the queue while the reader holds it.
+    /// Takes `frame` into the batch's buffer, or gives it back to go through the queue: it
+    /// is large, or the batch is full.
+    // The frame given back is the caller's own, moved back: boxing it would cost an allocation.
+    #[allow(clippy::result_large_err)]
     pub(crate) fn put(&mut self, frame: OutFrame) -> Result<(), OutFrame> {
-        if !self.asked {
-            self.asked = true;
-            self.locked = self.hint.write_lock().try_lock().is_some_and(|guard| {
-                std::mem::forget(guard);
-                true
-            });
-        }
-        if !self.locked || self.buf.len() >= BATCH_BYTES {
+        if self.buf.len() >= BATCH_BYTES || frame.budget_len() >= FRAME_LIMIT {
             return Err(frame);
-        }
-        if let OutFrame::Response(_, body) = &frame {
-            if body.len() >= BODY_LIMIT {
-                return Err(frame);
-            }
         }
         let body = frame.encode_head(&mut self.buf, self.hint.compact());
         for part in body.parts() {
@@ -154,41 +159,35 @@ impl Direct {
         Ok(())
     }
 
-    /// Writes what the batch gathered to `socket`, waiting for room as long as the peer
-    /// makes some within `stall_limit`, and lets the lock go. `waited` is called once if the
-    /// socket had no room for all of it. After an error nobody writes to the socket again.
+    /// Writes what the batch gathered to `socket`, if nobody else writes and nothing is
+    /// queued, waiting for room as long as the peer makes some within `stall_limit` (`waited`
+    /// is called once if it has to). Otherwise gives it back as one frame, to queue.
     pub(crate) async fn finish(
         &mut self,
         socket: &TcpStream,
         stall_limit: Duration,
         waited: impl FnOnce(),
-    ) -> io::Result<()> {
-        self.asked = false;
-        if !self.locked {
-            return Ok(());
+    ) -> io::Result<Option<OutFrame>> {
+        if self.buf.is_empty() {
+            return Ok(None);
         }
-        let written = write_all(socket, &self.buf, stall_limit, waited).await;
+        let guard = match self.hint.write_lock().try_lock() {
+            // Frames queued go first: the writer would otherwise wait behind every batch.
+            Some(guard) if self.hint.unwritten() == 0 => guard,
+            Some(guard) => {
+                guard.release();
+                return Ok(Some(OutFrame::Encoded(self.buf.split().freeze())));
+            }
+            None => return Ok(Some(OutFrame::Encoded(self.buf.split().freeze()))),
+        };
+        // On an error (or if this future is dropped) the guard fails the lock.
+        write_all(socket, &self.buf, stall_limit, waited).await?;
+        guard.release();
         self.buf.clear();
         if self.buf.capacity() > KEEP_CAPACITY {
             self.buf = BytesMut::new();
         }
-        self.locked = false;
-        let lock = self.hint.write_lock();
-        match written {
-            Ok(()) => drop(WriteGuard(lock)),
-            Err(_) => lock.fail(),
-        }
-        written
-    }
-}
-
-impl Drop for Direct {
-    fn drop(&mut self) {
-        if self.locked {
-            // Dropped mid-batch (with the reader's future): what was gathered is lost and a
-            // frame may have been cut, so nobody writes after it; the writer task ends.
-            self.hint.write_lock().fail();
-        }
+        Ok(None)
     }
 }
 
@@ -252,55 +251,54 @@ mod tests {
         assert!(lock.try_lock().is_none());
         let waiter = tokio::spawn({
             let lock = lock.clone();
-            async move { lock.lock().await.map(drop) }
+            async move { lock.lock().await.map(WriteGuard::release) }
         });
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished());
-        drop(held);
+        held.release();
         tokio::time::timeout(Duration::from_secs(10), waiter)
             .await
             .expect("the waiter gets the lock")
             .unwrap()
             .unwrap();
-        assert!(lock.try_lock().is_some(), "and lets it go");
+        lock.try_lock().expect("and lets it go").release();
     }
 
     #[tokio::test]
-    async fn after_a_failure_nobody_writes() {
+    async fn a_writer_dropped_part_way_stops_every_other() {
         let lock = Arc::new(WriteLock::default());
-        let _held = lock.try_lock().unwrap();
+        let held = lock.try_lock().unwrap();
         let waiter = tokio::spawn({
             let lock = lock.clone();
-            async move { lock.lock().await.map(drop) }
+            async move { lock.lock().await.map(WriteGuard::release) }
         });
         tokio::task::yield_now().await;
-        lock.fail();
+        drop(held);
         let err = tokio::time::timeout(Duration::from_secs(10), waiter)
             .await
             .expect("the waiter is told")
             .unwrap()
             .expect_err("failed");
         assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+        assert!(lock.try_lock().is_none(), "nobody writes after a cut frame");
     }
 
     #[tokio::test]
-    async fn a_batch_is_written_whole_and_large_bodies_are_given_back() {
+    async fn a_batch_is_written_whole_and_large_frames_are_given_back() {
         let (near, mut far) = pair().await;
         let hint = Arc::new(BusyHint::default());
         let mut direct = Direct::new(hint.clone());
         direct.put(reply(1, 10)).unwrap();
         direct.put(reply(2, 100)).unwrap();
-        assert!(
-            matches!(direct.put(reply(3, BODY_LIMIT)), Err(OutFrame::Response(h, _)) if h.request_id == 3)
-        );
-        assert!(hint.write_lock().try_lock().is_none(), "held for the batch");
+        let large = direct.put(reply(3, FRAME_LIMIT));
+        assert!(matches!(large, Err(OutFrame::Response(h, _)) if h.request_id == 3));
         let mut waited = false;
-        direct
+        let queued = direct
             .finish(&near, Duration::from_secs(5), || waited = true)
             .await
             .unwrap();
-        assert!(!waited);
-        assert!(hint.write_lock().try_lock().is_some(), "let go");
+        assert!(queued.is_none() && !waited);
+        hint.write_lock().try_lock().expect("let go").release();
         drop(near);
         let mut wire = Vec::new();
         far.read_to_end(&mut wire).await.unwrap();
@@ -315,32 +313,37 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn while_the_writer_task_writes_the_batch_goes_through_the_queue() {
+    async fn while_the_writer_writes_or_has_frames_queued_the_batch_is_queued_behind_them() {
         let (near, _far) = pair().await;
         let hint = Arc::new(BusyHint::default());
-        let writer = hint.write_lock().try_lock().unwrap();
         let mut direct = Direct::new(hint.clone());
-        assert!(direct.put(reply(1, 10)).is_err());
-        direct
-            .finish(&near, Duration::from_secs(5), || panic!("nothing to write"))
-            .await
-            .unwrap();
-        drop(writer);
-        // The next batch asks again.
+        let writer = hint.write_lock().try_lock().unwrap();
+        direct.put(reply(1, 10)).unwrap();
         direct.put(reply(2, 10)).unwrap();
-        direct
-            .finish(&near, Duration::from_secs(5), || {})
-            .await
-            .unwrap();
+        let stall = Duration::from_secs(5);
+        let queued = direct.finish(&near, stall, || panic!("not written")).await;
+        let Ok(Some(OutFrame::Encoded(bytes))) = queued else {
+            panic!("given back whole: {queued:?}");
+        };
+        assert_eq!(bytes.len(), 2 * reply(1, 10).encoded_len());
+        writer.release();
+        // Frames queued (by the writer's count) go first, too.
+        hint.queued(100);
+        direct.put(reply(3, 10)).unwrap();
+        let queued = direct.finish(&near, stall, || {}).await.unwrap();
+        assert!(matches!(queued, Some(OutFrame::Encoded(_))));
+        hint.written(100);
+        direct.put(reply(4, 10)).unwrap();
+        assert!(direct.finish(&near, stall, || {}).await.unwrap().is_none());
     }
 
-    #[tokio::test(start_paused = false)]
+    #[tokio::test]
     async fn a_peer_that_reads_nothing_fails_the_batch_after_the_stall_limit() {
         let (near, far) = pair().await;
         let hint = Arc::new(BusyHint::default());
         let mut direct = Direct::new(hint.clone());
         let mut waited = 0;
-        let mut result = Ok(());
+        let mut result = Ok(None);
         // Batches of 256 KiB until the sockets' buffers are full.
         for round in 0..400u64 {
             while direct.put(reply(round, 8 * 1024)).is_ok() {}

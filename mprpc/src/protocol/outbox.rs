@@ -80,6 +80,8 @@ impl Outbox {
 
     /// Queues `frame` if there is room now, or gives it back if the queue is full (a frame
     /// for a closed queue is dropped: the connection is closing).
+    // The frame given back is the caller's own, moved back: boxing it would cost an allocation.
+    #[allow(clippy::result_large_err)]
     pub fn try_send_or_return(&self, frame: OutFrame) -> Result<(), OutFrame> {
         let counted = Counted::new(&self.0.hint, frame.budget_len());
         match self.0.tx.try_send(frame) {

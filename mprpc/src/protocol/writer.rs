@@ -231,8 +231,10 @@ where
                 pending += frame.budget_len();
                 let body = frame.encode_head(&mut buf, hint.compact());
                 if body.len() >= COPY_LIMIT {
-                    let _writing = hint.write_lock().lock().await?;
+                    // A write that fails, or is dropped, fails the lock for good.
+                    let writing = hint.write_lock().lock().await?;
                     write_all_parts(&mut io, &buf, &body).await?;
+                    writing.release();
                     buf.clear();
                     hint.written(pending);
                     pending = 0;
@@ -259,8 +261,9 @@ where
             frames += 1;
         }
         if !buf.is_empty() {
-            let _writing = hint.write_lock().lock().await?;
+            let writing = hint.write_lock().lock().await?;
             io.write_all(&buf).await?;
+            writing.release();
             buf.clear();
         }
         hint.written(pending);
@@ -269,9 +272,11 @@ where
             buf = BytesMut::new();
         }
     }
-    let _writing = hint.write_lock().lock().await?;
+    let writing = hint.write_lock().lock().await?;
     io.flush().await?;
-    io.shutdown().await
+    io.shutdown().await?;
+    writing.release();
+    Ok(())
 }
 
 #[cfg(test)]

@@ -94,12 +94,18 @@ impl Connection {
                     }
                     // A caller that closed the connection has given up on every call.
                     let caller_gone = matches!(end, Some(Ending::PeerClosed | Ending::Abort));
-                    let mut replies = Replies { direct: &mut direct, socket: frames.get_ref().socket() };
+                    let mut replies = Replies { direct: &mut direct, socket: frames.get_ref().socket(), waited: false };
                     let acted = self.on_batch(&mut batch, caller_gone, &turn, &mut replies).await;
                     // What the batch answered goes out before anything the loop does next
                     // (a go-away included).
-                    if let Err(ending) = self.flush(&mut replies).await {
+                    if let Err(ending) = self.flush(&mut replies, &turn).await {
                         return ending;
+                    }
+                    if replies.waited {
+                        // The time spent waiting for the client to read is not the time
+                        // its next frame took to arrive.
+                        frames.decoder_mut().restart_partial_clock();
+                        last_activity = Instant::now();
                     }
                     if let Err(ending) = acted {
                         return ending;
@@ -153,17 +159,16 @@ impl Connection {
                 FrameKind::Request | FrameKind::CompactRequest => {
                     match self.on_request(frame, caller_gone, &cancelled, turn)? {
                         Step::Nothing => {}
-                        Step::Reply(reply) => self.reply(reply, turn, replies).await?,
+                        Step::Reply(reply) => self.reply(reply, turn, replies).await,
                         Step::Start(id, work, kind) => {
                             if let Some(reply) = self.start(work, id, turn).await {
-                                self.answer(reply, (id, kind), turn, replies).await?;
+                                self.answer(reply, (id, kind), turn, replies);
                             }
                         }
                     }
                 }
                 FrameKind::Ping if !caller_gone => {
-                    self.reply(OutFrame::Pong(frame.body), turn, replies)
-                        .await?;
+                    self.reply(OutFrame::Pong(frame.body), turn, replies).await;
                 }
                 FrameKind::Message
                 | FrameKind::MessageBatch
@@ -182,20 +187,15 @@ impl Connection {
     }
 
     /// Sends `frame`, written by the reader at the end of the batch if it can be.
-    async fn reply(
-        &self,
-        frame: OutFrame,
-        turn: &Turn<'_>,
-        replies: &mut Replies<'_>,
-    ) -> Result<(), Ending> {
-        if replies.socket.is_none() {
-            let _ = turn.tx.send(frame).await;
-            return Ok(());
-        }
-        match replies.direct.put(frame) {
-            Ok(()) => Ok(()),
-            Err(frame) => self.queue(frame, turn, replies).await,
-        }
+    async fn reply(&self, frame: OutFrame, turn: &Turn<'_>, replies: &mut Replies<'_>) {
+        let frame = match replies.socket {
+            Some(_) => match replies.direct.put(frame) {
+                Ok(()) => return,
+                Err(frame) => frame,
+            },
+            None => frame,
+        };
+        let _ = turn.tx.send(frame).await;
     }
 
     /// Sends the reply of a call answered in its first poll: written by the reader at the end
@@ -203,56 +203,56 @@ impl Connection {
     /// messages, which are queued), else queued, and if the queue is full, handed to a task
     /// that waits for room (the call then stays in flight on the connection, as one that
     /// waits does, and the reader reads on).
-    async fn answer(
+    fn answer(
         &self,
         reply: OutFrame,
         (id, kind): (u64, MethodKind),
         turn: &Turn<'_>,
         replies: &mut Replies<'_>,
-    ) -> Result<(), Ending> {
+    ) {
         let reply = match replies.socket {
             Some(_) if kind == MethodKind::Unary => match replies.direct.put(reply) {
-                Ok(()) => return Ok(()),
+                Ok(()) => return,
                 Err(reply) => reply,
             },
             _ => reply,
         };
-        self.flush(replies).await?;
         if let Err(reply) = turn.tx.try_send_or_return(reply) {
             turn.tx.hint().enter();
             self.wait_for(Box::pin(std::future::ready(reply)), id, turn);
         }
-        Ok(())
     }
 
-    /// Queues `frame` for the writer task, once the reader has written what it gathered (the
-    /// writer cannot make room in the queue while the reader may write).
-    async fn queue(
-        &self,
-        frame: OutFrame,
-        turn: &Turn<'_>,
-        replies: &mut Replies<'_>,
-    ) -> Result<(), Ending> {
-        self.flush(replies).await?;
-        let _ = turn.tx.send(frame).await;
-        Ok(())
-    }
-
-    /// Writes what the reader gathered ([`Direct`]); a failure ends the connection.
-    async fn flush(&self, replies: &mut Replies<'_>) -> Result<(), Ending> {
+    /// Writes what the reader gathered in a batch ([`Direct`]), or queues it if the writer
+    /// task is writing or has frames queued. A failure, or a force-close while the reader
+    /// waits for the client to make room, ends the connection.
+    async fn flush(&self, replies: &mut Replies<'_>, turn: &Turn<'_>) -> Result<(), Ending> {
         let Some(socket) = replies.socket else {
             return Ok(());
         };
         let metrics = &self.shared.metrics;
         let stall_limit = self.shared.config.write_timeout;
-        let written = replies
-            .direct
-            .finish(socket, stall_limit, || metrics.read_paused())
-            .await;
-        written.map_err(|e| {
-            self.write_failed(&e);
-            Ending::Abort
-        })
+        let waited = &mut replies.waited;
+        let finish = replies.direct.finish(socket, stall_limit, || {
+            metrics.read_paused();
+            *waited = true;
+        });
+        let written = tokio::select! {
+            biased;
+            written = finish => written,
+            () = self.force_close.cancelled() => return Err(Ending::Abort),
+        };
+        match written {
+            Ok(None) => Ok(()),
+            Ok(Some(frames)) => {
+                let _ = turn.tx.send(frames).await;
+                Ok(())
+            }
+            Err(e) => {
+                self.write_failed(&e);
+                Err(Ending::Abort)
+            }
+        }
     }
 
     /// Looks at what happened since the loop last looked (a plain function: it runs twice
@@ -289,6 +289,8 @@ impl Connection {
 struct Replies<'a> {
     direct: &'a mut Direct,
     socket: Option<&'a TcpStream>,
+    /// The reader waited for the client to make room.
+    waited: bool,
 }
 
 /// What the flags say.
