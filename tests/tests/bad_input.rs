@@ -361,15 +361,20 @@ async fn connect_with_small_window(addr: SocketAddr) -> TcpStream {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_reads_its_small_replies_late_gets_every_one_whole() {
-    let (addr, server, _service, metrics) = start_with_metrics(ServerConfig::default()).await;
+    let (addr, server, _service, metrics) = start_with_metrics(ServerConfig {
+        max_unwritten_bytes: 1 << 20,
+        ..ServerConfig::default()
+    })
+    .await;
     let (mut rd, mut wr) = connect_with_small_window(addr).await.into_split();
     // 20 MiB of replies: far more than the sockets hold, so the reader's own writes stop
-    // part-way through a frame and go on as the client reads.
+    // part-way through a frame (a task writes the rest), later batches queue behind them,
+    // and the provider stops reading at its budget until the client reads.
     let n = 20_000;
     let buf = small_calls(n);
     let sender = tokio::spawn(async move { wr.write_all(&buf).await.map(|()| wr) });
     wait_until(
-        "the provider's reader waits for the client to read its replies",
+        "the provider stops reading while the client is behind",
         Duration::from_secs(20),
         || metrics.snapshot().read_pauses > 0,
     )
@@ -392,9 +397,76 @@ async fn a_client_that_reads_its_small_replies_late_gets_every_one_whole() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_and_large_replies_written_by_the_reader_and_the_writer_arrive_whole() {
+    use prost::Message;
+    let (addr, server, _service, _metrics) = start_with_metrics(ServerConfig {
+        max_unwritten_bytes: 1 << 20,
+        ..ServerConfig::default()
+    })
+    .await;
+    let (mut rd, mut wr) = connect_with_small_window(addr).await.into_split();
+    // Most calls ask for 1 KiB (the reader writes those itself when it can, a task the rest
+    // of a batch the socket took in part), one in 16 for 32 KiB (always the writer task's):
+    // they write to the socket in turns, each part-way at times.
+    let n = 8_000u64;
+    let size = |id: u64| if id % 16 == 0 { 32 * 1024 } else { 1024 };
+    let mut buf = BytesMut::new();
+    for id in 1..=n {
+        let request = EchoRequest {
+            payload: vec![(id % 251) as u8; size(id)],
+            ..EchoRequest::default()
+        };
+        buf.extend_from_slice(&mprpc_tests::raw::request(
+            id,
+            "mprpc.test.Echo",
+            "Echo",
+            None,
+            Bytes::from(request.encode_to_vec()),
+        ));
+    }
+    let sender = tokio::spawn(async move { wr.write_all(&buf).await.map(|()| wr) });
+    // Read late, then everything, decoding every frame whole.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut decoder = FrameDecoder::new(1 << 20);
+    let mut input = BytesMut::new();
+    let mut seen = vec![false; n as usize + 1];
+    let mut answered = 0;
+    while answered < n {
+        while let Some(frame) = next_frame(&mut decoder, &mut input) {
+            assert_eq!(frame.kind, FrameKind::Response);
+            let header: mprpc::protocol::ResponseHeader = decode_header(&frame).unwrap();
+            assert_eq!(header.code, 0, "{}", header.message);
+            let id = header.request_id;
+            let reply = mprpc_tests::EchoResponse::decode(frame.body).expect("a whole reply");
+            assert_eq!(
+                reply.payload,
+                vec![(id % 251) as u8; size(id)],
+                "reply {id}"
+            );
+            assert!(
+                !std::mem::replace(&mut seen[id as usize], true),
+                "{id} twice"
+            );
+            answered += 1;
+        }
+        if answered == n {
+            break;
+        }
+        let read = tokio::time::timeout(Duration::from_secs(10), rd.read_buf(&mut input))
+            .await
+            .unwrap_or_else(|_| panic!("no reply for 10 s after {answered}"))
+            .unwrap();
+        assert!(read > 0, "closed after {answered} replies");
+    }
+    sender.await.unwrap().unwrap();
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_its_small_replies_is_cut_off_after_the_write_timeout() {
     let (addr, server, _service, metrics) = start_with_metrics(ServerConfig {
         write_timeout: Duration::from_secs(1),
+        max_unwritten_bytes: 1 << 20,
         ..ServerConfig::default()
     })
     .await;
@@ -406,7 +478,7 @@ async fn a_client_that_never_reads_its_small_replies_is_cut_off_after_the_write_
         greedy_wr
     });
     wait_until(
-        "the provider's reader waits for the greedy client to read",
+        "the provider stops reading the greedy client",
         Duration::from_secs(20),
         || metrics.snapshot().read_pauses > 0,
     )

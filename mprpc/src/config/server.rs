@@ -49,8 +49,8 @@ pub struct ServerConfig {
     /// Bytes queued for one connection and not yet written (its client reads slower than it
     /// calls), counting every frame: replies, errors, pongs, go-aways. Past this the
     /// provider reads no more from the connection until they are back under half of this.
-    /// (The small replies a plain TCP connection's reader writes itself are never queued: it
-    /// reads no more while the socket has no room for them.) At least 1. Default 64 MiB.
+    /// (The small replies a plain TCP connection's reader writes itself count too, while they
+    /// wait for the client to make room.) At least 1. Default 64 MiB.
     pub max_unwritten_bytes: usize,
     /// Metadata entries one request may carry; more get `ResourceExhausted`, and the request
     /// is not decoded. At least 1. Default 64.

@@ -13,18 +13,25 @@
 //! writes as well: a frame is never split by another's bytes, whoever wrote its first byte
 //! writes its last. The reader only *tries* the lock, and only when nothing is queued: if the
 //! writer holds it (it is writing, or waiting for a slow peer) or has frames to write, the
-//! batch's frames are queued behind them, as one frame of bytes already encoded. If the
-//! socket takes only part of the batch, the reader writes the rest as the peer makes room,
-//! reading nothing meanwhile (the peer is behind on its replies; the stall limit ends a peer
-//! that reads nothing at all). A writer that fails or is dropped part-way through a frame
-//! fails the lock for good: nobody writes after a cut frame.
+//! batch's frames are queued behind them, as one frame of bytes already encoded, as they are
+//! if the socket takes none of them. If it takes only part, the rest is written by a task of
+//! its own that holds the lock until it is done ([`finish_in_task`]), its bytes counted
+//! against the connection's budget like queued ones: the reader reads on, and stops at the
+//! budget as before. A writer that fails or is dropped part-way through a frame fails the
+//! lock for good: nobody writes after a cut frame.
+//!
+//! A consumer does the same with the request of a call alone on its connection
+//! ([`write_alone`]): nothing to batch it with, so the caller writes it at once, and the rest,
+//! if any, in a task of its own, so that a caller who gives up cannot cut a frame.
 
+use std::cell::RefCell;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
@@ -120,6 +127,14 @@ impl WriteGuard<'_> {
         // wait return at once and try again.
         lock.free.notify_one();
     }
+
+    /// The same right to write, for a task of its own: `hint` is the connection's, whose
+    /// lock this is.
+    pub(crate) fn into_owned(self, hint: Arc<BusyHint>) -> OwnedWriteGuard {
+        debug_assert!(std::ptr::eq(self.0, hint.write_lock()));
+        std::mem::forget(self);
+        OwnedWriteGuard(Some(hint))
+    }
 }
 
 impl Drop for WriteGuard<'_> {
@@ -127,6 +142,34 @@ impl Drop for WriteGuard<'_> {
         self.0.fail();
     }
 }
+
+/// A [`WriteGuard`] that owns its connection's hint, to move to a task.
+#[derive(Debug)]
+pub(crate) struct OwnedWriteGuard(Option<Arc<BusyHint>>);
+
+impl OwnedWriteGuard {
+    fn hint(&self) -> &Arc<BusyHint> {
+        self.0.as_ref().expect("held until released")
+    }
+
+    /// Lets the lock go: everything written was written whole.
+    pub(crate) fn release(mut self) {
+        if let Some(hint) = self.0.take() {
+            WriteGuard(hint.write_lock()).release();
+        }
+    }
+}
+
+impl Drop for OwnedWriteGuard {
+    fn drop(&mut self) {
+        if let Some(hint) = &self.0 {
+            hint.write_lock().fail();
+        }
+    }
+}
+
+/// Told why the task finishing a frame failed ([`finish_in_task`]).
+pub(crate) type Failed = Box<dyn FnOnce(io::Error) + Send>;
 
 /// A batch's ready frames, written by the reader once the batch is done.
 #[derive(Debug)]
@@ -159,14 +202,15 @@ impl Direct {
         Ok(())
     }
 
-    /// Writes what the batch gathered to `socket`, if nobody else writes and nothing is
-    /// queued, waiting for room as long as the peer makes some within `stall_limit` (`waited`
-    /// is called once if it has to). Otherwise gives it back as one frame, to queue.
-    pub(crate) async fn finish(
+    /// Writes what the batch gathered to `socket` if nobody else writes and nothing is
+    /// queued, or gives it back as one frame, to queue. If the socket takes only part of it,
+    /// the rest is written by a task of its own ([`finish_in_task`], told by `failed()` if
+    /// that fails). An error is the socket's, at once.
+    pub(crate) fn finish(
         &mut self,
-        socket: &TcpStream,
+        socket: &Arc<OwnedWriteHalf>,
         stall_limit: Duration,
-        waited: impl FnOnce(),
+        failed: impl FnOnce() -> Failed,
     ) -> io::Result<Option<OutFrame>> {
         if self.buf.is_empty() {
             return Ok(None);
@@ -180,25 +224,125 @@ impl Direct {
             }
             None => return Ok(Some(OutFrame::Encoded(self.buf.split().freeze()))),
         };
-        // On an error (or if this future is dropped) the guard fails the lock.
-        write_all(socket, &self.buf, stall_limit, waited).await?;
-        guard.release();
-        self.buf.clear();
-        if self.buf.capacity() > KEEP_CAPACITY {
-            self.buf = BytesMut::new();
+        let tcp: &TcpStream = (**socket).as_ref();
+        match tcp.try_write(&self.buf) {
+            Ok(n) if n == self.buf.len() => {
+                guard.release();
+                self.buf.clear();
+                if self.buf.capacity() > KEEP_CAPACITY {
+                    self.buf = BytesMut::new();
+                }
+                Ok(None)
+            }
+            Ok(0) => {
+                guard.release();
+                Ok(Some(OutFrame::Encoded(self.buf.split().freeze())))
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // Nothing written, nothing cut: the writer writes it when the peer reads.
+                guard.release();
+                Ok(Some(OutFrame::Encoded(self.buf.split().freeze())))
+            }
+            Ok(n) => {
+                let rest = self.buf.split_off(n).freeze();
+                self.buf.clear();
+                let guard = guard.into_owned(self.hint.clone());
+                finish_in_task(socket.clone(), rest, guard, stall_limit, failed());
+                Ok(None)
+            }
+            // The guard, dropped, fails the lock.
+            Err(e) => Err(e),
         }
-        Ok(None)
     }
 }
 
-/// Writes all of `bytes`, waiting for room while the peer makes progress within `stall_limit`.
-async fn write_all(
-    socket: &TcpStream,
-    mut bytes: &[u8],
+/// Writes `rest`, the end of what a socket took only part of, in a task of its own that
+/// holds the lock until it is written (nobody else's bytes may come between), so that whoever
+/// wrote the first part (a provider's reader, a consumer's call) goes on at once. Its bytes
+/// count as unwritten meanwhile (a provider reads no further past its budget). If the peer
+/// makes no room for `stall_limit`, or the write fails, the lock fails for good and `failed`
+/// is told.
+pub(crate) fn finish_in_task(
+    socket: Arc<OwnedWriteHalf>,
+    rest: Bytes,
+    guard: OwnedWriteGuard,
     stall_limit: Duration,
-    waited: impl FnOnce(),
-) -> io::Result<()> {
-    let mut waited = Some(waited);
+    failed: Failed,
+) {
+    let hint = guard.hint().clone();
+    hint.queued(rest.len());
+    tokio::spawn(async move {
+        let tcp: &TcpStream = (*socket).as_ref();
+        let written = write_all(tcp, &rest, stall_limit).await;
+        hint.written(rest.len());
+        match written {
+            Ok(()) => guard.release(),
+            Err(e) => {
+                drop(guard);
+                failed(e);
+            }
+        }
+    });
+}
+
+/// What became of a frame a caller tried to write itself ([`write_alone`]).
+#[derive(Debug)]
+pub(crate) enum Alone<'a> {
+    /// It is on the wire.
+    Written,
+    /// The socket took only part of it: the rest, and the lock, held until it is written.
+    Rest(Bytes, WriteGuard<'a>),
+    /// The writer task holds the socket or has frames queued, or the frame is large: it is
+    /// to be queued.
+    Queue(OutFrame),
+}
+
+thread_local! {
+    /// Where [`write_alone`] encodes a frame, kept between calls (one per thread).
+    static SCRATCH: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+}
+
+/// Writes `frame` to `socket` at once, without the writer task, if nobody writes and nothing
+/// is queued: what a consumer with one call in flight does with its request, saving the
+/// writer task's wake-up. An error is the socket's (the lock is then failed).
+pub(crate) fn write_alone<'a>(
+    socket: &TcpStream,
+    hint: &'a BusyHint,
+    frame: OutFrame,
+) -> io::Result<Alone<'a>> {
+    if frame.budget_len() >= FRAME_LIMIT || hint.unwritten() > 0 {
+        return Ok(Alone::Queue(frame));
+    }
+    let Some(guard) = hint.write_lock().try_lock() else {
+        return Ok(Alone::Queue(frame));
+    };
+    SCRATCH.with(|scratch| {
+        let mut buf = scratch.borrow_mut();
+        buf.clear();
+        let body = frame.encode_head(&mut buf, hint.compact());
+        for part in body.parts() {
+            buf.extend_from_slice(part);
+        }
+        let written = match socket.try_write(&buf) {
+            Ok(n) if n == buf.len() => {
+                guard.release();
+                Alone::Written
+            }
+            Ok(n) => Alone::Rest(Bytes::copy_from_slice(&buf[n..]), guard),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                Alone::Rest(Bytes::copy_from_slice(&buf), guard)
+            }
+            Err(e) => return Err(e),
+        };
+        if buf.capacity() > FRAME_LIMIT {
+            *buf = BytesMut::new();
+        }
+        Ok(written)
+    })
+}
+
+/// Writes all of `bytes`, waiting for room while the peer makes progress within `stall_limit`.
+async fn write_all(socket: &TcpStream, mut bytes: &[u8], stall_limit: Duration) -> io::Result<()> {
     loop {
         match socket.try_write(bytes) {
             Ok(n) if n == bytes.len() => return Ok(()),
@@ -206,9 +350,6 @@ async fn write_all(
             Ok(n) => bytes = &bytes[n..],
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e),
-        }
-        if let Some(waited) = waited.take() {
-            waited();
         }
         match tokio::time::timeout(stall_limit, socket.writable()).await {
             Ok(ready) => ready?,
@@ -237,11 +378,27 @@ mod tests {
         OutFrame::Response(header, vec![id as u8; body].into())
     }
 
-    async fn pair() -> (TcpStream, TcpStream) {
+    /// A connection: its write half as a provider's or consumer's connection shares it, and
+    /// the far end. With `small`, both ends' buffers are small: a large write goes in part.
+    async fn pair(small: bool) -> (Arc<OwnedWriteHalf>, TcpStream) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let near = TcpStream::connect(listener.local_addr().unwrap());
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        if small {
+            socket.set_send_buffer_size(4096).unwrap();
+        }
+        let near = socket.connect(listener.local_addr().unwrap());
         let (near, far) = tokio::join!(near, listener.accept());
-        (near.unwrap(), far.unwrap().0)
+        let far = far.unwrap().0;
+        if small {
+            socket2::SockRef::from(&far)
+                .set_recv_buffer_size(4096)
+                .unwrap();
+        }
+        (Arc::new(near.unwrap().into_split().1), far)
+    }
+
+    fn no_failure() -> Failed {
+        Box::new(|e| panic!("no write fails here: {e}"))
     }
 
     #[tokio::test]
@@ -285,19 +442,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_is_written_whole_and_large_frames_are_given_back() {
-        let (near, mut far) = pair().await;
+        let (near, mut far) = pair(false).await;
         let hint = Arc::new(BusyHint::default());
         let mut direct = Direct::new(hint.clone());
         direct.put(reply(1, 10)).unwrap();
         direct.put(reply(2, 100)).unwrap();
         let large = direct.put(reply(3, FRAME_LIMIT));
         assert!(matches!(large, Err(OutFrame::Response(h, _)) if h.request_id == 3));
-        let mut waited = false;
-        let queued = direct
-            .finish(&near, Duration::from_secs(5), || waited = true)
-            .await
-            .unwrap();
-        assert!(queued.is_none() && !waited);
+        let stall = Duration::from_secs(5);
+        assert!(direct.finish(&near, stall, no_failure).unwrap().is_none());
         hint.write_lock().try_lock().expect("let go").release();
         drop(near);
         let mut wire = Vec::new();
@@ -314,15 +467,15 @@ mod tests {
 
     #[tokio::test]
     async fn while_the_writer_writes_or_has_frames_queued_the_batch_is_queued_behind_them() {
-        let (near, _far) = pair().await;
+        let (near, _far) = pair(false).await;
         let hint = Arc::new(BusyHint::default());
         let mut direct = Direct::new(hint.clone());
         let writer = hint.write_lock().try_lock().unwrap();
         direct.put(reply(1, 10)).unwrap();
         direct.put(reply(2, 10)).unwrap();
         let stall = Duration::from_secs(5);
-        let queued = direct.finish(&near, stall, || panic!("not written")).await;
-        let Ok(Some(OutFrame::Encoded(bytes))) = queued else {
+        let queued = direct.finish(&near, stall, no_failure).unwrap();
+        let Some(OutFrame::Encoded(bytes)) = queued else {
             panic!("given back whole: {queued:?}");
         };
         assert_eq!(bytes.len(), 2 * reply(1, 10).encoded_len());
@@ -330,36 +483,162 @@ mod tests {
         // Frames queued (by the writer's count) go first, too.
         hint.queued(100);
         direct.put(reply(3, 10)).unwrap();
-        let queued = direct.finish(&near, stall, || {}).await.unwrap();
+        let queued = direct.finish(&near, stall, no_failure).unwrap();
         assert!(matches!(queued, Some(OutFrame::Encoded(_))));
         hint.written(100);
         direct.put(reply(4, 10)).unwrap();
-        assert!(direct.finish(&near, stall, || {}).await.unwrap().is_none());
+        assert!(direct.finish(&near, stall, no_failure).unwrap().is_none());
     }
 
     #[tokio::test]
-    async fn a_peer_that_reads_nothing_fails_the_batch_after_the_stall_limit() {
-        let (near, far) = pair().await;
+    async fn the_rest_of_a_batch_the_socket_took_in_part_is_written_by_a_task_holding_the_lock() {
+        let (near, mut far) = pair(true).await;
         let hint = Arc::new(BusyHint::default());
         let mut direct = Direct::new(hint.clone());
-        let mut waited = 0;
-        let mut result = Ok(None);
-        // Batches of 256 KiB until the sockets' buffers are full.
-        for round in 0..400u64 {
-            while direct.put(reply(round, 8 * 1024)).is_ok() {}
-            result = direct
-                .finish(&near, Duration::from_millis(200), || waited += 1)
-                .await;
-            if result.is_err() {
-                break;
-            }
+        let mut frames = 0;
+        while direct.put(reply(5, 8 * 1024)).is_ok() {
+            frames += 1;
         }
-        let err = result.expect_err("nothing reads");
+        let mut spawned = false;
+        let stall = Duration::from_secs(10);
+        let queued = direct.finish(&near, stall, || {
+            spawned = true;
+            no_failure()
+        });
+        assert!(queued.unwrap().is_none());
+        assert!(
+            spawned,
+            "{frames} frames of 8 KiB went into 8 KiB of buffers at once"
+        );
+        assert!(hint.unwritten() > 0, "the rest counts as unwritten");
+        assert!(hint.write_lock().try_lock().is_none(), "held by the task");
+        // The next batch goes behind it, through the queue.
+        direct.put(reply(6, 10)).unwrap();
+        let queued = direct.finish(&near, stall, no_failure).unwrap();
+        assert!(matches!(queued, Some(OutFrame::Encoded(_))));
+        let mut wire = vec![0u8; frames * reply(5, 8 * 1024).encoded_len()];
+        far.read_exact(&mut wire).await.unwrap();
+        let mut decoder = FrameDecoder::new(1 << 20);
+        let mut buf = BytesMut::from(&wire[..]);
+        let mut read = 0;
+        while let Some(frame) = decoder.decode(&mut buf).unwrap() {
+            assert_eq!(&frame.body[..], &[5u8; 8 * 1024][..]);
+            read += 1;
+        }
+        assert_eq!(read, frames);
+        let lock = hint.write_lock();
+        tokio::time::timeout(Duration::from_secs(10), lock.lock())
+            .await
+            .expect("the task lets the lock go")
+            .unwrap()
+            .release();
+        assert_eq!(hint.unwritten(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_reads_nothing_fails_the_rest_after_the_stall_limit() {
+        let (near, far) = pair(true).await;
+        let hint = Arc::new(BusyHint::default());
+        let mut direct = Direct::new(hint.clone());
+        while direct.put(reply(5, 8 * 1024)).is_ok() {}
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let failed = move || -> Failed {
+            Box::new(move |e| {
+                let _ = tx.send(e);
+            })
+        };
+        let queued = direct.finish(&near, Duration::from_millis(200), failed);
+        assert!(queued.unwrap().is_none());
+        let err = tokio::time::timeout(Duration::from_secs(10), rx)
+            .await
+            .expect("told in time")
+            .unwrap();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         assert!(err.to_string().contains("accepted no bytes"), "{err}");
-        assert_eq!(waited, 1);
         let err = hint.write_lock().lock().await.expect_err("failed for good");
         assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+        assert_eq!(hint.unwritten(), 0);
         drop(far);
+    }
+
+    #[tokio::test]
+    async fn a_frame_alone_is_written_at_once_unless_the_writer_has_the_socket() {
+        let (half, mut far) = pair(false).await;
+        let near: &TcpStream = (*half).as_ref();
+        let hint = Arc::new(BusyHint::default());
+        assert!(matches!(
+            write_alone(near, &hint, reply(1, 10)).unwrap(),
+            Alone::Written
+        ));
+        hint.write_lock().try_lock().expect("let go").release();
+        let writer = hint.write_lock().try_lock().unwrap();
+        assert!(matches!(
+            write_alone(near, &hint, reply(2, 10)).unwrap(),
+            Alone::Queue(_)
+        ));
+        writer.release();
+        hint.queued(10);
+        assert!(matches!(
+            write_alone(near, &hint, reply(3, 10)).unwrap(),
+            Alone::Queue(_)
+        ));
+        hint.written(10);
+        let large = write_alone(near, &hint, reply(4, FRAME_LIMIT)).unwrap();
+        assert!(matches!(large, Alone::Queue(_)));
+        let mut wire = vec![0u8; reply(1, 10).encoded_len()];
+        far.read_exact(&mut wire).await.unwrap();
+        let frame = FrameDecoder::new(1 << 20)
+            .decode(&mut BytesMut::from(&wire[..]))
+            .unwrap()
+            .expect("one whole frame");
+        assert_eq!(&frame.body[..], &[1u8; 10][..]);
+    }
+
+    #[tokio::test]
+    async fn a_frame_the_socket_takes_in_part_keeps_the_lock_until_its_rest_is_written() {
+        let (half, mut far) = pair(true).await;
+        let near: &TcpStream = (*half).as_ref();
+        let hint = Arc::new(BusyHint::default());
+        // Fill the sockets' buffers.
+        let mut sent = 0usize;
+        let (rest, guard) = loop {
+            match write_alone(near, &hint, reply(9, 8 * 1024)).unwrap() {
+                Alone::Written => sent += 1,
+                Alone::Rest(rest, guard) => break (rest, guard),
+                Alone::Queue(_) => panic!("nothing else writes"),
+            }
+            assert!(sent < 100_000, "the socket never filled");
+        };
+        assert!(!rest.is_empty());
+        let guard = guard.into_owned(hint.clone());
+        assert!(matches!(
+            write_alone(near, &hint, reply(10, 10)).unwrap(),
+            Alone::Queue(_)
+        ));
+        finish_in_task(
+            half.clone(),
+            rest,
+            guard,
+            Duration::from_secs(10),
+            no_failure(),
+        );
+        // Every frame arrives whole, the last one too.
+        let frame_len = reply(9, 8 * 1024).encoded_len();
+        let mut wire = vec![0u8; (sent + 1) * frame_len];
+        far.read_exact(&mut wire).await.unwrap();
+        let mut decoder = FrameDecoder::new(1 << 20);
+        let mut buf = BytesMut::from(&wire[..]);
+        let mut frames = 0;
+        while let Some(frame) = decoder.decode(&mut buf).unwrap() {
+            assert_eq!(&frame.body[..], &[9u8; 8 * 1024][..]);
+            frames += 1;
+        }
+        assert_eq!(frames, sent + 1);
+        let lock = hint.write_lock();
+        tokio::time::timeout(Duration::from_secs(10), lock.lock())
+            .await
+            .expect("the task lets the lock go")
+            .unwrap()
+            .release();
     }
 }

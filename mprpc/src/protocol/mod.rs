@@ -33,6 +33,7 @@ pub mod legacy;
 pub mod limits;
 pub mod outbox;
 pub(crate) mod pool;
+pub(crate) mod shared_write;
 pub mod writer;
 
 pub use codec::{FrameDecoder, FrameReader, ProtocolError};

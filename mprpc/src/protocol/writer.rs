@@ -407,6 +407,34 @@ mod tests {
         assert_eq!(&bodies[2][..], b"abcd");
     }
 
+    #[tokio::test]
+    async fn the_writer_writes_nothing_while_another_holds_the_socket() {
+        let (near, mut far) = tokio::io::duplex(1 << 20);
+        let (tx, rx) = mpsc::channel(8);
+        let hint = std::sync::Arc::new(BusyHint::default());
+        let held = hint.write_lock().try_lock().unwrap();
+        // A small frame (gathered in the writer's buffer) and a large one (written from its
+        // own buffer): neither may be written while the lock is held.
+        tx.send(reply(10)).await.unwrap();
+        tx.send(reply(COPY_LIMIT + 1)).await.unwrap();
+        drop(tx);
+        let writer_hint = hint.clone();
+        let writer = tokio::spawn(async move {
+            write_loop(near, rx, &writer_hint, Duration::from_secs(5)).await
+        });
+        let mut byte = [0u8; 1];
+        let early = tokio::time::timeout(Duration::from_millis(200), far.read(&mut byte)).await;
+        assert!(early.is_err(), "the writer wrote while the lock was held");
+        held.release();
+        let mut wire = Vec::new();
+        far.read_to_end(&mut wire).await.unwrap();
+        writer.await.unwrap().unwrap();
+        assert_eq!(
+            wire.len(),
+            reply(10).encoded_len() + reply(COPY_LIMIT + 1).encoded_len()
+        );
+    }
+
     /// A socket that says it wrote twice what it was given.
     struct Overcounting;
 

@@ -1,7 +1,8 @@
 //! One multiplexed connection from a consumer to a provider.
 //!
 //! Calls are matched to replies by request id: a call registers a one-shot waiter under a new
-//! id, hands its frame to the writer task, and waits. The reader task completes waiters as
+//! id, hands its frame to the writer task (or, alone on a plain TCP connection, writes it
+//! itself: `protocol/direct.rs`), and waits. The reader task completes waiters as
 //! replies arrive, in any order. When the connection dies (EOF, a read error, a protocol
 //! error, or a ping that goes unanswered) every waiter gets `Unavailable` at once (`Internal`
 //! when the provider broke the protocol), so no call hangs on a dead provider.
@@ -24,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
@@ -34,7 +36,9 @@ use crate::compression::{decompress, Accepted, Encoding};
 use crate::config::ClientConfig;
 use crate::hash::IdMap;
 use crate::metrics::{Metrics, Side};
+use crate::protocol::direct::{self, Alone};
 use crate::protocol::frame::compact::REQUEST_FIXED;
+use crate::protocol::shared_write::SharedWrite;
 use crate::protocol::writer::{write_loop, BusyHint};
 use crate::protocol::{metadata_to_wire, CancelHeader, OutFrame, Outbox, RequestHeader};
 use crate::stream::{StreamTable, Windows};
@@ -95,6 +99,14 @@ struct ConnShared {
     max_frame_size: usize,
     /// The provider said it takes compressed requests (`ResponseHeader::accept_encoding`).
     decompresses: AtomicBool,
+    /// The socket, on a plain TCP connection: a call alone on the connection writes its
+    /// request itself ([`direct::write_alone`]).
+    socket: Option<Arc<OwnedWriteHalf>>,
+    /// How long a write may make no progress.
+    write_timeout: Duration,
+    /// Cancelled when the connection closes.
+    close: CancellationToken,
+    metrics: Metrics,
 }
 
 #[derive(Default)]
@@ -134,7 +146,10 @@ impl Connection {
         let _ = stream.set_nodelay(true);
         let Some(tls) = tls else {
             let (rd, wr) = stream.into_split();
-            return Ok(Connection::start(rd, wr, address, config, metrics.clone()));
+            let wr = Arc::new(wr);
+            let metrics = metrics.clone();
+            let shared = (rd, SharedWrite(wr.clone()), Some(wr));
+            return Ok(Connection::start_on(shared, address, config, metrics));
         };
         let stream = tls.connect(stream, address).await.map_err(|e| {
             Status::unavailable(format!(
@@ -159,7 +174,23 @@ impl Connection {
         R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,
     {
+        Connection::start_on((rd, wr, None), address, config, metrics)
+    }
+
+    /// A connection over `rd` and `wr`, and the plain TCP socket they read and write if they
+    /// do (calls alone on the connection then write their requests themselves).
+    fn start_on<R, W>(
+        (rd, wr, socket): (R, W, Option<Arc<OwnedWriteHalf>>),
+        address: &str,
+        config: &ClientConfig,
+        metrics: Metrics,
+    ) -> Connection
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let address = address.to_owned();
+        let close = CancellationToken::new();
         let busy = Arc::<BusyHint>::default();
         let (tx, rx) = Outbox::new(busy.clone());
         let windows = Windows {
@@ -178,33 +209,21 @@ impl Connection {
             last_read_ms: AtomicU64::new(0),
             busy,
             decompresses: AtomicBool::new(false),
+            socket,
+            write_timeout: config.write_timeout,
+            close: close.clone(),
+            metrics: metrics.clone(),
         });
-        let close = CancellationToken::new();
         let writer_shared = Arc::downgrade(&shared);
         let busy = shared.busy.clone();
         let write_timeout = config.write_timeout;
         let writer_close = close.clone();
-        let writer_metrics = metrics.clone();
         tokio::spawn(async move {
             if let Err(e) = write_loop(wr, rx, &busy, write_timeout).await {
-                let timed_out = e.kind() == std::io::ErrorKind::TimedOut;
-                if timed_out {
-                    writer_metrics.write_timed_out(Side::Client);
+                match writer_shared.upgrade() {
+                    Some(shared) => shared.write_failed(&e),
+                    None => writer_close.cancel(),
                 }
-                // The reader fails every waiting call with this reason.
-                if let Some(shared) = writer_shared.upgrade() {
-                    if timed_out {
-                        tracing::warn!(address = %shared.address, "closing the connection: {e}");
-                    } else {
-                        tracing::debug!(address = %shared.address, "write failed: {e}");
-                    }
-                    let status = Status::unavailable(format!(
-                        "could not write to provider {}: {e}",
-                        shared.address
-                    ));
-                    lock(&shared.pending).closed.get_or_insert(status);
-                }
-                writer_close.cancel();
             }
         });
         metrics.connection(Side::Client, 1);
@@ -282,12 +301,18 @@ impl Connection {
                 lock(&shared.pending).waiters.remove(&id);
                 return Err(CallError::NotSent(status));
             }
-            if shared
-                .tx
-                .send(OutFrame::Request(header, body))
-                .await
-                .is_err()
-            {
+            let request = OutFrame::Request(header, body);
+            let queued = match &shared.socket {
+                // Alone on the connection: nothing to batch the request with, so it goes out
+                // now rather than after the writer task's wake-up.
+                Some(socket) if shared.busy.count() == 1 => shared.write_alone(socket, request),
+                _ => Some(request),
+            };
+            let sent = match queued {
+                Some(request) => shared.tx.send(request).await,
+                None => Ok(()),
+            };
+            if sent.is_err() {
                 guard.armed = false;
                 lock(&shared.pending).waiters.remove(&id);
                 let reason = self.closed_reason().unwrap_or_else(|| {
@@ -320,6 +345,52 @@ impl Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
+        self.close.cancel();
+    }
+}
+
+impl ConnShared {
+    /// Writes `request` to `socket` now if the socket is free (the rest, if it takes only
+    /// part, in a task of its own), or gives it back to be queued.
+    fn write_alone(
+        self: &Arc<Self>,
+        socket: &Arc<OwnedWriteHalf>,
+        request: OutFrame,
+    ) -> Option<OutFrame> {
+        match direct::write_alone((**socket).as_ref(), &self.busy, request) {
+            Ok(Alone::Written) => None,
+            Ok(Alone::Queue(request)) => Some(request),
+            Ok(Alone::Rest(rest, guard)) => {
+                let guard = guard.into_owned(self.busy.clone());
+                let shared = Arc::downgrade(self);
+                let failed: direct::Failed = Box::new(move |e| {
+                    if let Some(shared) = shared.upgrade() {
+                        shared.write_failed(&e);
+                    }
+                });
+                direct::finish_in_task(socket.clone(), rest, guard, self.write_timeout, failed);
+                None
+            }
+            Err(e) => {
+                self.write_failed(&e);
+                None
+            }
+        }
+    }
+
+    /// Writing failed: the connection closes, and every waiting call fails with this reason.
+    fn write_failed(&self, e: &std::io::Error) {
+        let timed_out = e.kind() == std::io::ErrorKind::TimedOut;
+        if timed_out {
+            self.metrics.write_timed_out(Side::Client);
+            tracing::warn!(address = %self.address, "closing the connection: {e}");
+        } else {
+            tracing::debug!(address = %self.address, "write failed: {e}");
+        }
+        let status =
+            Status::unavailable(format!("could not write to provider {}: {e}", self.address));
+        lock(&self.pending).closed.get_or_insert(status);
+        // The reader fails every waiting call with this reason.
         self.close.cancel();
     }
 }

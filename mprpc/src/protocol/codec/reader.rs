@@ -42,11 +42,6 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
-    /// What it reads from.
-    pub fn get_ref(&self) -> &R {
-        &self.io
-    }
-
     /// The decoder.
     pub fn decoder(&self) -> &FrameDecoder {
         &self.decoder

@@ -31,6 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::task::{AbortHandle, JoinHandle};
@@ -42,6 +43,7 @@ use super::Shared;
 use crate::config::CallerClock;
 use crate::hash::IdMap;
 use crate::metrics::{QueuedBytes, Side};
+use crate::protocol::shared_write::SharedWrite;
 use crate::protocol::writer::{write_loop, BusyHint};
 use crate::protocol::{FrameDecoder, FrameReader, GoAwayHeader, OutFrame, Outbox, ProtocolError};
 use crate::stream::{StreamTable, Windows};
@@ -53,25 +55,6 @@ use crate::{Code, Status};
 pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
-
-/// The read half of what a connection runs on: a plain TCP socket lets the reader write the
-/// replies it answered itself (`crate::protocol::direct`).
-pub(crate) trait ReadSide: AsyncRead + Unpin + Send + 'static {
-    /// The socket, when the reader may write to it.
-    fn socket(&self) -> Option<&TcpStream>;
-}
-
-impl ReadSide for tokio::net::tcp::OwnedReadHalf {
-    fn socket(&self) -> Option<&TcpStream> {
-        Some(self.as_ref())
-    }
-}
-
-impl<S: Io> ReadSide for tokio::io::ReadHalf<S> {
-    fn socket(&self) -> Option<&TcpStream> {
-        None
-    }
-}
 
 /// Read buffer size to start with; it grows for larger frames.
 const READ_CAPACITY: usize = 16 * 1024;
@@ -150,8 +133,11 @@ impl Connection {
 
     /// Serves a plaintext connection until it ends.
     pub(crate) async fn run_tcp(self, stream: TcpStream) {
+        // The write half is shared: the reader writes the replies it answered itself
+        // (`crate::protocol::direct`).
         let (rd, wr) = stream.into_split();
-        self.run(rd, wr).await;
+        let wr = Arc::new(wr);
+        self.run(rd, SharedWrite(wr.clone()), Some(wr)).await;
     }
 
     /// The connection of a client with this identity (under mutual TLS): every request
@@ -166,7 +152,7 @@ impl Connection {
         match protocol {
             Protocol::Mprpc => {
                 let (rd, wr) = tokio::io::split(stream);
-                self.run(rd, wr).await;
+                self.run(rd, wr, None).await;
             }
             Protocol::Legacy => self.run_legacy(stream).await,
             Protocol::Http => self.run_http(stream).await,
@@ -189,9 +175,9 @@ impl Connection {
         request
     }
 
-    async fn run<R, W>(mut self, rd: R, wr: W)
+    async fn run<R, W>(mut self, rd: R, wr: W, socket: Option<Arc<OwnedWriteHalf>>)
     where
-        R: ReadSide,
+        R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,
     {
         let peer = self.peer;
@@ -220,7 +206,7 @@ impl Connection {
             in_flight: &in_flight,
             draining: false,
         };
-        let ending = self.read_loop(&mut frames, turn, &writer_failed).await;
+        let ending = (self.read_loop(&mut frames, turn, (&writer_failed, socket.as_ref()))).await;
         self.end(ending, &tx, &calls, &in_flight, &streams).await;
         // The writer ends once the last sender (ours, the stream table's and the call
         // tasks') is gone.
@@ -298,20 +284,20 @@ impl Connection {
         let peer = self.peer;
         match writer.await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => self.write_failed(&e),
+            Ok(Err(e)) => write_failed(&self.shared, peer, &e),
             Err(e) => tracing::error!(%peer, "writer task failed: {e}"),
         }
     }
+}
 
-    /// Reports a failed write (by the writer task or the reader).
-    fn write_failed(&self, e: &std::io::Error) {
-        let peer = self.peer;
-        if e.kind() == std::io::ErrorKind::TimedOut {
-            self.shared.metrics.write_timed_out(Side::Server);
-            self.shared.complaints.warn("write_timeout", peer, e);
-        } else {
-            tracing::debug!(%peer, "write failed: {e}");
-        }
+/// Reports a failed write (by the writer task, the reader, or the task finishing a partial
+/// write of the reader's).
+fn write_failed(shared: &Shared, peer: SocketAddr, e: &std::io::Error) {
+    if e.kind() == std::io::ErrorKind::TimedOut {
+        shared.metrics.write_timed_out(Side::Server);
+        shared.complaints.warn("write_timeout", peer, e);
+    } else {
+        tracing::debug!(%peer, "write failed: {e}");
     }
 }
 

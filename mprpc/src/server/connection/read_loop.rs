@@ -12,16 +12,18 @@
 //! not run).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{FutureExt, StreamExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncRead;
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio_util::sync::CancellationToken;
 
 use super::call::Step;
-use super::{broken, go_away, stream, Connection, Ending, ReadSide, Turn};
+use super::{broken, go_away, stream, write_failed, Connection, Ending, Turn};
 use crate::protocol::codec::decode_header;
-use crate::protocol::direct::Direct;
+use crate::protocol::direct::{self, Direct};
 use crate::protocol::{
     CancelHeader, Frame, FrameDecoder, FrameKind, FrameReader, OutFrame, ProtocolError,
 };
@@ -36,11 +38,11 @@ const BATCH_BYTES: usize = 1024 * 1024;
 
 impl Connection {
     /// Reads frames and acts on them until the connection has to end, and says why.
-    pub(super) async fn read_loop<R: ReadSide>(
+    pub(super) async fn read_loop<R: AsyncRead + Unpin>(
         &mut self,
         frames: &mut FrameReader<R>,
         mut turn: Turn<'_>,
-        writer_failed: &CancellationToken,
+        (writer_failed, socket): (&CancellationToken, Option<&Arc<OwnedWriteHalf>>),
     ) -> Ending {
         let peer = self.peer;
         let metrics = self.shared.metrics.clone();
@@ -94,18 +96,12 @@ impl Connection {
                     }
                     // A caller that closed the connection has given up on every call.
                     let caller_gone = matches!(end, Some(Ending::PeerClosed | Ending::Abort));
-                    let mut replies = Replies { direct: &mut direct, socket: frames.get_ref().socket(), waited: false };
+                    let mut replies = Replies { direct: &mut direct, socket };
                     let acted = self.on_batch(&mut batch, caller_gone, &turn, &mut replies).await;
                     // What the batch answered goes out before anything the loop does next
                     // (a go-away included).
-                    if let Err(ending) = self.flush(&mut replies, &turn).await {
+                    if let Err(ending) = self.flush(&mut replies, &turn, writer_failed).await {
                         return ending;
-                    }
-                    if replies.waited {
-                        // The time spent waiting for the client to read is not the time
-                        // its next frame took to arrive.
-                        frames.decoder_mut().restart_partial_clock();
-                        last_activity = Instant::now();
                     }
                     if let Err(ending) = acted {
                         return ending;
@@ -224,32 +220,34 @@ impl Connection {
     }
 
     /// Writes what the reader gathered in a batch ([`Direct`]), or queues it if the writer
-    /// task is writing or has frames queued. A failure, or a force-close while the reader
-    /// waits for the client to make room, ends the connection.
-    async fn flush(&self, replies: &mut Replies<'_>, turn: &Turn<'_>) -> Result<(), Ending> {
+    /// task is writing or has frames queued. A failure ends the connection (one in the task
+    /// that finishes a partial write stops the loop as a failed writer does).
+    async fn flush(
+        &self,
+        replies: &mut Replies<'_>,
+        turn: &Turn<'_>,
+        writer_failed: &CancellationToken,
+    ) -> Result<(), Ending> {
         let Some(socket) = replies.socket else {
             return Ok(());
         };
-        let metrics = &self.shared.metrics;
         let stall_limit = self.shared.config.write_timeout;
-        let waited = &mut replies.waited;
-        let finish = replies.direct.finish(socket, stall_limit, || {
-            metrics.read_paused();
-            *waited = true;
-        });
-        let written = tokio::select! {
-            biased;
-            written = finish => written,
-            () = self.force_close.cancelled() => return Err(Ending::Abort),
+        let failed = || -> direct::Failed {
+            let (shared, peer, writer_failed) =
+                (self.shared.clone(), self.peer, writer_failed.clone());
+            Box::new(move |e| {
+                write_failed(&shared, peer, &e);
+                writer_failed.cancel();
+            })
         };
-        match written {
+        match replies.direct.finish(socket, stall_limit, failed) {
             Ok(None) => Ok(()),
             Ok(Some(frames)) => {
                 let _ = turn.tx.send(frames).await;
                 Ok(())
             }
             Err(e) => {
-                self.write_failed(&e);
+                write_failed(&self.shared, self.peer, &e);
                 Err(Ending::Abort)
             }
         }
@@ -288,9 +286,7 @@ impl Connection {
 /// socket ([`Direct`]), else queued for the writer task.
 struct Replies<'a> {
     direct: &'a mut Direct,
-    socket: Option<&'a TcpStream>,
-    /// The reader waited for the client to make room.
-    waited: bool,
+    socket: Option<&'a Arc<OwnedWriteHalf>>,
 }
 
 /// What the flags say.

@@ -100,7 +100,9 @@ impl Bridge {
             identity: conn.identity.clone(),
         };
         let (rd, wr) = tokio::io::split(far);
-        state.serving.push(tokio::spawn(provider_side.run(rd, wr)));
+        state
+            .serving
+            .push(tokio::spawn(provider_side.run(rd, wr, None)));
         let config = &conn.shared.config;
         let client = ClientConfig {
             max_frame_size: config.max_frame_size,
