@@ -247,7 +247,14 @@ impl Direct {
                 let rest = self.buf.split_off(n).freeze();
                 self.buf.clear();
                 let guard = guard.into_owned(self.hint.clone());
-                finish_in_task(socket.clone(), rest, guard, stall_limit, failed());
+                let runtime = tokio::runtime::Handle::current();
+                finish_in_task(
+                    &runtime,
+                    socket.clone(),
+                    rest,
+                    guard,
+                    (stall_limit, failed()),
+                );
                 Ok(None)
             }
             // The guard, dropped, fails the lock.
@@ -263,26 +270,62 @@ impl Direct {
 /// makes no room for `stall_limit`, or the write fails, the lock fails for good and `failed`
 /// is told.
 pub(crate) fn finish_in_task(
+    runtime: &tokio::runtime::Handle,
     socket: Arc<OwnedWriteHalf>,
     rest: Bytes,
     guard: OwnedWriteGuard,
-    stall_limit: Duration,
-    failed: Failed,
+    (stall_limit, failed): (Duration, Failed),
 ) {
     let hint = guard.hint().clone();
     hint.queued(rest.len());
-    tokio::spawn(async move {
+    let mut finishing = Finishing {
+        hint,
+        bytes: rest.len(),
+        guard: Some(guard),
+        failed: Some(failed),
+    };
+    runtime.spawn(async move {
         let tcp: &TcpStream = (*socket).as_ref();
-        let written = write_all(tcp, &rest, stall_limit).await;
-        hint.written(rest.len());
-        match written {
-            Ok(()) => guard.release(),
-            Err(e) => {
-                drop(guard);
-                failed(e);
-            }
+        match write_all(tcp, &rest, stall_limit).await {
+            Ok(()) => finishing.done(),
+            Err(e) => finishing.fail(e),
         }
     });
+}
+
+/// The task of [`finish_in_task`]: however it ends (also if it is dropped unfinished, with its
+/// runtime), its bytes are counted as written, and the failure is told before the lock is
+/// failed (the writer task, woken by that, would otherwise report a vaguer error first).
+struct Finishing {
+    hint: Arc<BusyHint>,
+    bytes: usize,
+    guard: Option<OwnedWriteGuard>,
+    failed: Option<Failed>,
+}
+
+impl Finishing {
+    fn done(&mut self) {
+        self.failed = None;
+        if let Some(guard) = self.guard.take() {
+            guard.release();
+        }
+    }
+
+    fn fail(&mut self, e: io::Error) {
+        if let Some(failed) = self.failed.take() {
+            failed(e);
+        }
+    }
+}
+
+impl Drop for Finishing {
+    fn drop(&mut self) {
+        self.fail(io::Error::other(
+            "the task writing the rest of a frame was dropped unfinished",
+        ));
+        drop(self.guard.take());
+        self.hint.written(self.bytes);
+    }
 }
 
 /// What became of a frame a caller tried to write itself ([`write_alone`]).
@@ -292,8 +335,8 @@ pub(crate) enum Alone<'a> {
     Written,
     /// The socket took only part of it: the rest, and the lock, held until it is written.
     Rest(Bytes, WriteGuard<'a>),
-    /// The writer task holds the socket or has frames queued, or the frame is large: it is
-    /// to be queued.
+    /// The writer task holds the socket or has frames queued, the frame is large, or the
+    /// socket took none of it: it is to be queued (encoded already, in the last case).
     Queue(OutFrame),
 }
 
@@ -309,7 +352,7 @@ pub(crate) fn write_alone<'a>(
     socket: &TcpStream,
     hint: &'a BusyHint,
     frame: OutFrame,
-) -> io::Result<Alone<'a>> {
+) -> Result<Alone<'a>, Broken<'a>> {
     if frame.budget_len() >= FRAME_LIMIT || hint.unwritten() > 0 {
         return Ok(Alone::Queue(frame));
     }
@@ -326,20 +369,35 @@ pub(crate) fn write_alone<'a>(
         let written = match socket.try_write(&buf) {
             Ok(n) if n == buf.len() => {
                 guard.release();
-                Alone::Written
+                Ok(Alone::Written)
             }
-            Ok(n) => Alone::Rest(Bytes::copy_from_slice(&buf[n..]), guard),
+            Ok(n) if n > 0 => Ok(Alone::Rest(Bytes::copy_from_slice(&buf[n..]), guard)),
+            // Nothing written, nothing cut: the writer writes it when the peer reads.
+            Ok(_) => {
+                guard.release();
+                Ok(Alone::Queue(OutFrame::Encoded(Bytes::copy_from_slice(
+                    &buf,
+                ))))
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                Alone::Rest(Bytes::copy_from_slice(&buf), guard)
+                guard.release();
+                Ok(Alone::Queue(OutFrame::Encoded(Bytes::copy_from_slice(
+                    &buf,
+                ))))
             }
-            Err(e) => return Err(e),
+            Err(e) => Err(Broken(e, guard)),
         };
         if buf.capacity() > FRAME_LIMIT {
             *buf = BytesMut::new();
         }
-        Ok(written)
+        written
     })
 }
+
+/// The socket failed a write: the error, to report before the lock is failed (by dropping
+/// the guard), so that the report is the first anyone reads.
+#[derive(Debug)]
+pub(crate) struct Broken<'a>(pub(crate) io::Error, pub(crate) WriteGuard<'a>);
 
 /// Writes all of `bytes`, waiting for room while the peer makes progress within `stall_limit`.
 async fn write_all(socket: &TcpStream, mut bytes: &[u8], stall_limit: Duration) -> io::Result<()> {
@@ -381,20 +439,18 @@ mod tests {
     /// A connection: its write half as a provider's or consumer's connection shares it, and
     /// the far end. With `small`, both ends' buffers are small: a large write goes in part.
     async fn pair(small: bool) -> (Arc<OwnedWriteHalf>, TcpStream) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        let server = tokio::net::TcpSocket::new_v4().unwrap();
+        let client = tokio::net::TcpSocket::new_v4().unwrap();
         if small {
-            socket.set_send_buffer_size(4096).unwrap();
+            // Set before connecting, as tcp(7) asks, so that the window is small from the start.
+            server.set_recv_buffer_size(4096).unwrap();
+            client.set_send_buffer_size(4096).unwrap();
         }
-        let near = socket.connect(listener.local_addr().unwrap());
+        server.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = server.listen(1).unwrap();
+        let near = client.connect(listener.local_addr().unwrap());
         let (near, far) = tokio::join!(near, listener.accept());
-        let far = far.unwrap().0;
-        if small {
-            socket2::SockRef::from(&far)
-                .set_recv_buffer_size(4096)
-                .unwrap();
-        }
-        (Arc::new(near.unwrap().into_split().1), far)
+        (Arc::new(near.unwrap().into_split().1), far.unwrap().0)
     }
 
     fn no_failure() -> Failed {
@@ -615,13 +671,9 @@ mod tests {
             write_alone(near, &hint, reply(10, 10)).unwrap(),
             Alone::Queue(_)
         ));
-        finish_in_task(
-            half.clone(),
-            rest,
-            guard,
-            Duration::from_secs(10),
-            no_failure(),
-        );
+        let runtime = tokio::runtime::Handle::current();
+        let stall = (Duration::from_secs(10), no_failure());
+        finish_in_task(&runtime, half.clone(), rest, guard, stall);
         // Every frame arrives whole, the last one too.
         let frame_len = reply(9, 8 * 1024).encoded_len();
         let mut wire = vec![0u8; (sent + 1) * frame_len];

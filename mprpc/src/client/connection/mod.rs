@@ -107,6 +107,8 @@ struct ConnShared {
     /// Cancelled when the connection closes.
     close: CancellationToken,
     metrics: Metrics,
+    /// The runtime the connection's tasks run on (a call may come from another).
+    runtime: tokio::runtime::Handle,
 }
 
 #[derive(Default)]
@@ -213,16 +215,21 @@ impl Connection {
             write_timeout: config.write_timeout,
             close: close.clone(),
             metrics: metrics.clone(),
+            runtime: tokio::runtime::Handle::current(),
         });
         let writer_shared = Arc::downgrade(&shared);
         let busy = shared.busy.clone();
         let write_timeout = config.write_timeout;
         let writer_close = close.clone();
+        let writer_metrics = metrics.clone();
         tokio::spawn(async move {
             if let Err(e) = write_loop(wr, rx, &busy, write_timeout).await {
                 match writer_shared.upgrade() {
                     Some(shared) => shared.write_failed(&e),
-                    None => writer_close.cancel(),
+                    None => {
+                        count_timeout(&writer_metrics, &e);
+                        writer_close.cancel();
+                    }
                 }
             }
         });
@@ -362,17 +369,18 @@ impl ConnShared {
             Ok(Alone::Queue(request)) => Some(request),
             Ok(Alone::Rest(rest, guard)) => {
                 let guard = guard.into_owned(self.busy.clone());
-                let shared = Arc::downgrade(self);
-                let failed: direct::Failed = Box::new(move |e| {
-                    if let Some(shared) = shared.upgrade() {
-                        shared.write_failed(&e);
-                    }
+                let (shared, metrics) = (Arc::downgrade(self), self.metrics.clone());
+                let failed: direct::Failed = Box::new(move |e| match shared.upgrade() {
+                    Some(shared) => shared.write_failed(&e),
+                    None => count_timeout(&metrics, &e),
                 });
-                direct::finish_in_task(socket.clone(), rest, guard, self.write_timeout, failed);
+                let stall = (self.write_timeout, failed);
+                direct::finish_in_task(&self.runtime, socket.clone(), rest, guard, stall);
                 None
             }
-            Err(e) => {
+            Err(direct::Broken(e, guard)) => {
                 self.write_failed(&e);
+                drop(guard);
                 None
             }
         }
@@ -380,9 +388,8 @@ impl ConnShared {
 
     /// Writing failed: the connection closes, and every waiting call fails with this reason.
     fn write_failed(&self, e: &std::io::Error) {
-        let timed_out = e.kind() == std::io::ErrorKind::TimedOut;
-        if timed_out {
-            self.metrics.write_timed_out(Side::Client);
+        count_timeout(&self.metrics, e);
+        if e.kind() == std::io::ErrorKind::TimedOut {
             tracing::warn!(address = %self.address, "closing the connection: {e}");
         } else {
             tracing::debug!(address = %self.address, "write failed: {e}");
@@ -392,6 +399,13 @@ impl ConnShared {
         lock(&self.pending).closed.get_or_insert(status);
         // The reader fails every waiting call with this reason.
         self.close.cancel();
+    }
+}
+
+/// Counts a write that timed out.
+fn count_timeout(metrics: &Metrics, e: &std::io::Error) {
+    if e.kind() == std::io::ErrorKind::TimedOut {
+        metrics.write_timed_out(Side::Client);
     }
 }
 
