@@ -243,6 +243,34 @@ async fn start_with_metrics(
     (addr, server, service, metrics)
 }
 
+/// A well-behaved client, served 100 calls in full; it is returned to call again.
+async fn served_in_full(addr: SocketAddr) -> EchoClient {
+    let client = EchoClient::new(Channel::to_address(addr.to_string()));
+    for i in 0..100 {
+        let reply = client
+            .echo(EchoRequest {
+                payload: format!("call {i}").into_bytes(),
+                ..EchoRequest::default()
+            })
+            .await
+            .expect("a well-behaved client is served");
+        assert_eq!(reply.payload, format!("call {i}").into_bytes());
+    }
+    client
+}
+
+/// Waits until the greedy client's connection is closed, for its write timeout (the
+/// well-behaved client's stays open).
+async fn greedy_closed_after_its_write_timeout(metrics: &Metrics) {
+    wait_until(
+        "the greedy connection closed",
+        Duration::from_secs(15),
+        || metrics.snapshot().server_connections == 1,
+    )
+    .await;
+    assert_eq!(metrics.snapshot().server_write_timeouts, 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_starves_nobody_and_is_cut_off() {
     let (addr, server, service, metrics) = start_with_metrics(ServerConfig {
@@ -281,26 +309,10 @@ async fn a_client_that_never_reads_starves_nobody_and_is_cut_off() {
     );
 
     // Meanwhile a well-behaved client is served in full: waiting replies hold no permits.
-    let client = EchoClient::new(Channel::to_address(addr.to_string()));
-    for i in 0..100 {
-        let reply = client
-            .echo(EchoRequest {
-                payload: format!("call {i}").into_bytes(),
-                ..EchoRequest::default()
-            })
-            .await
-            .expect("a well-behaved client is served");
-        assert_eq!(reply.payload, format!("call {i}").into_bytes());
-    }
+    let _client = served_in_full(addr).await;
 
     // And after `write_timeout` with no byte read, the greedy connection is closed.
-    wait_until(
-        "the greedy connection closed",
-        Duration::from_secs(15),
-        || metrics.snapshot().server_connections == 1,
-    )
-    .await;
-    assert_eq!(metrics.snapshot().server_write_timeouts, 1);
+    greedy_closed_after_its_write_timeout(&metrics).await;
     drop(greedy_rd);
     drop(sender.await.unwrap());
     server.shutdown().await.unwrap();
@@ -399,7 +411,7 @@ async fn a_client_that_reads_its_small_replies_late_gets_every_one_whole() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn small_and_large_replies_written_by_the_reader_and_the_writer_arrive_whole() {
     use prost::Message;
-    let (addr, server, _service, _metrics) = start_with_metrics(ServerConfig {
+    let (addr, server, _service, metrics) = start_with_metrics(ServerConfig {
         max_unwritten_bytes: 1 << 20,
         ..ServerConfig::default()
     })
@@ -425,8 +437,14 @@ async fn small_and_large_replies_written_by_the_reader_and_the_writer_arrive_who
         ));
     }
     let sender = tokio::spawn(async move { wr.write_all(&buf).await.map(|()| wr) });
-    // Read late, then everything, decoding every frame whole.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Read late (once the provider has stopped reading, the client behind), then
+    // everything, decoding every frame whole.
+    wait_until(
+        "the provider stops reading while the client is behind",
+        Duration::from_secs(20),
+        || metrics.snapshot().read_pauses > 0,
+    )
+    .await;
     let mut decoder = FrameDecoder::new(1 << 20);
     let mut input = BytesMut::new();
     let mut seen = vec![false; n as usize + 1];
@@ -484,25 +502,9 @@ async fn a_client_that_never_reads_its_small_replies_is_cut_off_after_the_write_
     )
     .await;
     // Meanwhile another client is served in full.
-    let client = EchoClient::new(Channel::to_address(addr.to_string()));
-    for i in 0..100 {
-        let reply = client
-            .echo(EchoRequest {
-                payload: format!("call {i}").into_bytes(),
-                ..EchoRequest::default()
-            })
-            .await
-            .expect("a well-behaved client is served");
-        assert_eq!(reply.payload, format!("call {i}").into_bytes());
-    }
+    let client = served_in_full(addr).await;
     // And after `write_timeout` with no byte read, the greedy connection is closed.
-    wait_until(
-        "the greedy connection closed",
-        Duration::from_secs(15),
-        || metrics.snapshot().server_connections == 1,
-    )
-    .await;
-    assert_eq!(metrics.snapshot().server_write_timeouts, 1);
+    greedy_closed_after_its_write_timeout(&metrics).await;
     drop(greedy_rd);
     drop(sender.await.unwrap());
     // The well-behaved client's connection still serves.

@@ -21,6 +21,21 @@ impl SharedWrite {
     fn socket(&self) -> &TcpStream {
         (*self.0).as_ref()
     }
+
+    /// Polls `write` (a non-blocking write) until the socket takes something or fails.
+    fn poll_with(
+        &self,
+        cx: &mut Context<'_>,
+        write: impl Fn(&TcpStream) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.socket().poll_write_ready(cx))?;
+            match write(self.socket()) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                written => return Poll::Ready(written),
+            }
+        }
+    }
 }
 
 impl AsyncWrite for SharedWrite {
@@ -29,13 +44,7 @@ impl AsyncWrite for SharedWrite {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.socket().poll_write_ready(cx))?;
-            match self.socket().try_write(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                written => return Poll::Ready(written),
-            }
-        }
+        self.poll_with(cx, |socket| socket.try_write(buf))
     }
 
     fn poll_write_vectored(
@@ -43,13 +52,7 @@ impl AsyncWrite for SharedWrite {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.socket().poll_write_ready(cx))?;
-            match self.socket().try_write_vectored(bufs) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                written => return Poll::Ready(written),
-            }
-        }
+        self.poll_with(cx, |socket| socket.try_write_vectored(bufs))
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -2,7 +2,7 @@
 //!
 //! Calls are matched to replies by request id: a call registers a one-shot waiter under a new
 //! id, hands its frame to the writer task (or, alone on a plain TCP connection, writes it
-//! itself: `protocol/direct.rs`), and waits. The reader task completes waiters as
+//! itself: `protocol/direct/`), and waits. The reader task completes waiters as
 //! replies arrive, in any order. When the connection dies (EOF, a read error, a protocol
 //! error, or a ping that goes unanswered) every waiter gets `Unavailable` at once (`Internal`
 //! when the provider broke the protocol), so no call hangs on a dead provider.
@@ -15,6 +15,7 @@ mod bridge;
 mod names;
 mod reader;
 mod stream;
+mod writing;
 
 pub(crate) use self::stream::OpenStream;
 
@@ -31,12 +32,12 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use self::reader::{fail_all, read_loop};
+use self::writing::count_timeout;
 
 use crate::compression::{decompress, Accepted, Encoding};
 use crate::config::ClientConfig;
 use crate::hash::IdMap;
 use crate::metrics::{Metrics, Side};
-use crate::protocol::direct::{self, Alone};
 use crate::protocol::frame::compact::REQUEST_FIXED;
 use crate::protocol::shared_write::SharedWrite;
 use crate::protocol::writer::{write_loop, BusyHint};
@@ -353,59 +354,6 @@ impl Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         self.close.cancel();
-    }
-}
-
-impl ConnShared {
-    /// Writes `request` to `socket` now if the socket is free (the rest, if it takes only
-    /// part, in a task of its own), or gives it back to be queued.
-    fn write_alone(
-        self: &Arc<Self>,
-        socket: &Arc<OwnedWriteHalf>,
-        request: OutFrame,
-    ) -> Option<OutFrame> {
-        match direct::write_alone((**socket).as_ref(), &self.busy, request) {
-            Ok(Alone::Written) => None,
-            Ok(Alone::Queue(request)) => Some(request),
-            Ok(Alone::Rest(rest, guard)) => {
-                let guard = guard.into_owned(self.busy.clone());
-                let (shared, metrics) = (Arc::downgrade(self), self.metrics.clone());
-                let failed: direct::Failed = Box::new(move |e| match shared.upgrade() {
-                    Some(shared) => shared.write_failed(&e),
-                    None => count_timeout(&metrics, &e),
-                });
-                let stall = (self.write_timeout, failed);
-                direct::finish_in_task(&self.runtime, socket.clone(), rest, guard, stall);
-                None
-            }
-            Err(direct::Broken(e, guard)) => {
-                self.write_failed(&e);
-                drop(guard);
-                None
-            }
-        }
-    }
-
-    /// Writing failed: the connection closes, and every waiting call fails with this reason.
-    fn write_failed(&self, e: &std::io::Error) {
-        count_timeout(&self.metrics, e);
-        if e.kind() == std::io::ErrorKind::TimedOut {
-            tracing::warn!(address = %self.address, "closing the connection: {e}");
-        } else {
-            tracing::debug!(address = %self.address, "write failed: {e}");
-        }
-        let status =
-            Status::unavailable(format!("could not write to provider {}: {e}", self.address));
-        lock(&self.pending).closed.get_or_insert(status);
-        // The reader fails every waiting call with this reason.
-        self.close.cancel();
-    }
-}
-
-/// Counts a write that timed out.
-fn count_timeout(metrics: &Metrics, e: &std::io::Error) {
-    if e.kind() == std::io::ErrorKind::TimedOut {
-        metrics.write_timed_out(Side::Client);
     }
 }
 

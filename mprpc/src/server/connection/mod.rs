@@ -206,7 +206,9 @@ impl Connection {
             in_flight: &in_flight,
             draining: false,
         };
-        let ending = (self.read_loop(&mut frames, turn, (&writer_failed, socket.as_ref()))).await;
+        let ending = self
+            .read_loop(&mut frames, turn, (&writer_failed, socket.as_ref()))
+            .await;
         self.end(ending, &tx, &calls, &in_flight, &streams).await;
         // The writer ends once the last sender (ours, the stream table's and the call
         // tasks') is gone.

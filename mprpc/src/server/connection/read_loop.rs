@@ -184,14 +184,9 @@ impl Connection {
 
     /// Sends `frame`, written by the reader at the end of the batch if it can be.
     async fn reply(&self, frame: OutFrame, turn: &Turn<'_>, replies: &mut Replies<'_>) {
-        let frame = match replies.socket {
-            Some(_) => match replies.direct.put(frame) {
-                Ok(()) => return,
-                Err(frame) => frame,
-            },
-            None => frame,
-        };
-        let _ = turn.tx.send(frame).await;
+        if let Err(frame) = replies.put(frame) {
+            let _ = turn.tx.send(frame).await;
+        }
     }
 
     /// Sends the reply of a call answered in its first poll: written by the reader at the end
@@ -206,8 +201,8 @@ impl Connection {
         turn: &Turn<'_>,
         replies: &mut Replies<'_>,
     ) {
-        let reply = match replies.socket {
-            Some(_) if kind == MethodKind::Unary => match replies.direct.put(reply) {
+        let reply = match kind {
+            MethodKind::Unary => match replies.put(reply) {
                 Ok(()) => return,
                 Err(reply) => reply,
             },
@@ -287,6 +282,18 @@ impl Connection {
 struct Replies<'a> {
     direct: &'a mut Direct,
     socket: Option<&'a Arc<OwnedWriteHalf>>,
+}
+
+impl Replies<'_> {
+    /// Takes `frame` to write at the end of the batch, or gives it back to be queued.
+    // The frame given back is the caller's own, moved back: boxing it would cost an allocation.
+    #[allow(clippy::result_large_err)]
+    fn put(&mut self, frame: OutFrame) -> Result<(), OutFrame> {
+        match self.socket {
+            Some(_) => self.direct.put(frame),
+            None => Err(frame),
+        }
+    }
 }
 
 /// What the flags say.
